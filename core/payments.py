@@ -1,0 +1,115 @@
+"""Payment gateways behind one interface.
+
+The core never imports a provider SDK: a gateway is injected into the licensing service.
+Two implementations exist: :class:`SandboxGateway` here (the embedded default, pay pages
+served by the app itself) and ``gateways.stripe_gateway.StripeGateway``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class PaymentLine:
+    """One line the customer sees on the provider's page (amount already prorated, discounted)."""
+
+    description: str
+    amount: int  # minor units, may be negative for a credit
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    """What the core asks a gateway to collect: exactly the quoted amount."""
+
+    quote_id: str
+    account_id: int
+    account_name: str
+    currency: str  # ISO 4217, upper case
+    amount: int  # minor units, > 0
+    description: str
+    lines: tuple[PaymentLine, ...]
+    expires_at: datetime  # aware UTC; the link must not outlive the quote
+    customer_ref: str | None = None  # provider's customer id, when the account has one
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PaymentLink:
+    provider: str
+    external_id: str  # provider's id (Stripe Checkout Session id, or the sandbox token)
+    url: str
+
+
+@dataclass(frozen=True)
+class SubscriptionItemChange:
+    """After settlement: the provider-side subscription must bill ``quantity`` of ``price_ref``."""
+
+    plan_code: str
+    interval: str  # "month" | "year"
+    quantity: int
+    unit_amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class SubscriptionSync:
+    subscription_ref: str  # provider subscription id
+    items: tuple[SubscriptionItemChange, ...]  # the full desired state of the subscription's items
+    idempotency_key: str
+
+
+class PaymentProviderError(Exception):
+    """The provider could not be reached or refused the call; safe to retry later."""
+
+
+class PaymentGateway(Protocol):
+    name: str
+
+    def create_link(self, request: PaymentRequest) -> PaymentLink:
+        """Create (idempotently, per quote id) a payment link for exactly ``request.amount``.
+
+        Raises PaymentProviderError when the provider is unreachable or fails."""
+        ...
+
+    def sync_subscription(self, sync: SubscriptionSync) -> None:
+        """Make the provider's subscription bill the new items from the next renewal, with no
+        further proration (the prorated amount was already collected through the link)."""
+        ...
+
+
+class SandboxGateway:
+    """The embedded default: the link is ``PUBLIC_BASE_URL/pay/<unguessable token>``, a page
+    served by this app whose Pay button settles the quote through the same path as a provider
+    webhook."""
+
+    name = "sandbox"
+
+    def __init__(self, public_base_url: str):
+        self.public_base_url = public_base_url.rstrip("/")
+
+    def create_link(self, request: PaymentRequest) -> PaymentLink:
+        token = secrets.token_urlsafe(24)
+        return PaymentLink(provider=self.name, external_id=token, url=f"{self.public_base_url}/pay/{token}")
+
+    def sync_subscription(self, sync: SubscriptionSync) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class PaymentEvent:
+    """A provider's notification, already authenticated, translated to the core's words.
+
+    ``kind``: "paid" (settle), "failed" (payment failed, the quote may be paid again),
+    "expired" (the link expired unpaid), or "ignored" (an event the core does not use)."""
+
+    provider: str
+    event_id: str  # unique per provider: processed at most once
+    kind: str
+    quote_id: str | None
+    external_id: str | None  # the payment's external id (Checkout Session id)
+    amount: int | None = None  # what the provider collected, minor units
+    currency: str | None = None  # upper case

@@ -1,0 +1,1499 @@
+"""The licensing core: every chat flow is a call into :class:`Licensing`.
+
+Each public method takes the :class:`~core.views.Actor` asking, re-reads the account and
+re-checks every id and right (the server decides; card data is never trusted), does its
+work in one transaction, and returns plain views. A refused operation raises a
+:class:`~core.errors.DomainError`, writes nothing but its audit event, and the message it
+carries is fit for a person.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core import pricing
+from core.catalog import INTERVALS, Catalog, Plan
+from core.db import Database, utcnow
+from core.errors import (
+    DomainError,
+    DomainNotApproved,
+    HeldByQuote,
+    InvalidInput,
+    NoFreeSeat,
+    NotAdmin,
+    NotADowngrade,
+    NotAnUpgrade,
+    NotFound,
+    PaymentUnavailable,
+    QuoteNotOpen,
+    RequestClosed,
+    SeatAlreadyHeld,
+    SeatsAssigned,
+    UnknownCaller,
+    WrongFamily,
+)
+from core.models import (
+    Account,
+    AccountDomain,
+    AccountTenant,
+    AuditEvent,
+    DeliveryAddress,
+    Discount,
+    OutboxMessage,
+    Payment,
+    PaymentEventRecord,
+    Pool,
+    PostedCard,
+    Quote,
+    QuoteHold,
+    Seat,
+    Subscription,
+    UpgradeRequest,
+    User,
+    UserTerm,
+)
+from core.payments import (
+    PaymentEvent,
+    PaymentGateway,
+    PaymentLine,
+    PaymentProviderError,
+    PaymentRequest,
+    SubscriptionItemChange,
+    SubscriptionSync,
+)
+from core.periods import add_intervals, period_bounds
+from core.text import clean_text, fold, parse_id, parse_ids, parse_quantity, search_terms, sort_key, words
+from core.views import (
+    Actor,
+    AuditRow,
+    CallerView,
+    EventResult,
+    OutboxItem,
+    Page,
+    PayPage,
+    PlanView,
+    PoolView,
+    QuoteLineView,
+    QuoteView,
+    RequestView,
+    SeatView,
+    UserRow,
+)
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 20
+MAX_PAGE_SIZE = 50
+MAX_CART_LINES = 20
+MAX_OUTBOX_ATTEMPTS = 25
+SYSTEM = "system"
+
+
+def _as_fraction(percent: Decimal | None) -> Fraction:
+    return pricing.discount_rate(percent)
+
+
+class Licensing:
+    def __init__(
+        self,
+        db: Database,
+        catalog: Catalog | None = None,
+        gateway: PaymentGateway | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        quote_ttl: timedelta = timedelta(minutes=30),
+    ):
+        self.db = db
+        self.catalog = catalog or Catalog.load()
+        self.gateway = gateway
+        self.clock = clock
+        self.quote_ttl = quote_ttl
+
+    # ------------------------------------------------------------------ plumbing
+
+    def now(self) -> datetime:
+        return self.clock().replace(microsecond=0)
+
+    def _caller(self, s: Session, actor: Actor, *, admin: bool) -> CallerView:
+        if not isinstance(actor, Actor) or not actor.tenant_id or not actor.aad_object_id:
+            raise UnknownCaller("I could not tell who you are. Please open License Desk from Microsoft Teams.")
+        row = s.execute(
+            select(User, Account)
+            .join(Account, Account.id == User.account_id)
+            .join(AccountTenant, AccountTenant.account_id == Account.id)
+            .where(AccountTenant.tenant_id == actor.tenant_id.lower(), User.aad_object_id == actor.aad_object_id)
+        ).first()
+        if row is None:
+            known = s.scalar(select(AccountTenant.account_id).where(AccountTenant.tenant_id == actor.tenant_id.lower()))
+            if known is None:
+                raise UnknownCaller(
+                    "Your organisation has no License Desk account yet. Ask your IT administrator to set one up."
+                )
+            raise UnknownCaller(
+                "You are not a user of your organisation's License Desk account yet. "
+                "Ask one of its administrators to add you.",
+                account_id=known,
+            )
+        user, account = row
+        caller = CallerView(
+            account_id=account.id,
+            account_name=account.name,
+            currency=account.currency,
+            user_id=user.id,
+            name=user.name,
+            email=user.email,
+            role=user.role,
+            tenant_id=actor.tenant_id.lower(),
+        )
+        if admin and not caller.is_admin:
+            raise NotAdmin("Only an administrator of your License Desk account can do this. Ask one of them.")
+        return caller
+
+    def _audit(self, s: Session, *, account_id: int | None, tenant_id: str | None, actor_id: int | None,
+               actor: str | None, action: str, outcome: str = "ok", target: str | None = None,
+               message: str | None = None, detail: dict | None = None) -> None:
+        s.add(AuditEvent(account_id=account_id, tenant_id=tenant_id, actor_id=actor_id, actor=actor,
+                         action=action, outcome=outcome, target=target, message=message,
+                         detail=detail or {}, created_at=self.now()))
+
+    def _audit_ok(self, s: Session, caller: CallerView | None, action: str, target: str | None = None,
+                  detail: dict | None = None, account_id: int | None = None) -> None:
+        self._audit(s, account_id=caller.account_id if caller else account_id,
+                    tenant_id=caller.tenant_id if caller else None, actor_id=caller.user_id if caller else None,
+                    actor=caller.name if caller else SYSTEM, action=action, target=target, detail=detail)
+
+    def _refused(self, actor: Actor | None, action: str, error: DomainError, target: str | None) -> None:
+        """Audit a refused attempt in its own transaction (the refused one was rolled back)."""
+
+        def work(s: Session):
+            account_id = user_id = None
+            name = actor.aad_object_id if actor else SYSTEM
+            tenant = actor.tenant_id.lower() if actor and actor.tenant_id else None
+            if actor and actor.tenant_id:
+                account_id = s.scalar(select(AccountTenant.account_id).where(AccountTenant.tenant_id == tenant))
+                if account_id and actor.aad_object_id:
+                    u = s.execute(select(User.id, User.name).where(
+                        User.account_id == account_id, User.aad_object_id == actor.aad_object_id)).first()
+                    if u:
+                        user_id, name = u
+            self._audit(s, account_id=account_id, tenant_id=tenant, actor_id=user_id, actor=(name or "")[:320],
+                        action=action, outcome="refused", target=(target or "")[:200] or None,
+                        message=error.message, detail={"code": error.code})
+
+        try:
+            self.db.write(work)
+        except Exception:  # the refusal itself must reach the person even if auditing fails
+            log.exception("could not audit a refused %s", action)
+
+    def _command(self, actor: Actor, action: str, fn, *, admin: bool = True, target=None):
+        try:
+            return self.db.write(lambda s: fn(s, self._caller(s, actor, admin=admin)))
+        except DomainError as e:
+            self._refused(actor, action, e, None if target is None else str(target))
+            raise
+
+    def _query(self, actor: Actor, action: str, fn, *, admin: bool = True, target=None):
+        try:
+            with self.db.read() as s:
+                return fn(s, self._caller(s, actor, admin=admin))
+        except DomainError as e:
+            self._refused(actor, action, e, None if target is None else str(target))
+            raise
+
+    def _outbox(self, s: Session, *, account_id: int, channel: str, kind: str, dedupe_key: str,
+                payload: dict, user_id: int | None = None) -> None:
+        """Queue a message, once per dedupe key (a replayed change queues nothing new)."""
+        if s.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)) is not None:
+            return
+        s.add(OutboxMessage(account_id=account_id, channel=channel, kind=kind, user_id=user_id, payload=payload,
+                            dedupe_key=dedupe_key, status="pending", attempts=0, available_at=self.now(),
+                            created_at=self.now()))
+
+    # ------------------------------------------------------------------ catalog helpers
+
+    def plan_view(self, plan: Plan) -> PlanView:
+        return PlanView(code=plan.code, name=plan.name, family=plan.family,
+                        family_name=self.catalog.families[plan.family], rank=plan.rank, currency=plan.currency,
+                        month=plan.prices["month"], year=plan.prices["year"])
+
+    def plans(self) -> list[PlanView]:
+        return [self.plan_view(p) for p in self.catalog.all_plans()]
+
+    def _plan_name(self, code: str | None) -> str | None:
+        if code is None:
+            return None
+        plan = self.catalog.plans.get(code)
+        return plan.name if plan else code
+
+    # ------------------------------------------------------------------ discounts and periods
+
+    def _discount_at(self, s: Session, account_id: int, t: datetime) -> Discount | None:
+        return s.scalars(
+            select(Discount)
+            .where(Discount.account_id == account_id, Discount.starts_at <= t,
+                   or_(Discount.ends_at.is_(None), Discount.ends_at > t))
+            .order_by(Discount.starts_at.desc(), Discount.id.desc())
+            .limit(1)
+        ).first()
+
+    def _rate_at(self, s: Session, account_id: int, t: datetime) -> Fraction:
+        d = self._discount_at(s, account_id, t)
+        return _as_fraction(d.percent_off if d else None)
+
+    def _current(self, s: Session, sub: Subscription, now: datetime) -> Subscription:
+        """The subscription with its period rolled over up to ``now`` (applying what was scheduled)."""
+        while sub.period_end <= now:
+            self._roll_one_period(s, sub)
+        return sub
+
+    def _roll_one_period(self, s: Session, sub: Subscription) -> None:
+        boundary = sub.period_end
+        pools = s.scalars(select(Pool).where(Pool.subscription_id == sub.id).with_for_update()).all()
+        by_plan = {p.plan_code: p for p in pools}
+        for pool in pools:
+            if pool.removal_scheduled:
+                self._audit_ok(s, None, "seats.removed", f"pool:{pool.id}",
+                               {"quantity": pool.removal_scheduled, "plan": pool.plan_code},
+                               account_id=sub.account_id)
+                pool.quantity -= pool.removal_scheduled
+                pool.removal_scheduled = 0
+        moving = s.execute(
+            select(Seat, Pool.plan_code).join(Pool, Pool.id == Seat.pool_id)
+            .where(Pool.subscription_id == sub.id, Seat.downgrade_to.is_not(None))
+        ).all()
+        for seat, from_code in moving:
+            target = by_plan.get(seat.downgrade_to)
+            if target is None:
+                target = Pool(account_id=sub.account_id, subscription_id=sub.id, plan_code=seat.downgrade_to,
+                              quantity=0, removal_scheduled=0, created_at=boundary)
+                s.add(target)
+                s.flush()
+                by_plan[target.plan_code] = target
+            source = by_plan[from_code]
+            source.quantity -= 1
+            target.quantity += 1
+            seat.pool_id = target.id
+            to_code = seat.downgrade_to
+            seat.downgrade_to = None
+            self._outbox(s, account_id=sub.account_id, channel="chat", kind="downgrade_applied",
+                         user_id=seat.user_id, dedupe_key=f"downgrade:{seat.id}:{boundary.isoformat()}",
+                         payload={"from_plan": from_code, "to_plan": to_code, "effective": boundary.isoformat()})
+            self._audit_ok(s, None, "seat.downgraded", f"user:{seat.user_id}",
+                           {"from": from_code, "to": to_code}, account_id=sub.account_id)
+        sub.period_number += 1
+        sub.period_start, sub.period_end = period_bounds(sub.anchor_at, sub.interval, sub.period_number)
+        s.flush()
+        self._audit_ok(s, None, "period.rolled_over", f"subscription:{sub.id}",
+                       {"interval": sub.interval, "start": sub.period_start.isoformat(),
+                        "end": sub.period_end.isoformat()}, account_id=sub.account_id)
+        self._queue_billing_sync(s, sub, f"rollover:{sub.id}:{sub.period_number}")
+
+    def roll_over(self) -> int:
+        """The period roll-over job: start the next period of every subscription whose period
+        ended, applying scheduled removals and downgrades. Returns how many periods rolled."""
+        now = self.now()
+
+        def work(s: Session) -> int:
+            n = 0
+            for sub in s.scalars(select(Subscription).where(Subscription.period_end <= now).with_for_update()):
+                while sub.period_end <= now:
+                    self._roll_one_period(s, sub)
+                    n += 1
+            return n
+
+        return self.db.write(work)
+
+    def _queue_billing_sync(self, s: Session, sub: Subscription, key: str) -> None:
+        if not sub.external_ref:
+            return
+        account = s.get(Account, sub.account_id)
+        items = []
+        for pool in s.scalars(select(Pool).where(Pool.subscription_id == sub.id).order_by(Pool.plan_code)):
+            qty = pool.quantity - pool.removal_scheduled
+            if qty > 0:
+                plan = self.catalog.plan(pool.plan_code)
+                items.append({"plan_code": plan.code, "interval": sub.interval, "quantity": qty,
+                              "unit_amount": plan.price(sub.interval), "currency": account.currency})
+        self._outbox(s, account_id=sub.account_id, channel="billing", kind="sync_subscription",
+                     dedupe_key=f"billing:{key}",
+                     payload={"subscription_ref": sub.external_ref, "items": items, "idempotency_key": key})
+
+    # ------------------------------------------------------------------ who am I
+
+    def whoami(self, actor: Actor) -> CallerView:
+        return self._query(actor, "whoami", lambda s, c: c, admin=False)
+
+    def require_admin(self, actor: Actor, action: str = "admin") -> CallerView:
+        return self._query(actor, action, lambda s, c: c, admin=True)
+
+    # ------------------------------------------------------------------ pools
+
+    def _pool(self, s: Session, caller: CallerView, pool_id, *, lock: bool = False) -> Pool:
+        pid = parse_id(pool_id, "pool")
+        q = select(Pool).where(Pool.id == pid, Pool.account_id == caller.account_id)
+        pool = s.scalars(q.with_for_update() if lock else q).first()
+        if pool is None:
+            raise NotFound("That license pool does not exist in your account (it may have been removed).")
+        return pool
+
+    def _pool_view(self, s: Session, pool: Pool, sub: Subscription, currency: str) -> PoolView:
+        plan = self.catalog.plan(pool.plan_code)
+        assigned = s.scalar(select(func.count()).select_from(Seat).where(Seat.pool_id == pool.id)) or 0
+        down_out = s.scalar(select(func.count()).select_from(Seat).where(
+            Seat.pool_id == pool.id, Seat.downgrade_to.is_not(None))) or 0
+        down_in = s.scalar(
+            select(func.count()).select_from(Seat).join(Pool, Pool.id == Seat.pool_id)
+            .where(Pool.subscription_id == sub.id, Seat.downgrade_to == pool.plan_code)) or 0
+        renewal_qty = pool.quantity - pool.removal_scheduled - down_out + down_in
+        d_next = self._rate_at(s, pool.account_id, sub.period_end)
+        price = plan.price(sub.interval)
+        return PoolView(
+            id=pool.id, plan_code=plan.code, plan_name=plan.name, family=plan.family, rank=plan.rank,
+            interval=sub.interval, quantity=pool.quantity, assigned=assigned,
+            removal_scheduled=pool.removal_scheduled, downgrades_out=down_out, unit_price=price,
+            currency=currency, period_start=sub.period_start, renewal_date=sub.period_end,
+            renewal_quantity=renewal_qty, renewal_amount=pricing.renewal_amount(renewal_qty, price, d_next),
+        )
+
+    def list_pools(self, actor: Actor) -> list[PoolView]:
+        def fn(s: Session, caller: CallerView):
+            rows = s.execute(
+                select(Pool, Subscription).join(Subscription, Subscription.id == Pool.subscription_id)
+                .where(Pool.account_id == caller.account_id)
+            ).all()
+            views = [self._pool_view(s, p, sub, caller.currency) for p, sub in rows
+                     if p.quantity > 0 or p.removal_scheduled]
+            order = list(self.catalog.families)
+            return sorted(views, key=lambda v: (order.index(v.family), v.rank, INTERVALS.index(v.interval)))
+
+        return self._query(actor, "pools.list", fn)
+
+    def pool(self, actor: Actor, pool_id) -> PoolView:
+        def fn(s: Session, caller: CallerView):
+            pool = self._pool(s, caller, pool_id)
+            return self._pool_view(s, pool, s.get(Subscription, pool.subscription_id), caller.currency)
+
+        return self._query(actor, "pool.view", fn, target=f"pool:{pool_id}")
+
+    def _term_filter(self, account_id: int, query: str, user_col):
+        """SQL conditions: every word of ``query`` is a prefix of one of the user's terms
+        (index range on user_terms, no scan in Python)."""
+        conds = []
+        for w in words(query)[:5]:
+            hi = w[:-1] + chr(ord(w[-1]) + 1)
+            conds.append(exists().where(UserTerm.user_id == user_col, UserTerm.account_id == account_id,
+                                        UserTerm.term >= w, UserTerm.term < hi))
+        return conds
+
+    def _page_args(self, page, page_size) -> tuple[int, int]:
+        try:
+            page = max(0, int(page or 0))
+            page_size = min(MAX_PAGE_SIZE, max(1, int(page_size or PAGE_SIZE)))
+        except (TypeError, ValueError):
+            raise InvalidInput("That page number is not valid.") from None
+        return min(page, 10**6), page_size
+
+    def pool_users(self, actor: Actor, pool_id, *, query: str | None = None, page=0,
+                   page_size=PAGE_SIZE) -> Page:
+        """The users holding a seat of a pool, by name, paged and searchable by name or e-mail."""
+
+        def fn(s: Session, caller: CallerView):
+            pool = self._pool(s, caller, pool_id)
+            q = clean_text(query, max_length=100, field="search text") or ""
+            pg, size = self._page_args(page, page_size)
+            conds = [Seat.pool_id == pool.id, *self._term_filter(caller.account_id, q, Seat.user_id)]
+            total = s.scalar(select(func.count()).select_from(Seat).where(*conds)) or 0
+            rows = s.execute(
+                select(User.id, User.name, User.email, Seat.downgrade_to, QuoteHold.expires_at)
+                .select_from(Seat).join(User, User.id == Seat.user_id)
+                .outerjoin(QuoteHold, and_(QuoteHold.seat_id == Seat.id, QuoteHold.expires_at > self.now()))
+                .where(*conds).order_by(Seat.sort_key, Seat.user_id).limit(size).offset(pg * size)
+            ).all()
+            items = [UserRow(id=r[0], name=r[1], email=r[2], plan_code=pool.plan_code, downgrade_to=r[3],
+                             held_until=r[4]) for r in rows]
+            return Page(items=items, total=total, page=pg, page_size=size, query=q)
+
+        return self._query(actor, "pool.users", fn, target=f"pool:{pool_id}")
+
+    def directory(self, actor: Actor, *, query: str | None = None, page=0, page_size=PAGE_SIZE) -> Page:
+        """The account's users, searchable; each with the plans they hold."""
+
+        def fn(s: Session, caller: CallerView):
+            q = clean_text(query, max_length=100, field="search text") or ""
+            pg, size = self._page_args(page, page_size)
+            conds = [User.account_id == caller.account_id, *self._term_filter(caller.account_id, q, User.id)]
+            total = s.scalar(select(func.count()).select_from(User).where(*conds)) or 0
+            users = s.execute(select(User.id, User.name, User.email).where(*conds)
+                              .order_by(User.sort_key, User.id).limit(size).offset(pg * size)).all()
+            held: dict[int, list[str]] = {}
+            if users:
+                for uid, code in s.execute(select(Seat.user_id, Pool.plan_code).join(Pool, Pool.id == Seat.pool_id)
+                                           .where(Seat.user_id.in_([u[0] for u in users]))):
+                    held.setdefault(uid, []).append(code)
+            items = [UserRow(id=u[0], name=u[1], email=u[2], plan_code=",".join(sorted(held.get(u[0], []))) or None)
+                     for u in users]
+            return Page(items=items, total=total, page=pg, page_size=size, query=q)
+
+        return self._query(actor, "directory.search", fn)
+
+    def _seats_of(self, s: Session, pool: Pool, user_ids: list[int], *, lock: bool = False) -> list[Seat]:
+        q = select(Seat).where(Seat.pool_id == pool.id, Seat.user_id.in_(user_ids)).order_by(Seat.sort_key, Seat.id)
+        seats = list(s.scalars(q.with_for_update() if lock else q))
+        if len(seats) != len(user_ids):
+            missing = len(user_ids) - len(seats)
+            raise InvalidInput(
+                f"{missing} of the selected users no longer hold a seat in this pool. "
+                "Here is the pool as it is now; select again.",
+                stale=True,
+            )
+        return seats
+
+    def upgrade_options(self, actor: Actor, pool_id, user_ids) -> list[PlanView]:
+        """Only plans of the pool's family ranked higher than every selected user's plan."""
+
+        def fn(s: Session, caller: CallerView):
+            pool = self._pool(s, caller, pool_id)
+            self._seats_of(s, pool, parse_ids(user_ids))
+            plan = self.catalog.plan(pool.plan_code)
+            return [self.plan_view(p) for p in self.catalog.higher_plans(plan) if p.currency == caller.currency]
+
+        return self._query(actor, "upgrade.options", fn, target=f"pool:{pool_id}")
+
+    def downgrade_options(self, actor: Actor, pool_id) -> list[PlanView]:
+        def fn(s: Session, caller: CallerView):
+            plan = self.catalog.plan(self._pool(s, caller, pool_id).plan_code)
+            return [self.plan_view(p) for p in self.catalog.lower_plans(plan) if p.currency == caller.currency]
+
+        return self._query(actor, "downgrade.options", fn, target=f"pool:{pool_id}")
+
+    # ------------------------------------------------------------------ quotes
+
+    def _check_not_held(self, s: Session, seat_ids: list[int], now: datetime, *, except_quote: str | None = None):
+        if not seat_ids:
+            return
+        for chunk in _chunks(seat_ids):
+            row = s.execute(
+                select(User.name, Quote.expires_at, Quote.id)
+                .select_from(QuoteHold).join(Quote, Quote.id == QuoteHold.quote_id)
+                .join(User, User.id == Quote.created_by)
+                .where(QuoteHold.seat_id.in_(chunk), QuoteHold.expires_at > now, Quote.status == "open",
+                       *([Quote.id != except_quote] if except_quote else []))
+                .limit(1)
+            ).first()
+            if row:
+                raise HeldByQuote(row[0], row[1], row[2])
+
+    def _hold(self, s: Session, quote: Quote, seat_ids: list[int], now: datetime) -> None:
+        self._check_not_held(s, seat_ids, now)
+        for chunk in _chunks(seat_ids):
+            s.execute(delete(QuoteHold).where(QuoteHold.seat_id.in_(chunk)))  # stale holds only (checked above)
+        try:
+            with s.begin_nested():
+                s.add_all(QuoteHold(seat_id=sid, quote_id=quote.id, expires_at=quote.expires_at) for sid in seat_ids)
+                s.flush()
+        except IntegrityError:  # another transaction held them first (PostgreSQL, concurrent quotes)
+            self._check_not_held(s, seat_ids, now)
+            raise HeldByQuote("another administrator", now + self.quote_ttl, "") from None
+
+    def _new_quote(self, caller: CallerView, kind: str, now: datetime, expires_at: datetime, **kw) -> Quote:
+        return Quote(id=uuid.uuid4().hex, account_id=caller.account_id, kind=kind, status="open",
+                     created_by=caller.user_id, created_at=now, priced_at=now, expires_at=expires_at,
+                     currency=caller.currency, **kw)
+
+    def _price_upgrade(self, s: Session, caller: CallerView, pool: Pool, user_ids: list[int], to_plan,
+                       now: datetime):
+        seats = self._seats_of(s, pool, user_ids)
+        sub = self._current(s, s.get(Subscription, pool.subscription_id), now)
+        plan_a = self.catalog.plan(pool.plan_code)
+        if not isinstance(to_plan, str) or not to_plan:
+            raise InvalidInput("Choose the plan to upgrade to.")
+        plan_b = self.catalog.plan(to_plan)
+        if plan_b.family != plan_a.family:
+            raise WrongFamily(f"{plan_b.name} is not in the same family as {plan_a.name}; "
+                              f"an upgrade stays within the {self.catalog.families[plan_a.family]} family.")
+        if plan_b.rank <= plan_a.rank:
+            raise NotAnUpgrade(f"{plan_b.name} is not above {plan_a.name}: an upgrade must go to a higher tier.")
+        plan_b = self.catalog.priced_plan(plan_b.code, sub.interval, caller.currency)
+        f = pricing.remaining_fraction(sub.period_start, sub.period_end, now)
+        disc = self._discount_at(s, caller.account_id, now)
+        d = _as_fraction(disc.percent_off if disc else None)
+        d_next = self._rate_at(s, caller.account_id, sub.period_end)
+        n = len(seats)
+        lines = pricing.upgrade_lines(n, plan_a.code, plan_a.price(sub.interval), plan_b.code,
+                                      plan_b.price(sub.interval), sub.interval, f, d)
+        renewal = pricing.renewal_amount(n, plan_b.price(sub.interval), d_next)
+        line_dicts = [dict(line.to_dict(), period_start=sub.period_start.isoformat(),
+                           period_end=sub.period_end.isoformat(), new_period=False,
+                           renewal_amount=renewal if line.kind == "charge" else 0) for line in lines]
+        return seats, sub, plan_a, plan_b, lines, line_dicts, renewal, disc
+
+    def quote_upgrade(self, actor: Actor, pool_id, user_ids, to_plan, *, request_id: int | None = None) -> QuoteView:
+        """Price moving the selected users of one pool to a higher plan, and hold their seats."""
+
+        def fn(s: Session, caller: CallerView):
+            return self._quote_upgrade(s, caller, pool_id, parse_ids(user_ids), to_plan, request_id)
+
+        return self._command(actor, "quote.upgrade", fn, target=f"pool:{pool_id}")
+
+    def _quote_upgrade(self, s: Session, caller: CallerView, pool_id, user_ids: list[int], to_plan,
+                       request_id: int | None) -> QuoteView:
+        now = self.now()
+        pool = self._pool(s, caller, pool_id, lock=True)
+        seats, sub, plan_a, plan_b, lines, line_dicts, renewal, disc = self._price_upgrade(
+            s, caller, pool, user_ids, to_plan, now)
+        totals = pricing.totals(lines)
+        quote = self._new_quote(
+            caller, "upgrade", now, min(now + self.quote_ttl, sub.period_end), pool_id=pool.id,
+            from_plan=plan_a.code, to_plan=plan_b.code, user_ids=[seat.user_id for seat in seats],
+            lines=line_dicts, discount_label=disc.label if disc else None,
+            discount_percent=disc.percent_off if disc else None, gross=totals.gross, discount=totals.discount,
+            due_now=totals.due_now, renewal_amount=renewal, renewal_date=sub.period_end, request_id=request_id)
+        s.add(quote)
+        s.flush()
+        self._hold(s, quote, [seat.id for seat in seats], now)
+        self._audit_ok(s, caller, "quote.upgrade", f"quote:{quote.id}",
+                       {"pool": pool.id, "users": len(seats), "from": plan_a.code, "to": plan_b.code,
+                        "due_now": totals.due_now, "renewal": renewal})
+        return self._quote_view(s, quote)
+
+    def quote_purchase(self, actor: Actor, lines) -> QuoteView:
+        """Price a cart: ``lines`` is a list of {plan, interval, quantity}."""
+
+        def fn(s: Session, caller: CallerView):
+            return self._quote_purchase(s, caller, lines)
+
+        return self._command(actor, "quote.purchase", fn)
+
+    def _parse_cart(self, caller: CallerView, lines) -> list[tuple[Plan, str, int]]:
+        if not isinstance(lines, list | tuple) or not lines:
+            raise InvalidInput("The cart is empty: add at least one line.")
+        if len(lines) > MAX_CART_LINES:
+            raise InvalidInput(f"A cart holds at most {MAX_CART_LINES} lines.")
+        merged: dict[tuple[str, str], int] = {}
+        for line in lines:
+            if not isinstance(line, dict):
+                raise InvalidInput("A cart line is not valid.")
+            interval = line.get("interval")
+            if interval not in INTERVALS:
+                raise InvalidInput("Choose monthly or yearly billing for each line.")
+            code = line.get("plan")
+            if not isinstance(code, str):
+                raise InvalidInput("Choose a plan for each line.")
+            plan = self.catalog.priced_plan(code, interval, caller.currency)
+            qty = parse_quantity(line.get("quantity"))
+            merged[(plan.code, interval)] = parse_quantity(merged.get((plan.code, interval), 0) + qty)
+        return [(self.catalog.plan(code), interval, qty) for (code, interval), qty in merged.items()]
+
+    def cart_preview(self, actor: Actor, lines) -> QuoteView:
+        """Price a cart without creating a quote (the cart card shows it before checkout)."""
+
+        def fn(s: Session, caller: CallerView):
+            return self._quote_purchase(s, caller, lines, persist=False)
+
+        return self._query(actor, "cart.preview", fn)
+
+    def _quote_purchase(self, s: Session, caller: CallerView, lines, *, persist: bool = True) -> QuoteView:
+        now = self.now()
+        cart = self._parse_cart(caller, lines)
+        d = self._discount_at(s, caller.account_id, now)
+        rate = _as_fraction(d.percent_off if d else None)
+        priced, line_dicts = [], []
+        renewal_total, renewal_date, expires = 0, None, now + self.quote_ttl
+        for plan, interval, qty in cart:
+            sub = s.scalars(select(Subscription).where(Subscription.account_id == caller.account_id,
+                                                       Subscription.interval == interval)).first()
+            if sub is not None and persist:
+                sub = self._current(s, sub, now)
+            if sub is not None and sub.period_end > now:
+                start, end, new = sub.period_start, sub.period_end, False
+                f = pricing.remaining_fraction(start, end, now)
+                expires = min(expires, end)
+            else:
+                start, end, new = now, add_intervals(now, interval, 1), True
+                f = Fraction(1)
+            line = pricing.purchase_line(qty, plan.code, plan.price(interval), interval, f, rate)
+            renewal = pricing.renewal_amount(qty, plan.price(interval), self._rate_at(s, caller.account_id, end))
+            priced.append(line)
+            line_dicts.append(dict(line.to_dict(), period_start=start.isoformat(), period_end=end.isoformat(),
+                                   new_period=new, renewal_amount=renewal))
+            renewal_total += renewal
+            renewal_date = end if renewal_date is None else min(renewal_date, end)
+        totals = pricing.totals(priced)
+        quote = self._new_quote(caller, "purchase", now, expires, lines=line_dicts, user_ids=[],
+                                discount_label=d.label if d else None, discount_percent=d.percent_off if d else None,
+                                gross=totals.gross, discount=totals.discount, due_now=totals.due_now,
+                                renewal_amount=renewal_total, renewal_date=renewal_date)
+        if persist:
+            s.add(quote)
+            s.flush()
+            self._audit_ok(s, caller, "quote.purchase", f"quote:{quote.id}",
+                           {"lines": [[p.code, i, q] for p, i, q in cart], "due_now": totals.due_now})
+        return self._quote_view(s, quote)
+
+    def _load_quote(self, s: Session, caller: CallerView | None, quote_id, *, lock: bool = False) -> Quote:
+        if not isinstance(quote_id, str) or not 1 <= len(quote_id) <= 32:
+            raise NotFound("That quote does not exist.")
+        q = select(Quote).where(Quote.id == quote_id)
+        if caller is not None:
+            q = q.where(Quote.account_id == caller.account_id)
+        quote = s.scalars(q.with_for_update() if lock else q).first()
+        if quote is None:
+            raise NotFound("That quote does not exist in your account.")
+        return quote
+
+    def _effective_status(self, quote: Quote) -> str:
+        if quote.status == "open" and quote.expires_at <= self.now():
+            return "expired"
+        return quote.status
+
+    def _quote_view(self, s: Session, quote: Quote) -> QuoteView:
+        users: list[UserRow] = []
+        if quote.user_ids:
+            found = {}
+            for chunk in _chunks(quote.user_ids):
+                for r in s.execute(select(User.id, User.name, User.email).where(User.id.in_(chunk))):
+                    found[r[0]] = r
+            users = [UserRow(id=uid, name=found[uid][1], email=found[uid][2], plan_code=quote.from_plan)
+                     for uid in quote.user_ids if uid in found]
+            users.sort(key=lambda u: (fold(u.name), u.id))
+        payment = s.scalars(select(Payment).where(Payment.quote_id == quote.id)).first() if quote.id else None
+        creator = s.get(User, quote.created_by)
+        lines = [QuoteLineView(
+            kind=ln["kind"], plan_code=ln["plan_code"], plan_name=self._plan_name(ln["plan_code"]),
+            interval=ln["interval"], quantity=ln["quantity"], unit_price=ln["unit_price"], fraction=ln["fraction"],
+            gross=ln["gross"], amount=ln["amount"], period_start=datetime.fromisoformat(ln["period_start"]),
+            period_end=datetime.fromisoformat(ln["period_end"]), renewal_amount=ln["renewal_amount"],
+            new_period=ln["new_period"]) for ln in quote.lines]
+        interval = lines[0].interval if quote.kind == "upgrade" and lines else None
+        return QuoteView(
+            id=quote.id, kind=quote.kind, status=self._effective_status(quote), account_id=quote.account_id,
+            currency=quote.currency, created_by=quote.created_by, created_by_name=creator.name if creator else "",
+            created_at=quote.created_at, priced_at=quote.priced_at, expires_at=quote.expires_at,
+            pool_id=quote.pool_id, from_plan=quote.from_plan, from_plan_name=self._plan_name(quote.from_plan),
+            to_plan=quote.to_plan, to_plan_name=self._plan_name(quote.to_plan), interval=interval, users=users,
+            lines=lines, gross=quote.gross, discount=quote.discount, discount_label=quote.discount_label,
+            discount_percent=quote.discount_percent, due_now=quote.due_now, renewal_amount=quote.renewal_amount,
+            renewal_date=quote.renewal_date, payment_url=payment.url if payment else None,
+            payment_provider=payment.provider if payment else None, closed_at=quote.closed_at, note=quote.note,
+            request_id=quote.request_id)
+
+    def quote(self, actor: Actor, quote_id) -> QuoteView:
+        return self._query(actor, "quote.view", lambda s, c: self._quote_view(s, self._load_quote(s, c, quote_id)),
+                           target=f"quote:{quote_id}")
+
+    def _require_open(self, quote: Quote) -> None:
+        status = self._effective_status(quote)
+        if status == "open":
+            return
+        messages = {
+            "expired": "This quote has expired; nothing was charged. Prepare a new one to see today's amounts.",
+            "paid": "This quote is already paid.",
+            "cancelled": "This quote was cancelled; nothing was charged.",
+            "refund_needed": "This quote could not be applied after payment; our team has been told to refund it.",
+        }
+        raise QuoteNotOpen(messages.get(status, "This quote can no longer be used."), status=status)
+
+    def payment_link(self, actor: Actor, quote_id) -> QuoteView:
+        """The quote's payment link, created once (a quote yields at most one link)."""
+        target = f"quote:{quote_id}"
+        try:
+            with self.db.read() as s:
+                caller = self._caller(s, actor, admin=True)
+                quote = self._load_quote(s, caller, quote_id)
+                self._require_open(quote)
+                if quote.due_now <= 0:
+                    raise InvalidInput("Nothing is due on this quote: confirm it instead of paying.")
+                existing = s.scalars(select(Payment).where(Payment.quote_id == quote.id)).first()
+                if existing:
+                    return self._quote_view(s, quote)
+                account = s.get(Account, caller.account_id)
+                request = self._payment_request(s, quote, account)
+            if self.gateway is None:
+                raise PaymentUnavailable("Payments are not configured on this server. Ask your administrator.")
+            try:
+                link = self.gateway.create_link(request)
+            except PaymentProviderError as e:
+                log.warning("payment provider failed for quote %s: %s", quote.id, e)
+                raise PaymentUnavailable(
+                    "The payment service did not answer. Nothing was charged; please try again in a minute."
+                ) from None
+
+            def store(s: Session):
+                q = self._load_quote(s, caller, quote_id, lock=True)
+                self._require_open(q)
+                if s.scalars(select(Payment).where(Payment.quote_id == q.id)).first() is None:
+                    now = self.now()
+                    s.add(Payment(quote_id=q.id, provider=link.provider, external_id=link.external_id, url=link.url,
+                                  status="pending", amount=q.due_now, currency=q.currency, created_at=now,
+                                  updated_at=now))
+                    s.flush()
+                    self._audit_ok(s, caller, "payment.link_created", f"quote:{q.id}",
+                                   {"provider": link.provider, "amount": q.due_now})
+                return self._quote_view(s, q)
+
+            try:
+                return self.db.write(store)
+            except IntegrityError:  # a concurrent click stored the link first: return that one
+                with self.db.read() as s:
+                    return self._quote_view(s, self._load_quote(s, caller, quote_id))
+        except DomainError as e:
+            self._refused(actor, "payment.link", e, target)
+            raise
+
+    def _payment_request(self, s: Session, quote: Quote, account: Account) -> PaymentRequest:
+        view = self._quote_view(s, quote)
+        if quote.kind == "upgrade":
+            desc = f"Upgrade {len(view.users)} × {view.from_plan_name} → {view.to_plan_name}"
+        else:
+            desc = "Licenses: " + ", ".join(f"{ln.quantity} × {ln.plan_name} ({ln.interval}ly)" for ln in view.lines)
+        lines = tuple(PaymentLine(f"{ln.kind} {ln.quantity} × {ln.plan_name}", ln.amount) for ln in view.lines)
+        return PaymentRequest(quote_id=quote.id, account_id=account.id, account_name=account.name,
+                              currency=quote.currency, amount=quote.due_now, description=desc[:250], lines=lines,
+                              expires_at=quote.expires_at, customer_ref=account.billing_ref)
+
+    def cancel_quote(self, actor: Actor, quote_id) -> QuoteView:
+        def fn(s: Session, caller: CallerView):
+            quote = self._load_quote(s, caller, quote_id, lock=True)
+            self._require_open(quote)
+            self._close_quote(s, quote, "cancelled", caller.user_id)
+            self._audit_ok(s, caller, "quote.cancelled", f"quote:{quote.id}")
+            return self._quote_view(s, quote)
+
+        return self._command(actor, "quote.cancel", fn, target=f"quote:{quote_id}")
+
+    def confirm_without_payment(self, actor: Actor, quote_id) -> QuoteView:
+        """A quote with nothing due (e.g. a 100 % discount) is applied without a payment."""
+
+        def fn(s: Session, caller: CallerView):
+            quote = self._load_quote(s, caller, quote_id, lock=True)
+            self._require_open(quote)
+            if quote.due_now > 0:
+                raise InvalidInput("This quote has an amount due: pay it through the payment link.")
+            self._apply(s, quote, "none", None)
+            self._audit_ok(s, caller, "quote.confirmed", f"quote:{quote.id}")
+            return self._quote_view(s, quote)
+
+        return self._command(actor, "quote.confirm", fn, target=f"quote:{quote_id}")
+
+    def _close_quote(self, s: Session, quote: Quote, status: str, by: int | None, note: str | None = None) -> None:
+        quote.status = status
+        quote.closed_at = self.now()
+        quote.closed_by = by
+        if note:
+            quote.note = note
+        s.execute(delete(QuoteHold).where(QuoteHold.quote_id == quote.id))
+        cards = s.scalars(select(PostedCard).where(PostedCard.subject == "quote", PostedCard.subject_id == quote.id))
+        for card in cards:
+            self._outbox(s, account_id=quote.account_id, channel="card", kind="quote_card",
+                         dedupe_key=f"card:{card.id}:{status}", payload={"posted_card": card.id, "quote_id": quote.id})
+
+    # ------------------------------------------------------------------ settlement
+
+    def handle_payment_event(self, event: PaymentEvent) -> EventResult:
+        """A provider's authenticated event: processed once per event id, in one transaction."""
+
+        def work(s: Session) -> EventResult:
+            try:
+                with s.begin_nested():
+                    s.add(PaymentEventRecord(provider=event.provider, event_id=event.event_id, kind=event.kind,
+                                             quote_id=(event.quote_id or "")[:32] or None, result="processing",
+                                             received_at=self.now()))
+                    s.flush()
+            except IntegrityError:
+                return EventResult("duplicate", event.quote_id)
+            record = s.get(PaymentEventRecord, (event.provider, event.event_id))
+            result = self._on_event(s, event)
+            record.result = result.result
+            return result
+
+        return self.db.write(work)
+
+    def _on_event(self, s: Session, event: PaymentEvent) -> EventResult:
+        if event.kind == "ignored" or not event.quote_id:
+            return EventResult("ignored", event.quote_id)
+        quote = s.scalars(select(Quote).where(Quote.id == event.quote_id).with_for_update()).first()
+        if quote is None:
+            self._audit(s, account_id=None, tenant_id=None, actor_id=None, actor=event.provider,
+                        action="payment.unknown_quote", outcome="refused", target=f"quote:{event.quote_id}",
+                        message="A payment event named a quote that does not exist.",
+                        detail={"event": event.event_id, "kind": event.kind})
+            return EventResult("unknown_quote", event.quote_id)
+        payment = s.scalars(select(Payment).where(Payment.quote_id == quote.id).with_for_update()).first()
+        if event.kind in ("failed", "expired"):
+            if payment and payment.status == "pending":
+                payment.status = event.kind
+                payment.updated_at = self.now()
+                if event.kind == "expired":
+                    s.delete(payment)  # the quote, if still open, may get a new link
+            self._audit(s, account_id=quote.account_id, tenant_id=None, actor_id=None, actor=event.provider,
+                        action=f"payment.{event.kind}", target=f"quote:{quote.id}", detail={"event": event.event_id})
+            return EventResult(event.kind, quote.id)
+        # kind == "paid"
+        if payment is None or payment.provider != event.provider or (
+                event.external_id and payment.external_id != event.external_id):
+            return self._refund_needed(s, quote, event, "The payment does not match this quote's payment link.")
+        if event.amount is not None and (event.amount != quote.due_now
+                                         or (event.currency or "").upper() != quote.currency):
+            return self._refund_needed(s, quote, event, "The amount paid differs from the quoted amount.")
+        payment.status = "paid"
+        payment.updated_at = self.now()
+        if quote.status == "paid":
+            return EventResult("already_paid", quote.id)
+        if quote.status == "refund_needed":
+            return EventResult("refund_needed", quote.id)
+        problem = self._still_applicable(s, quote)
+        if problem:
+            return self._refund_needed(s, quote, event, problem)
+        self._apply(s, quote, event.provider, event.event_id)
+        return EventResult("settled", quote.id)
+
+    def _refund_needed(self, s: Session, quote: Quote, event: PaymentEvent, why: str) -> EventResult:
+        if quote.status == "paid":
+            # a second, different payment for a quote already settled: money to give back
+            why = "This quote was already paid; a second payment arrived. " + why
+        else:
+            self._close_quote(s, quote, "refund_needed", None, note=why)
+        self._audit(s, account_id=quote.account_id, tenant_id=None, actor_id=None, actor=event.provider,
+                    action="payment.refund_needed", outcome="refused", target=f"quote:{quote.id}", message=why,
+                    detail={"event": event.event_id, "amount": event.amount})
+        self._outbox(s, account_id=quote.account_id, channel="chat", kind="refund_needed", user_id=quote.created_by,
+                     dedupe_key=f"refund:{quote.id}:{event.event_id}", payload={"quote_id": quote.id, "reason": why})
+        return EventResult("refund_needed", quote.id)
+
+    def _still_applicable(self, s: Session, quote: Quote) -> str | None:
+        """Whether a paid quote can still be applied as quoted (it may have expired or been
+        cancelled while the payment was under way)."""
+        if quote.kind != "upgrade":
+            return None
+        pool = s.get(Pool, quote.pool_id)
+        seats = s.scalars(select(Seat).where(Seat.pool_id == quote.pool_id, Seat.user_id.in_(quote.user_ids))).all()
+        if pool is None or len(seats) != len(quote.user_ids):
+            return "Some of the quoted users no longer hold a seat in the pool."
+        try:
+            self._check_not_held(s, [seat.id for seat in seats], self.now(), except_quote=quote.id)
+        except HeldByQuote as e:
+            return e.message
+        return None
+
+    def _get_or_create_pool(self, s: Session, sub: Subscription, plan_code: str) -> Pool:
+        pool = s.scalars(select(Pool).where(Pool.subscription_id == sub.id, Pool.plan_code == plan_code)
+                         .with_for_update()).first()
+        if pool is None:
+            pool = Pool(account_id=sub.account_id, subscription_id=sub.id, plan_code=plan_code, quantity=0,
+                        removal_scheduled=0, created_at=self.now())
+            s.add(pool)
+            s.flush()
+        return pool
+
+    def _apply(self, s: Session, quote: Quote, provider: str, event_id: str | None) -> None:
+        """Settle a quote: seats move or are added, audit and notifications written, all in the
+        caller's transaction. The quote row is locked, so this runs once per quote."""
+        now = self.now()
+        touched: dict[int, Subscription] = {}
+        if quote.kind == "upgrade":
+            source = s.scalars(select(Pool).where(Pool.id == quote.pool_id).with_for_update()).one()
+            sub = self._current(s, s.get(Subscription, source.subscription_id), now)
+            target = self._get_or_create_pool(s, sub, quote.to_plan)
+            seat_ids = []
+            for chunk in _chunks(quote.user_ids):
+                seat_ids += s.scalars(select(Seat.id).where(Seat.pool_id == source.id, Seat.user_id.in_(chunk))).all()
+            n = len(seat_ids)
+            for chunk in _chunks(seat_ids):
+                # one statement per chunk: each seat changes pool in place, never unassigned
+                s.execute(update(Seat).where(Seat.id.in_(chunk)).values(pool_id=target.id, downgrade_to=None))
+            source.quantity -= n
+            source.removal_scheduled = min(source.removal_scheduled, source.quantity - self._assigned(s, source.id))
+            target.quantity += n
+            touched[sub.id] = sub
+            for uid in quote.user_ids:
+                self._outbox(s, account_id=quote.account_id, channel="chat", kind="license_upgraded", user_id=uid,
+                             dedupe_key=f"quote:{quote.id}:user:{uid}",
+                             payload={"quote_id": quote.id, "from_plan": quote.from_plan, "to_plan": quote.to_plan,
+                                      "effective": now.isoformat()})
+            if quote.request_id:
+                self._outbox(s, account_id=quote.account_id, channel="card", kind="request_card",
+                             dedupe_key=f"request:{quote.request_id}:paid",
+                             payload={"request_id": quote.request_id})
+        else:
+            for ln in quote.lines:
+                sub = s.scalars(select(Subscription).where(Subscription.account_id == quote.account_id,
+                                                           Subscription.interval == ln["interval"])
+                                .with_for_update()).first()
+                if sub is None:
+                    start, end = period_bounds(now, ln["interval"], 0)
+                    sub = Subscription(account_id=quote.account_id, interval=ln["interval"], anchor_at=now,
+                                       period_number=0, period_start=start, period_end=end, created_at=now)
+                    s.add(sub)
+                    s.flush()
+                else:
+                    self._current(s, sub, now)
+                pool = self._get_or_create_pool(s, sub, ln["plan_code"])
+                pool.quantity += ln["quantity"]
+                touched[sub.id] = sub
+            self._outbox(s, account_id=quote.account_id, channel="chat", kind="purchase_paid",
+                         user_id=quote.created_by, dedupe_key=f"quote:{quote.id}:buyer",
+                         payload={"quote_id": quote.id})
+        self._close_quote(s, quote, "paid", None)
+        self._audit(s, account_id=quote.account_id, tenant_id=None, actor_id=None, actor=provider,
+                    action="quote.settled", target=f"quote:{quote.id}",
+                    detail={"kind": quote.kind, "due_now": quote.due_now, "users": len(quote.user_ids),
+                            "event": event_id})
+        s.flush()
+        for sub in touched.values():
+            self._queue_billing_sync(s, sub, f"quote:{quote.id}:{sub.id}")
+
+    def _assigned(self, s: Session, pool_id: int) -> int:
+        return s.scalar(select(func.count()).select_from(Seat).where(Seat.pool_id == pool_id)) or 0
+
+    # ------------------------------------------------------------------ sandbox payment pages
+
+    def _sandbox_payment(self, s: Session, token: str) -> Payment | None:
+        if not isinstance(token, str) or not 16 <= len(token) <= 64:
+            return None
+        return s.scalars(select(Payment).where(Payment.provider == "sandbox", Payment.external_id == token)).first()
+
+    def pay_page(self, token: str) -> PayPage:
+        with self.db.read() as s:
+            payment = self._sandbox_payment(s, token)
+            if payment is None:
+                return PayPage("unknown")
+            quote = s.get(Quote, payment.quote_id)
+            view = self._quote_view(s, quote)
+            state = {"open": "payable"}.get(view.status, view.status)
+            return PayPage(state, view, s.get(Account, quote.account_id).name)
+
+    def sandbox_pay(self, token: str) -> PayPage:
+        page = self.pay_page(token)
+        if page.state != "payable":
+            return page
+        q = page.quote
+        self.handle_payment_event(PaymentEvent(provider="sandbox", event_id=f"sandbox:{token}:paid", kind="paid",
+                                               quote_id=q.id, external_id=token, amount=q.due_now,
+                                               currency=q.currency))
+        return self.pay_page(token)
+
+    def sandbox_cancel(self, token: str) -> PayPage:
+        page = self.pay_page(token)
+        if page.state != "payable":
+            return page
+
+        def work(s: Session):
+            quote = s.scalars(select(Quote).where(Quote.id == page.quote.id).with_for_update()).one()
+            if self._effective_status(quote) == "open":
+                self._close_quote(s, quote, "cancelled", None)
+                self._audit(s, account_id=quote.account_id, tenant_id=None, actor_id=None, actor="payment page",
+                            action="quote.cancelled", target=f"quote:{quote.id}")
+
+        self.db.write(work)
+        return self.pay_page(token)
+
+    # ------------------------------------------------------------------ seats
+
+    def _user(self, s: Session, caller: CallerView, user_id) -> User:
+        uid = parse_id(user_id, "user")
+        user = s.scalars(select(User).where(User.id == uid, User.account_id == caller.account_id)).first()
+        if user is None:
+            raise NotFound("That user is not in your account.")
+        return user
+
+    def _check_domain(self, s: Session, account_id: int, email: str) -> None:
+        domain = email.rsplit("@", 1)[-1].lower() if "@" in email else ""
+        ok = s.scalar(select(AccountDomain.domain).where(AccountDomain.account_id == account_id,
+                                                         AccountDomain.domain == domain))
+        if not ok:
+            raise DomainNotApproved(f"{email} is not on an approved e-mail domain of your account, so it cannot "
+                                    "hold a license. An administrator can approve the domain first.")
+
+    def assign(self, actor: Actor, user_id, pool_id) -> PoolView:
+        def fn(s: Session, caller: CallerView):
+            now = self.now()
+            pool = self._pool(s, caller, pool_id, lock=True)
+            user = self._user(s, caller, user_id)
+            plan = self.catalog.plan(pool.plan_code)
+            self._check_domain(s, caller.account_id, user.email)
+            held = s.execute(select(Pool.plan_code).select_from(Seat).join(Pool, Pool.id == Seat.pool_id)
+                             .where(Seat.user_id == user.id, Seat.family == plan.family)).first()
+            if held:
+                raise SeatAlreadyHeld(f"{user.name} already holds a {self._plan_name(held[0])} license "
+                                      f"({self.catalog.families[plan.family]} family). Upgrade or unassign it instead.")
+            sub = self._current(s, s.get(Subscription, pool.subscription_id), now)
+            if pool.quantity - self._assigned(s, pool.id) - pool.removal_scheduled <= 0:
+                raise NoFreeSeat(f"There is no free {plan.name} seat in this pool. Buy one, or unassign someone "
+                                 "first.", plan=plan.code, interval=sub.interval)
+            s.add(Seat(account_id=caller.account_id, pool_id=pool.id, user_id=user.id, family=plan.family,
+                       sort_key=user.sort_key, assigned_at=now))
+            s.flush()
+            self._outbox(s, account_id=caller.account_id, channel="chat", kind="license_assigned", user_id=user.id,
+                         dedupe_key=f"assign:{pool.id}:{user.id}:{now.isoformat()}",
+                         payload={"plan": plan.code, "interval": sub.interval, "by": caller.name})
+            self._audit_ok(s, caller, "seat.assigned", f"user:{user.id}", {"pool": pool.id, "plan": plan.code})
+            return self._pool_view(s, pool, sub, caller.currency)
+
+        return self._command(actor, "seat.assign", fn, target=f"user:{user_id}")
+
+    def unassign(self, actor: Actor, pool_id, user_ids) -> PoolView:
+        def fn(s: Session, caller: CallerView):
+            now = self.now()
+            pool = self._pool(s, caller, pool_id, lock=True)
+            seats = self._seats_of(s, pool, parse_ids(user_ids), lock=True)
+            self._check_not_held(s, [seat.id for seat in seats], now)
+            for seat in seats:
+                s.delete(seat)
+                self._outbox(s, account_id=caller.account_id, channel="chat", kind="license_unassigned",
+                             user_id=seat.user_id, dedupe_key=f"unassign:{seat.id}",
+                             payload={"plan": pool.plan_code, "by": caller.name})
+            self._audit_ok(s, caller, "seat.unassigned", f"pool:{pool.id}",
+                           {"users": [seat.user_id for seat in seats][:50], "count": len(seats)})
+            s.flush()
+            return self._pool_view(s, pool, s.get(Subscription, pool.subscription_id), caller.currency)
+
+        return self._command(actor, "seat.unassign", fn, target=f"pool:{pool_id}")
+
+    def remove_seats(self, actor: Actor, pool_id, quantity) -> PoolView:
+        """Remove free seats at the period end (nothing is refunded)."""
+
+        def fn(s: Session, caller: CallerView):
+            pool = self._pool(s, caller, pool_id, lock=True)
+            n = parse_quantity(quantity)
+            free = pool.quantity - self._assigned(s, pool.id) - pool.removal_scheduled
+            if n > free:
+                raise SeatsAssigned(f"Only {max(free, 0)} seat(s) of this pool are free. Unassign users first, "
+                                    "then remove their seats.", free=max(free, 0))
+            pool.removal_scheduled += n
+            sub = self._current(s, s.get(Subscription, pool.subscription_id), self.now())
+            self._audit_ok(s, caller, "seats.removal_scheduled", f"pool:{pool.id}",
+                           {"quantity": n, "effective": sub.period_end.isoformat()})
+            s.flush()
+            self._queue_billing_sync(s, sub, f"removal:{pool.id}:{pool.removal_scheduled}:{self.now().isoformat()}")
+            return self._pool_view(s, pool, sub, caller.currency)
+
+        return self._command(actor, "seats.remove", fn, target=f"pool:{pool_id}")
+
+    def cancel_removal(self, actor: Actor, pool_id) -> PoolView:
+        def fn(s: Session, caller: CallerView):
+            pool = self._pool(s, caller, pool_id, lock=True)
+            pool.removal_scheduled = 0
+            sub = s.get(Subscription, pool.subscription_id)
+            self._audit_ok(s, caller, "seats.removal_cancelled", f"pool:{pool.id}")
+            s.flush()
+            self._queue_billing_sync(s, sub, f"removal:{pool.id}:0:{self.now().isoformat()}")
+            return self._pool_view(s, pool, sub, caller.currency)
+
+        return self._command(actor, "seats.remove_cancel", fn, target=f"pool:{pool_id}")
+
+    def schedule_downgrade(self, actor: Actor, pool_id, user_ids, to_plan) -> PoolView:
+        """Move users to a lower plan at the period end; they keep their tier until then."""
+
+        def fn(s: Session, caller: CallerView):
+            now = self.now()
+            pool = self._pool(s, caller, pool_id, lock=True)
+            seats = self._seats_of(s, pool, parse_ids(user_ids), lock=True)
+            plan_a = self.catalog.plan(pool.plan_code)
+            if not isinstance(to_plan, str) or not to_plan:
+                raise InvalidInput("Choose the plan to downgrade to.")
+            plan_b = self.catalog.plan(to_plan)
+            if plan_b.family != plan_a.family:
+                raise WrongFamily(f"{plan_b.name} is not in the same family as {plan_a.name}.")
+            if plan_b.rank >= plan_a.rank:
+                raise NotADowngrade(f"{plan_b.name} is not below {plan_a.name}: a downgrade goes to a lower tier.")
+            sub = self._current(s, s.get(Subscription, pool.subscription_id), now)
+            self.catalog.priced_plan(plan_b.code, sub.interval, caller.currency)
+            self._check_not_held(s, [seat.id for seat in seats], now)
+            for seat in seats:
+                seat.downgrade_to = plan_b.code
+                self._outbox(s, account_id=caller.account_id, channel="chat", kind="downgrade_scheduled",
+                             user_id=seat.user_id, dedupe_key=f"downgrade-scheduled:{seat.id}:{now.isoformat()}",
+                             payload={"from_plan": plan_a.code, "to_plan": plan_b.code,
+                                      "effective": sub.period_end.isoformat()})
+            self._audit_ok(s, caller, "downgrade.scheduled", f"pool:{pool.id}",
+                           {"to": plan_b.code, "users": len(seats), "effective": sub.period_end.isoformat()})
+            s.flush()
+            self._queue_billing_sync(s, sub, f"downgrade:{pool.id}:{now.isoformat()}")
+            return self._pool_view(s, pool, sub, caller.currency)
+
+        return self._command(actor, "downgrade.schedule", fn, target=f"pool:{pool_id}")
+
+    def cancel_downgrade(self, actor: Actor, pool_id, user_ids) -> PoolView:
+        def fn(s: Session, caller: CallerView):
+            now = self.now()
+            pool = self._pool(s, caller, pool_id, lock=True)
+            seats = [seat for seat in self._seats_of(s, pool, parse_ids(user_ids), lock=True) if seat.downgrade_to]
+            if not seats:
+                raise InvalidInput("None of these users has a downgrade scheduled.")
+            for seat in seats:
+                seat.downgrade_to = None
+                self._outbox(s, account_id=caller.account_id, channel="chat", kind="downgrade_cancelled",
+                             user_id=seat.user_id, dedupe_key=f"downgrade-cancelled:{seat.id}:{now.isoformat()}",
+                             payload={"plan": pool.plan_code})
+            self._audit_ok(s, caller, "downgrade.cancelled", f"pool:{pool.id}", {"users": len(seats)})
+            s.flush()
+            sub = s.get(Subscription, pool.subscription_id)
+            self._queue_billing_sync(s, sub, f"downgrade-cancel:{pool.id}:{now.isoformat()}")
+            return self._pool_view(s, pool, sub, caller.currency)
+
+        return self._command(actor, "downgrade.cancel", fn, target=f"pool:{pool_id}")
+
+    # ------------------------------------------------------------------ my license, users
+
+    def my_license(self, actor: Actor) -> list[SeatView]:
+        def fn(s: Session, caller: CallerView):
+            rows = s.execute(select(Seat, Pool, Subscription).join(Pool, Pool.id == Seat.pool_id)
+                             .join(Subscription, Subscription.id == Pool.subscription_id)
+                             .where(Seat.user_id == caller.user_id)).all()
+            out = []
+            for seat, pool, sub in rows:
+                plan = self.catalog.plan(pool.plan_code)
+                out.append(SeatView(plan_code=plan.code, plan_name=plan.name, family=plan.family,
+                                    interval=sub.interval, pool_id=pool.id, since=seat.assigned_at,
+                                    renewal_date=sub.period_end, downgrade_to=seat.downgrade_to,
+                                    downgrade_to_name=self._plan_name(seat.downgrade_to),
+                                    higher_plans=[self.plan_view(p) for p in self.catalog.higher_plans(plan)]))
+            return sorted(out, key=lambda v: v.family)
+
+        return self._query(actor, "my_license", fn, admin=False)
+
+    def add_user(self, actor: Actor, aad_object_id: str, email: str, name: str) -> UserRow:
+        """Add a person (e.g. picked from the tenant's directory) to the account, only if their
+        e-mail domain is approved. Adding someone already there returns them unchanged."""
+
+        def fn(s: Session, caller: CallerView):
+            aad = clean_text(aad_object_id, max_length=64, field="directory id", required=True)
+            mail = (clean_text(email, max_length=320, field="e-mail", required=True) or "").lower()
+            display = clean_text(name, max_length=200, field="name", required=True)
+            if mail.count("@") != 1:
+                raise InvalidInput("That e-mail address is not valid.")
+            existing = s.scalars(select(User).where(User.account_id == caller.account_id,
+                                                    User.aad_object_id == aad)).first()
+            if existing:
+                return UserRow(existing.id, existing.name, existing.email)
+            self._check_domain(s, caller.account_id, mail)
+            user = self._insert_user(s, caller.account_id, aad, mail, display, "member")
+            self._audit_ok(s, caller, "user.added", f"user:{user.id}", {"email": mail})
+            return UserRow(user.id, user.name, user.email)
+
+        return self._command(actor, "user.add", fn, target=f"aad:{aad_object_id}")
+
+    def _insert_user(self, s: Session, account_id: int, aad: str, email: str, name: str, role: str) -> User:
+        user = User(account_id=account_id, aad_object_id=aad, email=email.lower(), name=name,
+                    sort_key=sort_key(name), role=role, unreachable=False, created_at=self.now())
+        s.add(user)
+        s.flush()
+        s.add_all(UserTerm(user_id=user.id, term=t, account_id=account_id) for t in search_terms(name, email))
+        return user
+
+    # ------------------------------------------------------------------ upgrade requests
+
+    def _request_view(self, s: Session, req: UpgradeRequest) -> RequestView:
+        requester = s.get(User, req.requester_id)
+        decider = s.get(User, req.decided_by) if req.decided_by else None
+        return RequestView(id=req.id, status=req.status, requester_id=req.requester_id,
+                           requester_name=requester.name, requester_email=requester.email, family=req.family,
+                           from_plan=req.from_plan, from_plan_name=self._plan_name(req.from_plan),
+                           to_plan=req.to_plan, to_plan_name=self._plan_name(req.to_plan), reason=req.reason,
+                           created_at=req.created_at, decided_by_name=decider.name if decider else None,
+                           decided_at=req.decided_at, decline_reason=req.decline_reason, quote_id=req.quote_id)
+
+    def request_upgrade(self, actor: Actor, to_plan, reason=None) -> RequestView:
+        def fn(s: Session, caller: CallerView):
+            if not isinstance(to_plan, str) or not to_plan:
+                raise InvalidInput("Choose the plan you would like.")
+            plan = self.catalog.plan(to_plan)
+            text = clean_text(reason, max_length=500, field="reason")
+            current = s.execute(select(Pool.plan_code).select_from(Seat).join(Pool, Pool.id == Seat.pool_id)
+                                .where(Seat.user_id == caller.user_id, Seat.family == plan.family)).first()
+            if current is None:
+                raise InvalidInput(f"You hold no {self.catalog.families[plan.family]} license yet. Ask an "
+                                   "administrator to assign one to you.")
+            from_plan = self.catalog.plan(current[0])
+            if plan.rank <= from_plan.rank:
+                raise NotAnUpgrade(f"{plan.name} is not above your current plan, {from_plan.name}.")
+            pending = s.scalars(select(UpgradeRequest).where(
+                UpgradeRequest.requester_id == caller.user_id, UpgradeRequest.family == plan.family,
+                UpgradeRequest.status == "pending")).first()
+            if pending:
+                raise RequestClosed(f"You already asked for {self._plan_name(pending.to_plan)} on "
+                                    f"{pending.created_at:%Y-%m-%d}; an administrator will answer soon.")
+            req = UpgradeRequest(account_id=caller.account_id, requester_id=caller.user_id, family=plan.family,
+                                 from_plan=from_plan.code, to_plan=plan.code, reason=text, status="pending",
+                                 created_at=self.now())
+            s.add(req)
+            s.flush()
+            for admin_id in s.scalars(select(User.id).where(User.account_id == caller.account_id,
+                                                            User.role == "admin")):
+                self._outbox(s, account_id=caller.account_id, channel="chat", kind="request_created",
+                             user_id=admin_id, dedupe_key=f"request:{req.id}:admin:{admin_id}",
+                             payload={"request_id": req.id})
+            self._audit_ok(s, caller, "request.created", f"request:{req.id}",
+                           {"from": from_plan.code, "to": plan.code})
+            return self._request_view(s, req)
+
+        return self._command(actor, "request.create", fn, admin=False)
+
+    def _load_request(self, s: Session, caller: CallerView, request_id, *, lock: bool = False) -> UpgradeRequest:
+        rid = parse_id(request_id, "request")
+        q = select(UpgradeRequest).where(UpgradeRequest.id == rid, UpgradeRequest.account_id == caller.account_id)
+        req = s.scalars(q.with_for_update() if lock else q).first()
+        if req is None:
+            raise NotFound("That upgrade request does not exist in your account.")
+        return req
+
+    def _decide(self, s: Session, caller: CallerView, request_id, status: str) -> UpgradeRequest:
+        req = self._load_request(s, caller, request_id, lock=True)
+        won = s.execute(update(UpgradeRequest)
+                        .where(UpgradeRequest.id == req.id, UpgradeRequest.status == "pending")
+                        .values(status=status, decided_by=caller.user_id, decided_at=self.now())
+                        .execution_options(synchronize_session=False)).rowcount
+        if won != 1:
+            s.refresh(req)
+            view = self._request_view(s, req)
+            raise RequestClosed(f"This request was already {view.status} by {view.decided_by_name or 'someone'}"
+                                f"{f' at {view.decided_at:%Y-%m-%d %H:%M} UTC' if view.decided_at else ''}.",
+                                request_id=req.id)
+        s.refresh(req)
+        for card in s.scalars(select(PostedCard).where(PostedCard.subject == "request",
+                                                       PostedCard.subject_id == str(req.id))):
+            self._outbox(s, account_id=req.account_id, channel="card", kind="request_card",
+                         dedupe_key=f"card:{card.id}:{status}", payload={"posted_card": card.id, "request_id": req.id})
+        return req
+
+    def approve_request(self, actor: Actor, request_id) -> QuoteView:
+        """First decision wins; the approving admin gets the requester's upgrade quote."""
+
+        def fn(s: Session, caller: CallerView):
+            req = self._decide(s, caller, request_id, "approved")
+            seat_pool = s.scalar(select(Seat.pool_id).where(Seat.user_id == req.requester_id,
+                                                            Seat.family == req.family))
+            if seat_pool is None:
+                raise InvalidInput("The requester no longer holds a license of that family; nothing was approved.")
+            quote = self._quote_upgrade(s, caller, seat_pool, [req.requester_id], req.to_plan, req.id)
+            req.quote_id = quote.id
+            self._outbox(s, account_id=req.account_id, channel="chat", kind="request_approved",
+                         user_id=req.requester_id, dedupe_key=f"request:{req.id}:approved",
+                         payload={"request_id": req.id, "by": caller.name})
+            self._audit_ok(s, caller, "request.approved", f"request:{req.id}", {"quote": quote.id})
+            return quote
+
+        return self._command(actor, "request.approve", fn, target=f"request:{request_id}")
+
+    def decline_request(self, actor: Actor, request_id, reason=None) -> RequestView:
+        def fn(s: Session, caller: CallerView):
+            text = clean_text(reason, max_length=500, field="reason")
+            req = self._decide(s, caller, request_id, "declined")
+            req.decline_reason = text
+            self._outbox(s, account_id=req.account_id, channel="chat", kind="request_declined",
+                         user_id=req.requester_id, dedupe_key=f"request:{req.id}:declined",
+                         payload={"request_id": req.id, "by": caller.name, "reason": text})
+            self._audit_ok(s, caller, "request.declined", f"request:{req.id}")
+            s.flush()
+            return self._request_view(s, req)
+
+        return self._command(actor, "request.decline", fn, target=f"request:{request_id}")
+
+    def request(self, actor: Actor, request_id) -> RequestView:
+        def fn(s: Session, caller: CallerView):
+            req = self._load_request(s, caller, request_id)
+            if not caller.is_admin and req.requester_id != caller.user_id:
+                raise NotAdmin("Only administrators can see other people's requests.")
+            return self._request_view(s, req)
+
+        return self._query(actor, "request.view", fn, admin=False, target=f"request:{request_id}")
+
+    def pending_requests(self, actor: Actor, *, page=0, page_size=PAGE_SIZE) -> Page:
+        def fn(s: Session, caller: CallerView):
+            pg, size = self._page_args(page, page_size)
+            cond = [UpgradeRequest.account_id == caller.account_id, UpgradeRequest.status == "pending"]
+            total = s.scalar(select(func.count()).select_from(UpgradeRequest).where(*cond)) or 0
+            reqs = s.scalars(select(UpgradeRequest).where(*cond).order_by(UpgradeRequest.id)
+                             .limit(size).offset(pg * size)).all()
+            return Page([self._request_view(s, r) for r in reqs], total, pg, size)
+
+        return self._query(actor, "requests.list", fn)
+
+    # ------------------------------------------------------------------ audit
+
+    def audit_page(self, actor: Actor, *, page=0, page_size=PAGE_SIZE) -> Page:
+        def fn(s: Session, caller: CallerView):
+            pg, size = self._page_args(page, page_size)
+            cond = AuditEvent.account_id == caller.account_id
+            total = s.scalar(select(func.count()).select_from(AuditEvent).where(cond)) or 0
+            rows = s.scalars(select(AuditEvent).where(cond).order_by(AuditEvent.id.desc())
+                             .limit(size).offset(pg * size)).all()
+            return Page([_audit_row(r) for r in rows], total, pg, size)
+
+        return self._query(actor, "audit.list", fn)
+
+    def export_audit_csv(self, account_id: int, out: io.TextIOBase | None = None) -> str:
+        """The account's audit log as CSV, oldest first (streamed in batches)."""
+        buf = out or io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["id", "created_at", "tenant_id", "actor", "action", "outcome", "target", "message"])
+        with self.db.read() as s:
+            if s.get(Account, account_id) is None:
+                raise NotFound(f"There is no account {account_id}.")
+            last = 0
+            while True:
+                rows = s.scalars(select(AuditEvent).where(AuditEvent.account_id == account_id, AuditEvent.id > last)
+                                 .order_by(AuditEvent.id).limit(1000)).all()
+                if not rows:
+                    break
+                for r in rows:
+                    w.writerow([r.id, r.created_at.isoformat(), r.tenant_id or "", _csv_safe(r.actor),
+                                r.action, r.outcome, _csv_safe(r.target), _csv_safe(r.message)])
+                last = rows[-1].id
+        return buf.getvalue() if out is None else ""
+
+    def export_audit(self, actor: Actor) -> str:
+        caller = self.require_admin(actor, "audit.export")
+        return self.export_audit_csv(caller.account_id)
+
+    def record_refusal(self, actor: Actor | None, action: str, error: DomainError, target: str | None = None) -> None:
+        """For the chat layer: audit an attempt it refused itself (malformed card data, ...)."""
+        self._refused(actor, action, error, target)
+
+    # ------------------------------------------------------------------ delivery (outbox)
+
+    def save_address(self, tenant_id: str, aad_object_id: str, address: dict) -> bool:
+        """Remember where to reach a user proactively; False when the user is not known."""
+
+        def work(s: Session) -> bool:
+            uid = s.scalar(select(User.id).join(AccountTenant, AccountTenant.account_id == User.account_id)
+                           .where(AccountTenant.tenant_id == (tenant_id or "").lower(),
+                                  User.aad_object_id == aad_object_id))
+            if uid is None:
+                return False
+            row = s.get(DeliveryAddress, uid)
+            if row is None:
+                s.add(DeliveryAddress(user_id=uid, address=address, updated_at=self.now()))
+            elif row.address != address:
+                row.address = address
+                row.updated_at = self.now()
+            s.execute(update(User).where(User.id == uid, User.unreachable.is_(True)).values(unreachable=False))
+            return True
+
+        return self.db.write(work)
+
+    def record_posted_card(self, account_id: int, subject: str, subject_id: str, message_ref: str,
+                           address: dict) -> None:
+        def work(s: Session):
+            exists_ = s.scalar(select(PostedCard.id).where(PostedCard.subject == subject,
+                                                           PostedCard.subject_id == str(subject_id),
+                                                           PostedCard.message_ref == message_ref))
+            if exists_ is None:
+                s.add(PostedCard(account_id=account_id, subject=subject, subject_id=str(subject_id),
+                                 message_ref=message_ref, address=address, created_at=self.now()))
+
+        self.db.write(work)
+
+    def posted_card(self, posted_card_id: int) -> PostedCard | None:
+        with self.db.read() as s:
+            return s.get(PostedCard, posted_card_id)
+
+    def claim_outbox(self, worker: str, *, channels: tuple[str, ...] = ("chat", "card", "billing"), limit: int = 50,
+                     lease: timedelta = timedelta(seconds=60)) -> list[OutboxItem]:
+        """Lease up to ``limit`` due messages to ``worker``. Several workers (even in several
+        processes) share the outbox: rows are locked with SKIP LOCKED on PostgreSQL, and a
+        lease that runs out (a crashed worker) makes a message due again."""
+        now = self.now()
+
+        def work(s: Session) -> list[OutboxItem]:
+            q = (select(OutboxMessage)
+                 .where(OutboxMessage.status == "pending", OutboxMessage.available_at <= now,
+                        OutboxMessage.channel.in_(channels),
+                        or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until <= now))
+                 .order_by(OutboxMessage.available_at, OutboxMessage.id).limit(limit))
+            if not self.db.is_sqlite:
+                q = q.with_for_update(skip_locked=True)
+            rows = s.scalars(q).all()
+            out = []
+            for m in rows:
+                m.locked_by = worker
+                m.locked_until = now + lease
+                m.attempts += 1
+            s.flush()
+            user_ids = {m.user_id for m in rows if m.user_id}
+            info = {}
+            if user_ids:
+                for uid, aad, tenant, address in s.execute(
+                        select(User.id, User.aad_object_id, AccountTenant.tenant_id, DeliveryAddress.address)
+                        .join(AccountTenant, AccountTenant.account_id == User.account_id)
+                        .outerjoin(DeliveryAddress, DeliveryAddress.user_id == User.id)
+                        .where(User.id.in_(user_ids))):
+                    info.setdefault(uid, (aad, tenant, address))
+            for m in rows:
+                aad, tenant, address = info.get(m.user_id, (None, None, None))
+                out.append(OutboxItem(id=m.id, account_id=m.account_id, channel=m.channel, kind=m.kind,
+                                      user_id=m.user_id, payload=m.payload, attempts=m.attempts, address=address,
+                                      tenant_id=tenant, aad_object_id=aad))
+            return out
+
+        return self.db.write(work)
+
+    def outbox_done(self, message_id: int, worker: str) -> None:
+        self._outbox_update(message_id, worker, status="sent", sent_at=self.now(), locked_until=None)
+
+    def outbox_retry(self, message_id: int, worker: str, delay: timedelta, error: str) -> None:
+        def work(s: Session):
+            m = s.get(OutboxMessage, message_id)
+            if m is None or m.locked_by != worker or m.status != "pending":
+                return
+            m.last_error = error[:500]
+            m.locked_until = None
+            if m.attempts >= MAX_OUTBOX_ATTEMPTS:
+                m.status = "failed"
+            else:
+                m.available_at = self.now() + delay
+
+        self.db.write(work)
+
+    def outbox_unreachable(self, message_id: int, worker: str, error: str) -> None:
+        """The user blocked the bot: keep the record, stop retrying, mark the user."""
+
+        def work(s: Session):
+            m = s.get(OutboxMessage, message_id)
+            if m is None or m.locked_by != worker:
+                return
+            m.status, m.last_error, m.locked_until = "unreachable", error[:500], None
+            if m.user_id:
+                s.execute(update(User).where(User.id == m.user_id).values(unreachable=True))
+
+        self.db.write(work)
+
+    def _outbox_update(self, message_id: int, worker: str, **values) -> None:
+        self.db.write(lambda s: s.execute(update(OutboxMessage).where(
+            OutboxMessage.id == message_id, OutboxMessage.locked_by == worker).values(**values)))
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self.db.read() as s:
+            return dict(s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
+
+    def subscription_sync(self, payload: dict) -> SubscriptionSync:
+        return SubscriptionSync(
+            subscription_ref=payload["subscription_ref"], idempotency_key=payload["idempotency_key"],
+            items=tuple(SubscriptionItemChange(**item) for item in payload["items"]))
+
+
+def _chunks(ids: list, size: int = 500):
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def _csv_safe(value: str | None) -> str:
+    """Neutralise spreadsheet formulas in exported text."""
+    value = value or ""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _audit_row(r: AuditEvent) -> AuditRow:
+    return AuditRow(id=r.id, created_at=r.created_at, actor=r.actor, tenant_id=r.tenant_id, action=r.action,
+                    outcome=r.outcome, target=r.target, message=r.message)

@@ -1,0 +1,234 @@
+"""What the core returns: plain, immutable data (no ORM objects leave the core)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is asking, as the chat layer knows them (tenant id + Azure AD object id)."""
+
+    tenant_id: str
+    aad_object_id: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class CallerView:
+    account_id: int
+    account_name: str
+    currency: str
+    user_id: int
+    name: str
+    email: str
+    role: str
+    tenant_id: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class PlanView:
+    code: str
+    name: str
+    family: str
+    family_name: str
+    rank: int
+    currency: str
+    month: int
+    year: int
+
+    def price(self, interval: str) -> int:
+        return self.month if interval == "month" else self.year
+
+
+@dataclass(frozen=True)
+class PoolView:
+    id: int
+    plan_code: str
+    plan_name: str
+    family: str
+    rank: int
+    interval: str
+    quantity: int
+    assigned: int
+    removal_scheduled: int
+    downgrades_out: int
+    unit_price: int
+    currency: str
+    period_start: datetime
+    renewal_date: datetime
+    renewal_quantity: int
+    renewal_amount: int  # next period, this pool's plan, with the discount active then
+
+    @property
+    def free(self) -> int:
+        return self.quantity - self.assigned
+
+    @property
+    def assignable(self) -> int:
+        return self.quantity - self.assigned - self.removal_scheduled
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: int
+    name: str
+    email: str
+    plan_code: str | None = None
+    downgrade_to: str | None = None
+    held_until: datetime | None = None  # held by an open quote
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list
+    total: int
+    page: int
+    page_size: int
+    query: str = ""
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+    @property
+    def has_next(self) -> bool:
+        return (self.page + 1) * self.page_size < self.total
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 0
+
+
+@dataclass(frozen=True)
+class QuoteLineView:
+    kind: str  # credit | charge | purchase
+    plan_code: str
+    plan_name: str
+    interval: str
+    quantity: int
+    unit_price: int
+    fraction: str
+    gross: int
+    amount: int
+    period_start: datetime
+    period_end: datetime
+    renewal_amount: int
+    new_period: bool
+
+
+@dataclass(frozen=True)
+class QuoteView:
+    id: str
+    kind: str
+    status: str  # open | paid | cancelled | expired | refund_needed
+    account_id: int
+    currency: str
+    created_by: int
+    created_by_name: str
+    created_at: datetime
+    priced_at: datetime
+    expires_at: datetime
+    pool_id: int | None
+    from_plan: str | None
+    from_plan_name: str | None
+    to_plan: str | None
+    to_plan_name: str | None
+    interval: str | None
+    users: list[UserRow]
+    lines: list[QuoteLineView]
+    gross: int
+    discount: int
+    discount_label: str | None
+    discount_percent: Decimal | None
+    due_now: int
+    renewal_amount: int
+    renewal_date: datetime
+    payment_url: str | None = None
+    payment_provider: str | None = None
+    closed_at: datetime | None = None
+    note: str | None = None
+    request_id: int | None = None
+
+
+@dataclass(frozen=True)
+class SeatView:
+    plan_code: str
+    plan_name: str
+    family: str
+    interval: str
+    pool_id: int
+    since: datetime
+    renewal_date: datetime
+    downgrade_to: str | None
+    downgrade_to_name: str | None
+    higher_plans: list[PlanView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RequestView:
+    id: int
+    status: str
+    requester_id: int
+    requester_name: str
+    requester_email: str
+    family: str
+    from_plan: str | None
+    from_plan_name: str | None
+    to_plan: str
+    to_plan_name: str
+    reason: str | None
+    created_at: datetime
+    decided_by_name: str | None
+    decided_at: datetime | None
+    decline_reason: str | None
+    quote_id: str | None
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    id: int
+    created_at: datetime
+    actor: str | None
+    tenant_id: str | None
+    action: str
+    outcome: str
+    target: str | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class PayPage:
+    """What the sandbox payment page shows for a token."""
+
+    state: str  # payable | paid | expired | cancelled | unknown | refund_needed
+    quote: QuoteView | None = None
+    account_name: str | None = None
+
+
+@dataclass(frozen=True)
+class EventResult:
+    """The outcome of a payment event: settled, duplicate, already_paid, refund_needed, ..."""
+
+    result: str
+    quote_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    account_id: int
+    channel: str
+    kind: str
+    user_id: int | None
+    payload: dict
+    attempts: int
+    address: dict | None = None
+    tenant_id: str | None = None
+    aad_object_id: str | None = None

@@ -1,0 +1,80 @@
+"""Background jobs of a serving process: the period roll-over and the billing outbox.
+
+Every instance may run them: the roll-over locks the rows it changes, and the outbox is
+leased row by row, so two processes never do the same work twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from datetime import timedelta
+
+from core.payments import PaymentProviderError
+from core.service import Licensing
+
+log = logging.getLogger(__name__)
+
+
+def worker_name(kind: str) -> str:
+    return f"{kind}@{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+
+
+def backoff(attempt: int, *, base: float = 1.0, cap: float = 300.0) -> timedelta:
+    """Exponential backoff with full jitter."""
+    return timedelta(seconds=random.uniform(0, min(cap, base * 2 ** min(attempt, 20))))
+
+
+async def rollover_loop(lic: Licensing, every: float = 60.0) -> None:
+    while True:
+        try:
+            n = await asyncio.to_thread(lic.roll_over)
+            if n:
+                log.info("rolled over %d billing period(s)", n)
+        except Exception:
+            log.exception("period roll-over failed; will try again")
+        await asyncio.sleep(every)
+
+
+async def billing_sync_once(lic: Licensing, worker: str) -> int:
+    items = await asyncio.to_thread(lic.claim_outbox, worker, channels=("billing",), limit=10)
+    for item in items:
+        try:
+            await asyncio.to_thread(lic.gateway.sync_subscription, lic.subscription_sync(item.payload))
+        except PaymentProviderError as e:
+            await asyncio.to_thread(lic.outbox_retry, item.id, worker, backoff(item.attempts), str(e))
+        except Exception as e:
+            log.exception("billing sync %s failed", item.id)
+            await asyncio.to_thread(lic.outbox_retry, item.id, worker, backoff(item.attempts), type(e).__name__)
+        else:
+            await asyncio.to_thread(lic.outbox_done, item.id, worker)
+    return len(items)
+
+
+async def billing_loop(lic: Licensing, every: float = 2.0) -> None:
+    worker = worker_name("billing")
+    while True:
+        try:
+            if await billing_sync_once(lic, worker):
+                continue
+        except Exception:
+            log.exception("billing outbox failed; will try again")
+        await asyncio.sleep(every)
+
+
+def background(*factories):
+    """An aiohttp cleanup context running the given coroutine factories for the app's life."""
+
+    async def ctx(app):
+        tasks = [asyncio.create_task(f()) for f in factories]
+        yield
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    return ctx
