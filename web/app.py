@@ -49,8 +49,7 @@ def build_gateway(settings: Settings):
         if not settings.stripe_api_key or not settings.stripe_webhook_secret:
             raise SystemExit("PAYMENTS=stripe needs STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET in the environment.")
         return StripeGateway(settings.stripe_api_key.get_secret_value(),
-                             settings.stripe_webhook_secret.get_secret_value(), api_base=settings.stripe_api_base,
-                             success_url=f"{settings.public_base_url}/paid", cancel_url=f"{settings.public_base_url}/")
+                             settings.stripe_webhook_secret.get_secret_value(), api_base=settings.stripe_api_base)
     return SandboxGateway(settings.public_base_url)
 
 

@@ -1,0 +1,408 @@
+"""Stripe implementation of :class:`core.payments.PaymentGateway` (stripe-python v16).
+
+* ``create_link``: a hosted Checkout Session in ``payment`` mode for exactly the quoted amount,
+  one per quote (idempotency key ``quote-<id>-link``).
+* ``parse_webhook``: verifies the ``Stripe-Signature`` header and translates Checkout events.
+* ``sync_subscription``: makes a subscription bill a given set of items from the next renewal,
+  without proration (the prorated difference was already collected through the link).
+
+Secrets (API key, webhook secret) are given to the constructor by the caller (read from the
+environment) and are never logged; errors carry short messages, never a raw Stripe payload.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import stripe
+from babel.numbers import get_currency_precision
+
+from core.payments import (
+    PaymentEvent,
+    PaymentLink,
+    PaymentProviderError,
+    PaymentRequest,
+    SubscriptionItemChange,
+    SubscriptionSync,
+)
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_TOLERANCE_SECONDS = 300
+# Stripe accepts a Checkout Session ``expires_at`` between 30 minutes and 24 hours after creation,
+# measured on Stripe's clock: keep a margin for clock skew and request latency.
+_SESSION_MIN_LIFETIME = timedelta(minutes=30)
+_SESSION_MAX_LIFETIME = timedelta(hours=24)
+_CLOCK_MARGIN = timedelta(minutes=2)
+_DESCRIPTION_MAX_CHARS = 500  # our own limit for the per-line breakdown shown on the pay page
+PRODUCT_ID_PREFIX = "license-desk-"
+DEFAULT_RETURN_URL = "https://teams.microsoft.com/"  # back to Teams, where the bot confirms payment
+
+
+class WebhookSignatureError(Exception):
+    """The webhook is not authentic (bad or missing signature, stale timestamp) or is malformed."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def product_id_for(plan_code: str) -> str:
+    return f"{PRODUCT_ID_PREFIX}{plan_code}"
+
+
+def _format_minor(amount: int, currency: str) -> str:
+    """``1234, "USD"`` -> ``"12.34 USD"``, in integers only (zero-decimal currencies included)."""
+    precision = get_currency_precision(currency)
+    sign = "-" if amount < 0 else ""
+    units, cents = divmod(abs(amount), 10**precision)
+    number = f"{units}.{cents:0{precision}d}" if precision else str(units)
+    return f"{sign}{number} {currency}"
+
+
+@dataclass(frozen=True)
+class _Billed:
+    """One existing subscription item, reduced to what sync_subscription compares."""
+
+    item_id: str
+    plan_code: str | None
+    interval: str | None
+    interval_count: int
+    unit_amount: int | None
+    currency: str
+    quantity: int
+
+    def bills(self, want: SubscriptionItemChange) -> bool:
+        return (
+            self.plan_code == want.plan_code
+            and self.interval == want.interval
+            and self.interval_count == 1
+            and self.unit_amount == want.unit_amount
+            and self.currency == want.currency.lower()
+        )
+
+
+class StripeGateway:
+    name = "stripe"
+
+    def __init__(
+        self,
+        api_key: str,
+        webhook_secret: str,
+        *,
+        api_base: str | None = None,
+        timeout_seconds: float = 10,
+        max_network_retries: int = 2,
+        success_url: str = DEFAULT_RETURN_URL,
+        cancel_url: str = DEFAULT_RETURN_URL,
+        clock: Callable[[], datetime] = _utcnow,
+    ):
+        if not api_key:
+            raise ValueError("Stripe API key is missing")
+        if not webhook_secret:
+            raise ValueError("Stripe webhook signing secret is missing")
+        self._webhook_secret = webhook_secret
+        self._success_url = success_url
+        self._cancel_url = cancel_url
+        self._clock = clock
+        self._known_products: set[str] = set()
+        # One client for the gateway's lifetime: it keeps the key (we don't) and a connection pool.
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            max_network_retries=max_network_retries,
+            http_client=stripe.RequestsClient(timeout=timeout_seconds),
+        )
+
+    def __repr__(self) -> str:  # never show the secrets
+        return f"StripeGateway(success_url={self._success_url!r})"
+
+    # ------------------------------------------------------------------ payment links
+
+    def create_link(self, request: PaymentRequest) -> PaymentLink:
+        if isinstance(request.amount, bool) or not isinstance(request.amount, int) or request.amount <= 0:
+            raise ValueError("a payment link needs a positive integer amount in minor units")
+        currency = request.currency.lower()
+        product_data: dict[str, Any] = {"name": request.description}
+        breakdown = self._breakdown(request)
+        if breakdown:
+            product_data["description"] = breakdown
+        metadata = {**request.metadata, "quote_id": request.quote_id, "account_id": str(request.account_id)}
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": currency,
+                        "unit_amount": request.amount,
+                        "product_data": product_data,
+                    },
+                    "quantity": 1,
+                }
+            ],
+            "metadata": metadata,
+            "client_reference_id": request.quote_id,
+            "success_url": self._success_url,
+            "cancel_url": self._cancel_url,
+        }
+        if request.customer_ref:
+            params["customer"] = request.customer_ref
+        key = f"quote-{request.quote_id}-link"
+
+        # The first candidate is the expiry we want now; the others are what an earlier call
+        # for the same quote may have sent (the clamp depends on the time of the call). Stripe
+        # answers a reused key with different parameters by an idempotency error: replaying the
+        # earlier parameters returns the session already created, never a second one.
+        session = None
+        last_error: stripe.StripeError | None = None
+        for expires_at in self._expiry_candidates(request.expires_at):
+            attempt = dict(params)
+            if expires_at is not None:
+                attempt["expires_at"] = expires_at
+            try:
+                session = self._client.v1.checkout.sessions.create(attempt, {"idempotency_key": key})
+                break
+            except stripe.IdempotencyError as exc:
+                last_error = exc
+            except stripe.StripeError as exc:
+                raise self._provider_error("create the payment link", exc) from None
+        if session is None:
+            assert last_error is not None
+            raise self._provider_error("create the payment link", last_error) from None
+        if not session.url:
+            raise PaymentProviderError("Stripe returned a checkout session without a payment page.")
+        return PaymentLink(provider=self.name, external_id=session.id, url=session.url)
+
+    def _expiry_candidates(self, quote_expires_at: datetime) -> list[int | None]:
+        """``expires_at`` values for the session, preferred first (``None``: let Stripe default
+        to 24 h). Stripe refuses values outside [now + 30 min, now + 24 h]:
+
+        * within range: the quote's own expiry, so the link dies with the quote;
+        * quote expires in less than 30 min: quote expiry + 30 min (+ margin). The link then
+          outlives the quote by ~32 min; a payment made after the quote expired reaches the core
+          as a normal "paid" event and the core decides (it refuses to settle an expired quote
+          unless it can do so safely). Derived from the quote expiry, not from "now", so that a
+          retry for the same quote sends the same parameters (same idempotency key);
+        * quote expires in more than 24 h: omit ``expires_at`` (Stripe's default, 24 h); the
+          link expires before the quote and Stripe sends ``checkout.session.expired``.
+        """
+        now = self._clock()
+        if quote_expires_at <= now:
+            raise ValueError("the quote has already expired; no payment link can be created for it")
+        exact = int(quote_expires_at.timestamp())
+        floor = exact + int((_SESSION_MIN_LIFETIME + _CLOCK_MARGIN).total_seconds())
+        if quote_expires_at < now + _SESSION_MIN_LIFETIME + _CLOCK_MARGIN:
+            preferred: int | None = floor
+        elif quote_expires_at > now + _SESSION_MAX_LIFETIME - _CLOCK_MARGIN:
+            preferred = None
+        else:
+            preferred = exact
+        return [preferred] + [c for c in (exact, floor, None) if c != preferred]
+
+    @staticmethod
+    def _breakdown(request: PaymentRequest) -> str | None:
+        """Per-line breakdown ("Line: 12.34 USD; Credit: -5.00 USD"), cut short with "+N more"."""
+        parts = [f"{line.description}: {_format_minor(line.amount, request.currency)}" for line in request.lines]
+        text = ""
+        for shown, part in enumerate(parts):
+            rest = len(parts) - shown - 1
+            candidate = f"{text}; {part}" if text else part
+            suffix = f"; +{rest} more" if rest else ""
+            if len(candidate) + len(suffix) > _DESCRIPTION_MAX_CHARS:
+                more = len(parts) - shown
+                return f"{text}; +{more} more" if text else None
+            text = candidate
+        return text or None
+
+    # ------------------------------------------------------------------ webhooks
+
+    def parse_webhook(self, payload: bytes, signature_header: str) -> PaymentEvent:
+        try:
+            event = self._client.construct_event(
+                payload, signature_header, self._webhook_secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
+            )
+            data = event.to_dict()
+        except stripe.SignatureVerificationError:
+            raise WebhookSignatureError("invalid Stripe webhook signature") from None
+        except (ValueError, TypeError, AttributeError, KeyError):  # not JSON, not an event
+            raise WebhookSignatureError("malformed Stripe webhook payload") from None
+
+        event_id = data.get("id")
+        event_type = data.get("type")
+        container = data.get("data")
+        obj = container.get("object") if isinstance(container, dict) else None
+        if not isinstance(event_id, str) or not isinstance(event_type, str) or not isinstance(obj, dict):
+            raise WebhookSignatureError("malformed Stripe webhook payload")
+
+        if obj.get("object") != "checkout.session":
+            return PaymentEvent(self.name, event_id, "ignored", quote_id=None, external_id=None)
+
+        if event_type == "checkout.session.completed":
+            # "unpaid": an asynchronous payment method (bank debit...) is still pending;
+            # async_payment_succeeded / _failed will follow.
+            kind = "paid" if obj.get("payment_status") == "paid" else "ignored"
+        elif event_type == "checkout.session.async_payment_succeeded":
+            kind = "paid"
+        elif event_type == "checkout.session.async_payment_failed":
+            kind = "failed"
+        elif event_type == "checkout.session.expired":
+            kind = "expired"
+        else:
+            kind = "ignored"
+
+        metadata = obj.get("metadata") or {}
+        quote_id = metadata.get("quote_id") or obj.get("client_reference_id")
+        amount = obj.get("amount_total")
+        currency = obj.get("currency")
+        return PaymentEvent(
+            provider=self.name,
+            event_id=event_id,
+            kind=kind,
+            quote_id=quote_id if isinstance(quote_id, str) else None,
+            external_id=obj.get("id") if isinstance(obj.get("id"), str) else None,
+            amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
+            currency=currency.upper() if isinstance(currency, str) else None,
+        )
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def sync_subscription(self, sync: SubscriptionSync) -> None:
+        """Make ``sync.subscription_ref`` bill exactly ``sync.items`` with ``proration_behavior=none``.
+
+        Our items are recognised by plan code, read from (first found) the subscription item's
+        ``metadata.plan_code`` (set on every item this gateway adds), the price's
+        ``metadata.plan_code`` (catalogue prices created in the Dashboard), or the product id
+        ``license-desk-<plan_code>``. An existing item is kept (quantity updated if needed) when
+        it bills the same plan, interval (count 1), unit amount and currency; every other item
+        is deleted, and missing ones are added with inline ``price_data`` on the plan's product.
+        """
+        wanted = [item for item in sync.items if item.quantity != 0]
+        if any(item.quantity < 0 for item in wanted):
+            raise ValueError("subscription quantities cannot be negative")
+        if not wanted:
+            raise ValueError("a subscription cannot be left without items; cancel it instead")
+        keys = [(item.plan_code, item.interval, item.currency.lower()) for item in wanted]
+        if len(set(keys)) != len(keys):
+            raise ValueError("the same plan and interval appears twice in the desired items")
+
+        try:
+            subscription = self._client.v1.subscriptions.retrieve(sync.subscription_ref)
+            existing = [_billed(item) for item in self._subscription_items(subscription)]
+            changes = _item_changes(existing, wanted)
+            if not changes:
+                return  # already billing exactly this (e.g. a retry after a lost response)
+            for change in changes:
+                if "price_data" in change:
+                    change["price_data"]["product"] = self._ensure_product(change["metadata"]["plan_code"])
+            self._client.v1.subscriptions.update(
+                sync.subscription_ref,
+                {"items": changes, "proration_behavior": "none"},
+                {"idempotency_key": sync.idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise self._provider_error("update the subscription", exc) from None
+
+    def _subscription_items(self, subscription: Any) -> Iterable[dict[str, Any]]:
+        items = subscription.to_dict().get("items") or {}
+        if not items.get("has_more"):
+            return items.get("data") or []
+        listing = self._client.v1.subscription_items.list({"subscription": subscription.id, "limit": 100})
+        return [item.to_dict() for item in listing.auto_paging_iter()]
+
+    def _ensure_product(self, plan_code: str) -> str:
+        """The Product our inline prices for ``plan_code`` belong to, created on first use with a
+        fixed id (so concurrent or repeated creations cannot make duplicates)."""
+        product_id = product_id_for(plan_code)
+        if product_id in self._known_products:
+            return product_id
+        try:
+            self._client.v1.products.retrieve(product_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status != 404:
+                raise
+            try:
+                self._client.v1.products.create(
+                    {"id": product_id, "name": f"License Desk {plan_code}", "metadata": {"plan_code": plan_code}}
+                )
+            except stripe.InvalidRequestError as create_exc:
+                if create_exc.code != "resource_already_exists":
+                    raise
+        self._known_products.add(product_id)
+        return product_id
+
+    # ------------------------------------------------------------------ errors
+
+    @staticmethod
+    def _provider_error(action: str, exc: stripe.StripeError) -> PaymentProviderError:
+        # Log what identifies the failure, not Stripe's message (it may echo a masked key or input).
+        log.warning(
+            "Stripe call failed while trying to %s: %s (http_status=%s, code=%s, request_id=%s)",
+            action,
+            type(exc).__name__,
+            exc.http_status,
+            exc.code,
+            exc.request_id,
+        )
+        if isinstance(exc, stripe.APIConnectionError):
+            reason = "Stripe could not be reached (network error or timeout)"
+        elif isinstance(exc, stripe.RateLimitError):
+            reason = "Stripe is receiving too many requests"
+        elif isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+            reason = "Stripe refused our credentials; an administrator must check the configuration"
+        elif isinstance(exc, stripe.IdempotencyError):
+            reason = "Stripe refused a repeated request whose details changed"
+        elif isinstance(exc, stripe.InvalidRequestError):
+            reason = "Stripe refused the request"
+        else:
+            reason = "Stripe is temporarily unavailable"
+        return PaymentProviderError(f"Could not {action}: {reason}. Please try again later.")
+
+
+def _billed(item: dict[str, Any]) -> _Billed:
+    price = item.get("price") or {}
+    recurring = price.get("recurring") or {}
+    product = price.get("product")
+    product_id = product.get("id") if isinstance(product, dict) else product
+    plan_code = (item.get("metadata") or {}).get("plan_code") or (price.get("metadata") or {}).get("plan_code")
+    if not plan_code and isinstance(product_id, str) and product_id.startswith(PRODUCT_ID_PREFIX):
+        plan_code = product_id[len(PRODUCT_ID_PREFIX) :]
+    return _Billed(
+        item_id=item["id"],
+        plan_code=plan_code,
+        interval=recurring.get("interval"),
+        interval_count=recurring.get("interval_count") or 1,
+        unit_amount=price.get("unit_amount"),
+        currency=(price.get("currency") or "").lower(),
+        quantity=item.get("quantity") or 0,
+    )
+
+
+def _item_changes(existing: list[_Billed], wanted: list[SubscriptionItemChange]) -> list[dict[str, Any]]:
+    """The ``items`` parameter turning ``existing`` into ``wanted`` (empty: nothing to do)."""
+    changes: list[dict[str, Any]] = []
+    unmatched = list(existing)
+    for want in wanted:
+        match = next((have for have in unmatched if have.bills(want)), None)
+        if match is not None:
+            unmatched.remove(match)
+            if match.quantity != want.quantity:
+                changes.append({"id": match.item_id, "quantity": want.quantity})
+            continue
+        changes.append(
+            {
+                "price_data": {
+                    "currency": want.currency.lower(),
+                    "product": None,  # filled in by the caller once the product exists
+                    "recurring": {"interval": want.interval, "interval_count": 1},
+                    "unit_amount": want.unit_amount,
+                },
+                "quantity": want.quantity,
+                "metadata": {"plan_code": want.plan_code},
+            }
+        )
+    changes.extend({"id": have.item_id, "deleted": True} for have in unmatched)
+    return changes
