@@ -72,7 +72,7 @@ from core.payments import (
     SubscriptionItemChange,
     SubscriptionSync,
 )
-from core.periods import add_intervals, period_bounds
+from core.periods import add_intervals, period_bounds, period_containing
 from core.text import clean_text, fold, parse_id, parse_ids, parse_quantity, search_terms, sort_key, words
 from core.views import (
     Actor,
@@ -613,10 +613,13 @@ class Licensing:
         for plan, interval, qty in cart:
             sub = s.scalars(select(Subscription).where(Subscription.account_id == caller.account_id,
                                                        Subscription.interval == interval)).first()
-            if sub is not None and persist:
-                sub = self._current(s, sub, now)
-            if sub is not None and sub.period_end > now:
-                start, end, new = sub.period_start, sub.period_end, False
+            if sub is not None:
+                if persist:
+                    sub = self._current(s, sub, now)
+                    start, end = sub.period_start, sub.period_end
+                else:  # a preview reads the period the roll-over would reach, without writing it
+                    _, start, end = period_containing(sub.anchor_at, sub.interval, now)
+                new = False
                 f = pricing.remaining_fraction(start, end, now)
                 expires = min(expires, end)
             else:
@@ -1481,6 +1484,36 @@ class Licensing:
         return SubscriptionSync(
             subscription_ref=payload["subscription_ref"], idempotency_key=payload["idempotency_key"],
             items=tuple(SubscriptionItemChange(**item) for item in payload["items"]))
+
+    # ------------------------------------------------------------------ for the chat layer
+
+    def plan_name(self, code: str | None) -> str:
+        return self._plan_name(code) or ""
+
+    def directory_rows(self, actor: Actor, user_ids: list[int]) -> list[UserRow]:
+        """Names and e-mails of the given users of the caller's account (unknown ids dropped)."""
+
+        def fn(s: Session, caller: CallerView):
+            ids = list(user_ids)[:MAX_PAGE_SIZE]
+            rows = s.execute(select(User.id, User.name, User.email)
+                             .where(User.account_id == caller.account_id, User.id.in_(ids))).all()
+            by_id = {r[0]: UserRow(r[0], r[1], r[2]) for r in rows}
+            return [by_id[i] for i in ids if i in by_id]
+
+        return self._query(actor, "directory.rows", fn, admin=False)
+
+    def any_address(self, account_id: int) -> dict | None:
+        """Some stored address in the account (its service URL serves the whole tenant)."""
+        with self.db.read() as s:
+            return s.scalar(select(DeliveryAddress.address).join(User, User.id == DeliveryAddress.user_id)
+                            .where(User.account_id == account_id).order_by(DeliveryAddress.updated_at.desc())
+                            .limit(1))
+
+    def quote_snapshot(self, quote_id: str) -> QuoteView | None:
+        """A quote as it is now, for the system (e.g. to update a card shown earlier)."""
+        with self.db.read() as s:
+            quote = s.get(Quote, quote_id)
+            return self._quote_view(s, quote) if quote else None
 
 
 def _chunks(ids: list, size: int = 500):
