@@ -152,6 +152,9 @@ def create_app(settings: Settings, licensing: Licensing | None = None, *,
     app.router.add_get("/pay/{token}", pay_get)
     app.router.add_post("/pay/{token}", pay_post)
     app.router.add_post("/api/stripe/webhook", stripe_webhook)
+    from bot.app import install_bot
+
+    install_bot(app, settings, lic, background=background)
     if background:
         from web.workers import background as run_in_background
         from web.workers import billing_loop, rollover_loop

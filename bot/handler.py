@@ -1,0 +1,188 @@
+"""The Teams activity handler: it only translates activities into router calls and the
+router's cards into replies or invoke responses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+
+from botbuilder.core import CardFactory, MessageFactory, TurnContext
+from botbuilder.core.teams import TeamsActivityHandler
+from botbuilder.schema import ChannelAccount, InvokeResponse
+
+from bot import invoke
+from bot.identity import actor_of, address_of, locale_of
+from cards import common
+from cards.i18n import T
+from core.errors import DomainError, InvalidInput
+from core.service import Licensing
+from dialogs.router import ProtocolError, Router, Turn
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 2000
+
+
+class _Recent:
+    """A small bounded memory of recent keys (to avoid welcoming a chat twice when Teams
+    sends both installationUpdate and conversationUpdate). Only an optimisation: losing it
+    on restart costs one extra welcome at most."""
+
+    def __init__(self, size: int = 10_000, ttl: float = 300.0):
+        self.size, self.ttl, self._d = size, ttl, OrderedDict()
+
+    def seen(self, key: str) -> bool:
+        now = time.monotonic()
+        hit = key in self._d and now - self._d[key] < self.ttl
+        self._d[key] = now
+        self._d.move_to_end(key)
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+        return hit
+
+
+class LicenseDeskBot(TeamsActivityHandler):
+    def __init__(self, router: Router, lic: Licensing, *, allowed_tenants: frozenset[str] = frozenset()):
+        super().__init__()
+        self.router = router
+        self.lic = lic
+        self.allowed_tenants = allowed_tenants
+        self._welcomed = _Recent()
+        self._addresses = _Recent(ttl=3600.0)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _turn(self, tc: TurnContext) -> Turn:
+        a = tc.activity
+        return Turn(actor=actor_of(a), locale=locale_of(a), message_ref=a.reply_to_id,
+                    address=address_of(a) if a.conversation and a.service_url else None, activity_id=a.id)
+
+    async def _remember(self, tc: TurnContext, turn: Turn) -> bool:
+        """Store where to reach this user (proactive messages); cheap when unchanged."""
+        if not (turn.actor.tenant_id and turn.actor.aad_object_id and turn.address):
+            return False
+        if turn.address.get("conversation", {}).get("conversationType") not in (None, "personal"):
+            return False  # notifications go to the person's 1:1 chat, not to a group
+        key = f"{turn.actor.tenant_id}|{turn.actor.aad_object_id}|{sorted(turn.address.items())}"
+        if self._addresses.seen(key):
+            return True
+        try:
+            return await asyncio.to_thread(self.lic.save_address, turn.actor.tenant_id, turn.actor.aad_object_id,
+                                           turn.address)
+        except DomainError:
+            return False
+
+    def _tenant_refused(self, turn: Turn) -> dict | None:
+        if self.allowed_tenants and turn.actor.tenant_id not in self.allowed_tenants:
+            err = InvalidInput("This bot is not available to your organisation.")
+            self.lic.record_refusal(turn.actor, "tenant.refused", err, turn.actor.tenant_id or "(none)")
+            return common.error_card(turn.locale, err.message, heading=T(turn.locale)("error.not_registered.title"))
+        return None
+
+    async def _reply(self, tc: TurnContext, card: dict) -> None:
+        await tc.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(card)))
+
+    # ------------------------------------------------------------------ messages
+
+    async def on_message_activity(self, tc: TurnContext) -> None:
+        turn = self._turn(tc)
+        try:
+            refused = await asyncio.to_thread(self._tenant_refused, turn)
+            if refused:
+                await self._reply(tc, refused)
+                return
+            await self._remember(tc, turn)
+            value = tc.activity.value
+            if isinstance(value, dict) and "verb" in value:  # an Action.Submit: same router as Execute
+                try:
+                    card = await asyncio.to_thread(self.router.on_action, turn, value.get("verb"), value)
+                except ProtocolError as e:
+                    await asyncio.to_thread(self.lic.record_refusal, turn.actor, "card.malformed",
+                                            InvalidInput(e.message))
+                    card = common.error_card(turn.locale, e.message)
+            else:
+                text = TurnContext.remove_recipient_mention(tc.activity) or tc.activity.text or ""
+                card = await asyncio.to_thread(self.router.on_text, turn, str(text)[:MAX_TEXT])
+        except Exception:
+            log.exception("message turn failed (activity %s)", tc.activity.id)
+            card = common.apology_card(turn.locale)
+        await self._reply(tc, card)
+
+    # ------------------------------------------------------------------ invokes
+
+    async def on_invoke_activity(self, tc: TurnContext) -> InvokeResponse:
+        name = tc.activity.name
+        if name == "adaptiveCard/action":
+            return await self._card_action(tc)
+        if name == "application/search":
+            return await self._search(tc)
+        return await super().on_invoke_activity(tc)
+
+    async def _card_action(self, tc: TurnContext) -> InvokeResponse:
+        turn = self._turn(tc)
+        try:
+            refused = await asyncio.to_thread(self._tenant_refused, turn)
+            if refused:
+                return invoke.card_response(refused)
+            value = tc.activity.value
+            action = value.get("action") if isinstance(value, dict) else None
+            if not isinstance(action, dict):
+                raise ProtocolError("The invoke has no action.")
+            if action.get("type", "Action.Execute") != "Action.Execute":
+                raise ProtocolError("Only Action.Execute is supported here.")
+            card = await asyncio.to_thread(self.router.on_action, turn, action.get("verb"), action.get("data"))
+            return invoke.card_response(card)
+        except ProtocolError as e:
+            await asyncio.to_thread(self.lic.record_refusal, turn.actor, "card.malformed", InvalidInput(e.message))
+            return invoke.error_response(400, e.code, e.message)
+        except Exception:
+            log.exception("card action failed (activity %s)", tc.activity.id)
+            return invoke.card_response(common.apology_card(turn.locale))
+
+    async def _search(self, tc: TurnContext) -> InvokeResponse:
+        turn = self._turn(tc)
+        value = tc.activity.value if isinstance(tc.activity.value, dict) else {}
+        options = value.get("queryOptions") if isinstance(value.get("queryOptions"), dict) else {}
+        try:
+            if self.allowed_tenants and turn.actor.tenant_id not in self.allowed_tenants:
+                return invoke.search_response([])
+            results = await asyncio.to_thread(self.router.on_search, turn, value.get("dataset"),
+                                              value.get("queryText"), options.get("skip", 0),
+                                              options.get("top", 15))
+            return invoke.search_response(results)
+        except ProtocolError as e:
+            return invoke.error_response(400, e.code, e.message)
+        except Exception:
+            log.exception("search failed (activity %s)", tc.activity.id)
+            return invoke.search_response([])
+
+    # ------------------------------------------------------------------ installation and welcome
+
+    async def _welcome(self, tc: TurnContext) -> None:
+        turn = self._turn(tc)
+        known = await self._remember(tc, turn)
+        conv = tc.activity.conversation.id if tc.activity.conversation else ""
+        if self._welcomed.seen(f"{conv}|{turn.actor.aad_object_id}") and known:
+            return
+        try:
+            refused = await asyncio.to_thread(self._tenant_refused, turn)
+            card = refused or await asyncio.to_thread(self.router.welcome, turn)
+        except Exception:
+            log.exception("welcome failed (activity %s)", tc.activity.id)
+            card = common.apology_card(turn.locale)
+        await self._reply(tc, card)
+
+    async def on_installation_update_add(self, tc: TurnContext) -> None:
+        await self._welcome(tc)
+
+    async def on_members_added_activity(self, members_added: list[ChannelAccount], tc: TurnContext) -> None:
+        bot_id = tc.activity.recipient.id if tc.activity.recipient else None
+        if any(m.id == bot_id for m in members_added):
+            await self._welcome(tc)
+        else:
+            await self._remember(tc, self._turn(tc))
+
+    async def on_teams_members_added(self, members_added, team_info, tc: TurnContext) -> None:
+        await self.on_members_added_activity(members_added, tc)

@@ -1,0 +1,151 @@
+"""Adaptive Card building blocks (schema 1.5). Pure functions: data in, dict out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+VERSION = "1.5"
+CARD_BUDGET = 28 * 1024
+CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+
+
+def card(body: list[dict], actions: list[dict] | None = None, *, refresh: dict | None = None,
+         fallback_text: str | None = None) -> dict:
+    out: dict[str, Any] = {"type": "AdaptiveCard", "$schema": SCHEMA, "version": VERSION, "body": body,
+                           "msteams": {"width": "Full"}}
+    if actions:
+        out["actions"] = actions
+    if refresh:
+        out["refresh"] = refresh
+    if fallback_text:
+        out["fallbackText"] = fallback_text
+    return out
+
+
+def size(c: dict) -> int:
+    return len(json.dumps(c, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def text(value: str, *, weight: str | None = None, size_: str | None = None, color: str | None = None,
+         subtle: bool = False, wrap: bool = True, spacing: str | None = None, style: str | None = None,
+         horizontal: str | None = None) -> dict:
+    out: dict[str, Any] = {"type": "TextBlock", "text": value, "wrap": wrap}
+    if weight:
+        out["weight"] = weight
+    if size_:
+        out["size"] = size_
+    if color:
+        out["color"] = color
+    if subtle:
+        out["isSubtle"] = True
+    if spacing:
+        out["spacing"] = spacing
+    if style:
+        out["style"] = style
+    if horizontal:
+        out["horizontalAlignment"] = horizontal
+    return out
+
+
+def title(value: str) -> dict:
+    return text(value, weight="Bolder", size_="Medium", style="heading")
+
+
+def facts(pairs: list[tuple[str, str]]) -> dict:
+    return {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in pairs]}
+
+
+def execute(title_: str, verb: str, data: dict | None = None, *, style: str | None = None,
+            inputs: str | None = None, tooltip: str | None = None) -> dict:
+    out: dict[str, Any] = {"type": "Action.Execute", "title": title_, "verb": verb, "data": dict(data or {})}
+    if style:
+        out["style"] = style
+    if inputs:
+        out["associatedInputs"] = inputs  # "none": do not send this card's inputs
+    if tooltip:
+        out["tooltip"] = tooltip
+    return out
+
+
+def open_url(title_: str, url: str, *, style: str | None = None) -> dict:
+    out = {"type": "Action.OpenUrl", "title": title_, "url": url}
+    if style:
+        out["style"] = style
+    return out
+
+
+def action_set(actions: list[dict], *, spacing: str | None = None) -> dict:
+    out: dict[str, Any] = {"type": "ActionSet", "actions": actions}
+    if spacing:
+        out["spacing"] = spacing
+    return out
+
+
+def column(items: list[dict], width: str = "stretch", *, vertical: str | None = "Center") -> dict:
+    out: dict[str, Any] = {"type": "Column", "width": width, "items": items}
+    if vertical:
+        out["verticalContentAlignment"] = vertical
+    return out
+
+
+def columns(cols: list[dict], *, separator: bool = False, spacing: str | None = None) -> dict:
+    out: dict[str, Any] = {"type": "ColumnSet", "columns": cols}
+    if separator:
+        out["separator"] = True
+    if spacing:
+        out["spacing"] = spacing
+    return out
+
+
+def container(items: list[dict], *, style: str | None = None, spacing: str | None = None) -> dict:
+    out: dict[str, Any] = {"type": "Container", "items": items}
+    if style:
+        out["style"] = style
+    if spacing:
+        out["spacing"] = spacing
+    return out
+
+
+def input_text(id_: str, *, label: str | None = None, placeholder: str | None = None, value: str | None = None,
+               max_length: int | None = None, multiline: bool = False) -> dict:
+    out: dict[str, Any] = {"type": "Input.Text", "id": id_}
+    if label:
+        out["label"] = label
+    if placeholder:
+        out["placeholder"] = placeholder
+    if value:
+        out["value"] = value
+    if max_length:
+        out["maxLength"] = max_length
+    if multiline:
+        out["isMultiline"] = True
+    return out
+
+
+def choice_set(id_: str, choices: list[tuple[str, str]], *, label: str | None = None, value: str | None = None,
+               multi: bool = False, style: str = "compact", placeholder: str | None = None,
+               required: bool = False, error: str | None = None, dataset: str | None = None) -> dict:
+    out: dict[str, Any] = {"type": "Input.ChoiceSet", "id": id_, "style": style,
+                           "choices": [{"title": t, "value": v} for t, v in choices]}
+    if label:
+        out["label"] = label
+    if value:
+        out["value"] = value
+    if multi:
+        out["isMultiSelect"] = True
+    if placeholder:
+        out["placeholder"] = placeholder
+    if required:
+        out["isRequired"] = True
+        out["errorMessage"] = error or label or "Required"
+    if dataset:
+        out["choices.data"] = {"type": "Data.Query", "dataset": dataset}
+    return out
+
+
+def message_card(heading: str, lines: list[str], actions: list[dict] | None = None, *,
+                 color: str | None = None) -> dict:
+    body = [title(heading)] + [text(line, color=color if i == 0 else None) for i, line in enumerate(lines)]
+    return card(body, actions, fallback_text=heading)

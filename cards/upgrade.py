@@ -1,0 +1,242 @@
+"""The upgrade journey's cards: pools, a pool's users, the tier step, the quote, the paid
+summary and the notice a user receives."""
+
+from __future__ import annotations
+
+from cards import verbs
+from cards.base import (
+    action_set,
+    card,
+    choice_set,
+    column,
+    columns,
+    container,
+    execute,
+    facts,
+    input_text,
+    open_url,
+    text,
+    title,
+)
+from cards.i18n import T
+from core.views import Page, PlanView, PoolView, QuoteView, UserRow
+
+MAX_NAMES = 10
+
+
+def pools_card(locale: str | None, account_name: str, pools: list[PoolView], *, note: str | None = None) -> dict:
+    t = T(locale)
+    body = [title(t("pools.title", account=account_name))]
+    if note:
+        body.append(text(note, color="Warning"))
+    if not pools:
+        body.append(text(t("pools.empty")))
+    else:
+        head = [t("pools.plan"), t("pools.bought"), t("pools.assigned"), t("pools.free"), t("pools.renewal")]
+        widths = ["stretch", "auto", "auto", "auto", "auto"]
+        body.append(columns([column([text(h, weight="Bolder", size_="Small", wrap=False)], w)
+                             for h, w in zip(head, widths, strict=True)]))
+        for p in pools:
+            plan = [text(p.plan_name, weight="Bolder", wrap=False),
+                    text(f"{t.interval(p.interval)} · {t.money(p.unit_price, p.currency)}", subtle=True,
+                         size_="Small", spacing="None")]
+            if p.removal_scheduled:
+                plan.append(text(t("pools.removal", n=p.removal_scheduled), size_="Small", color="Warning",
+                                 spacing="None"))
+            assigned = action_set([execute(str(p.assigned), verbs.POOL_USERS, {"pool": p.id},
+                                           tooltip=f"{p.plan_name}: {t('pools.assigned')}")])
+            body.append(columns([
+                column(plan),
+                column([text(str(p.quantity), horizontal="Right")], "auto"),
+                column([assigned], "auto"),
+                column([text(str(p.free), horizontal="Right")], "auto"),
+                column([text(t.date(p.renewal_date), wrap=False)], "auto"),
+            ], separator=True))
+        body.append(text(t("pools.hint"), subtle=True, size_="Small"))
+    return card(body, fallback_text=t("pools.title", account=account_name))
+
+
+def _user_choice(t: T, u: UserRow) -> tuple[str, str]:
+    label = f"{u.name} — {u.email}"
+    if u.held_until:
+        label += f" ({t('users.held', time=t.datetime(u.held_until))})"
+    elif u.downgrade_to:
+        label += f" ({t('users.downgrade', plan=u.downgrade_to)})"
+    return label[:200], str(u.id)
+
+
+def pool_users_card(locale: str | None, pool: PoolView, page: Page, selected: list[int], *,
+                    note: str | None = None) -> dict:
+    """A page of (at most 20) users with checkboxes; the selection made on other pages
+    travels in the actions' data, so the card never grows with the pool."""
+    t = T(locale)
+    page_ids = [u.id for u in page.items]
+    on_page = set(page_ids)
+    other = [i for i in selected if i not in on_page]
+    checked = [str(i) for i in page_ids if i in set(selected)]
+    base = {"pool": pool.id, "page": page.page, "cq": page.query, "sel": other, "ids": page_ids}
+    heading = (t("users.title_search", plan=pool.plan_name, interval=t.interval(pool.interval), total=page.total,
+                 query=page.query) if page.query else
+               t("users.title", plan=pool.plan_name, interval=t.interval(pool.interval), total=page.total))
+    body = [title(heading)]
+    if note:
+        body.append(text(note, color="Warning"))
+    body.append(columns([
+        column([input_text("q", placeholder=t("users.search"), value=page.query, max_length=100)]),
+        column([action_set([execute(t("btn.search"), verbs.POOL_SEARCH, base)])], "auto"),
+    ]))
+    body.append(columns([
+        column([choice_set("pick", [], placeholder=t("users.pick"), style="filtered",
+                           dataset=f"{verbs.DATASET_POOL_USERS}:{pool.id}")]),
+        column([action_set([execute(t("btn.add_pick"), verbs.POOL_PICK, base)])], "auto"),
+    ]))
+    if page.items:
+        body.append(choice_set("users", [_user_choice(t, u) for u in page.items], label=t("users.select"),
+                               value=",".join(checked), multi=True, style="expanded"))
+    else:
+        body.append(text(t("users.none"), subtle=True))
+    status = t("users.page", page=page.page + 1, pages=page.pages)
+    n_selected = len(other) + len(checked)
+    body.append(text(f"{status} · {t('users.selected', n=n_selected)}", subtle=True, size_="Small"))
+    nav = []
+    if page.has_prev:
+        nav.append(execute(t("btn.prev"), verbs.POOL_USERS, dict(base, page=page.page - 1)))
+    if page.has_next:
+        nav.append(execute(t("btn.next"), verbs.POOL_USERS, dict(base, page=page.page + 1)))
+    if page.query:
+        nav.append(execute(t("btn.clear"), verbs.POOL_USERS, dict(base, page=0, cq="")))
+    if n_selected:
+        nav.append(execute(t("btn.clear_sel"), verbs.POOL_CLEAR, base))
+    if nav:
+        body.append(action_set(nav))
+    actions = [
+        execute(t("btn.continue"), verbs.UPGRADE_TIERS, base, style="positive"),
+        execute(t("btn.back"), verbs.POOLS, inputs="none"),
+        execute(t("btn.cancel"), verbs.DISMISS, inputs="none"),
+    ]
+    return card(body, actions, fallback_text=heading)
+
+
+def _names(t: T, users: list[UserRow], total: int) -> str:
+    names = ", ".join(u.name for u in users[:MAX_NAMES])
+    if total > MAX_NAMES:
+        names += " " + t("quote.more", n=total - MAX_NAMES)
+    return names
+
+
+def tiers_card(locale: str | None, pool: PoolView, users: list[UserRow], total: int, options: list[PlanView],
+               selected: list[int], *, note: str | None = None) -> dict:
+    t = T(locale)
+    heading = t("tiers.title", n=total, plan=pool.plan_name)
+    data = {"pool": pool.id, "sel": selected}
+    body = [title(heading)]
+    if note:
+        body.append(text(note, color="Warning"))
+    body.append(text(_names(t, users, total), subtle=True))
+    back = execute(t("btn.back"), verbs.POOL_USERS, data, inputs="none")
+    cancel = execute(t("btn.cancel"), verbs.DISMISS, inputs="none")
+    if not options:
+        body.append(text(t("tiers.none", plan=pool.plan_name)))
+        return card(body, [back, cancel], fallback_text=heading)
+    choices = [(t("tiers.price", plan=p.name, price=t.money(p.price(pool.interval), p.currency),
+                  unit=t(f"unit.{pool.interval}")), p.code) for p in options]
+    body.append(choice_set("plan", choices, label=t("tiers.choose"), value=options[0].code, required=True))
+    actions = [execute(t("btn.upgrade"), verbs.UPGRADE_QUOTE, data, style="positive"), back, cancel]
+    return card(body, actions, fallback_text=heading)
+
+
+def _amount_row(label: str, amount: str, *, bold: bool = False, subtle: bool = False) -> dict:
+    weight = "Bolder" if bold else None
+    return columns([column([text(label, weight=weight, subtle=subtle)]),
+                    column([text(amount, weight=weight, subtle=subtle, wrap=False, horizontal="Right")], "auto")],
+                   spacing="Small")
+
+
+def _line_label(t: T, line) -> str:
+    if line.kind == "credit":
+        return t("quote.credit", n=line.quantity, plan=line.plan_name)
+    if line.kind == "charge":
+        return t("quote.charge", n=line.quantity, plan=line.plan_name)
+    return t("quote.purchase_line", n=line.quantity, plan=line.plan_name, interval=t.interval(line.interval))
+
+
+def _percent(q: QuoteView) -> str:
+    return f"{q.discount_percent.normalize():f}" if q.discount_percent is not None else "0"
+
+
+def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> dict:
+    """The quote while open; once paid the paid summary; once expired or cancelled, its state."""
+    if q.status == "paid":
+        return paid_card(locale, q)
+    t = T(locale)
+    cur = q.currency
+    heading = t("quote.title") if q.kind == "upgrade" else t("quote.purchase_title")
+    body = [title(heading)]
+    if note:
+        body.append(text(note, color="Warning"))
+    if q.status != "open":
+        body.append(text(f"{t('label.status')}: {t('status.' + q.status)}", weight="Bolder", color="Attention"))
+    info = []
+    if q.kind == "upgrade":
+        info += [(t("quote.users"), _names(t, q.users, len(q.users))),
+                 (t("quote.change"), f"{q.from_plan_name} → {q.to_plan_name} ({t.interval(q.interval)})")]
+    if q.lines:
+        first = q.lines[0]
+        if not first.new_period or q.kind == "upgrade":
+            info.append((t("quote.period"), f"{t.date(q.priced_at)} → {t.date(first.period_end)}"))
+    info.append((t("label.prepared_by"), q.created_by_name))
+    body.append(facts(info))
+    rows = [_amount_row(_line_label(t, ln), t.money(ln.gross, cur)) for ln in q.lines]
+    rows.append(_amount_row(t("quote.subtotal"), t.money(q.gross, cur), subtle=True))
+    if q.discount:
+        rows.append(_amount_row(t("quote.discount", label=q.discount_label or "", percent=_percent(q)),
+                                t.money(q.discount, cur)))
+    rows.append(_amount_row(t("quote.due"), t.money(q.due_now, cur), bold=True))
+    rows.append(_amount_row(t("quote.renewal", date=t.date(q.renewal_date)), t.money(q.renewal_amount, cur),
+                            subtle=True))
+    body.append(container(rows, style="emphasis", spacing="Medium"))
+    refresh_data = {"quote": q.id}
+    actions = []
+    if q.status == "open":
+        body.append(text(t("quote.expires", time=t.datetime(q.expires_at)), subtle=True, size_="Small"))
+        if q.due_now > 0 and q.payment_url:
+            body.append(text(t("quote.pay_hint"), subtle=True, size_="Small"))
+            actions.append(open_url(t("btn.pay", amount=t.money(q.due_now, cur)), q.payment_url, style="positive"))
+        elif q.due_now <= 0:
+            body.append(text(t("quote.nothing_due"), subtle=True, size_="Small"))
+            actions.append(execute(t("btn.confirm"), verbs.QUOTE_CONFIRM, refresh_data, style="positive"))
+        actions.append(execute(t("btn.refresh"), verbs.QUOTE_REFRESH, refresh_data))
+        if q.kind == "upgrade":
+            actions.append(execute(t("btn.back"), verbs.QUOTE_BACK, refresh_data))
+        actions.append(execute(t("btn.cancel"), verbs.QUOTE_CANCEL, refresh_data, style="destructive"))
+    else:
+        if q.kind == "upgrade" and q.pool_id and q.status in ("expired", "cancelled"):
+            actions.append(execute(t("btn.new_quote"), verbs.UPGRADE_TIERS,
+                                   {"pool": q.pool_id, "sel": [u.id for u in q.users]}))
+        actions.append(execute(t("btn.licenses"), verbs.POOLS))
+    refresh = {"action": execute(t("btn.refresh"), verbs.QUOTE_REFRESH, refresh_data)}
+    return card(body, actions, refresh=refresh, fallback_text=heading)
+
+
+def paid_card(locale: str | None, q: QuoteView) -> dict:
+    t = T(locale)
+    heading = t("paid.title") if q.kind == "upgrade" else t("status.paid")
+    body = [title(heading)]
+    if q.kind == "upgrade":
+        body.append(text(t("paid.body", n=len(q.users), plan=q.to_plan_name), color="Good"))
+        body.append(facts([(t("quote.users"), _names(t, q.users, len(q.users))),
+                           (t("quote.change"), f"{q.from_plan_name} → {q.to_plan_name} ({t.interval(q.interval)})"),
+                           (t("quote.due"), t.money(q.due_now, q.currency)),
+                           (t("quote.renewal", date=t.date(q.renewal_date)), t.money(q.renewal_amount, q.currency))]))
+    else:
+        body.append(text(t("paid.purchase_body"), color="Good"))
+        body.append(facts([(_line_label(t, ln), t.money(ln.amount, q.currency)) for ln in q.lines]
+                          + [(t("quote.due"), t.money(q.due_now, q.currency))]))
+    return card(body, [execute(t("btn.licenses"), verbs.POOLS)], fallback_text=heading)
+
+
+def upgraded_notice(locale: str | None, new_plan: str, old_plan: str) -> dict:
+    t = T(locale)
+    heading = t("notice.upgraded.title")
+    return card([title(heading), text(t("notice.upgraded.body", plan=new_plan, old=old_plan))],
+                fallback_text=heading)
