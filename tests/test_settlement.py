@@ -1,0 +1,393 @@
+"""Settlement exactly once, concurrent quotes on the same seats, the sandbox payment pages and
+the Stripe webhook, through real HTTP where a person or a provider would use HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from core.catalog import Catalog
+from core.config import Settings
+from core.errors import HeldByQuote, QuoteNotOpen
+from core.models import AuditEvent, OutboxMessage, Payment, Pool, Quote, QuoteHold, Seat, Subscription
+from core.payments import PaymentEvent
+from core.service import Licensing
+from gateways.stripe_gateway import StripeGateway
+from tests.fakes.fake_stripe import TEST_API_KEY, FakeStripe, event_payload, sign_webhook
+from web.app import create_app
+from web.workers import billing_sync_once
+
+WEBHOOK_SECRET = "whsec_test_settlement"
+
+
+def eco_pool(lic: Licensing) -> Pool:
+    with lic.db.read() as s:
+        return s.scalars(select(Pool).join(Subscription, Subscription.id == Pool.subscription_id)
+                         .where(Pool.plan_code == "eco", Subscription.interval == "month")).one()
+
+
+def first_users(lic: Licensing, actor, pool_id: int, n: int) -> list[int]:
+    return [u.id for u in lic.pool_users(actor, pool_id, page_size=n).items]
+
+
+def counts(lic: Licensing) -> dict:
+    with lic.db.read() as s:
+        return {
+            "settled": s.scalar(select(func.count()).select_from(AuditEvent)
+                                .where(AuditEvent.action == "quote.settled")),
+            "outbox": s.scalar(select(func.count()).select_from(OutboxMessage)),
+            "pools": sorted(s.execute(select(Pool.plan_code, Pool.quantity)).all()),
+            "seats": sorted(s.execute(select(Seat.user_id, Seat.pool_id)).all()),
+        }
+
+
+def outbox_by_user(lic: Licensing, kind: str) -> dict[int, int]:
+    with lic.db.read() as s:
+        return dict(s.execute(select(OutboxMessage.user_id, func.count()).where(OutboxMessage.kind == kind)
+                              .group_by(OutboxMessage.user_id)).all())
+
+
+# ---------------------------------------------------------------------------- exactly once
+
+
+def test_settling_twice_changes_nothing_the_second_time(demo, admin):
+    lic = demo
+    pool = eco_pool(lic)
+    users = first_users(lic, admin, pool.id, 3)
+    q = lic.payment_link(admin, lic.quote_upgrade(admin, pool.id, users, "pro").id)
+    token = q.payment_url.rsplit("/", 1)[1]
+
+    assert lic.sandbox_pay(token).state == "paid"
+    after_first = counts(lic)
+    assert lic.sandbox_pay(token).state == "paid"
+    # the same provider event replayed, and another event for the same payment
+    ev = PaymentEvent("sandbox", f"sandbox:{token}:paid", "paid", q.id, token, q.due_now, q.currency)
+    assert lic.handle_payment_event(ev).result == "duplicate"
+    ev2 = PaymentEvent("sandbox", "another-event", "paid", q.id, token, q.due_now, q.currency)
+    assert lic.handle_payment_event(ev2).result == "already_paid"
+
+    assert counts(lic) == after_first
+    assert after_first["settled"] == 1
+    assert outbox_by_user(lic, "license_upgraded") == {u: 1 for u in users}
+    with lic.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Seat).join(Pool, Pool.id == Seat.pool_id)
+                        .where(Seat.user_id.in_(users), Pool.plan_code == "pro")) == 3
+        assert s.scalar(select(func.count()).select_from(QuoteHold)) == 0
+
+
+def _race(n: int, fn):
+    """Run ``fn(i)`` in n threads released together; return results or exceptions."""
+    barrier = threading.Barrier(n)
+    out: list = [None] * n
+
+    def run(i):
+        barrier.wait()
+        try:
+            out[i] = fn(i)
+        except Exception as e:  # noqa: BLE001 - collected for the assertions
+            out[i] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return out
+
+
+def test_concurrent_settlements_settle_once(demo, admin):
+    lic = demo
+    pool = eco_pool(lic)
+    users = first_users(lic, admin, pool.id, 5)
+    q = lic.payment_link(admin, lic.quote_upgrade(admin, pool.id, users, "advanced").id)
+    token = q.payment_url.rsplit("/", 1)[1]
+    events = [PaymentEvent("sandbox", f"event-{i}", "paid", q.id, token, q.due_now, q.currency) for i in range(4)]
+
+    results = _race(4, lambda i: lic.handle_payment_event(events[i]).result)
+
+    assert sorted(results) == ["already_paid"] * 3 + ["settled"], results
+    c = counts(lic)
+    assert c["settled"] == 1
+    assert outbox_by_user(lic, "license_upgraded") == {u: 1 for u in users}
+    assert ("advanced", 15 + 5) in c["pools"] and ("eco", 30 - 5) in c["pools"]
+
+
+def test_two_admins_quoting_the_same_seats_at_once_one_wins(demo, admin, admin2):
+    lic = demo
+    pool = eco_pool(lic)
+    users = first_users(lic, admin, pool.id, 4)
+    actors = [admin, admin2]
+
+    results = _race(2, lambda i: lic.quote_upgrade(actors[i], pool.id, users, "pro"))
+
+    wins = [r for r in results if not isinstance(r, Exception)]
+    losses = [r for r in results if isinstance(r, Exception)]
+    assert len(wins) == 1 and len(losses) == 1, results
+    assert isinstance(losses[0], HeldByQuote)
+    winner = wins[0].created_by_name
+    assert winner in ("Alex Wilber", "Megan Bowen")
+    assert winner in losses[0].message and "UTC" in losses[0].message
+    with lic.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Quote)) == 1
+        assert s.scalar(select(func.count()).select_from(QuoteHold)) == 4
+        refused = s.scalars(select(AuditEvent).where(AuditEvent.outcome == "refused")).all()
+    assert [e.action for e in refused] == ["quote.upgrade"]
+
+
+def test_a_quote_after_expiry_frees_the_seats(demo, admin, admin2, clock):
+    lic = demo
+    pool = eco_pool(lic)
+    users = first_users(lic, admin, pool.id, 2)
+    first = lic.quote_upgrade(admin, pool.id, users, "pro")
+    with pytest.raises(HeldByQuote):
+        lic.quote_upgrade(admin2, pool.id, users, "pro")
+    clock.advance(minutes=31)
+    second = lic.quote_upgrade(admin2, pool.id, users, "pro")
+    assert second.id != first.id
+    assert lic.quote(admin, first.id).status == "expired"
+    with pytest.raises(QuoteNotOpen):
+        lic.payment_link(admin, first.id)
+
+
+# ---------------------------------------------------------------------------- sandbox pages over HTTP
+
+
+@pytest.fixture
+async def web_client(demo, db_url, aiohttp_client):
+    settings = Settings(DATABASE_URL=db_url, PUBLIC_BASE_URL="http://127.0.0.1")
+    return await aiohttp_client(create_app(settings, demo))
+
+
+async def _quote_token(lic, admin, n=2, plan="pro"):
+    pool = eco_pool(lic)
+    users = first_users(lic, admin, pool.id, n)
+    q = await asyncio.to_thread(lambda: lic.payment_link(admin, lic.quote_upgrade(admin, pool.id, users, plan).id))
+    return q, q.payment_url.rsplit("/", 1)[1], users
+
+
+async def test_pay_page_pay_then_pay_again(web_client, demo, admin):
+    q, token, users = await _quote_token(demo, admin)
+    page = await web_client.get(f"/pay/{token}")
+    html = await page.text()
+    assert page.status == 200
+    assert f"${q.due_now / 100:,.2f}" in html.replace("US$", "$")
+    assert 'data-state="' not in html or "payable" in html
+    assert 'id="pay"' in html
+
+    paid = await web_client.post(f"/pay/{token}", data={"action": "pay"})
+    assert paid.status == 200
+    assert 'data-state="paid"' in await paid.text()
+    before = await asyncio.to_thread(counts, demo)
+    again = await web_client.post(f"/pay/{token}", data={"action": "pay"})
+    assert 'data-state="paid"' in await again.text()
+    assert 'id="pay"' not in await again.text()
+    assert await asyncio.to_thread(counts, demo) == before
+    assert before["settled"] == 1
+
+
+async def test_pay_page_cancel_releases_the_seats(web_client, demo, admin):
+    q, token, users = await _quote_token(demo, admin)
+    resp = await web_client.post(f"/pay/{token}", data={"action": "cancel"})
+    assert 'data-state="cancelled"' in await resp.text()
+    assert demo.quote(admin, q.id).status == "cancelled"
+    with demo.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(QuoteHold)) == 0
+    paid = await web_client.post(f"/pay/{token}", data={"action": "pay"})
+    assert 'data-state="cancelled"' in await paid.text()
+    assert (await asyncio.to_thread(counts, demo))["settled"] == 0
+
+
+async def test_pay_page_expired_quote_cannot_be_paid(web_client, demo, admin, clock):
+    q, token, users = await _quote_token(demo, admin)
+    clock.advance(minutes=45)
+    page = await web_client.get(f"/pay/{token}")
+    assert 'data-state="expired"' in await page.text()
+    resp = await web_client.post(f"/pay/{token}", data={"action": "pay"})
+    text = await resp.text()
+    assert 'data-state="expired"' in text and "Nothing was charged" in text
+    assert (await asyncio.to_thread(counts, demo))["settled"] == 0
+
+
+@pytest.mark.parametrize("token", ["nope", "x" * 30, "%3Cscript%3E" * 3, "%00" * 10])
+async def test_pay_page_unknown_token_is_a_clear_page(web_client, token):
+    resp = await web_client.get(f"/pay/{token}")
+    text = await resp.text()
+    assert resp.status == 404
+    assert "Link not found" in text and "Traceback" not in text
+    post = await web_client.post(f"/pay/{token}", data={"action": "pay"})
+    assert post.status == 404 and "Link not found" in await post.text()
+
+
+async def test_healthz(web_client):
+    resp = await web_client.get("/healthz")
+    assert resp.status == 200
+    assert (await resp.json())["status"] == "ok"
+
+
+# ---------------------------------------------------------------------------- Stripe webhook
+
+
+@pytest.fixture
+def fake_stripe():
+    server = FakeStripe().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stripe_lic(db, clock, fake_stripe):
+    clock.now = datetime.now(UTC).replace(microsecond=0)  # Stripe checks expiries against real time
+    from core.demo import load_demo
+
+    gateway = StripeGateway(TEST_API_KEY, WEBHOOK_SECRET, api_base=fake_stripe.base_url, timeout_seconds=3,
+                            max_network_retries=0)
+    lic = Licensing(db, Catalog.load(), gateway, clock=clock, quote_ttl=timedelta(minutes=30))
+    load_demo(lic)
+    return lic
+
+
+@pytest.fixture
+async def stripe_client(stripe_lic, db_url, aiohttp_client):
+    settings = Settings(DATABASE_URL=db_url, PAYMENTS="stripe", STRIPE_API_KEY=TEST_API_KEY,
+                        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    return await aiohttp_client(create_app(settings, stripe_lic))
+
+
+def _post_event(client, event_type, session, *, event_id=None, secret=WEBHOOK_SECRET, timestamp=None):
+    payload = event_payload(event_type, session, event_id=event_id)
+    headers = {"Stripe-Signature": sign_webhook(payload, secret, timestamp), "Content-Type": "application/json"}
+    return client.post("/api/stripe/webhook", data=payload, headers=headers)
+
+
+async def _stripe_quote(lic, admin, n=3):
+    pool = eco_pool(lic)
+    users = first_users(lic, admin, pool.id, n)
+    q = await asyncio.to_thread(lambda: lic.payment_link(admin, lic.quote_upgrade(admin, pool.id, users, "pro").id))
+    return q, users
+
+
+async def test_signed_webhook_settles_once(stripe_client, stripe_lic, fake_stripe, admin):
+    q, users = await _stripe_quote(stripe_lic, admin)
+    assert q.payment_provider == "stripe" and q.payment_url.startswith("http")
+    (session_id,) = fake_stripe.sessions
+    created = fake_stripe.sessions[session_id]
+    assert created["amount_total"] == q.due_now and created["metadata"]["quote_id"] == q.id
+    session = fake_stripe.complete_session(session_id)
+
+    resp = await _post_event(stripe_client, "checkout.session.completed", session, event_id="evt_1")
+    assert resp.status == 200 and (await resp.json())["result"] == "settled"
+    replay = await _post_event(stripe_client, "checkout.session.completed", session, event_id="evt_1")
+    assert (await replay.json())["result"] == "duplicate"
+    other = await _post_event(stripe_client, "checkout.session.async_payment_succeeded", session, event_id="evt_2")
+    assert (await other.json())["result"] == "already_paid"
+
+    assert stripe_lic.quote(admin, q.id).status == "paid"
+    assert outbox_by_user(stripe_lic, "license_upgraded") == {u: 1 for u in users}
+    assert (await asyncio.to_thread(counts, stripe_lic))["settled"] == 1
+
+
+@pytest.mark.parametrize("problem", ["bad_signature", "stale_timestamp", "not_json"])
+async def test_unauthentic_webhooks_change_nothing(stripe_client, stripe_lic, fake_stripe, admin, problem):
+    q, _ = await _stripe_quote(stripe_lic, admin)
+    session = fake_stripe.complete_session(next(iter(fake_stripe.sessions)))
+    before = await asyncio.to_thread(counts, stripe_lic)
+    if problem == "bad_signature":
+        resp = await _post_event(stripe_client, "checkout.session.completed", session, secret="whsec_wrong")
+    elif problem == "stale_timestamp":
+        old = int(datetime.now(UTC).timestamp()) - 301
+        resp = await _post_event(stripe_client, "checkout.session.completed", session, timestamp=old)
+    else:
+        payload = b"{not json"
+        resp = await stripe_client.post("/api/stripe/webhook", data=payload,
+                                        headers={"Stripe-Signature": sign_webhook(payload, WEBHOOK_SECRET)})
+    assert resp.status == 400
+    assert await asyncio.to_thread(counts, stripe_lic) == before
+    assert stripe_lic.quote(admin, q.id).status == "open"
+
+
+async def test_payment_after_seats_changed_is_recorded_for_refund(stripe_client, stripe_lic, fake_stripe, admin,
+                                                                  clock):
+    q, users = await _stripe_quote(stripe_lic, admin)
+    clock.advance(minutes=31)  # the quote expired; meanwhile a user lost their seat
+    await asyncio.to_thread(stripe_lic.unassign, admin, q.pool_id, [users[0]])
+    session = fake_stripe.complete_session(next(iter(fake_stripe.sessions)))
+    resp = await _post_event(stripe_client, "checkout.session.completed", session, event_id="evt_late")
+    assert (await resp.json())["result"] == "refund_needed"
+    view = stripe_lic.quote(admin, q.id)
+    assert view.status == "refund_needed" and view.note
+    assert (await asyncio.to_thread(counts, stripe_lic))["settled"] == 0
+    assert outbox_by_user(stripe_lic, "refund_needed") == {view.created_by: 1}
+
+
+async def test_late_payment_still_applicable_is_settled(stripe_client, stripe_lic, fake_stripe, admin, clock):
+    q, users = await _stripe_quote(stripe_lic, admin)
+    clock.advance(minutes=31)
+    session = fake_stripe.complete_session(next(iter(fake_stripe.sessions)))
+    resp = await _post_event(stripe_client, "checkout.session.completed", session, event_id="evt_late_ok")
+    assert (await resp.json())["result"] == "settled"
+    assert outbox_by_user(stripe_lic, "license_upgraded") == {u: 1 for u in users}
+
+
+async def test_amount_mismatch_is_never_settled(stripe_client, stripe_lic, fake_stripe, admin):
+    q, _ = await _stripe_quote(stripe_lic, admin)
+    session = dict(fake_stripe.complete_session(next(iter(fake_stripe.sessions))), amount_total=q.due_now - 1)
+    resp = await _post_event(stripe_client, "checkout.session.completed", session)
+    assert (await resp.json())["result"] == "refund_needed"
+    assert (await asyncio.to_thread(counts, stripe_lic))["settled"] == 0
+
+
+async def test_failed_and_expired_sessions_are_marked(stripe_client, stripe_lic, fake_stripe, admin):
+    q, _ = await _stripe_quote(stripe_lic, admin)
+    session = fake_stripe.sessions[next(iter(fake_stripe.sessions))]
+    resp = await _post_event(stripe_client, "checkout.session.async_payment_failed", session)
+    assert (await resp.json())["result"] == "failed"
+    with stripe_lic.db.read() as s:
+        assert s.scalar(select(Payment.status)) == "failed"
+    resp = await _post_event(stripe_client, "checkout.session.expired", session)
+    assert (await resp.json())["result"] == "expired"
+    assert stripe_lic.quote(admin, q.id).status == "open"
+
+
+async def test_stripe_down_gives_a_clear_try_again(stripe_lic, fake_stripe, admin):
+    pool = eco_pool(stripe_lic)
+    users = first_users(stripe_lic, admin, pool.id, 1)
+    q = stripe_lic.quote_upgrade(admin, pool.id, users, "pro")
+    fake_stripe.fail_next(status=500, count=1)
+    from core.errors import PaymentUnavailable
+
+    with pytest.raises(PaymentUnavailable, match="try again"):
+        stripe_lic.payment_link(admin, q.id)
+    with stripe_lic.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Payment)) == 0
+    again = stripe_lic.payment_link(admin, q.id)  # Stripe is back: the same quote gets its link
+    assert again.payment_url and len(fake_stripe.sessions) == 1
+
+
+async def test_settlement_updates_the_linked_stripe_subscription(stripe_client, stripe_lic, fake_stripe, admin):
+    eco = fake_stripe.add_price(product="license-desk-eco", unit_amount=800, currency="usd", interval="month",
+                                metadata={"plan_code": "eco"})
+    sub_ref = fake_stripe.seed_subscription([{"price": eco, "quantity": 30, "metadata": {"plan_code": "eco"}}])
+
+    def link(s):
+        sub = s.scalars(select(Subscription).where(Subscription.interval == "month")).one()
+        sub.external_ref = sub_ref
+
+    stripe_lic.db.write(link)
+    q, users = await _stripe_quote(stripe_lic, admin, n=3)
+    session = fake_stripe.complete_session(next(iter(fake_stripe.sessions)))
+    resp = await _post_event(stripe_client, "checkout.session.completed", session)
+    assert (await resp.json())["result"] == "settled"
+
+    assert await billing_sync_once(stripe_lic, "test-worker") == 1
+    items = {i["metadata"].get("plan_code") or i["price"]["metadata"].get("plan_code"): i["quantity"]
+             for i in fake_stripe.subscriptions[sub_ref]["items"]}
+    assert items == {"eco": 27, "advanced": 15, "pro": 9, "api_advanced": 10}
+    assert fake_stripe.prorations == []
+    updates = [r for r in fake_stripe.requests if r.method == "POST" and re.search(r"/v1/subscriptions/", r.path)]
+    assert updates and all(r.params.get("proration_behavior") == "none" for r in updates)
+    assert await billing_sync_once(stripe_lic, "test-worker") == 0
