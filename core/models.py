@@ -94,7 +94,9 @@ class UserTerm(Base):
 
     __tablename__ = "user_terms"
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    term: Mapped[str] = mapped_column(String(320), primary_key=True)
+    # byte order on PostgreSQL, so that the prefix range [w, w+1) is exact whatever the locale
+    term: Mapped[str] = mapped_column(String(320).with_variant(String(320, collation="C"), "postgresql"),
+                                      primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     __table_args__ = (Index("ix_user_terms_account_term", "account_id", "term", "user_id"),)
 

@@ -26,6 +26,7 @@ from core import pricing
 from core.catalog import INTERVALS, Catalog, Plan
 from core.db import Database, utcnow
 from core.errors import (
+    CurrencyMismatch,
     DomainError,
     DomainNotApproved,
     HeldByQuote,
@@ -513,8 +514,8 @@ class Licensing:
 
     def _price_upgrade(self, s: Session, caller: CallerView, pool: Pool, user_ids: list[int], to_plan,
                        now: datetime):
+        sub = self._current(s, s.get(Subscription, pool.subscription_id), now)  # before reading the seats
         seats = self._seats_of(s, pool, user_ids)
-        sub = self._current(s, s.get(Subscription, pool.subscription_id), now)
         plan_a = self.catalog.plan(pool.plan_code)
         if not isinstance(to_plan, str) or not to_plan:
             raise InvalidInput("Choose the plan to upgrade to.")
@@ -1049,17 +1050,19 @@ class Licensing:
         def fn(s: Session, caller: CallerView):
             now = self.now()
             pool = self._pool(s, caller, pool_id, lock=True)
+            sub = self._current(s, s.get(Subscription, pool.subscription_id), now)
             seats = self._seats_of(s, pool, parse_ids(user_ids), lock=True)
             self._check_not_held(s, [seat.id for seat in seats], now)
             for seat in seats:
                 s.delete(seat)
+                # seat ids come back on SQLite (no AUTOINCREMENT): the key also names the user and the time
                 self._outbox(s, account_id=caller.account_id, channel="chat", kind="license_unassigned",
-                             user_id=seat.user_id, dedupe_key=f"unassign:{seat.id}",
+                             user_id=seat.user_id, dedupe_key=f"unassign:{seat.id}:{seat.user_id}:{now.isoformat()}",
                              payload={"plan": pool.plan_code, "by": caller.name})
             self._audit_ok(s, caller, "seat.unassigned", f"pool:{pool.id}",
                            {"users": [seat.user_id for seat in seats][:50], "count": len(seats)})
             s.flush()
-            return self._pool_view(s, pool, s.get(Subscription, pool.subscription_id), caller.currency)
+            return self._pool_view(s, pool, sub, caller.currency)
 
         return self._command(actor, "seat.unassign", fn, target=f"pool:{pool_id}")
 
@@ -1069,12 +1072,12 @@ class Licensing:
         def fn(s: Session, caller: CallerView):
             pool = self._pool(s, caller, pool_id, lock=True)
             n = parse_quantity(quantity)
+            sub = self._current(s, s.get(Subscription, pool.subscription_id), self.now())  # before scheduling
             free = pool.quantity - self._assigned(s, pool.id) - pool.removal_scheduled
             if n > free:
                 raise SeatsAssigned(f"Only {max(free, 0)} seat(s) of this pool are free. Unassign users first, "
                                     "then remove their seats.", free=max(free, 0))
             pool.removal_scheduled += n
-            sub = self._current(s, s.get(Subscription, pool.subscription_id), self.now())
             self._audit_ok(s, caller, "seats.removal_scheduled", f"pool:{pool.id}",
                            {"quantity": n, "effective": sub.period_end.isoformat()})
             s.flush()
@@ -1086,8 +1089,8 @@ class Licensing:
     def cancel_removal(self, actor: Actor, pool_id) -> PoolView:
         def fn(s: Session, caller: CallerView):
             pool = self._pool(s, caller, pool_id, lock=True)
+            sub = self._current(s, s.get(Subscription, pool.subscription_id), self.now())  # past ends apply first
             pool.removal_scheduled = 0
-            sub = s.get(Subscription, pool.subscription_id)
             self._audit_ok(s, caller, "seats.removal_cancelled", f"pool:{pool.id}")
             s.flush()
             self._queue_billing_sync(s, sub, f"removal:{pool.id}:0:{self.now().isoformat()}")
@@ -1101,6 +1104,7 @@ class Licensing:
         def fn(s: Session, caller: CallerView):
             now = self.now()
             pool = self._pool(s, caller, pool_id, lock=True)
+            sub = self._current(s, s.get(Subscription, pool.subscription_id), now)  # before reading the seats
             seats = self._seats_of(s, pool, parse_ids(user_ids), lock=True)
             plan_a = self.catalog.plan(pool.plan_code)
             if not isinstance(to_plan, str) or not to_plan:
@@ -1110,7 +1114,6 @@ class Licensing:
                 raise WrongFamily(f"{plan_b.name} is not in the same family as {plan_a.name}.")
             if plan_b.rank >= plan_a.rank:
                 raise NotADowngrade(f"{plan_b.name} is not below {plan_a.name}: a downgrade goes to a lower tier.")
-            sub = self._current(s, s.get(Subscription, pool.subscription_id), now)
             self.catalog.priced_plan(plan_b.code, sub.interval, caller.currency)
             self._check_not_held(s, [seat.id for seat in seats], now)
             for seat in seats:
@@ -1131,6 +1134,7 @@ class Licensing:
         def fn(s: Session, caller: CallerView):
             now = self.now()
             pool = self._pool(s, caller, pool_id, lock=True)
+            sub = self._current(s, s.get(Subscription, pool.subscription_id), now)  # past ends apply first
             seats = [seat for seat in self._seats_of(s, pool, parse_ids(user_ids), lock=True) if seat.downgrade_to]
             if not seats:
                 raise InvalidInput("None of these users has a downgrade scheduled.")
@@ -1141,7 +1145,6 @@ class Licensing:
                              payload={"plan": pool.plan_code})
             self._audit_ok(s, caller, "downgrade.cancelled", f"pool:{pool.id}", {"users": len(seats)})
             s.flush()
-            sub = s.get(Subscription, pool.subscription_id)
             self._queue_billing_sync(s, sub, f"downgrade-cancel:{pool.id}:{now.isoformat()}")
             return self._pool_view(s, pool, sub, caller.currency)
 
@@ -1161,7 +1164,8 @@ class Licensing:
                                     interval=sub.interval, pool_id=pool.id, since=seat.assigned_at,
                                     renewal_date=sub.period_end, downgrade_to=seat.downgrade_to,
                                     downgrade_to_name=self._plan_name(seat.downgrade_to),
-                                    higher_plans=[self.plan_view(p) for p in self.catalog.higher_plans(plan)]))
+                                    higher_plans=[self.plan_view(p) for p in self.catalog.higher_plans(plan)
+                                                  if p.currency == caller.currency]))
             return sorted(out, key=lambda v: v.family)
 
         return self._query(actor, "my_license", fn, admin=False)
@@ -1221,6 +1225,9 @@ class Licensing:
             from_plan = self.catalog.plan(current[0])
             if plan.rank <= from_plan.rank:
                 raise NotAnUpgrade(f"{plan.name} is not above your current plan, {from_plan.name}.")
+            if plan.currency != caller.currency:
+                raise CurrencyMismatch(f"{plan.name} is sold in {plan.currency}, but your account is billed in "
+                                       f"{caller.currency}.")
             pending = s.scalars(select(UpgradeRequest).where(
                 UpgradeRequest.requester_id == caller.user_id, UpgradeRequest.family == plan.family,
                 UpgradeRequest.status == "pending")).first()

@@ -9,7 +9,10 @@ from core.errors import InvalidInput, InvalidQuantity
 
 MAX_QUANTITY = 10_000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
-_WORD = re.compile(r"[0-9a-z]+")
+_WORD = re.compile(r"[^\W_]+")  # letters and digits of any script (after folding)
+# Letters that Unicode does not decompose into a base letter + accent, folded by hand.
+_UNDECOMPOSED = str.maketrans({"ø": "o", "ł": "l", "đ": "d", "ð": "d", "ħ": "h", "ı": "i", "ŧ": "t",
+                               "æ": "ae", "œ": "oe", "þ": "th"})
 
 
 def clean_text(value, *, max_length: int, field: str, required: bool = False) -> str | None:
@@ -28,8 +31,8 @@ def clean_text(value, *, max_length: int, field: str, required: bool = False) ->
 
 
 def fold(value: str) -> str:
-    """Lower-case, accents removed: 'Zoë Ångström' -> 'zoe angstrom'."""
-    decomposed = unicodedata.normalize("NFKD", value.casefold())
+    """Lower-case, accents removed: 'Zoë Ångström Ølsen' -> 'zoe angstrom olsen'."""
+    decomposed = unicodedata.normalize("NFKD", value.casefold().translate(_UNDECOMPOSED))
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 

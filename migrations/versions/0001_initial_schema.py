@@ -224,7 +224,7 @@ def upgrade() -> None:
     op.create_table(
         "user_terms",
         sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("term", sa.String(length=320), nullable=False),
+        sa.Column("term", sa.String(length=320).with_variant(sa.String(length=320, collation="C"), "postgresql"), nullable=False),
         sa.Column("account_id", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_user_terms_account_id_accounts")),
         sa.ForeignKeyConstraint(
