@@ -75,7 +75,10 @@ async def messages(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": "The body is not valid JSON."}, status=400)
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):
         return web.json_response({"error": "The body is not an activity."}, status=400)
-    activity = Activity().deserialize(body)
+    try:
+        activity = Activity().deserialize(body)
+    except (ValueError, TypeError, AttributeError):  # msrest's DeserializationError is a ValueError
+        return web.json_response({"error": "The body is not a valid activity."}, status=400)
     try:
         invoke_response = await request.app[ADAPTER].process_activity(
             request.headers.get("Authorization", ""), activity, request.app[BOT].on_turn)

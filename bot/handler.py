@@ -42,6 +42,9 @@ class _Recent:
             self._d.popitem(last=False)
         return hit
 
+    def forget(self, key: str) -> None:
+        self._d.pop(key, None)
+
 
 class LicenseDeskBot(TeamsActivityHandler):
     def __init__(self, router: Router, lic: Licensing, *, allowed_tenants: frozenset[str] = frozenset()):
@@ -69,10 +72,13 @@ class LicenseDeskBot(TeamsActivityHandler):
         if self._addresses.seen(key):
             return True
         try:
-            return await asyncio.to_thread(self.lic.save_address, turn.actor.tenant_id, turn.actor.aad_object_id,
-                                           turn.address)
+            saved = await asyncio.to_thread(self.lic.save_address, turn.actor.tenant_id, turn.actor.aad_object_id,
+                                            turn.address)
         except DomainError:
-            return False
+            saved = False
+        if not saved:  # not a user yet: try again next time (they may have been added since)
+            self._addresses.forget(key)
+        return saved
 
     def _tenant_refused(self, turn: Turn) -> dict | None:
         if self.allowed_tenants and turn.actor.tenant_id not in self.allowed_tenants:
@@ -162,9 +168,9 @@ class LicenseDeskBot(TeamsActivityHandler):
 
     async def _welcome(self, tc: TurnContext) -> None:
         turn = self._turn(tc)
-        known = await self._remember(tc, turn)
+        await self._remember(tc, turn)
         conv = tc.activity.conversation.id if tc.activity.conversation else ""
-        if self._welcomed.seen(f"{conv}|{turn.actor.aad_object_id}") and known:
+        if self._welcomed.seen(f"{conv}|{turn.actor.aad_object_id}"):
             return
         try:
             refused = await asyncio.to_thread(self._tenant_refused, turn)

@@ -167,7 +167,7 @@ def _percent(q: QuoteView) -> str:
 def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> dict:
     """The quote while open; once paid the paid summary; once expired or cancelled, its state."""
     if q.status == "paid":
-        return paid_card(locale, q)
+        return paid_card(locale, q, note=note)
     t = T(locale)
     cur = q.currency
     heading = t("quote.title") if q.kind == "upgrade" else t("quote.purchase_title")
@@ -218,10 +218,12 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> 
     return card(body, actions, refresh=refresh, fallback_text=heading)
 
 
-def paid_card(locale: str | None, q: QuoteView) -> dict:
+def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> dict:
     t = T(locale)
     heading = t("paid.title") if q.kind == "upgrade" else t("status.paid")
     body = [title(heading)]
+    if note:
+        body.append(text(note, color="Warning"))
     if q.kind == "upgrade":
         body.append(text(t("paid.body", n=len(q.users), plan=q.to_plan_name), color="Good"))
         body.append(facts([(t("quote.users"), _names(t, q.users, len(q.users))),

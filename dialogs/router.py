@@ -42,6 +42,11 @@ class ProtocolError(Exception):
         self.code = code
 
 
+class CardDataError(InvalidInput):
+    """Card data refused by the router itself (the core never saw it, so never audited it):
+    ``_guard`` audits it as refused."""
+
+
 @dataclass(frozen=True)
 class Turn:
     actor: Actor
@@ -65,7 +70,19 @@ COMMANDS: dict[str, CommandSpec] = {
 
 
 def _data_int(data: dict, key: str, what: str = "item") -> int:
-    return parse_id(data.get(key), what)
+    try:
+        return parse_id(data.get(key), what)
+    except InvalidInput as e:
+        raise CardDataError(e.message) from None
+
+
+def _target(data: dict | None) -> str | None:
+    """What a refused card action was about, for the audit log."""
+    for key in ("quote", "pool", "request"):
+        value = (data or {}).get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return f"{key}:{str(value)[:64]}"
+    return None
 
 
 def _page(data: dict) -> int:
@@ -87,8 +104,10 @@ def _id_list(value) -> list[int]:
     """Ids from card data: a list of ints, or a comma-separated string (Teams multi-select)."""
     if value in (None, "", []):
         return []
-    ids = parse_ids(value if isinstance(value, list | str) else [value], "user", limit=MAX_SELECTION * 2)
-    return ids
+    try:
+        return parse_ids(value if isinstance(value, list | str) else [value], "user", limit=MAX_SELECTION * 2)
+    except InvalidInput as e:
+        raise CardDataError(e.message) from None
 
 
 class Router:
@@ -169,6 +188,9 @@ class Router:
             return common.error_card(turn.locale, e.message, heading=t("error.not_registered.title"))
         except NotAdmin as e:
             return common.error_card(turn.locale, e.message, heading=t("error.not_admin.title"))
+        except CardDataError as e:
+            self.lic.record_refusal(turn.actor, action, e, _target(data))
+            return common.error_card(turn.locale, e.message, show_pools=True)
         except InvalidInput as e:
             if e.details.get("stale") and data and "pool" in data:
                 return self._stale_pool(turn, data, e.message)
@@ -223,8 +245,8 @@ class Router:
         picked = _id_list(data.get("pick")) if data.get("_with_pick") else []
         sel = list(dict.fromkeys(kept + [i for i in ticked if i in page_ids or not page_ids] + picked))
         if len(sel) > MAX_SELECTION:
-            raise InvalidInput(f"At most {MAX_SELECTION} users can be upgraded in one quote. Select fewer, "
-                               "then upgrade the others in a second quote.")
+            raise CardDataError(f"At most {MAX_SELECTION} users can be upgraded in one quote. Select fewer, "
+                                "then upgrade the others in a second quote.")
         return sel
 
     def _users_page(self, turn: Turn, pool_id: int, query: str, page: int, sel: list[int],
@@ -252,12 +274,19 @@ class Router:
         pool_id = _data_int(data, "pool", "pool")
         return self._users_page(turn, pool_id, _str(data, "cq"), _page(data), [])
 
+    def _refused_step(self, turn: Turn, verb: str, why: str, pool_id: int, card: dict) -> dict:
+        """A step asked without what it needs (no user selected, no plan chosen): the card
+        to complete it (built first: a caller with no right gets that refusal instead), and
+        the refusal audited."""
+        self.lic.record_refusal(turn.actor, f"card.{verb}", InvalidInput(why), f"pool:{pool_id}")
+        return card
+
     def _tiers(self, turn: Turn, data: dict, note: str | None = None) -> dict:
         pool_id = _data_int(data, "pool", "pool")
         sel = self._selection(data)
         if not sel:
-            return self._users_page(turn, pool_id, _str(data, "cq"), _page(data), [],
-                                    note=T(turn.locale)("users.empty_selection"))
+            return self._refused_step(turn, verbs.UPGRADE_TIERS, "No user was selected.", pool_id, self._users_page(
+                turn, pool_id, _str(data, "cq"), _page(data), [], note=T(turn.locale)("users.empty_selection")))
         options = self.lic.upgrade_options(turn.actor, pool_id, sel)
         pool = self.lic.pool(turn.actor, pool_id)
         users = self.lic.directory_rows(turn.actor, sel[: upgrade.MAX_NAMES])
@@ -267,10 +296,12 @@ class Router:
         pool_id = _data_int(data, "pool", "pool")
         sel = _id_list(data.get("sel"))
         if not sel:
-            return self._users_page(turn, pool_id, "", 0, [], note=T(turn.locale)("users.empty_selection"))
+            return self._refused_step(turn, verbs.UPGRADE_QUOTE, "No user was selected.", pool_id, self._users_page(
+                turn, pool_id, "", 0, [], note=T(turn.locale)("users.empty_selection")))
         plan = data.get("plan")
         if not isinstance(plan, str) or not plan.strip():
-            return self._tiers(turn, {"pool": pool_id, "sel": sel}, note=T(turn.locale)("tiers.missing"))
+            return self._refused_step(turn, verbs.UPGRADE_QUOTE, "No plan was chosen.", pool_id, self._tiers(
+                turn, {"pool": pool_id, "sel": sel}, note=T(turn.locale)("tiers.missing")))
         quote = self.lic.quote_upgrade(turn.actor, pool_id, sel, plan.strip())
         return self._show_quote(turn, quote.id)
 
@@ -288,7 +319,7 @@ class Router:
     def _quote_id(self, data: dict) -> str:
         qid = data.get("quote")
         if not isinstance(qid, str) or not qid:
-            raise InvalidInput("This card does not name a quote. Start again from the license pools.")
+            raise CardDataError("This card does not name a quote. Start again from the license pools.")
         return qid[:64]
 
     def _quote_refresh(self, turn: Turn, data: dict) -> dict:

@@ -1,0 +1,608 @@
+"""Every bad input, through real HTTP: each answer has the right shape (a 200 invoke answer
+with a card, or a 4xx error response for malformed protocol data; never an HTTP 500), a
+refusal leaves one audit event with outcome "refused", and the licensing tables do not
+change. Stale cards answer with the state as it is now and a one-line explanation."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+from datetime import timedelta
+
+import pytest
+from aiohttp import web
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import select
+
+import bot.app
+from core.demo import TENANT
+from core.models import Account, AccountDomain, AccountTenant, DeliveryAddress, Pool, Quote, Seat, Subscription
+from core.views import Actor
+from tests.harness import (
+    ALEX,
+    InputRequired,
+    actions_of,
+    audit_mark,
+    audit_since,
+    choice_value,
+    choices_of,
+    find_action,
+    has_action,
+    heading_of,
+    pool_button,
+    running_desk,
+    snapshot,
+    text_of,
+    tick,
+)
+
+FAB_TENANT = "22222222-2222-2222-2222-222222222222"
+FAB_ADMIN = "22222222-0000-0000-0000-000000000001"
+FAB_WORKER = "22222222-0000-0000-0000-000000000002"
+NOWHERE = "99999999-9999-9999-9999-999999999999"
+ERROR = "That didn't work"
+
+
+@pytest.fixture
+async def desk(db, clock):
+    async with running_desk(db=db, clock=clock) as d:
+        yield d
+
+
+class Watch:
+    """The licensing tables and the audit log, before; what changed, after."""
+
+    def __init__(self, desk):
+        self.desk = desk
+        self.before = snapshot(desk.lic)
+        self.mark = audit_mark(desk.lic)
+
+    def events(self):
+        return audit_since(self.desk.lic, self.mark)
+
+    def refused(self, action: str | None = None, n: int = 1, case: str = ""):
+        events = self.events()
+        assert len(events) == n, f"{case}: {[(e.action, e.outcome, e.message) for e in events]}"
+        assert all(e.outcome == "refused" for e in events), f"{case}: {[(e.action, e.outcome) for e in events]}"
+        if action:
+            assert events[0].action == action, f"{case}: {events[0].action}"
+        return events
+
+    def unchanged(self, case: str = ""):
+        after = snapshot(self.desk.lic)
+        changed = [t for t in self.before if self.before[t] != after[t]]
+        assert not changed, f"{case}: tables changed: {changed}"
+
+
+def error_card(reply, heading: str = ERROR, case: str = ""):
+    card = reply.expect_card()
+    assert heading_of(card) == heading, f"{case}: {heading_of(card)!r} / {text_of(card)}"
+    return card
+
+
+async def pools_of(client):
+    [pools] = await client.say("licenses")
+    return pools
+
+
+def eco_pool_id(desk) -> int:
+    return pool_id(desk, "eco", "month")
+
+
+def pool_id(desk, plan: str, interval: str, tenant: str = TENANT) -> int:
+    with desk.lic.db.read() as s:
+        return s.scalar(select(Pool.id).join(Subscription, Subscription.id == Pool.subscription_id)
+                        .join(AccountTenant, AccountTenant.account_id == Pool.account_id)
+                        .where(AccountTenant.tenant_id == tenant, Pool.plan_code == plan,
+                               Subscription.interval == interval))
+
+
+def make_fabrikam(desk) -> dict:
+    """A second account (its own tenant, users, subscription, pool) and an open quote of it."""
+    lic = desk.lic
+    now = lic.now()
+
+    def work(s):
+        account = Account(name="Fabrikam", currency="USD", created_at=now)
+        s.add(account)
+        s.flush()
+        s.add(AccountTenant(tenant_id=FAB_TENANT, account_id=account.id))
+        s.add(AccountDomain(account_id=account.id, domain="fabrikam.com"))
+        admin = lic._insert_user(s, account.id, FAB_ADMIN, "ada@fabrikam.com", "Ada Fabrikam", "admin")
+        worker = lic._insert_user(s, account.id, FAB_WORKER, "bo@fabrikam.com", "Bo Fabrikam", "member")
+        start = now - timedelta(days=3)
+        sub = Subscription(account_id=account.id, interval="month", anchor_at=start, period_number=0,
+                           period_start=start, period_end=start + relativedelta(months=1), created_at=start)
+        s.add(sub)
+        s.flush()
+        pool = Pool(account_id=account.id, subscription_id=sub.id, plan_code="eco", quantity=5, removal_scheduled=0,
+                    created_at=start)
+        s.add(pool)
+        s.flush()
+        for u in (admin, worker):
+            s.add(Seat(account_id=account.id, pool_id=pool.id, user_id=u.id, family="standard", sort_key=u.sort_key,
+                       assigned_at=start))
+        return {"pool": pool.id, "admin": admin.id, "worker": worker.id}
+
+    fab = lic.db.write(work)
+    fab["quote"] = lic.quote_upgrade(Actor(FAB_TENANT, FAB_ADMIN), fab["pool"], [fab["worker"]], "pro").id
+    return fab
+
+
+# ============================================================================ commands
+
+
+@pytest.mark.parametrize("locale, heading, unknown", [
+    ("en-US", "What I can do", "Sorry, I don't know “frobnicate the widgets”"),
+    ("fr-FR", "Ce que je sais faire", "Désolé, je ne connais pas « frobnicate the widgets »"),
+])
+async def test_unknown_command_gets_the_help_card(desk, locale, heading, unknown):
+    alex = desk.admin(locale)
+    watch = Watch(desk)
+    [card] = await alex.say("frobnicate the widgets")
+    assert heading_of(card) == heading
+    assert unknown in text_of(card)
+    assert "licenses" in text_of(card) and has_action(card, lambda t: True)  # admin: commands and a way on
+    [member_card] = await desk.member(locale).say("what?")
+    assert heading_of(member_card) == heading and "licenses" not in text_of(member_card)
+    assert not has_action(member_card, lambda t: True)
+    watch.unchanged()
+
+
+async def test_member_running_an_admin_command_or_forging_admin_actions(desk):
+    lee = desk.member()
+    await lee.install()
+    alex_quote = desk.lic.quote_upgrade(Actor(TENANT, ALEX), eco_pool_id(desk), [desk.user("Adele Vance").id], "pro")
+    eco = eco_pool_id(desk)
+    watch = Watch(desk)
+    [card] = await lee.say("licenses")
+    assert heading_of(card) == "Administrators only"
+    assert "Only an administrator" in text_of(card)
+    watch.refused("pools.list")
+
+    cases = [
+        ("pools", {}),
+        ("pool.users", {"pool": eco}),
+        ("upgrade.tiers", {"pool": eco, "sel": [desk.user("Lee Gu").id]}),
+        ("upgrade.quote", {"pool": eco, "sel": [desk.user("Lee Gu").id], "plan": "pro"}),
+        ("quote.cancel", {"quote": alex_quote.id}),
+        ("quote.refresh", {"quote": alex_quote.id}),
+    ]
+    for verb, data in cases:
+        watch = Watch(desk)
+        reply = await lee.execute(verb, data, message_id=card.message_id)
+        shown = error_card(reply, "Administrators only", case=verb)
+        assert "Only an administrator" in text_of(shown)
+        watch.refused(case=verb)
+        watch.unchanged(verb)
+    assert desk.lic.quote(Actor(TENANT, ALEX), alex_quote.id).status == "open"
+
+
+# ============================================================================ malformed invokes
+
+
+@pytest.mark.parametrize("value", [
+    "nonsense",
+    None,
+    {},
+    {"action": "pool.users"},
+    {"action": {"type": "Action.Execute", "verb": "pool.users", "data": "pool=1"}},
+    {"action": {"type": "Action.Execute", "verb": "pool.users", "data": [1, 2]}},
+    {"action": {"type": "Action.Execute", "data": {"pool": 1}}},
+    {"action": {"type": "Action.Execute", "verb": 42, "data": {}}},
+    {"action": {"type": "Action.Execute", "verb": "", "data": {}}},
+    {"action": {"type": "Action.Execute", "verb": "x" * 65, "data": {}}},
+    {"action": {"type": "Action.Submit", "verb": "pools", "data": {}}},
+], ids=["not-a-dict", "no-value", "no-action", "action-not-object", "data-string", "data-list", "no-verb",
+        "verb-not-text", "verb-empty", "verb-too-long", "not-execute"])
+async def test_malformed_invoke_gets_a_4xx_error_response(desk, value):
+    alex = desk.admin()
+    pools = await pools_of(alex)
+    watch = Watch(desk)
+    reply = await alex.invoke("adaptiveCard/action", value, message_id=pools.message_id)
+    assert reply.http_status == 200  # the invoke answer itself carries the error status
+    assert reply.status_code == 400 and reply.is_error, dict(reply)
+    assert reply.value["code"] == "BadRequest" and reply.value["message"]
+    watch.refused("card.malformed")
+    watch.unchanged()
+    assert alex.card_in(pools.message_id) == pools  # the card shown is left alone
+
+
+async def test_unknown_verb_gets_an_error_card(desk):
+    alex = desk.admin()
+    pools = await pools_of(alex)
+    watch = Watch(desk)
+    reply = await alex.execute("pool.explode", {"pool": eco_pool_id(desk)}, message_id=pools.message_id)
+    card = error_card(reply)
+    assert "not one I know" in text_of(card) and has_action(card, "License pools")
+    [event] = watch.refused("card.unknown_verb")
+    assert event.target == "pool.explode"
+    watch.unchanged()
+
+
+async def test_missing_or_malformed_card_data_gets_an_error_card(desk):
+    alex = desk.admin()
+    pools = await pools_of(alex)
+    eco = eco_pool_id(desk)
+    adele = desk.user("Adele Vance").id
+    cases = [
+        ("missing pool", "pool.users", {}, "pool reference is not valid"),
+        ("pool not a number", "pool.users", {"pool": "abc"}, "pool reference is not valid"),
+        ("pool a boolean", "upgrade.tiers", {"pool": True, "users": str(adele)}, "pool reference is not valid"),
+        ("pool negative", "pool.search", {"pool": -3, "q": "a"}, "pool reference is not valid"),
+        ("pool an object", "pool.pick", {"pool": {"id": eco}}, "pool reference is not valid"),
+        ("ids not numbers", "upgrade.quote", {"pool": eco, "sel": "x,y", "plan": "pro"}, "user reference"),
+        ("ids an object", "upgrade.tiers", {"pool": eco, "users": {"a": 1}}, "user reference"),
+        ("too many users", "upgrade.tiers", {"pool": eco, "sel": list(range(1, 300))}, "At most 250 users"),
+        ("no quote", "quote.cancel", {}, "does not name a quote"),
+        ("quote not text", "quote.refresh", {"quote": 12}, "does not name a quote"),
+        ("unknown quote", "quote.refresh", {"quote": "0" * 32}, "does not exist"),
+        ("unknown pool", "pool.users", {"pool": 987654}, "does not exist in your account"),
+    ]
+    for case, verb, data, message in cases:
+        watch = Watch(desk)
+        reply = await alex.execute(verb, data, message_id=pools.message_id)
+        card = error_card(reply, case=case)
+        assert message in text_of(card), f"{case}: {text_of(card)}"
+        assert has_action(card, "License pools"), case
+        watch.refused(case=case)
+        watch.unchanged(case)
+
+
+async def test_action_submit_values_go_through_the_same_checks(desk):
+    """A plain Action.Submit arrives as a message with ``value``: same router, same refusals."""
+    alex, lee = desk.admin(), desk.member()
+    pools = await pools_of(alex)
+    cases = [
+        (alex, {"verb": "pool.users", "pool": "abc"}, ERROR, "pool reference is not valid", "card.pool.users"),
+        (alex, {"verb": 5}, ERROR, "no verb", "card.malformed"),
+        (alex, {"verb": "pool.melt"}, ERROR, "not one I know", "card.unknown_verb"),
+        (lee, {"verb": "pool.users", "pool": eco_pool_id(desk)}, "Administrators only", "Only an administrator",
+         "pool.view"),
+    ]
+    for client, value, heading, message, action in cases:
+        watch = Watch(desk)
+        [card] = await client.submit_value(value, message_id=pools.message_id)
+        assert heading_of(card) == heading and message in text_of(card), f"{value}: {text_of(card)}"
+        watch.refused(action, case=str(value))
+        watch.unchanged(str(value))
+    [card] = await alex.submit_value({"verb": "pool.users", "pool": str(eco_pool_id(desk))})
+    assert heading_of(card) == "Eco (monthly): 24 user(s)"  # the happy path answers as a new message
+
+
+# ============================================================================ ids of another account
+
+
+async def test_ids_of_another_account_are_refused(desk):
+    fab = make_fabrikam(desk)
+    alex = desk.admin()
+    pools = await pools_of(alex)
+    assert fab["pool"] not in {a["data"].get("pool") for a in actions_of(pools, "Action.Execute")}
+    eco = eco_pool_id(desk)
+    cases = [
+        ("pool.users", {"pool": fab["pool"]}),
+        ("pool.search", {"pool": fab["pool"], "q": "bo"}),
+        ("upgrade.tiers", {"pool": fab["pool"], "sel": [fab["worker"]]}),
+        ("upgrade.quote", {"pool": fab["pool"], "sel": [fab["worker"]], "plan": "pro"}),
+        ("quote.refresh", {"quote": fab["quote"]}),
+        ("quote.cancel", {"quote": fab["quote"]}),
+        ("quote.back", {"quote": fab["quote"]}),
+        ("quote.confirm", {"quote": fab["quote"]}),
+    ]
+    for verb, data in cases:
+        watch = Watch(desk)
+        reply = await alex.execute(verb, data, message_id=pools.message_id)
+        card = error_card(reply, case=verb)
+        assert "does not exist in your account" in text_of(card), f"{verb}: {text_of(card)}"
+        assert "Fabrikam" not in text_of(card)
+        [event] = watch.refused(case=verb)
+        assert event.tenant_id == TENANT and event.detail.get("code") == "not_found"
+        watch.unchanged(verb)
+
+    # another account's user smuggled into a selection of our pool: no quote, a refreshed pool
+    watch = Watch(desk)
+    reply = await alex.execute("upgrade.quote", {"pool": eco, "sel": [fab["worker"]], "plan": "pro"},
+                               message_id=pools.message_id)
+    card = reply.expect_card()
+    assert heading_of(card) == "Eco (monthly): 24 user(s)" and "no longer hold a seat" in text_of(card)
+    assert "Bo Fabrikam" not in text_of(card)
+    watch.refused("quote.upgrade")
+    watch.unchanged()
+
+    # typeahead on another account's pool finds nobody
+    users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
+    forged = json.loads(json.dumps(users).replace(f'"pool_users:{eco}"', f'"pool_users:{fab["pool"]}"'))
+    forged = type(users)(forged, message_id=users.message_id)
+    reply = await alex.search(forged, "pick", "bo")
+    assert reply.http_status == 200 and reply.value == {"results": []}
+    assert [r["title"] for r in (await alex.search(users, "pick", "ade")).value["results"]] == [
+        "Adele Vance — adele.vance@contoso.com"]
+    with desk.lic.db.read() as s:
+        assert s.get(Quote, fab["quote"]).status == "open"
+
+
+# ============================================================================ tiers
+
+
+async def test_a_tier_that_is_not_higher_is_refused(desk):
+    alex = desk.admin()
+    pools = await pools_of(alex)
+    users = (await alex.act(pools, pool_button(pools, "Advanced", "monthly"))).expect_card()
+    first_title = choices_of(users, "users")[0][0]
+    tiers = (await alex.act(users, "Choose tier", users=tick(users, "users", first_title))).expect_card()
+    assert [v for _, v in choices_of(tiers, "plan")] == ["pro"]  # only higher plans are offered
+    for plan, message in [("eco", "Eco is not above Advanced"), ("advanced", "Advanced is not above Advanced"),
+                          ("api_pro", "not in the same family"), ("platinum", "There is no plan")]:
+        watch = Watch(desk)
+        card = error_card(await alex.act(tiers, "Upgrade", plan=plan), case=plan)
+        assert message in text_of(card), f"{plan}: {text_of(card)}"
+        watch.refused("quote.upgrade", case=plan)
+        watch.unchanged(plan)
+        tiers = (await alex.act(users, "Choose tier", users=tick(users, "users", first_title))).expect_card()
+
+    # the highest tier has nowhere to go: no Upgrade button
+    pools = await pools_of(alex)
+    pro_users = (await alex.act(pools, pool_button(pools, "Pro", "monthly"))).expect_card()
+    top = (await alex.act(pro_users, "Choose tier",
+                          users=tick(pro_users, "users", choices_of(pro_users, "users")[0][0]))).expect_card()
+    assert "already the highest tier" in text_of(top) and not has_action(top, "Upgrade")
+
+
+# ============================================================================ selection
+
+
+async def test_an_empty_selection_is_refused(desk):
+    alex = desk.admin()
+    pools = await pools_of(alex)
+    eco = eco_pool_id(desk)
+    users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
+
+    watch = Watch(desk)
+    again = (await alex.act(users, "Choose tier")).expect_card()
+    assert heading_of(again) == "Eco (monthly): 24 user(s)" and "Select at least one user first." in text_of(again)
+    [event] = watch.refused("card.upgrade.tiers")
+    assert event.target == f"pool:{eco}"
+    watch.unchanged()
+
+    watch = Watch(desk)
+    forged = (await alex.execute("upgrade.quote", {"pool": eco, "sel": [], "plan": "pro"},
+                                 message_id=users.message_id)).expect_card()
+    assert "Select at least one user first." in text_of(forged)
+    watch.refused("card.upgrade.quote")
+    watch.unchanged()
+
+    # a tier card clicked without a tier: Teams would not send it (required input)...
+    tiers = (await alex.act(again, "Choose tier", users=tick(again, "users", "Adele Vance"))).expect_card()
+    with pytest.raises(InputRequired):
+        await alex.act(tiers, "Upgrade", plan="")
+    # ... and a forged one gets the tier card again, saying to choose
+    watch = Watch(desk)
+    data = dict(find_action(tiers, "Upgrade")["data"])
+    card = (await alex.execute("upgrade.quote", data, message_id=tiers.message_id)).expect_card()
+    assert heading_of(card) == "Upgrade 1 user(s) from Eco" and "Choose the new tier first." in text_of(card)
+    watch.refused("card.upgrade.quote")
+    watch.unchanged()
+
+
+# ============================================================================ stale cards
+
+
+async def test_stale_users_card_after_the_pool_changed(desk):
+    alex = desk.admin()
+    pools = await pools_of(alex)
+    eco = eco_pool_id(desk)
+    users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
+    ticked = tick(users, "users", "Adele Vance", "Allan Archie")
+    tiers = (await alex.act(users, "Choose tier", users=ticked)).expect_card()
+    # meanwhile someone unassigns Allan
+    desk.lic.unassign(Actor(TENANT, ALEX), eco, [desk.user("Allan Archie").id])
+
+    for card, title, inputs in [(users, "Choose tier", {"users": ticked}), (tiers, "Upgrade", {})]:
+        watch = Watch(desk)
+        fresh = (await alex.act(card, title, **inputs)).expect_card()
+        assert heading_of(fresh) == "Eco (monthly): 23 user(s)", title
+        note = [t for t in text_of(fresh).splitlines() if "no longer hold a seat" in t]
+        assert note == ["1 of the selected users no longer hold a seat in this pool. Here is the pool as it is now; "
+                        "select again."]
+        assert not any(t.startswith("Allan Archie") for t, _ in choices_of(fresh, "users"))
+        watch.refused(case=title)
+        watch.unchanged(title)
+
+
+async def quote_card(alex, names=("Adele Vance",), plan="Pro"):
+    pools = await pools_of(alex)
+    users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
+    tiers = (await alex.act(users, "Choose tier", users=tick(users, "users", *names))).expect_card()
+    return (await alex.act(tiers, "Upgrade", plan=choice_value(tiers, "plan", plan))).expect_card()
+
+
+async def test_stale_quote_expired(desk, clock):
+    alex = desk.admin()
+    quote = await quote_card(alex)
+    url = alex.open_url(quote, "Pay …")
+    clock.advance(minutes=31)
+
+    watch = Watch(desk)
+    card = (await alex.act(quote, "Cancel")).expect_card()
+    assert heading_of(card) == "Upgrade quote"
+    assert "This quote has expired; nothing was charged." in text_of(card)
+    assert "Status: Expired" in text_of(card) and not has_action(card, "Pay …")
+    watch.refused("quote.cancel")
+    watch.unchanged()
+
+    watch = Watch(desk)
+    card = (await alex.act(quote, "Refresh")).expect_card()
+    assert "Status: Expired" in text_of(card) and has_action(card, "Prepare a new quote")
+    page = await desk.get(url)
+    assert page.status == 200 and "Quote expired" in page.text
+    assert "Quote expired" in (await desk.post_form(url, {"action": "pay"})).text
+    watch.unchanged()
+
+    # the way forward works: a new tier card for the same users (their seats are free again)
+    tiers = (await alex.act(card, "Prepare a new quote")).expect_card()
+    assert heading_of(tiers) == "Upgrade 1 user(s) from Eco"
+
+
+async def test_stale_quote_paid_then_cancel_or_back(desk):
+    alex = desk.admin()
+    quote = await quote_card(alex)
+    assert (await desk.post_form(alex.open_url(quote, "Pay …"), {"action": "pay"})).status == 200
+    for title in ("Cancel", "Back"):
+        watch = Watch(desk)
+        card = (await alex.act(quote, title)).expect_card()
+        assert heading_of(card) == "Upgrade paid", title
+        assert "This quote is already paid." in text_of(card)
+        watch.refused("quote.cancel", case=title)
+        watch.unchanged(title)
+
+
+async def test_stale_quote_cancelled(desk):
+    alex = desk.admin()
+    quote = await quote_card(alex)
+    done = (await alex.act(quote, "Cancel")).expect_card()
+    assert heading_of(done) == "Quote cancelled"
+    watch = Watch(desk)
+    card = (await alex.act(quote, "Cancel")).expect_card()
+    assert "Status: Cancelled" in text_of(card) and "This quote was cancelled" in text_of(card)
+    watch.refused("quote.cancel")
+    watch.unchanged()
+
+
+# ============================================================================ callers
+
+
+async def test_a_caller_in_no_known_account(desk):
+    stranger = desk.client("11111111-1111-1111-1111-111111111111", tenant_id=NOWHERE, name="Sam Stranger")
+    watch = Watch(desk)
+    [card] = await stranger.install()
+    assert heading_of(card) == "You are not set up yet"
+    assert "Your organisation has no License Desk account yet." in text_of(card)
+    [card] = await stranger.say("licenses")
+    assert heading_of(card) == "You are not set up yet"
+    card = (await stranger.execute("pool.users", {"pool": eco_pool_id(desk)}, message_id=card.message_id)
+            ).expect_card()
+    assert heading_of(card) == "You are not set up yet"
+    events = watch.events()
+    assert events and all(e.outcome == "refused" and e.tenant_id == NOWHERE and e.account_id is None
+                          for e in events)
+    watch.unchanged()
+    with desk.lic.db.read() as s:
+        assert s.scalars(select(DeliveryAddress)).all() == []
+
+
+async def test_a_person_of_the_tenant_not_in_the_account_then_added(desk):
+    newcomer = desk.client("33333333-3333-3333-3333-333333333333", name="Nova Newcomer")
+    watch = Watch(desk)
+    [card] = await newcomer.say("licenses")
+    assert heading_of(card) == "You are not set up yet"
+    assert "not a user of your organisation's License Desk account yet" in text_of(card)
+    watch.unchanged()
+    # an admin adds them; the next message stores where to reach them
+    user = desk.lic.add_user(Actor(TENANT, ALEX), newcomer.aad_object_id, "nova@contoso.com", "Nova Newcomer")
+    [card] = await newcomer.say("help")
+    assert heading_of(card) == "What I can do"
+    with desk.lic.db.read() as s:
+        address = s.get(DeliveryAddress, user.id)
+    assert address is not None and address.address["conversation"]["id"] == newcomer.conversation_id
+
+
+# ============================================================================ failures
+
+
+@pytest.mark.parametrize("locale, apology", [("en-US", "Sorry, something went wrong on our side."),
+                                              ("fr-FR", "Désolé, un problème est survenu de notre côté.")])
+async def test_a_failure_inside_the_bot_gets_an_apology_and_is_logged(desk, monkeypatch, caplog, locale, apology):
+    alex = desk.admin(locale)
+    pools = await pools_of(alex)
+    router = desk.app[bot.app.BOT].router
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("kaboom")
+
+    caplog.set_level(logging.ERROR, logger="bot")
+    watch = Watch(desk)
+    monkeypatch.setattr(router, "on_text", boom)
+    [card] = await alex.say("licenses")
+    assert apology in text_of(card)
+    message_id = alex.last_activity["id"]
+
+    monkeypatch.setattr(router, "on_action", boom)
+    reply = await alex.act(pools, pool_button(pools, "Eco", "mensuel" if locale == "fr-FR" else "monthly"))
+    assert reply.http_status == 200 and apology in text_of(reply.expect_card())
+    invoke_id = alex.last_activity["id"]
+
+    monkeypatch.setattr(desk.lic, "pool_users", boom)  # a failure in the core, during a search
+    reply = await alex.invoke("application/search", {"queryText": "ad", "dataset": f"pool_users:{eco_pool_id(desk)}",
+                                                     "queryOptions": {"skip": 0, "top": 15}})
+    assert reply.http_status == 200 and reply.value == {"results": []}
+
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
+    assert any(message_id in r.getMessage() for r in failures)
+    assert any(invoke_id in r.getMessage() for r in failures)
+    assert all("kaboom" in repr(r.exc_info[1]) for r in failures)
+    watch.unchanged()
+
+
+# ============================================================================ HTTP level
+
+
+def _non_loopback_ipv4() -> str | None:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # no packet is sent
+            ip = s.getsockname()[0]
+    except OSError:
+        return None
+    address = ipaddress.ip_address(ip)
+    return None if address.is_loopback or address.is_unspecified else ip
+
+
+async def test_http_level_refusals(desk):
+    alex = desk.admin()
+    good = alex.activity("message", text="licenses")
+    watch, mark = Watch(desk), desk.connector.mark()
+    cases = [
+        ("not json", b"{not json", "application/json", 400),
+        ("not utf-8", b"\xff\xfe{", "application/json", 400),
+        ("wrong content type", json.dumps(good), "text/plain", 415),
+        ("a list", "[1, 2]", "application/json", 400),
+        ("no type", json.dumps({"text": "hi"}), "application/json", 400),
+        ("type not text", json.dumps({"type": 5}), "application/json", 400),
+        ("conversation not an object", json.dumps(dict(good, conversation="abc")), "application/json", 400),
+        ("bad timestamp", json.dumps(dict(good, timestamp="yesterday")), "application/json", 400),
+        ("attachments not a list", json.dumps(dict(good, attachments="x")), "application/json", 400),
+        ("entities not objects", json.dumps(dict(good, entities=[1])), "application/json", 400),
+    ]
+    for case, body, ctype, status in cases:
+        res = await desk.post_raw("/api/messages", body, content_type=ctype)
+        assert res.status == status, f"{case}: {res.status} {res.text[:200]}"
+        assert "error" in res.json(), case
+    # an invoke nobody handles is answered "not implemented" (botbuilder's answer), not crashed
+    res = await alex.send(alex.activity("invoke", name="composeExtension/query", value={"x": 1}))
+    assert res.status == 501
+    assert desk.connector.calls[mark:] == []
+    assert watch.events() == []
+    watch.unchanged()
+
+
+async def test_local_mode_refuses_callers_that_are_not_loopback(desk):
+    ip = _non_loopback_ipv4()
+    if ip is None:
+        pytest.skip("no non-loopback IPv4 address to call from")
+    site = web.TCPSite(desk.runner, ip, 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]
+        alex = desk.admin()
+        watch, mark = Watch(desk), desk.connector.mark()
+        res = await desk.post_raw("/api/messages", json.dumps(alex.activity("message", text="licenses")),
+                                  base=f"http://{ip}:{port}")
+        assert res.status == 403 and "loopback" in res.json()["error"]
+        assert desk.connector.calls[mark:] == [] and watch.events() == []
+        watch.unchanged()
+        health = await desk.get(f"http://{ip}:{port}/healthz")  # the rest of the app is not loopback-only
+        assert health.status == 200
+    finally:
+        await site.stop()
