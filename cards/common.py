@@ -6,28 +6,26 @@ from cards import verbs
 from cards.base import action_set, card, execute, facts, text, title
 from cards.i18n import T
 
-ADMIN_COMMANDS = ("licenses", "buy", "assign", "requests", "audit", "mylicense", "help")
-MEMBER_COMMANDS = ("mylicense", "help")
+
+def _commands(t: T, commands: list[str]) -> dict:
+    """The commands a person may use, each with its description (``cmd.<name>``)."""
+    return facts([(cmd, t(f"cmd.{cmd}")) for cmd in commands])
 
 
-def _commands(t: T, is_admin: bool) -> dict:
-    return facts([(cmd, t(f"cmd.{cmd}")) for cmd in (ADMIN_COMMANDS if is_admin else MEMBER_COMMANDS)])
-
-
-def welcome(locale: str | None, *, is_admin: bool, name: str | None = None) -> dict:
+def welcome(locale: str | None, *, is_admin: bool, commands: list[str], name: str | None = None) -> dict:
     t = T(locale)
     body = [title(t("welcome.title")), text(t("welcome.body")),
-            text(t("welcome.admin") if is_admin else t("welcome.member")), _commands(t, is_admin)]
+            text(t("welcome.admin") if is_admin else t("welcome.member")), _commands(t, commands)]
     actions = [execute(t("btn.licenses"), verbs.POOLS, style="positive")] if is_admin else None
     return card(body, actions, fallback_text=t("welcome.title"))
 
 
-def help_card(locale: str | None, *, is_admin: bool, unknown: str | None = None) -> dict:
+def help_card(locale: str | None, *, is_admin: bool, commands: list[str], unknown: str | None = None) -> dict:
     t = T(locale)
     body = [title(t("help.title"))]
     if unknown:
         body.append(text(t("help.unknown", text=unknown[:80])))
-    body.append(_commands(t, is_admin))
+    body.append(_commands(t, commands))
     actions = [execute(t("btn.licenses"), verbs.POOLS, style="positive")] if is_admin else None
     return card(body, actions, fallback_text=t("help.title"))
 

@@ -110,6 +110,16 @@ STRINGS: dict[str, dict[str, str]] = {
         "dismiss.title": "Cancelled",
         "dismiss.body": "Nothing was changed.",
         "users.empty_selection": "Select at least one user first.",
+        "btn.downgrade": "Downgrade at renewal",
+        "btn.unassign": "Unassign",
+        "btn.assign": "Assign a license",
+        "btn.remove_seats": "Remove free seats",
+        "btn.buy_more": "Buy more",
+        "btn.buy": "Buy licenses",
+        "btn.requests": "Upgrade requests",
+        "btn.audit": "Recent changes",
+        "users.selection_actions": "With the selected users:",
+        "users.pool_actions": "This pool:",
         "tiers.missing": "Choose the new tier first.",
     },
     "fr": {
@@ -215,9 +225,31 @@ STRINGS: dict[str, dict[str, str]] = {
         "dismiss.title": "Annulé",
         "dismiss.body": "Rien n'a été modifié.",
         "users.empty_selection": "Sélectionnez d'abord au moins un utilisateur.",
+        "btn.downgrade": "Rétrograder au renouvellement",
+        "btn.unassign": "Retirer la licence",
+        "btn.assign": "Attribuer une licence",
+        "btn.remove_seats": "Supprimer des licences libres",
+        "btn.buy_more": "Acheter plus",
+        "btn.buy": "Acheter des licences",
+        "btn.requests": "Demandes de mise à niveau",
+        "btn.audit": "Changements récents",
+        "users.selection_actions": "Avec les utilisateurs sélectionnés :",
+        "users.pool_actions": "Ce lot :",
         "tiers.missing": "Choisissez d'abord la nouvelle offre.",
     },
 }
+
+
+def add_strings(strings: dict[str, dict[str, str]]) -> None:
+    """Register a card module's strings: ``{"en": {...}, "fr": {...}}``; every key needs both."""
+    en, fr = strings["en"], strings["fr"]
+    if set(en) != set(fr):
+        raise ValueError(f"strings without a translation: {sorted(set(en) ^ set(fr))}")
+    clash = set(en) & set(STRINGS["en"])
+    if clash:
+        raise ValueError(f"strings defined twice: {sorted(clash)}")
+    STRINGS["en"].update(en)
+    STRINGS["fr"].update(fr)
 
 
 def language(locale: str | None) -> str:

@@ -53,7 +53,11 @@ def pools_card(locale: str | None, account_name: str, pools: list[PoolView], *, 
                 column([text(t.date(p.renewal_date), wrap=False)], "auto"),
             ], separator=True))
         body.append(text(t("pools.hint"), subtle=True, size_="Small"))
-    return card(body, fallback_text=t("pools.title", account=account_name))
+    actions = [execute(t("btn.buy"), verbs.BUY_START, inputs="none"),
+               execute(t("btn.assign"), verbs.ASSIGN_START, inputs="none"),
+               execute(t("btn.requests"), verbs.REQUESTS, inputs="none"),
+               execute(t("btn.audit"), verbs.AUDIT, inputs="none")]
+    return card(body, actions, fallback_text=t("pools.title", account=account_name))
 
 
 def _user_choice(t: T, u: UserRow) -> tuple[str, str]:
@@ -109,6 +113,17 @@ def pool_users_card(locale: str | None, pool: PoolView, page: Page, selected: li
         nav.append(execute(t("btn.clear_sel"), verbs.POOL_CLEAR, base))
     if nav:
         body.append(action_set(nav))
+    if page.items:
+        body.append(text(t("users.selection_actions"), size_="Small", weight="Bolder", spacing="Medium"))
+        body.append(action_set([execute(t("btn.downgrade"), verbs.DOWNGRADE_CHOOSE, base),
+                                execute(t("btn.unassign"), verbs.POOL_UNASSIGN, base)]))
+    body.append(text(t("users.pool_actions"), size_="Small", weight="Bolder", spacing="Medium"))
+    body.append(action_set([
+        execute(t("btn.assign"), verbs.ASSIGN_START, {"pool": pool.id}, inputs="none"),
+        execute(t("btn.remove_seats"), verbs.SEATS_REMOVE, {"pool": pool.id}, inputs="none"),
+        execute(t("btn.buy_more"), verbs.BUY_START, {"plan": pool.plan_code, "interval": pool.interval},
+                inputs="none"),
+    ]))
     actions = [
         execute(t("btn.continue"), verbs.UPGRADE_TIERS, base, style="positive"),
         execute(t("btn.back"), verbs.POOLS, inputs="none"),

@@ -15,3 +15,12 @@ HELP = "help"
 DISMISS = "dismiss"
 
 DATASET_POOL_USERS = "pool_users"  # typeahead dataset: "pool_users:<pool id>"
+
+# Journeys beyond the upgrade (each implemented by a flow in dialogs/)
+BUY_START = "buy.start"  # data: {plan?, interval?} pre-selects a plan
+ASSIGN_START = "assign.start"  # data: {pool?}
+POOL_UNASSIGN = "pool.unassign"  # data: the users card's selection
+DOWNGRADE_CHOOSE = "downgrade.choose"  # data: the users card's selection
+SEATS_REMOVE = "seats.remove"  # data: {pool}: the remove-free-seats form
+REQUESTS = "requests"  # pending upgrade requests
+AUDIT = "audit"  # recent changes

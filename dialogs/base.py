@@ -1,0 +1,113 @@
+"""What every card flow shares: the turn, the refusals the router answers, card-data parsing,
+and the Flow base class through which a flow registers its commands, verbs, searches and
+notification cards with the router."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from core.errors import InvalidInput
+from core.text import parse_id, parse_ids
+from core.views import Actor, OutboxItem
+
+if TYPE_CHECKING:
+    from dialogs.router import Router
+
+MAX_SELECTION = 250
+SEARCH_TOP = 15
+
+
+class ProtocolError(Exception):
+    """The request is not a well-formed card action (answered 400, never a crash)."""
+
+    def __init__(self, message: str, code: str = "BadRequest"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class CardDataError(InvalidInput):
+    """Card data refused by the router itself (the core never saw it, so never audited it):
+    the router audits it as refused."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    actor: Actor
+    locale: str = "en-US"
+    message_ref: str | None = None  # the id of the message holding the card that was acted on
+    address: dict | None = None  # opaque conversation address (for updating cards later)
+    activity_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A text command: ``handler(turn)`` returns a card; ``admin`` commands are listed to admins only."""
+
+    handler: Callable[[Turn], dict]
+    admin: bool
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+Action = Callable[[Turn, dict], dict]
+Search = Callable[[Turn, str, str, int, int], list[dict]]  # (turn, dataset ref, query, skip, top)
+Render = Callable[[OutboxItem, str | None], dict | None]  # (outbox item, recipient locale)
+
+
+class Flow:
+    """A card flow. Subclasses fill the registries in ``__init__``."""
+
+    def __init__(self, router: Router):
+        self.router = router
+        self.lic = router.lic
+        self.commands: dict[str, CommandSpec] = {}
+        self.actions: dict[str, Action] = {}
+        self.searches: dict[str, Search] = {}
+        self.notifications: dict[str, Render] = {}  # outbox kind (channel chat) -> the user's card
+        self.card_updates: dict[str, Render] = {}  # outbox kind (channel card) -> the card's new content
+
+
+# ---------------------------------------------------------------------------- card data
+
+
+def data_int(data: dict, key: str, what: str = "item") -> int:
+    try:
+        return parse_id(data.get(key), what)
+    except InvalidInput as e:
+        raise CardDataError(e.message) from None
+
+
+def target_of(data: dict | None) -> str | None:
+    """What a refused card action was about, for the audit log."""
+    for key in ("quote", "pool", "request", "user"):
+        value = (data or {}).get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return f"{key}:{str(value)[:64]}"
+    return None
+
+
+def page_of(data: dict, key: str = "page") -> int:
+    value = data.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return 0
+    try:
+        return max(0, min(int(value), 100_000))
+    except ValueError:
+        return 0
+
+
+def text_of(data: dict, key: str, limit: int = 100) -> str:
+    value = data.get(key)
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def id_list(value, what: str = "user") -> list[int]:
+    """Ids from card data: a list of ints, or a comma-separated string (Teams multi-select)."""
+    if value in (None, "", []):
+        return []
+    try:
+        return parse_ids(value if isinstance(value, list | str) else [value], what, limit=MAX_SELECTION * 2)
+    except InvalidInput as e:
+        raise CardDataError(e.message) from None
