@@ -58,12 +58,14 @@ def _is_transient(exc: BaseException) -> bool:
     )
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, lock_timeout_ms: int = 5000) -> Engine:
+    """An engine whose connections wait at most ``lock_timeout_ms`` for a lock held by another
+    transaction (then the unit of work retries, see :meth:`Database.write`)."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": lock_timeout_ms / 1000, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn, _record):
@@ -72,7 +74,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(lock_timeout_ms)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -81,13 +83,22 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+    @event.listens_for(engine, "connect")
+    def _pg_connect(dbapi_conn, _record):
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
+        dbapi_conn.commit()
+
+    return engine
 
 
 class Database:
-    def __init__(self, url: str, engine: Engine | None = None):
+    def __init__(self, url: str, engine: Engine | None = None, *, lock_timeout_ms: int = 5000, attempts: int = 4):
         self.url = url
-        self.engine = engine or make_engine(url)
+        self.engine = engine or make_engine(url, lock_timeout_ms=lock_timeout_ms)
+        self.attempts = attempts
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         writer = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
         self._read = sessionmaker(self.engine, expire_on_commit=False)
@@ -98,11 +109,13 @@ class Database:
         with self._read() as s, s.begin():
             yield s
 
-    def write(self, fn, *, attempts: int = 5):
-        """Run ``fn(session)`` in one write transaction, retried on transient conflicts."""
+    def write(self, fn, *, attempts: int | None = None):
+        """Run ``fn(session)`` in one write transaction, retried on transient conflicts (a busy
+        database, a lock wait that timed out, a serialisation failure or a deadlock). Each try
+        is a whole transaction: a failed one leaves nothing behind."""
         retry = Retrying(
             retry=retry_if_exception(_is_transient),
-            stop=stop_after_attempt(attempts),
+            stop=stop_after_attempt(attempts or self.attempts),
             wait=wait_random_exponential(multiplier=0.05, max=1),
             reraise=True,
         )
