@@ -23,9 +23,18 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(VENV)/.installed node_modules/.installed
 
-## run: set up, migrate, load the demo data on first start and serve on PORT (default 3978)
+## run: set up, migrate, load the demo data on first start and serve on PORT (default 3978);
+## with Node.js, also the Microsoft 365 Agents Playground (PLAYGROUND_PORT, default 56150) — it prints the URL
 run: $(VENV)/.installed
-	$(BIN)/python app.py serve --demo
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) -s --no-print-directory node_modules/.installed \
+	  || echo "warning: could not install the Node tools: no Agents Playground this time."; fi
+	bash e2e/run-with-playground.sh $(BIN)/python app.py serve --demo
+
+## e2e: the upgrade journey (English, French) in the Agents Playground with Chromium, against the real bot
+e2e: setup
+	@chromium="$${CHROMIUM_PATH:-/usr/bin/chromium}"; [ -x "$$chromium" ] || { \
+	  echo "make e2e needs Chromium at $$chromium (Debian: apt-get install -y chromium; or set CHROMIUM_PATH)."; exit 1; }
+	E2E_PYTHON=$(BIN)/python node e2e/upgrade.e2e.mjs
 
 ## test: set up and run the whole suite (ruff first); pytest's "no tests collected" is a failure
 test: setup

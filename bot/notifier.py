@@ -53,6 +53,23 @@ def classify(exc: Exception) -> SendFailure:
     return SendFailure(status, retry_after, blocked, f"{type(exc).__name__} {status or ''}".strip())
 
 
+async def _proactive(start, work) -> None:
+    """Run ``work(turn_context)`` in a proactive turn started by ``start(callback)`` and raise
+    what it raised: the adapter would otherwise hand the error to ``on_turn_error`` (which
+    swallows it), and the outbox would record a failed delivery as sent."""
+    failures: list[BaseException] = []
+
+    async def callback(tc: TurnContext):
+        try:
+            await work(tc)
+        except Exception as e:  # noqa: BLE001 - re-raised below, outside the adapter
+            failures.append(e)
+
+    await start(callback)
+    if failures:
+        raise failures[0]
+
+
 class Notifier:
     def __init__(self, adapter, router: Router, lic: Licensing, *, app_id: str = "", concurrency: int = 8,
                  batch: int = 50):
@@ -128,7 +145,7 @@ class Notifier:
             async def send(tc: TurnContext):
                 await tc.send_activity(activity)
 
-            await self.adapter.continue_conversation(reference, send, self.app_id)
+            await _proactive(lambda cb: self.adapter.continue_conversation(reference, cb, self.app_id), send)
             return
         await self._create_and_send(item, activity)
 
@@ -146,8 +163,8 @@ class Notifier:
             await tc.send_activity(activity)
             saved["address"] = address_of(tc.activity)
 
-        await self.adapter.create_conversation(self.app_id, send, params, hint.get("channelId", "msteams"),
-                                               hint["serviceUrl"], None)
+        await _proactive(lambda cb: self.adapter.create_conversation(
+            self.app_id, cb, params, hint.get("channelId", "msteams"), hint["serviceUrl"], None), send)
         if saved.get("address"):
             address = dict(saved["address"], locale=hint.get("locale", "en-US"))
             address["user"] = {"id": item.aad_object_id, "aadObjectId": item.aad_object_id}
@@ -168,4 +185,4 @@ class Notifier:
         async def send(tc: TurnContext):
             await tc.update_activity(update)
 
-        await self.adapter.continue_conversation(reference, send, self.app_id)
+        await _proactive(lambda cb: self.adapter.continue_conversation(reference, cb, self.app_id), send)

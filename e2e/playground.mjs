@@ -168,13 +168,18 @@ export async function startPlayground({
   }
 }
 
-// Chromium (Debian's) with every non-loopback request aborted (the UI asks a CDN for fonts).
-// -> {browser, context, page}
-export async function openBrowser({ headless = true, locale = 'en-US', viewport = { width: 1400, height: 1000 } } = {}) {
-  const browser = await chromium.launch({
+// Debian's Chromium (or CHROMIUM_PATH), headless by default.
+export async function launchBrowser({ headless = true } = {}) {
+  return chromium.launch({
     executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium', headless,
     args: ['--no-sandbox', '--disable-background-networking', '--disable-dev-shm-usage'],
   });
+}
+
+// A browser context set up for the Playground: every non-loopback request aborted (the UI asks a
+// CDN for fonts) and window.open recorded instead of opening popups (see openUrlOf). One context
+// per Playground/scenario lets a single browser serve several runs.
+export async function newChatContext(browser, { locale = 'en-US', viewport = { width: 1400, height: 1000 } } = {}) {
   const context = await browser.newContext({ viewport, locale });
   await context.route('**/*', (route) => {
     const { protocol, hostname } = new URL(route.request().url());
@@ -185,6 +190,13 @@ export async function openBrowser({ headless = true, locale = 'en-US', viewport 
     window.__e2eOpened = [];
     window.open = (url) => { window.__e2eOpened.push(String(url)); return null; };
   });
+  return context;
+}
+
+// Chromium with one chat context and page (launchBrowser + newChatContext). -> {browser, context, page}
+export async function openBrowser({ headless = true, locale = 'en-US', viewport = { width: 1400, height: 1000 } } = {}) {
+  const browser = await launchBrowser({ headless });
+  const context = await newChatContext(browser, { locale, viewport });
   const page = await context.newPage();
   return { browser, context, page };
 }
@@ -329,6 +341,60 @@ export async function openUrlOf(card, title, { timeout = 5000 } = {}) {
   } catch {
     return btn.getAttribute('title'); // the renderer also puts the url in the button's title
   }
+}
+
+// Titles of the card's action buttons (card actions and ActionSets), in DOM order.
+export async function actionTitles(card) {
+  return card.locator('.ac-actionSet button').evaluateAll((bs) => bs.map((b) => b.getAttribute('aria-label')));
+}
+
+// Titles of the checkboxes/radios of the card's expanded ChoiceSets and Toggles, in DOM order,
+// with their state: [{title, checked}].
+export async function choiceTitles(card) {
+  return card.locator('.fui-Checkbox > input, .fui-Radio > input').evaluateAll((ins) => ins.map((i) => ({
+    title: i.getAttribute('aria-label') || i.parentElement.querySelector('label')?.innerText.trim() || '',
+    checked: i.checked,
+  })));
+}
+
+// The option titles a compact ChoiceSet offers (opens it, reads, closes it). `input`: id/label of
+// the ChoiceSet; default: the card's first dropdown.
+export async function dropdownOptions(card, { input } = {}) {
+  const page = card.page();
+  const box = input ? (await inputContainer(card, input)).locator('input[role=combobox]')
+    : card.locator('.fui-Combobox input[role=combobox]').first();
+  await box.click();
+  await page.waitForFunction((el) => el.getAttribute('aria-controls'), await box.elementHandle());
+  const list = page.locator(`#${await box.getAttribute('aria-controls')}`);
+  await list.waitFor();
+  const titles = (await list.locator('.fui-Option').allInnerTexts()).map((t) => t.trim());
+  await page.keyboard.press('Escape');
+  await list.waitFor({ state: 'hidden' });
+  return titles;
+}
+
+// The card's ColumnSets as rows: [{cells: [text of each column], row: Locator, cell(i): Locator}],
+// in DOM order (nested ColumnSets are listed too). A cell's text is its lines, trimmed, joined by \n.
+// E.g. the row whose first column says "Eco" then "monthly ...", and the button in its third column.
+export async function cardRows(card) {
+  const rows = await card.evaluate((root) => {
+    const isColumn = (el) => el.classList?.contains('ac-container') && el.hasAttribute('dir');
+    const sets = [...root.querySelectorAll('.ac-container')].filter((el) => !el.hasAttribute('dir')
+      && el.firstElementChild && [...el.firstElementChild.children].some(isColumn)
+      && [...el.firstElementChild.children].every((c) => isColumn(c) || c.classList.contains('ac-vertical-separator')));
+    const tag = `${Date.now()}${Math.random().toString(36).slice(2, 8)}`;
+    return sets.map((set, i) => {
+      set.setAttribute('data-e2e-row', `${tag}-${i}`);
+      const cols = [...set.firstElementChild.children].filter(isColumn);
+      cols.forEach((c, j) => c.setAttribute('data-e2e-cell', String(j)));
+      const text = (el) => el.innerText.split('\n').map((l) => l.trim()).filter(Boolean).join('\n');
+      return { id: `${tag}-${i}`, cells: cols.map(text) };
+    });
+  });
+  return rows.map(({ id, cells }) => {
+    const row = card.locator(`[data-e2e-row=${q(id)}]`);
+    return { cells, row, cell: (i) => row.locator(`:scope > div > [data-e2e-cell="${i}"]`) };
+  });
 }
 
 // The card's Adaptive Card JSON and the Playground's activity id of its message (used as

@@ -314,7 +314,10 @@ async def test_notices_when_a_chat_is_throttled_or_blocked(desk):
     adele, allan = desk.user("Adele Vance"), desk.user("Allan Archie")
     desk.connector.fail_next(429, conversation_id=lee.conversation_id, retry_after=0)
     desk.connector.fail_next(403, kind="create", code="ConversationBlockedByUser", sub_code="MessageWritesBlocked")
-    assert await desk.notify() == 4
+    assert await desk.notify() == 4  # one delivered, one throttled (429), one blocked, the card update
+    assert desk.connector.sent_per_conversation().get(lee.conversation_id, 0) == 0
+    desk.lic.clock.advance(seconds=2)  # the throttled notice is due again (Retry-After 0, plus jitter)
+    assert await desk.notify() == 1
     assert await desk.notify() == 0
     sent = desk.connector.sent_per_conversation()
     assert sent[lee.conversation_id] == 1 and len(lee.proactive_cards()) == 1

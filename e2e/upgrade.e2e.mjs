@@ -1,0 +1,545 @@
+#!/usr/bin/env node
+// End-to-end: the upgrade journey, as a person does it, in the Microsoft 365 Agents Playground
+// against the real bot (`app.py serve --demo` on a fresh SQLite database), in English then French.
+//
+//   node e2e/upgrade.e2e.mjs              (or `make e2e`)
+//   E2E_ONLY=en|fr  run one journey;  E2E_HEADED=1  show the browser;  CHROMIUM_PATH  other Chromium
+//
+// Screenshots: test-results/upgrade-<lang>-NN-<step>.png; the bot's log: test-results/upgrade-bot.log.
+// Exits non-zero on any failure, printing the step, the card shown and the bot's log.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as pg from './playground.mjs';
+
+const RESULTS = path.join(pg.REPO_DIR, 'test-results');
+const PYTHON = process.env.E2E_PYTHON || path.join(pg.REPO_DIR, '.venv', 'bin', 'python');
+const HEADED = !!process.env.E2E_HEADED;
+const ONLY = process.env.E2E_ONLY || '';
+const WATCHDOG_MS = Number(process.env.E2E_TIMEOUT_MS || 240000);
+const PAID_UPDATE_MS = 10000; // the bot's notifier PUTs the paid card; after this, click Refresh
+
+const t0 = Date.now();
+const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
+const log = (...a) => console.log(...a);
+
+// ----------------------------------------------------------------------------- the bot
+
+async function startBot() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'license-desk-e2e-'));
+  const port = await pg.freePort();
+  const logFile = path.join(dir, 'bot.log');
+  const fd = fs.openSync(logFile, 'w');
+  const base = `http://127.0.0.1:${port}`;
+  const child = spawn(PYTHON, ['app.py', 'serve', '--demo', '--host', '127.0.0.1'], {
+    cwd: pg.REPO_DIR, detached: true, stdio: ['ignore', fd, fd],
+    env: {
+      ...process.env, PYTHONUNBUFFERED: '1',
+      DATABASE_URL: `sqlite:///${path.join(dir, 'e2e.db')}`, PORT: String(port), PUBLIC_BASE_URL: base,
+      PAYMENTS: 'sandbox', ALLOWED_TENANTS: '',
+      // local mode: the Playground sends no token
+      MicrosoftAppId: '', MicrosoftAppPassword: '', MicrosoftAppTenantId: '',
+    },
+  });
+  fs.closeSync(fd);
+  let exitCode;
+  const exited = new Promise((resolve) => child.on('exit', (code, sig) => { exitCode = code ?? sig; resolve(); }));
+  const bot = {
+    port, base, endpoint: `${base}/api/messages`, logFile,
+    log: () => { try { return fs.readFileSync(logFile, 'utf8'); } catch { return ''; } },
+    async stop() {
+      if (exitCode === undefined) {
+        try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
+        const t = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }, 5000);
+        await exited; clearTimeout(t);
+      }
+      fs.mkdirSync(RESULTS, { recursive: true });
+      fs.copyFileSync(logFile, path.join(RESULTS, 'upgrade-bot.log'));
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  const deadline = Date.now() + 60000;
+  for (;;) {
+    if (exitCode !== undefined) {
+      const out = bot.log(); await bot.stop();
+      throw new Error(`the bot exited (${exitCode}) before answering /healthz:\n${out}`);
+    }
+    const res = await fetch(`${base}/healthz`).catch(() => null);
+    if (res?.status === 200) return bot;
+    if (Date.now() > deadline) {
+      const out = bot.log(); await bot.stop();
+      throw new Error(`the bot did not answer GET /healthz with 200 within 60 s:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+// ----------------------------------------------------------------------------- helpers
+
+// "$1,234.50", "-$11.20", "24,99 $US", "−4,41 $US" -> integer cents (all amounts have 2 decimals)
+function cents(text) {
+  const s = String(text).trim();
+  const digits = s.replace(/[^\d]/g, '');
+  assert.ok(digits.length >= 3 && /\d[.,]\d\d(?!\d)/.test(s), `not an amount: ${JSON.stringify(s)}`);
+  return (/^[-−]|[-−]\s*[$\d]/.test(s) ? -1 : 1) * Number(digits);
+}
+
+const fold = (s) => s.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
+
+// The row of `rows` whose first cell's first line is `label` (exactly) or matches it (RegExp).
+function rowNamed(rows, label, what = 'row') {
+  const ok = (c) => (label instanceof RegExp ? label.test(c) : c.split('\n')[0] === label);
+  const row = rows.find((r) => r.cells.length && ok(r.cells[0]));
+  assert.ok(row, `no ${what} ${label} on the card; rows: ${JSON.stringify(rows.map((r) => r.cells))}`);
+  return row;
+}
+
+// Pools card -> {header, pools: [{plan, sub, cells, row}]} ; a pool row has a button in its Assigned column.
+async function readPools(card) {
+  const rows = await pg.cardRows(card);
+  const header = rows[0].cells;
+  const pools = rows.slice(1).filter((r) => r.cells.length === header.length).map((r) => {
+    const [plan, sub = ''] = r.cells[0].split('\n');
+    return { plan, sub, cells: r.cells, row: r };
+  });
+  return { header, pools };
+}
+
+// The quote's amount lines (label -> {text, cents}) from its ColumnSets of 2 columns whose 2nd is an amount.
+async function readAmountLines(card) {
+  const lines = [];
+  for (const r of await pg.cardRows(card)) {
+    if (r.cells.length === 2 && /\d[.,]\d\d/.test(r.cells[1]) && !r.cells[1].includes('\n')) {
+      lines.push({ label: r.cells[0], text: r.cells[1], cents: cents(r.cells[1]) });
+    }
+  }
+  return lines;
+}
+
+// FactSet title -> value (the renderer shows title and value as consecutive lines).
+function fact(cardText, title) {
+  const lines = cardText.split('\n').map((l) => l.trim()).filter(Boolean);
+  const i = lines.indexOf(title);
+  assert.ok(i >= 0 && i + 1 < lines.length, `no fact "${title}" on the card:\n${cardText}`);
+  return lines[i + 1];
+}
+
+const cardText = async (card) => (await card.innerText()).split('\n').map((l) => l.trim()).filter(Boolean).join('\n');
+
+// ----------------------------------------------------------------------------- strings per language
+
+const L = {
+  en: {
+    command: 'licenses',
+    poolsTitle: 'License pools of Contoso',
+    header: ['Plan', 'Bought', 'Assigned', 'Free', 'Renews'],
+    monthly: 'monthly',
+    usersTitle: (n) => `Eco (monthly): ${n} user(s)`,
+    page: (p, n) => `Page ${p} of ${n}`,
+    selected: (n) => `${n} user(s) selected`,
+    matching: (n, qs) => `Eco (monthly): ${n} user(s) matching “${qs}”`,
+    search: 'Search', searchPlaceholder: 'Search by name or e-mail', next: 'Next', previous: 'Previous',
+    chooseTier: 'Choose tier',
+    tiersTitle: (n) => `Upgrade ${n} user(s) from Eco`,
+    newTier: 'New tier',
+    tierOption: (plan) => new RegExp(`^${plan}:\\s\\$\\d+\\.\\d\\d\\sper seat per month$`),
+    upgrade: 'Upgrade',
+    quoteTitle: 'Upgrade quote',
+    users: 'Users', change: 'Change', changeValue: (to) => `Eco → ${to} (monthly)`,
+    credit: (n) => `Credit for unused time on ${n} × Eco`,
+    charge: (n, to) => `Charge for remaining time on ${n} × ${to}`,
+    subtotal: 'Subtotal', discount: /\((\d+(?:[.,]\d+)?)\s%\)$/, due: 'Due now',
+    renewal: /^Then at the next billing cycle, /,
+    pay: (amount) => `Pay ${amount}`, refresh: 'Refresh', back: 'Back', cancel: 'Cancel',
+    paidTitle: 'Upgrade paid',
+    paidBody: (n, to) => `${n} user(s) now hold ${to}, effective now.`,
+    poolsButton: 'License pools',
+  },
+  fr: {
+    command: 'licences',
+    poolsTitle: 'Lots de licences de Contoso',
+    header: ['Offre', 'Achetées', 'Attribuées', 'Libres', 'Renouvellement'],
+    monthly: 'mensuel',
+    usersTitle: (n) => `Eco (mensuel) : ${n} utilisateur(s)`,
+    page: (p, n) => `Page ${p} sur ${n}`,
+    selected: (n) => `${n} utilisateur(s) sélectionné(s)`,
+    matching: (n, qs) => `Eco (mensuel) : ${n} utilisateur(s) pour « ${qs} »`,
+    search: 'Rechercher', searchPlaceholder: 'Rechercher par nom ou e-mail', next: 'Suivant', previous: 'Précédent',
+    chooseTier: "Choisir l'offre",
+    tiersTitle: (n) => `Mettre à niveau ${n} utilisateur(s) depuis Eco`,
+    newTier: 'Nouvelle offre',
+    tierOption: (plan) => new RegExp(`^${plan}\\s:\\s\\d+,\\d\\d\\s\\$US\\spar licence et par mois$`),
+    upgrade: 'Mettre à niveau',
+    quoteTitle: 'Devis de mise à niveau',
+    users: 'Utilisateurs', change: 'Changement', changeValue: (to) => `Eco → ${to} (mensuel)`,
+    credit: (n) => `Avoir pour le temps restant sur ${n} × Eco`,
+    charge: (n, to) => `Montant pour le temps restant sur ${n} × ${to}`,
+    subtotal: 'Sous-total', discount: /\((\d+(?:[.,]\d+)?)\s%\)$/, due: 'À payer maintenant',
+    renewal: /^Puis au prochain cycle de facturation, le /,
+    pay: (amount) => `Payer ${amount}`, refresh: 'Actualiser', back: 'Retour', cancel: 'Annuler',
+    paidTitle: 'Mise à niveau payée',
+    paidBody: (n, to) => `${n} utilisateur(s) ont maintenant ${to}, dès maintenant.`,
+    poolsButton: 'Lots de licences',
+  },
+};
+
+// ----------------------------------------------------------------------------- a scenario run
+
+class Run {
+  constructor(lang, page, bot) {
+    this.lang = lang; this.t = L[lang]; this.page = page; this.bot = bot;
+    this.n = 0; this.step = '(start)'; this.warnings = [];
+  }
+
+  async do(name, fn) {
+    this.step = name;
+    const s = Date.now();
+    const out = await fn();
+    log(`  ✓ ${this.lang} ${name} (${secs(Date.now() - s)})`);
+    return out;
+  }
+
+  async shot(target, name) {
+    this.n += 1;
+    return pg.screenshot(target, `upgrade-${this.lang}-${String(this.n).padStart(2, '0')}-${name}`);
+  }
+
+  // The journey's card: every Action.Execute answer replaces it in place, so once the pools card is
+  // shown (pin), the journey follows that message whatever else the bot posts (welcome, notices).
+  card() { return this.index == null ? pg.lastCard(this.page) : this.page.locator(pg.CARD).nth(this.index); }
+
+  async pin(card) {
+    this.index = await this.page.locator(pg.CARD).evaluateAll((els, el) => els.indexOf(el), await card.elementHandle());
+    assert.ok(this.index >= 0, 'pinned card is in the chat');
+  }
+
+  async expectCard(text, { timeout = 15000 } = {}) {
+    try {
+      if (this.index == null) return await pg.waitForCardText(this.page, text, { timeout });
+      const card = this.card().filter({ hasText: text });
+      await card.waitFor({ timeout });
+      return card;
+    } catch (e) {
+      const now = await this.card().innerText({ timeout: 1000 }).catch(() => '(no card)');
+      throw new Error(`expected a card with ${text instanceof RegExp ? text : JSON.stringify(text)}; `
+        + `the newest card says:\n${now.replace(/\n+/g, ' | ').slice(0, 1500)}`, { cause: e });
+    }
+  }
+}
+
+// Pools card -> the Eco monthly pool's users -> tick users (page 1, and one found by a search) ->
+// Choose tier -> `toPlan` -> quote -> pay page -> paid card (updated in place by the bot).
+async function journey(run, { ticks = 2, searchOne = false, paging = false, toPlan, afterCheck = false, expectAssigned }) {
+  const { page, t } = run;
+  const r = {};
+
+  await run.do('pools card', async () => {
+    await pg.sendMessage(page, t.command);
+    const card = await run.expectCard(t.poolsTitle);
+    await run.pin(card);
+    const { header, pools } = await readPools(card);
+    assert.deepEqual(header, t.header, 'pools card header');
+    assert.ok(pools.length >= 2, 'pools card lists the pools');
+    const eco = pools.find((p) => p.plan === 'Eco' && p.sub.startsWith(t.monthly));
+    assert.ok(eco, `no Eco ${t.monthly} row; rows: ${JSON.stringify(pools.map((p) => p.cells))}`);
+    const iAssigned = header.indexOf(t.header[2]);
+    r.ecoAssigned = Number(eco.cells[iAssigned]);
+    if (expectAssigned != null) assert.equal(r.ecoAssigned, expectAssigned, 'Eco monthly assigned count');
+    const pro = pools.find((p) => p.plan === toPlan && p.sub.startsWith(t.monthly));
+    assert.ok(pro, `no ${toPlan} ${t.monthly} row`);
+    r.toAssigned = Number(pro.cells[iAssigned]);
+    r.toPrice = pro.sub.split('·')[1]?.trim(); // "monthly · $29.00"
+    for (const p of pools) { // every pool's assigned count is a button showing that count
+      assert.equal(await p.row.cell(iAssigned).locator('button').getAttribute('aria-label'), p.cells[iAssigned],
+        `assigned button of ${p.cells[0]}`);
+    }
+    await run.shot(card, 'pools');
+    r.activityId = (await pg.cardInfo(card)).activityId;
+    r.cards = await page.locator(pg.CARD).count();
+    await eco.row.cell(iAssigned).locator('button').click();
+  });
+
+  let picked = [];
+  await run.do('users card', async () => {
+    const card = await run.expectCard(t.usersTitle(r.ecoAssigned));
+    const text = await cardText(card);
+    const pages = Math.ceil(r.ecoAssigned / 20);
+    assert.ok(text.includes(`${t.page(1, pages)} · ${t.selected(0)}`), `users card paging/selection line:\n${text}`);
+    const choices = await pg.choiceTitles(card);
+    assert.equal(choices.length, Math.min(20, r.ecoAssigned), 'users listed on page 1');
+    for (const c of choices) assert.match(c.title, /^.+ — [^@\s]+@contoso\.com$/, 'user choice "Name — email"');
+    const actions = await pg.actionTitles(card);
+    for (const a of [t.chooseTier, t.back, t.cancel]) assert.ok(actions.includes(a), `users card has "${a}": ${actions}`);
+    if (pages > 1) assert.ok(actions.includes(t.next), `users card has "${t.next}": ${actions}`);
+    if (t.searchPlaceholder) assert.equal(await card.locator(`input[placeholder="${t.searchPlaceholder}"]`).count(), 1, 'search box');
+    await run.shot(card, 'users');
+    r.page1 = choices.map((c) => c.title);
+  });
+
+  let target; // a user of page 2 to find with the search box
+  if (paging) {
+    await run.do('users card, page 2 and back', async () => {
+      await pg.clickAction(run.card(), t.next);
+      let card = await run.expectCard(t.page(2, Math.ceil(r.ecoAssigned / 20)));
+      const choices = await pg.choiceTitles(card);
+      assert.equal(choices.length, r.ecoAssigned - 20, 'users listed on page 2');
+      assert.ok(!choices.some((c) => r.page1.includes(c.title)), 'page 2 repeats no user of page 1');
+      assert.ok((await pg.actionTitles(card)).includes(t.previous), '"Previous" on page 2');
+      await run.shot(card, 'users-page2');
+      target = choices.at(-1).title;
+      await pg.clickAction(card, t.previous);
+      card = await run.expectCard(t.page(1, Math.ceil(r.ecoAssigned / 20)));
+      assert.deepEqual((await pg.choiceTitles(card)).map((c) => c.title), r.page1, 'page 1 again');
+    });
+  }
+
+  await run.do(`tick ${ticks} users`, async () => {
+    const card = run.card();
+    picked = r.page1.slice(0, ticks);
+    for (const title of picked) await pg.toggleChoice(card, title, true);
+    const states = await pg.choiceTitles(card);
+    assert.deepEqual(states.filter((c) => c.checked).map((c) => c.title), picked, 'ticked users');
+  });
+
+  if (searchOne) {
+    await run.do('search a name part, tick the result', async () => {
+      target ??= r.page1.at(-1);
+      const name = target.split(' — ')[0];
+      const term = fold(name.split(' ').at(-1)).slice(0, 4); // a part of the surname
+      await pg.fillInput(run.card(), t.searchPlaceholder, term);
+      await pg.clickAction(run.card(), t.search);
+      const card = await run.expectCard(new RegExp(`[“«]\\s?${term}\\s?[”»]`)); // the title quotes the search
+      const title = await card.locator('[role=heading]').first().innerText();
+      const found = await pg.choiceTitles(card);
+      assert.equal(title.trim().replace(/\s/g, ' '), t.matching(found.length, term), 'search result title');
+      assert.ok(found.some((c) => c.title === target), `search "${term}" finds ${target}: ${JSON.stringify(found)}`);
+      for (const c of found) assert.ok(fold(c.title).includes(term), `search "${term}" result ${c.title}`);
+      assert.ok((await cardText(card)).includes(t.selected(picked.length)), `the ${picked.length} ticks are kept`);
+      await pg.toggleChoice(card, target, true);
+      picked.push(target);
+      await run.shot(card, 'search');
+    });
+  }
+
+  const names = picked.map((p) => p.split(' — ')[0]);
+  const n = picked.length;
+  await run.do('choose tier', async () => {
+    await pg.clickAction(run.card(), t.chooseTier);
+    const card = await run.expectCard(t.tiersTitle(n));
+    const text = await cardText(card);
+    for (const nm of names) assert.ok(text.includes(nm), `tier card names ${nm}:\n${text}`);
+    assert.ok(text.includes(t.newTier), `tier card has the "${t.newTier}" dropdown`);
+    const options = await pg.dropdownOptions(card, { input: t.newTier });
+    assert.equal(options.length, 2, `only two tiers above Eco: ${JSON.stringify(options)}`);
+    assert.match(options[0], t.tierOption('Advanced'));
+    assert.match(options[1], t.tierOption('Pro'));
+    const option = options.find((o) => o.startsWith(`${toPlan} `) || o.startsWith(`${toPlan}:`));
+    if (r.toPrice) assert.ok(option.includes(r.toPrice), `tier price ${option} = pools card price ${r.toPrice}`);
+    await pg.selectDropdown(card, option, { input: t.newTier });
+    assert.equal(await card.locator('.fui-Combobox input[role=combobox]').inputValue(), option, 'chosen tier shown');
+    await run.shot(card, 'tier');
+    r.unitPrice = cents(option.split(/:\s/)[1]);
+  });
+
+  await run.do('quote card', async () => {
+    await pg.clickAction(run.card(), t.upgrade);
+    const card = await run.expectCard(t.quoteTitle);
+    const text = await cardText(card);
+    assert.deepEqual(fact(text, t.users).split(', ').sort(), [...names].sort(), 'quote users');
+    assert.equal(fact(text, t.change), t.changeValue(toPlan), 'quote change');
+    const lines = await readAmountLines(card);
+    const get = (label) => {
+      const l = lines.find((x) => (label instanceof RegExp ? label.test(x.label) : x.label === label));
+      assert.ok(l, `no quote line ${label}; lines: ${JSON.stringify(lines.map((x) => [x.label, x.text]))}`);
+      return l;
+    };
+    const credit = get(t.credit(n)); const charge = get(t.charge(n, toPlan)); const subtotal = get(t.subtotal);
+    const discount = get(t.discount); const due = get(t.due); const renewal = get(t.renewal);
+    assert.ok(credit.cents < 0 && charge.cents > 0, 'credit negative, charge positive');
+    assert.equal(credit.cents + charge.cents, subtotal.cents, 'credit + charge = subtotal');
+    assert.ok(discount.cents <= 0, 'discount is a deduction');
+    assert.equal(subtotal.cents + discount.cents, due.cents, 'subtotal - discount = due now');
+    assert.ok(due.cents > 0, 'something is due now');
+    const pct = Number(t.discount.exec(discount.label)[1].replace(',', '.'));
+    const full = n * r.unitPrice; // renewal: n seats at the new tier's price, discounted (half-up)
+    assert.equal(renewal.cents, full - Math.round((full * pct) / 100), `renewal = ${n} × ${toPlan} less ${pct} %`);
+    const actions = await pg.actionTitles(card);
+    assert.deepEqual(actions, [t.pay(due.text), t.refresh, t.back, t.cancel], 'quote card buttons');
+    const info = await pg.cardInfo(card);
+    assert.equal(info.activityId, r.activityId, 'the quote replaced the pools card in place');
+    await run.shot(card, 'quote');
+    Object.assign(r, { credit, charge, discount, due, renewal });
+    r.payUrl = await pg.openUrlOf(card, t.pay(due.text));
+    assert.ok(r.payUrl?.startsWith(`${run.bot.base}/pay/`), `Pay opens the sandbox page: ${r.payUrl}`);
+  });
+
+  await run.do('sandbox payment page', async () => {
+    const pay = await page.context().newPage();
+    try {
+      const res = await pay.goto(r.payUrl);
+      assert.equal(res.status(), 200, 'pay page status');
+      assert.equal((await pay.locator('h1').innerText()).trim(), 'Review and pay');
+      const due = (await pay.locator('#due').innerText()).trim();
+      assert.equal(cents(due), r.due.cents, `pay page due ${due} = quote card due ${r.due.text}`);
+      const rows = await pay.locator('table#lines tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.innerText.trim())));
+      const amounts = rows.map(([, a]) => cents(a));
+      for (const k of ['credit', 'charge', 'discount', 'due', 'renewal']) {
+        assert.ok(amounts.includes(r[k].cents), `pay page shows the ${k} ${r[k].text}: ${JSON.stringify(rows)}`);
+      }
+      assert.equal(cents((await pay.locator('#pay').innerText()).replace(/^Pay\s*/, '')), r.due.cents, 'Pay button amount');
+      await run.shot(pay, 'pay-page');
+      await pay.locator('#pay').click(); // a form POST; the answer is the page in its new state
+      const state = pay.locator('#state[data-state="paid"]');
+      await state.waitFor();
+      assert.match(await state.innerText(), /Payment received/);
+      assert.equal(await pay.locator('#pay').count(), 0, 'no Pay button once paid');
+      await run.shot(pay, 'pay-page-paid');
+    } finally {
+      await pay.close();
+    }
+  });
+
+  await run.do('paid card (updated in place by the bot)', async () => {
+    let card;
+    try {
+      card = await run.expectCard(t.paidTitle, { timeout: PAID_UPDATE_MS });
+    } catch {
+      run.warnings.push(`${run.lang}: the quote card was not updated to "${t.paidTitle}" within ${secs(PAID_UPDATE_MS)} `
+        + `after the payment (activity ${r.activityId}); clicked "${t.refresh}"`);
+      await pg.clickAction(run.card(), t.refresh);
+      card = await run.expectCard(t.paidTitle);
+    }
+    const text = await cardText(card);
+    assert.ok(text.includes(t.paidBody(n, toPlan)), `paid summary body:\n${text}`);
+    assert.deepEqual(fact(text, t.users).split(', ').sort(), [...names].sort(), 'paid users');
+    assert.equal(fact(text, t.change), t.changeValue(toPlan), 'paid change');
+    assert.equal(cents(fact(text, t.due)), r.due.cents, 'paid amount = quote due now');
+    assert.equal((await pg.cardInfo(card)).activityId, r.activityId, 'same message, updated in place');
+    assert.equal(await page.locator(pg.CARD).count(), r.cards, 'no new card message in the chat');
+    assert.ok((await pg.actionTitles(card)).includes(t.poolsButton), `"${t.poolsButton}" on the paid card`);
+    await run.shot(card, 'paid');
+  });
+
+  if (afterCheck) {
+    await run.do('pools card after the upgrade', async () => {
+      await pg.clickAction(run.card(), t.poolsButton);
+      const card = await run.expectCard(t.poolsTitle);
+      const { header, pools } = await readPools(card);
+      const i = header.indexOf(t.header[2]);
+      const eco = pools.find((p) => p.plan === 'Eco' && p.sub.startsWith(t.monthly));
+      const to = pools.find((p) => p.plan === toPlan && p.sub.startsWith(t.monthly));
+      assert.equal(Number(eco.cells[i]), r.ecoAssigned - n, `Eco ${t.monthly} assigned after the upgrade`);
+      assert.equal(Number(to.cells[i]), r.toAssigned + n, `${toPlan} ${t.monthly} assigned after the upgrade`);
+      await run.shot(card, 'pools-after');
+    });
+  }
+  return r;
+}
+
+// ----------------------------------------------------------------------------- main
+
+const cleanups = [];
+async function cleanup() {
+  while (cleanups.length) {
+    const fn = cleanups.pop();
+    await Promise.resolve().then(fn).catch((e) => console.error(`cleanup: ${e.message}`));
+  }
+}
+let finishing = false;
+async function abort(why, code = 1) {
+  if (finishing) return;
+  finishing = true;
+  console.error(`\ne2e: ${why}`);
+  await cleanup();
+  process.exit(code);
+}
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => abort(`interrupted (${sig})`, 130));
+const watchdog = setTimeout(() => abort(`timed out after ${secs(WATCHDOG_MS)} (E2E_TIMEOUT_MS)`), WATCHDOG_MS);
+watchdog.unref();
+
+async function main() {
+  fs.mkdirSync(RESULTS, { recursive: true });
+  for (const f of fs.readdirSync(RESULTS)) if (/^upgrade-.*\.(png|log)$/.test(f)) fs.rmSync(path.join(RESULTS, f));
+  if (!fs.existsSync(PYTHON)) throw new Error(`${PYTHON} not found: run \`make setup\` first (or set E2E_PYTHON)`);
+
+  const langs = ['en', 'fr'].filter((l) => !ONLY || ONLY.split(',').includes(l));
+  // Start everything at once; whatever started is stopped at the end, even if something else failed.
+  const settle = async (promises) => {
+    const out = await Promise.allSettled(promises);
+    const bad = out.find((o) => o.status === 'rejected');
+    if (bad) throw bad.reason;
+    return out.map((o) => o.value);
+  };
+  const [bot, browser] = await settle([
+    startBot().then((b) => { cleanups.push(() => b.stop()); return b; }),
+    pg.launchBrowser({ headless: !HEADED }).then((b) => { cleanups.push(() => b.close()); return b; }),
+  ]);
+  log(`bot ready on ${bot.base} (${secs(Date.now() - t0)})`);
+  const plays = {};
+  await settle(langs.map(async (lang) => {
+    const opts = { botEndpoint: bot.endpoint, ...(lang === 'fr' ? { locale: 'fr-FR', timezone: 'Europe/Paris' } : {}) };
+    plays[lang] = await pg.startPlayground(opts);
+    cleanups.push(() => plays[lang].stop());
+  }));
+  log(`Playground(s) ready: ${langs.map((l) => `${l} ${plays[l].url}`).join(', ')} (${secs(Date.now() - t0)})`);
+
+  const results = [];
+  const warnings = [];
+  let ecoAfterEn;
+  for (const lang of langs) {
+    const s = Date.now();
+    const context = await pg.newChatContext(browser, { locale: lang === 'fr' ? 'fr-FR' : 'en-US' });
+    const page = await context.newPage();
+    const pageErrors = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    const run = new Run(lang, page, bot);
+    log(`\n${lang === 'en' ? 'English' : 'French'} journey (Playground ${plays[lang].url})`);
+    try {
+      await run.do('open the chat', () => pg.gotoChat(page, plays[lang].url));
+      if (lang === 'en') {
+        const r = await journey(run, { ticks: 2, paging: true, searchOne: true, toPlan: 'Pro', afterCheck: true, expectAssigned: 24 });
+        ecoAfterEn = r.ecoAssigned - 3;
+      } else {
+        await journey(run, { ticks: 2, searchOne: true, toPlan: 'Advanced', expectAssigned: ecoAfterEn });
+      }
+      results.push({ lang, ok: true, ms: Date.now() - s });
+    } catch (e) {
+      const shot = await pg.screenshot(page, `upgrade-${lang}-FAILED`).catch(() => null);
+      const info = await pg.cardInfo(run.card()).catch(() => ({}));
+      results.push({ lang, ok: false, ms: Date.now() - s, step: run.step, error: e, shot, activityId: info.activityId, pageErrors });
+      log(`  ✗ ${lang} ${run.step}`);
+    } finally {
+      warnings.push(...run.warnings);
+      await context.close();
+    }
+  }
+
+  await cleanup(); // stops the bot: its log is complete now
+  const botLog = fs.readFileSync(path.join(RESULTS, 'upgrade-bot.log'), 'utf8');
+  const errors = botLog.split('\n').filter((l) => /\b(ERROR|CRITICAL)\b/.test(l));
+  const failed = results.filter((x) => !x.ok);
+  for (const f of failed) {
+    log(`\nFAILED: ${f.lang} journey, step "${f.step}" (newest card: activity ${f.activityId ?? '?'})`);
+    log(`  ${String(f.error?.stack || f.error).replace(/\n/g, '\n  ')}`);
+    if (f.pageErrors.length) log(`  errors in the Playground page: ${f.pageErrors.join(' | ')}`);
+    if (f.shot) log(`  screenshot: ${path.relative(pg.REPO_DIR, f.shot)}`);
+  }
+  if (failed.length) {
+    const tail = botLog.split('\n').filter((l) => !l.includes('alembic.runtime.plugins')).slice(-150).join('\n');
+    log(`\n---- bot log (last 150 lines; whole: test-results/upgrade-bot.log) ----\n${tail}\n---- end of bot log ----`);
+  } else if (errors.length) {
+    warnings.push(`the bot logged ${errors.length} ERROR line(s) (test-results/upgrade-bot.log):\n    ${errors.join('\n    ')}`);
+  }
+  for (const w of warnings) log(`warning: ${w}`);
+  const shots = fs.readdirSync(RESULTS).filter((f) => /^upgrade-.*\.png$/.test(f)).length;
+  log(`\n${results.map((x) => `${x.lang} ${x.ok ? 'ok' : 'FAILED'} ${secs(x.ms)}`).join(', ')}; `
+    + `${shots} screenshots in test-results/; total ${secs(Date.now() - t0)}`);
+  log(`e2e: ${results.length - failed.length} passed, ${failed.length} failed`);
+  return failed.length ? 1 : 0;
+}
+
+main().then((code) => { finishing = true; process.exit(code); }, async (e) => {
+  await abort(`could not run the journeys: ${e?.stack || e}`);
+});
