@@ -141,11 +141,13 @@ class Notifier:
         activity = MessageFactory.attachment(CardFactory.adaptive_card(card))
         if item.address:
             reference = ConversationReference().deserialize(item.address)
+            sent = {}
 
             async def send(tc: TurnContext):
-                await tc.send_activity(activity)
+                sent["response"] = await tc.send_activity(activity)
 
             await _proactive(lambda cb: self.adapter.continue_conversation(reference, cb, self.app_id), send)
+            await self._track(item, sent.get("response"), item.address)
             return
         await self._create_and_send(item, activity)
 
@@ -160,7 +162,7 @@ class Notifier:
         saved = {}
 
         async def send(tc: TurnContext):
-            await tc.send_activity(activity)
+            saved["response"] = await tc.send_activity(activity)
             saved["address"] = address_of(tc.activity)
 
         await _proactive(lambda cb: self.adapter.create_conversation(
@@ -169,6 +171,26 @@ class Notifier:
             address = dict(saved["address"], locale=hint.get("locale", "en-US"))
             address["user"] = {"id": item.aad_object_id, "aadObjectId": item.aad_object_id}
             await asyncio.to_thread(self.lic.save_address, item.tenant_id, item.aad_object_id, address)
+            await self._track(item, saved.get("response"), address)
+
+    # ------------------------------------------------------------------ cards updated in place later
+
+    def _tracked(self, item: OutboxItem) -> tuple[str, str] | None:
+        """(subject, id) when the flow rendering this notification wants its card remembered, so
+        that the core can queue its update in place later."""
+        return self.router.tracked_card(item)
+
+    async def _track(self, item: OutboxItem, response, address: dict | None) -> None:
+        message_id = getattr(response, "id", None)
+        subject = self._tracked(item)
+        if not (message_id and subject and address):
+            return
+        try:
+            await asyncio.to_thread(self.lic.record_posted_card, item.account_id, subject[0], subject[1],
+                                    message_id, address)
+        except Exception:  # noqa: BLE001 - the card went out: never send it again for want of this record
+            log.exception("outbox %s: sent, but could not remember card %s:%s for later updates", item.id,
+                          subject[0], subject[1])
 
     async def _update_card(self, item: OutboxItem) -> None:
         posted = await asyncio.to_thread(self.lic.posted_card, item.payload.get("posted_card"))

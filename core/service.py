@@ -10,10 +10,12 @@ carries is fit for a person.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -141,10 +143,12 @@ class Licensing:
                 raise UnknownCaller(
                     "Your organisation has no License Desk account yet. Ask your IT administrator to set one up."
                 )
+            whom, admins = self._whom_to_ask(s, known)
             raise UnknownCaller(
                 "You are not a user of your organisation's License Desk account yet. "
-                "Ask one of its administrators to add you.",
+                + (f"Ask {whom} to add you." if whom else "Ask one of its administrators to add you."),
                 account_id=known,
+                **admins,
             )
         user, account = row
         caller = CallerView(
@@ -158,8 +162,25 @@ class Licensing:
             tenant_id=actor.tenant_id.lower(),
         )
         if admin and not caller.is_admin:
-            raise NotAdmin("Only an administrator of your License Desk account can do this. Ask one of them.")
+            whom, admins = self._whom_to_ask(s, account.id)
+            raise NotAdmin("Only an administrator of your License Desk account can do this. "
+                           + (f"Ask {whom}." if whom else "Ask one of them."), **admins)
         return caller
+
+    def _whom_to_ask(self, s: Session, account_id: int) -> tuple[str | None, dict]:
+        """Up to three administrators of the account, by name ("A, B or C"), for a refusal to
+        say whom to ask (refusal paths only: one query), and the error details naming them
+        (``admins``, and ``more_admins`` when there are others). (None, {...}) when it has none."""
+        names = [n[:80] for n in s.scalars(select(User.name).where(User.account_id == account_id,
+                                                                   User.role == "admin")
+                                           .order_by(User.sort_key, User.id).limit(4))]
+        shown = names[:3]
+        details = {"admins": shown, "more_admins": len(names) > 3}
+        if not shown:
+            return None, details
+        if len(names) > 3:
+            return f"{', '.join(shown)} or another administrator", details
+        return (f"{', '.join(shown[:-1])} or {shown[-1]}" if len(shown) > 1 else shown[0]), details
 
     def _audit(self, s: Session, *, account_id: int | None, tenant_id: str | None, actor_id: int | None,
                actor: str | None, action: str, outcome: str = "ok", target: str | None = None,
@@ -316,19 +337,32 @@ class Licensing:
         return self.db.write(work)
 
     def _queue_billing_sync(self, s: Session, sub: Subscription, key: str) -> None:
+        """After a change that alters what the provider must bill at the next renewal, queue a sync
+        of the linked subscription. The desired items are read when the sync is delivered, not
+        now, so that syncs delivered late or out of order still leave the latest state."""
         if not sub.external_ref:
             return
-        account = s.get(Account, sub.account_id)
-        items = []
-        for pool in s.scalars(select(Pool).where(Pool.subscription_id == sub.id).order_by(Pool.plan_code)):
-            qty = pool.quantity - pool.removal_scheduled
-            if qty > 0:
-                plan = self.catalog.plan(pool.plan_code)
-                items.append({"plan_code": plan.code, "interval": sub.interval, "quantity": qty,
-                              "unit_amount": plan.price(sub.interval), "currency": account.currency})
         self._outbox(s, account_id=sub.account_id, channel="billing", kind="sync_subscription",
-                     dedupe_key=f"billing:{key}",
-                     payload={"subscription_ref": sub.external_ref, "items": items, "idempotency_key": key})
+                     dedupe_key=f"billing:{key}:{uuid.uuid4().hex[:12]}", payload={"subscription_id": sub.id})
+
+    def _renewal_items(self, s: Session, sub: Subscription) -> list[SubscriptionItemChange]:
+        """What the subscription bills from its next renewal: bought seats less scheduled removals,
+        with scheduled downgrades counted in their new plan."""
+        account = s.get(Account, sub.account_id)
+        qty: dict[str, int] = {}
+        for pool in s.scalars(select(Pool).where(Pool.subscription_id == sub.id)):
+            qty[pool.plan_code] = qty.get(pool.plan_code, 0) + pool.quantity - pool.removal_scheduled
+        moves = s.execute(select(Pool.plan_code, Seat.downgrade_to, func.count()).select_from(Seat)
+                          .join(Pool, Pool.id == Seat.pool_id)
+                          .where(Pool.subscription_id == sub.id, Seat.downgrade_to.is_not(None))
+                          .group_by(Pool.plan_code, Seat.downgrade_to)).all()
+        for src, dst, n in moves:
+            qty[src] -= n
+            qty[dst] = qty.get(dst, 0) + n
+        return [SubscriptionItemChange(plan_code=code, interval=sub.interval, quantity=n,
+                                       unit_amount=self.catalog.plan(code).price(sub.interval),
+                                       currency=account.currency)
+                for code, n in sorted(qty.items()) if n > 0]
 
     # ------------------------------------------------------------------ who am I
 
@@ -447,6 +481,38 @@ class Licensing:
             return Page(items=items, total=total, page=pg, page_size=size, query=q)
 
         return self._query(actor, "directory.search", fn)
+
+    def _held_codes(self, s: Session, user_ids: list[int]) -> dict[int, str]:
+        held: dict[int, list[str]] = {}
+        for uid, code in s.execute(select(Seat.user_id, Pool.plan_code).join(Pool, Pool.id == Seat.pool_id)
+                                   .where(Seat.user_id.in_(user_ids))):
+            held.setdefault(uid, []).append(code)
+        return {uid: ",".join(sorted(codes)) for uid, codes in held.items()}
+
+    def directory_user(self, actor: Actor, user_id) -> UserRow:
+        """One user of the caller's account with the plans they hold (``plan_code``: a comma
+        list, as in :meth:`directory`); NotFound for anyone else."""
+
+        def fn(s: Session, caller: CallerView):
+            user = self._user(s, caller, user_id)
+            return UserRow(user.id, user.name, user.email, plan_code=self._held_codes(s, [user.id]).get(user.id))
+
+        return self._query(actor, "directory.user", fn, target=f"user:{user_id}")
+
+    def users_by_aad(self, actor: Actor, aad_object_ids) -> dict[str, UserRow]:
+        """Which of these Azure AD object ids (e.g. people found in the tenant's directory) are
+        users of the caller's account already, with the plans they hold."""
+
+        def fn(s: Session, caller: CallerView):
+            ids = [a for a in aad_object_ids if isinstance(a, str) and 0 < len(a) <= 64][:MAX_PAGE_SIZE]
+            if not ids:
+                return {}
+            rows = s.execute(select(User.aad_object_id, User.id, User.name, User.email)
+                             .where(User.account_id == caller.account_id, User.aad_object_id.in_(ids))).all()
+            held = self._held_codes(s, [r[1] for r in rows]) if rows else {}
+            return {r[0]: UserRow(r[1], r[2], r[3], plan_code=held.get(r[1])) for r in rows}
+
+        return self._query(actor, "directory.lookup", fn)
 
     def _seats_of(self, s: Session, pool: Pool, user_ids: list[int], *, lock: bool = False) -> list[Seat]:
         q = select(Seat).where(Seat.pool_id == pool.id, Seat.user_id.in_(user_ids)).order_by(Seat.sort_key, Seat.id)
@@ -568,13 +634,28 @@ class Licensing:
                         "due_now": totals.due_now, "renewal": renewal})
         return self._quote_view(s, quote)
 
-    def quote_purchase(self, actor: Actor, lines) -> QuoteView:
-        """Price a cart: ``lines`` is a list of {plan, interval, quantity}."""
+    def quote_purchase(self, actor: Actor, lines, *, quote_id: str | None = None) -> QuoteView:
+        """Price a cart: ``lines`` is a list of {plan, interval, quantity}. ``quote_id`` (32 hex
+        digits, chosen when the cart was shown) makes a checkout idempotent: a repeated one
+        (double click, replay) returns the quote created with that id instead of a second quote."""
 
         def fn(s: Session, caller: CallerView):
-            return self._quote_purchase(s, caller, lines)
+            if quote_id is not None:
+                if not isinstance(quote_id, str) or len(quote_id) != 32 or quote_id.strip("0123456789abcdef"):
+                    raise InvalidInput("This cart card is not valid. Start again from “buy”.")
+                existing = s.get(Quote, quote_id)
+                if existing is not None:
+                    if existing.account_id != caller.account_id or existing.kind != "purchase":
+                        raise NotFound("That quote does not exist in your account.")
+                    return self._quote_view(s, existing)
+            return self._quote_purchase(s, caller, lines, quote_id=quote_id)
 
-        return self._command(actor, "quote.purchase", fn)
+        try:
+            return self._command(actor, "quote.purchase", fn)
+        except IntegrityError:  # a concurrent checkout of the same cart created the quote first
+            if quote_id is None:
+                raise
+            return self.quote(actor, quote_id)
 
     def _parse_cart(self, caller: CallerView, lines) -> list[tuple[Plan, str, int]]:
         if not isinstance(lines, list | tuple) or not lines:
@@ -604,7 +685,8 @@ class Licensing:
 
         return self._query(actor, "cart.preview", fn)
 
-    def _quote_purchase(self, s: Session, caller: CallerView, lines, *, persist: bool = True) -> QuoteView:
+    def _quote_purchase(self, s: Session, caller: CallerView, lines, *, persist: bool = True,
+                        quote_id: str | None = None) -> QuoteView:
         now = self.now()
         cart = self._parse_cart(caller, lines)
         d = self._discount_at(s, caller.account_id, now)
@@ -638,6 +720,8 @@ class Licensing:
                                 discount_label=d.label if d else None, discount_percent=d.percent_off if d else None,
                                 gross=totals.gross, discount=totals.discount, due_now=totals.due_now,
                                 renewal_amount=renewal_total, renewal_date=renewal_date)
+        if quote_id:
+            quote.id = quote_id
         if persist:
             s.add(quote)
             s.flush()
@@ -925,10 +1009,6 @@ class Licensing:
                              dedupe_key=f"quote:{quote.id}:user:{uid}",
                              payload={"quote_id": quote.id, "from_plan": quote.from_plan, "to_plan": quote.to_plan,
                                       "effective": now.isoformat()})
-            if quote.request_id:
-                self._outbox(s, account_id=quote.account_id, channel="card", kind="request_card",
-                             dedupe_key=f"request:{quote.request_id}:paid",
-                             payload={"request_id": quote.request_id})
         else:
             for ln in quote.lines:
                 sub = s.scalars(select(Subscription).where(Subscription.account_id == quote.account_id,
@@ -1039,7 +1119,7 @@ class Licensing:
                        sort_key=user.sort_key, assigned_at=now))
             s.flush()
             self._outbox(s, account_id=caller.account_id, channel="chat", kind="license_assigned", user_id=user.id,
-                         dedupe_key=f"assign:{pool.id}:{user.id}:{now.isoformat()}",
+                         dedupe_key=f"assign:{pool.id}:{user.id}:{uuid.uuid4().hex}",
                          payload={"plan": plan.code, "interval": sub.interval, "by": caller.name})
             self._audit_ok(s, caller, "seat.assigned", f"user:{user.id}", {"pool": pool.id, "plan": plan.code})
             return self._pool_view(s, pool, sub, caller.currency)
@@ -1057,7 +1137,7 @@ class Licensing:
                 s.delete(seat)
                 # seat ids come back on SQLite (no AUTOINCREMENT): the key also names the user and the time
                 self._outbox(s, account_id=caller.account_id, channel="chat", kind="license_unassigned",
-                             user_id=seat.user_id, dedupe_key=f"unassign:{seat.id}:{seat.user_id}:{now.isoformat()}",
+                             user_id=seat.user_id, dedupe_key=f"unassign:{seat.id}:{seat.user_id}:{uuid.uuid4().hex}",
                              payload={"plan": pool.plan_code, "by": caller.name})
             self._audit_ok(s, caller, "seat.unassigned", f"pool:{pool.id}",
                            {"users": [seat.user_id for seat in seats][:50], "count": len(seats)})
@@ -1066,17 +1146,26 @@ class Licensing:
 
         return self._command(actor, "seat.unassign", fn, target=f"pool:{pool_id}")
 
-    def remove_seats(self, actor: Actor, pool_id, quantity) -> PoolView:
-        """Remove free seats at the period end (nothing is refunded)."""
+    def _check_removable(self, s: Session, pool: Pool, n: int) -> None:
+        free = pool.quantity - self._assigned(s, pool.id) - pool.removal_scheduled
+        if n > free:
+            raise SeatsAssigned(f"Only {max(free, 0)} seat(s) of this pool are free. Unassign users first, "
+                                "then remove their seats.", free=max(free, 0))
+
+    def remove_seats(self, actor: Actor, pool_id, quantity, *, expected_scheduled: int | None = None) -> PoolView:
+        """Remove free seats at the period end (nothing is refunded). ``expected_scheduled``: the
+        removal the caller saw scheduled; if it changed meanwhile (a double click, another
+        admin), nothing is done."""
 
         def fn(s: Session, caller: CallerView):
             pool = self._pool(s, caller, pool_id, lock=True)
             n = parse_quantity(quantity)
             sub = self._current(s, s.get(Subscription, pool.subscription_id), self.now())  # before scheduling
-            free = pool.quantity - self._assigned(s, pool.id) - pool.removal_scheduled
-            if n > free:
-                raise SeatsAssigned(f"Only {max(free, 0)} seat(s) of this pool are free. Unassign users first, "
-                                    "then remove their seats.", free=max(free, 0))
+            if expected_scheduled is not None and pool.removal_scheduled != expected_scheduled:
+                raise InvalidInput(f"The seats to remove from this pool changed since this card was shown: "
+                                   f"{pool.removal_scheduled} now leave at renewal. Nothing more was removed.",
+                                   scheduled=pool.removal_scheduled)
+            self._check_removable(s, pool, n)
             pool.removal_scheduled += n
             self._audit_ok(s, caller, "seats.removal_scheduled", f"pool:{pool.id}",
                            {"quantity": n, "effective": sub.period_end.isoformat()})
@@ -1085,6 +1174,23 @@ class Licensing:
             return self._pool_view(s, pool, sub, caller.currency)
 
         return self._command(actor, "seats.remove", fn, target=f"pool:{pool_id}")
+
+    def preview_removal(self, actor: Actor, pool_id, quantity) -> PoolView:
+        """The pool as it would be after :meth:`remove_seats` (same checks; nothing written):
+        its renewal quantity and amount without the seats removed."""
+
+        def fn(s: Session, caller: CallerView):
+            pool = self._pool(s, caller, pool_id)
+            n = parse_quantity(quantity)
+            self._check_removable(s, pool, n)
+            sub = s.get(Subscription, pool.subscription_id)
+            view = self._pool_view(s, pool, sub, caller.currency)
+            qty = view.renewal_quantity - n
+            d_next = self._rate_at(s, pool.account_id, sub.period_end)
+            return replace(view, removal_scheduled=view.removal_scheduled + n, renewal_quantity=qty,
+                           renewal_amount=pricing.renewal_amount(qty, view.unit_price, d_next))
+
+        return self._query(actor, "seats.remove_preview", fn, target=f"pool:{pool_id}")
 
     def cancel_removal(self, actor: Actor, pool_id) -> PoolView:
         def fn(s: Session, caller: CallerView):
@@ -1116,10 +1222,15 @@ class Licensing:
                 raise NotADowngrade(f"{plan_b.name} is not below {plan_a.name}: a downgrade goes to a lower tier.")
             self.catalog.priced_plan(plan_b.code, sub.interval, caller.currency)
             self._check_not_held(s, [seat.id for seat in seats], now)
+            # a replayed schedule (double click) changes nobody and tells nobody twice
+            seats = [seat for seat in seats if seat.downgrade_to != plan_b.code]
+            if not seats:
+                raise InvalidInput(f"The downgrade to {plan_b.name} is already scheduled for the selected users "
+                                   f"({sub.period_end:%Y-%m-%d}). Nothing was changed.")
             for seat in seats:
                 seat.downgrade_to = plan_b.code
                 self._outbox(s, account_id=caller.account_id, channel="chat", kind="downgrade_scheduled",
-                             user_id=seat.user_id, dedupe_key=f"downgrade-scheduled:{seat.id}:{now.isoformat()}",
+                             user_id=seat.user_id, dedupe_key=f"downgrade-scheduled:{seat.id}:{uuid.uuid4().hex}",
                              payload={"from_plan": plan_a.code, "to_plan": plan_b.code,
                                       "effective": sub.period_end.isoformat()})
             self._audit_ok(s, caller, "downgrade.scheduled", f"pool:{pool.id}",
@@ -1141,7 +1252,7 @@ class Licensing:
             for seat in seats:
                 seat.downgrade_to = None
                 self._outbox(s, account_id=caller.account_id, channel="chat", kind="downgrade_cancelled",
-                             user_id=seat.user_id, dedupe_key=f"downgrade-cancelled:{seat.id}:{now.isoformat()}",
+                             user_id=seat.user_id, dedupe_key=f"downgrade-cancelled:{seat.id}:{uuid.uuid4().hex}",
                              payload={"plan": pool.plan_code})
             self._audit_ok(s, caller, "downgrade.cancelled", f"pool:{pool.id}", {"users": len(seats)})
             s.flush()
@@ -1238,7 +1349,12 @@ class Licensing:
                                  from_plan=from_plan.code, to_plan=plan.code, reason=text, status="pending",
                                  created_at=self.now())
             s.add(req)
-            s.flush()
+            try:
+                s.flush()
+            except IntegrityError:  # the same request sent twice at once (PostgreSQL): the index decides
+                raise RequestClosed(f"You already asked for an upgrade of your "
+                                    f"{self.catalog.families[plan.family]} license; an administrator will "
+                                    "answer soon.") from None
             for admin_id in s.scalars(select(User.id).where(User.account_id == caller.account_id,
                                                             User.role == "admin")):
                 self._outbox(s, account_id=caller.account_id, channel="chat", kind="request_created",
@@ -1330,6 +1446,22 @@ class Licensing:
 
         return self._query(actor, "requests.list", fn)
 
+    def my_requests(self, actor: Actor) -> list[RequestView]:
+        """The caller's own open requests: pending, or approved with the quote still to be paid."""
+
+        def fn(s: Session, caller: CallerView):
+            now = self.now()
+            reqs = s.scalars(
+                select(UpgradeRequest).outerjoin(Quote, Quote.id == UpgradeRequest.quote_id)
+                .where(UpgradeRequest.requester_id == caller.user_id,
+                       or_(UpgradeRequest.status == "pending",
+                           and_(UpgradeRequest.status == "approved", Quote.status == "open",
+                                Quote.expires_at > now)))
+                .order_by(UpgradeRequest.id).limit(MAX_PAGE_SIZE)).all()
+            return [self._request_view(s, r) for r in reqs]
+
+        return self._query(actor, "requests.mine", fn, admin=False)
+
     # ------------------------------------------------------------------ audit
 
     def audit_page(self, actor: Actor, *, page=0, page_size=PAGE_SIZE) -> Page:
@@ -1366,6 +1498,31 @@ class Licensing:
     def export_audit(self, actor: Actor) -> str:
         caller = self.require_admin(actor, "audit.export")
         return self.export_audit_csv(caller.account_id)
+
+    def user_actor(self, account_id, user_id) -> Actor | None:
+        """The Teams identity (a tenant of the account, the Azure AD object id) of a user of the
+        account, for a request that names the user by id, e.g. a signed download link; None when
+        the account has no such user."""
+        try:
+            aid, uid = parse_id(account_id, "account"), parse_id(user_id, "user")
+        except InvalidInput:
+            return None
+        with self.db.read() as s:
+            row = s.execute(select(AccountTenant.tenant_id, User.aad_object_id)
+                            .join(User, User.account_id == AccountTenant.account_id)
+                            .where(User.id == uid, User.account_id == aid)
+                            .order_by(AccountTenant.tenant_id).limit(1)).first()
+        return Actor(row[0], row[1]) if row else None
+
+    def authorize_audit_export(self, actor: Actor) -> CallerView:
+        """An administrator downloading the audit log: re-checked now (NotAdmin, audited, if they
+        no longer are one) and the download audited."""
+
+        def fn(s: Session, caller: CallerView) -> CallerView:
+            self._audit_ok(s, caller, "audit.exported", f"account:{caller.account_id}")
+            return caller
+
+        return self._command(actor, "audit.export", fn)
 
     def record_refusal(self, actor: Actor | None, action: str, error: DomainError, target: str | None = None) -> None:
         """For the chat layer: audit an attempt it refused itself (malformed card data, ...)."""
@@ -1406,6 +1563,8 @@ class Licensing:
         self.db.write(work)
 
     def posted_card(self, posted_card_id: int) -> PostedCard | None:
+        if not isinstance(posted_card_id, int) or isinstance(posted_card_id, bool):
+            return None  # e.g. the "request paid" card item, which names no posted card
         with self.db.read() as s:
             return s.get(PostedCard, posted_card_id)
 
@@ -1487,10 +1646,17 @@ class Licensing:
         with self.db.read() as s:
             return dict(s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
 
-    def subscription_sync(self, payload: dict) -> SubscriptionSync:
-        return SubscriptionSync(
-            subscription_ref=payload["subscription_ref"], idempotency_key=payload["idempotency_key"],
-            items=tuple(SubscriptionItemChange(**item) for item in payload["items"]))
+    def subscription_sync(self, payload: dict) -> SubscriptionSync | None:
+        """The provider-side state a billing outbox message asks for, read now (None: the
+        subscription is no longer linked to the provider)."""
+        with self.db.read() as s:
+            sub = s.get(Subscription, payload.get("subscription_id"))
+            if sub is None or not sub.external_ref:
+                return None
+            items = tuple(self._renewal_items(s, sub))
+        digest = hashlib.sha256(repr([(i.plan_code, i.quantity, i.unit_amount) for i in items]).encode()).hexdigest()
+        return SubscriptionSync(subscription_ref=sub.external_ref, items=items,
+                                idempotency_key=f"sync-{sub.id}-{digest[:24]}")
 
     # ------------------------------------------------------------------ for the chat layer
 
@@ -1509,6 +1675,24 @@ class Licensing:
 
         return self._query(actor, "directory.rows", fn, admin=False)
 
+    def pool_rows(self, actor: Actor, pool_id, user_ids: list[int]) -> list[UserRow]:
+        """The given users who hold a seat of this pool (others dropped), each with the downgrade
+        scheduled for them, in the pool's order."""
+
+        def fn(s: Session, caller: CallerView):
+            pool = self._pool(s, caller, pool_id)
+            ids = parse_ids(list(user_ids)) if user_ids else []
+            rows = []
+            for chunk in _chunks(ids):
+                rows += s.execute(select(User.id, User.name, User.email, Seat.downgrade_to, Seat.sort_key)
+                                  .join(Seat, Seat.user_id == User.id)
+                                  .where(Seat.pool_id == pool.id, User.id.in_(chunk))).all()
+            rows.sort(key=lambda r: (r[4], r[0]))
+            return [UserRow(id=r[0], name=r[1], email=r[2], plan_code=pool.plan_code, downgrade_to=r[3])
+                    for r in rows]
+
+        return self._query(actor, "pool.rows", fn, target=f"pool:{pool_id}")
+
     def any_address(self, account_id: int) -> dict | None:
         """Some stored address in the account (its service URL serves the whole tenant)."""
         with self.db.read() as s:
@@ -1521,6 +1705,35 @@ class Licensing:
         with self.db.read() as s:
             quote = s.get(Quote, quote_id)
             return self._quote_view(s, quote) if quote else None
+
+    def request_snapshot(self, request_id) -> RequestView | None:
+        """An upgrade request as it is now, for the system (notifications, card updates)."""
+        try:
+            rid = parse_id(request_id, "request")
+        except InvalidInput:
+            return None
+        with self.db.read() as s:
+            req = s.get(UpgradeRequest, rid)
+            return self._request_view(s, req) if req else None
+
+    def account_admin_names(self, actor: Actor, limit: int = 5) -> list[str]:
+        """Whom to ask: the administrators of the account bound to the actor's tenant (also for
+        someone of that tenant who is not a user of the account yet)."""
+        tenant = actor.tenant_id.lower() if isinstance(actor, Actor) and actor.tenant_id else ""
+        if not tenant:
+            return []
+        with self.db.read() as s:
+            return list(s.scalars(select(User.name).join(AccountTenant, AccountTenant.account_id == User.account_id)
+                                  .where(AccountTenant.tenant_id == tenant, User.role == "admin")
+                                  .order_by(User.sort_key, User.id).limit(max(1, min(limit, 20)))))
+
+    def posted_card_shows(self, subject: str, subject_id: str, message_ref: str) -> bool:
+        """Whether a message was recorded as showing that subject's card (e.g. a request card
+        that became the quote card when its admin approved it)."""
+        with self.db.read() as s:
+            return s.scalar(select(PostedCard.id).where(
+                PostedCard.subject == subject, PostedCard.subject_id == str(subject_id),
+                PostedCard.message_ref == message_ref).limit(1)) is not None
 
 
 def _chunks(ids: list, size: int = 500):

@@ -67,6 +67,8 @@ class Flow:
         self.searches: dict[str, Search] = {}
         self.notifications: dict[str, Render] = {}  # outbox kind (channel chat) -> the user's card
         self.card_updates: dict[str, Render] = {}  # outbox kind (channel card) -> the card's new content
+        # outbox kind -> (subject, subject id) of a sent card to remember, so that it can be updated in place
+        self.tracked: dict[str, Callable[[OutboxItem], tuple[str, str] | None]] = {}
 
 
 # ---------------------------------------------------------------------------- card data

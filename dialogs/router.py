@@ -73,13 +73,14 @@ class Router:
         self.searches: dict[str, Search] = {}
         self.notifications: dict[str, Render] = {}
         self.card_updates: dict[str, Render] = {}
+        self.tracked: dict = {}
         self.flows: dict[type[Flow], Flow] = {}
         for cls in flows or default_flows():
             flow = cls(self)
             self.flows[cls] = flow
             for registry, items in ((self.commands, flow.commands), (self.actions, flow.actions),
                                     (self.searches, flow.searches), (self.notifications, flow.notifications),
-                                    (self.card_updates, flow.card_updates)):
+                                    (self.card_updates, flow.card_updates), (self.tracked, flow.tracked)):
                 clash = set(registry) & set(items)
                 if clash:
                     raise ValueError(f"{cls.__name__} registers {sorted(clash)} twice")
@@ -145,6 +146,11 @@ class Router:
         """The new content of a card shown earlier (quote paid, request decided...)."""
         render = self.card_updates.get(item.kind)
         return render(item, locale) if render else None
+
+    def tracked_card(self, item: OutboxItem) -> tuple[str, str] | None:
+        """(subject, id) of a notification card to remember for later in-place updates, if any."""
+        track = self.tracked.get(item.kind)
+        return track(item) if track else None
 
     def command_names(self, is_admin: bool) -> list[str]:
         return [name for name, spec in self.commands.items() if is_admin or not spec.admin]

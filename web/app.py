@@ -155,6 +155,9 @@ def create_app(settings: Settings, licensing: Licensing | None = None, *,
     from bot.app import install_bot
 
     install_bot(app, settings, lic, background=background)
+    from web.audit_export import install_audit_export
+
+    install_audit_export(app, settings, lic)  # GET /audit/export/{token}; after the bot: gives it the links
     if background:
         from web.workers import background as run_in_background
         from web.workers import billing_loop, rollover_loop

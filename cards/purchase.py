@@ -1,0 +1,251 @@
+"""The buying journey's cards: the catalog with the cart (one card: the plans and their prices,
+the form that adds a line, the priced cart), and the notices a buyer receives once a
+purchase is paid or when a payment must be refunded."""
+
+from __future__ import annotations
+
+from cards import verbs
+from cards.base import action_set, card, choice_set, column, columns, container, execute, facts, text, title
+from cards.i18n import T, add_strings
+from core.views import PlanView, QuoteLineView, QuoteView
+
+BUY_ADD = "buy.add"  # data: {cart} + inputs plan, interval, qty
+BUY_CART = "buy.cart"  # data: {cart}: the cart card (removing a line sends the cart without it)
+BUY_CHECKOUT = "buy.checkout"  # data: {cart, key}: the purchase quote (key: the quote's id, once)
+
+add_strings({
+    "en": {
+        "purchase.title": "Buy licenses",
+        "purchase.catalog": "Plans and prices per seat",
+        "purchase.col.plan": "Plan",
+        "purchase.col.month": "Monthly",
+        "purchase.col.year": "Yearly",
+        "purchase.family": "{family} family",
+        "purchase.per_month": "{price} / month",
+        "purchase.per_year": "{price} / year",
+        "purchase.no_plans": "No plan is sold in your account's currency ({currency}).",
+        "purchase.add_title": "Add to the cart",
+        "purchase.plan": "Plan",
+        "purchase.plan_choice": "{plan} ({family})",
+        "purchase.interval": "Billing",
+        "purchase.interval.month": "Monthly",
+        "purchase.interval.year": "Yearly",
+        "purchase.qty": "Number of seats (1 to 10,000)",
+        "purchase.cart": "Your cart",
+        "purchase.cart_empty": "Your cart is empty: choose a plan, the billing and the number of seats, then Add.",
+        "purchase.prorated": "For the rest of the current period, until {date}; then {amount} per {unit}",
+        "purchase.new_period": "A new {interval} subscription starts today; then {amount} per {unit} from {date}",
+        "purchase.renewal": "Then at renewal",
+        "purchase.max_lines": "The cart is full ({n} lines): check out or remove a line first.",
+        "purchase.hint": "Amounts are prorated to the current billing period and include your discount. "
+                         "Nothing is charged until you pay the quote.",
+        "purchase.btn.add": "Add",
+        "purchase.btn.remove": "Remove",
+        "purchase.btn.checkout": "Checkout",
+        "purchase.refused": "That line was not added: {reason}",
+        "purchase.bad_cart": "This cart could not be read, so it was emptied: {reason}",
+        "purchase.already": "This cart was already checked out: here is its quote.",
+        "purchase.paid.title": "Licenses added",
+        "purchase.paid.body": "Your payment of {amount} was received. These licenses are in your pools now:",
+        "purchase.paid.hint": "Assign them from the license pools.",
+        "purchase.refund.title": "Your payment will be refunded",
+        "purchase.refund.body": "The payment for your quote of {date} could not be applied, so nothing was changed "
+                                "and the payment will be refunded.",
+        "purchase.refund.reason": "Reason",
+        "purchase.refund.amount": "Amount",
+        "purchase.refund.hint": "You can prepare a new quote whenever you are ready.",
+    },
+    "fr": {
+        "purchase.title": "Acheter des licences",
+        "purchase.catalog": "Offres et prix par licence",
+        "purchase.col.plan": "Offre",
+        "purchase.col.month": "Mensuel",
+        "purchase.col.year": "Annuel",
+        "purchase.family": "Famille {family}",
+        "purchase.per_month": "{price} / mois",
+        "purchase.per_year": "{price} / an",
+        "purchase.no_plans": "Aucune offre n'est vendue dans la devise de votre compte ({currency}).",
+        "purchase.add_title": "Ajouter au panier",
+        "purchase.plan": "Offre",
+        "purchase.plan_choice": "{plan} ({family})",
+        "purchase.interval": "Facturation",
+        "purchase.interval.month": "Mensuelle",
+        "purchase.interval.year": "Annuelle",
+        "purchase.qty": "Nombre de licences (1 à 10 000)",
+        "purchase.cart": "Votre panier",
+        "purchase.cart_empty": "Votre panier est vide : choisissez une offre, la facturation et le nombre de "
+                               "licences, puis Ajouter.",
+        "purchase.prorated": "Pour le reste de la période en cours, jusqu'au {date} ; ensuite {amount} par {unit}",
+        "purchase.new_period": "Un nouvel abonnement {interval} commence aujourd'hui ; ensuite {amount} par {unit} "
+                               "à partir du {date}",
+        "purchase.renewal": "Puis au renouvellement",
+        "purchase.max_lines": "Le panier est plein ({n} lignes) : passez commande ou retirez d'abord une ligne.",
+        "purchase.hint": "Les montants sont calculés au prorata de la période de facturation en cours et "
+                         "tiennent compte de votre remise. Rien n'est facturé avant le paiement du devis.",
+        "purchase.btn.add": "Ajouter",
+        "purchase.btn.remove": "Retirer",
+        "purchase.btn.checkout": "Commander",
+        "purchase.refused": "Cette ligne n'a pas été ajoutée : {reason}",
+        "purchase.bad_cart": "Ce panier n'a pas pu être lu, il a donc été vidé : {reason}",
+        "purchase.already": "Ce panier a déjà été commandé : voici son devis.",
+        "purchase.paid.title": "Licences ajoutées",
+        "purchase.paid.body": "Votre paiement de {amount} a été reçu. Ces licences sont maintenant dans vos lots :",
+        "purchase.paid.hint": "Attribuez-les depuis les lots de licences.",
+        "purchase.refund.title": "Votre paiement sera remboursé",
+        "purchase.refund.body": "Le paiement de votre devis du {date} n'a pas pu être appliqué : rien n'a été "
+                                "modifié et le paiement sera remboursé.",
+        "purchase.refund.reason": "Motif",
+        "purchase.refund.amount": "Montant",
+        "purchase.refund.hint": "Vous pouvez préparer un nouveau devis quand vous le souhaitez.",
+    },
+})
+
+MAX_LINES = 20
+
+
+def _catalog(t: T, plans: list[PlanView], families: dict[str, str]) -> list[dict]:
+    body = [text(t("purchase.catalog"), weight="Bolder", spacing="Medium")]
+    head = [t("purchase.col.plan"), t("purchase.col.month"), t("purchase.col.year")]
+    body.append(columns([column([text(h, weight="Bolder", size_="Small", wrap=False,
+                                      horizontal=None if i == 0 else "Right")], "stretch" if i == 0 else "auto")
+                         for i, h in enumerate(head)]))
+    family = None
+    for p in plans:
+        if p.family != family:
+            family = p.family
+            body.append(text(t("purchase.family", family=families.get(family, family)), size_="Small",
+                             subtle=True, spacing="Small"))
+        body.append(columns([
+            column([text(p.name, wrap=False)]),
+            column([text(t("purchase.per_month", price=t.money(p.month, p.currency)), horizontal="Right",
+                         wrap=False)], "auto"),
+            column([text(t("purchase.per_year", price=t.money(p.year, p.currency)), horizontal="Right",
+                         wrap=False)], "auto"),
+        ], spacing="Small"))
+    return body
+
+
+def _number_input(id_: str, label: str, value: int, maximum: int) -> dict:
+    return {"type": "Input.Number", "id": id_, "label": label, "min": 1, "max": maximum, "value": value}
+
+
+def _line_label(t: T, ln: QuoteLineView) -> str:
+    return t("quote.purchase_line", n=ln.quantity, plan=ln.plan_name, interval=t.interval(ln.interval))
+
+
+def _line_detail(t: T, ln: QuoteLineView, currency: str) -> str:
+    amount = t.money(ln.renewal_amount, currency)
+    if ln.new_period:
+        return t("purchase.new_period", interval=t.interval(ln.interval), amount=amount,
+                 unit=t(f"unit.{ln.interval}"), date=t.date(ln.period_end))
+    return t("purchase.prorated", date=t.date(ln.period_end), amount=amount, unit=t(f"unit.{ln.interval}"))
+
+
+def _amount_row(label: str, amount: str, *, bold: bool = False, subtle: bool = False) -> dict:
+    weight = "Bolder" if bold else None
+    return columns([column([text(label, weight=weight, subtle=subtle)]),
+                    column([text(amount, weight=weight, subtle=subtle, wrap=False, horizontal="Right")], "auto")],
+                   spacing="Small")
+
+
+def _percent(q: QuoteView) -> str:
+    return f"{q.discount_percent.normalize():f}" if q.discount_percent is not None else "0"
+
+
+def cart_lines(preview: QuoteView | None) -> list[dict]:
+    """The cart as card data: one {plan, interval, quantity} per priced line."""
+    if preview is None:
+        return []
+    return [{"plan": ln.plan_code, "interval": ln.interval, "quantity": ln.quantity} for ln in preview.lines]
+
+
+def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str], currency: str,
+             preview: QuoteView | None, *, key: str, plan: str | None = None, interval: str | None = None,
+             quantity: int = 1, note: str | None = None) -> dict:
+    """The catalog, the add form (pre-selected ``plan``/``interval``) and the priced cart
+    (``preview``: the core's pricing of the cart, no quote created). ``key`` names the quote
+    that Checkout creates, so that a second click returns the same one."""
+    t = T(locale)
+    heading = t("purchase.title")
+    cart = cart_lines(preview)
+    body = [title(heading)]
+    if note:
+        body.append(text(note, color="Attention"))
+    if not plans:
+        body.append(text(t("purchase.no_plans", currency=currency)))
+        return card(body, [execute(t("btn.licenses"), verbs.POOLS, inputs="none")], fallback_text=heading)
+    body += _catalog(t, plans, families)
+
+    body.append(text(t("purchase.add_title"), weight="Bolder", spacing="Medium"))
+    codes = [p.code for p in plans]
+    plan_choices = [(t("purchase.plan_choice", plan=p.name, family=families.get(p.family, p.family)), p.code)
+                    for p in plans]
+    interval_choices = [(t("purchase.interval.month"), "month"), (t("purchase.interval.year"), "year")]
+    if len(cart) >= MAX_LINES:
+        body.append(text(t("purchase.max_lines", n=len(cart)), color="Warning"))
+    else:
+        body.append(columns([
+            column([choice_set("plan", plan_choices, label=t("purchase.plan"),
+                               value=plan if plan in codes else codes[0])], vertical=None),
+            column([choice_set("interval", interval_choices, label=t("purchase.interval"),
+                               value=interval if interval in ("month", "year") else "month")], vertical=None),
+        ]))
+        body.append(_number_input("qty", t("purchase.qty"), quantity, 10_000))
+        body.append(action_set([execute(t("purchase.btn.add"), BUY_ADD, {"cart": cart}, style="positive")]))
+
+    body.append(text(t("purchase.cart"), weight="Bolder", spacing="Medium"))
+    actions = []
+    if preview is None or not preview.lines:
+        body.append(text(t("purchase.cart_empty"), subtle=True))
+    else:
+        cur = preview.currency
+        rows = []
+        for i, ln in enumerate(preview.lines):
+            rest = cart[:i] + cart[i + 1:]
+            rows.append(columns([
+                column([text(_line_label(t, ln), weight="Bolder"),
+                        text(_line_detail(t, ln, cur), subtle=True, size_="Small", spacing="None")]),
+                column([text(t.money(ln.gross, cur), wrap=False, horizontal="Right")], "auto"),
+                column([action_set([execute(t("purchase.btn.remove"), BUY_CART, {"cart": rest}, inputs="none")])],
+                       "auto"),
+            ], separator=i > 0))
+        body.append(container(rows))
+        totals = [_amount_row(t("quote.subtotal"), t.money(preview.gross, cur), subtle=True)]
+        if preview.discount:
+            label = t("quote.discount", label=preview.discount_label or "", percent=_percent(preview))
+            totals.append(_amount_row(label, t.money(preview.discount, cur)))
+        totals.append(_amount_row(t("quote.due"), t.money(preview.due_now, cur), bold=True))
+        if len({ln.interval for ln in preview.lines}) == 1:  # mixed intervals: each line says its own
+            totals.append(_amount_row(t("purchase.renewal"), t.money(preview.renewal_amount, cur), subtle=True))
+        body.append(container(totals, style="emphasis", spacing="Medium"))
+        body.append(text(t("purchase.hint"), subtle=True, size_="Small"))
+        actions.append(execute(t("purchase.btn.checkout"), BUY_CHECKOUT, {"cart": cart, "key": key},
+                               style="positive", inputs="none"))
+    actions += [execute(t("btn.licenses"), verbs.POOLS, inputs="none"),
+                execute(t("btn.cancel"), verbs.DISMISS, inputs="none")]
+    return card(body, actions, fallback_text=heading)
+
+
+def purchase_paid_notice(locale: str | None, q: QuoteView) -> dict:
+    t = T(locale)
+    heading = t("purchase.paid.title")
+    body = [title(heading), text(t("purchase.paid.body", amount=t.money(q.due_now, q.currency)), color="Good"),
+            facts([(_line_label(t, ln), t("quote.renewal", date=t.date(ln.period_end))
+                    + f": {t.money(ln.renewal_amount, q.currency)}") for ln in q.lines]),
+            text(t("purchase.paid.hint"), subtle=True, size_="Small")]
+    return card(body, [execute(t("btn.licenses"), verbs.POOLS)], fallback_text=heading)
+
+
+def refund_notice(locale: str | None, q: QuoteView | None, reason: str) -> dict:
+    t = T(locale)
+    heading = t("purchase.refund.title")
+    body = [title(heading)]
+    if q is not None:
+        body.append(text(t("purchase.refund.body", date=t.date(q.created_at)), color="Attention"))
+        pairs = [(t("purchase.refund.reason"), reason)] if reason else []
+        pairs.append((t("purchase.refund.amount"), t.money(q.due_now, q.currency)))
+        body.append(facts(pairs))
+    elif reason:
+        body.append(facts([(t("purchase.refund.reason"), reason)]))
+    body.append(text(t("purchase.refund.hint"), subtle=True, size_="Small"))
+    return card(body, [execute(t("btn.licenses"), verbs.POOLS)], fallback_text=heading)

@@ -1,0 +1,193 @@
+"""Upgrade requests as the administrators see them: the request card (pending, with Approve /
+Decline and a refresh so that every admin sees the live status; decided, saying who decided),
+the decline form, and the list of pending requests."""
+
+from __future__ import annotations
+
+from cards import verbs
+from cards.base import action_set, card, container, execute, facts, input_text, text, title
+from cards.i18n import T, add_strings
+from core.views import Page, RequestView
+
+REFRESH = "request.refresh"  # data: {request}
+APPROVE = "request.approve"  # data: {request}
+DECLINE = "request.decline"  # data: {request, back?, page?}: the form asking an optional reason
+DECLINE_CONFIRM = "request.decline_confirm"  # data: {request, back?, page?} + input reason
+LIST = verbs.REQUESTS  # data: {page?}
+
+MAX_REASON = 500
+LIST_REASON = 140  # a reason is cut to this length in the list (the request card shows it whole)
+
+add_strings({
+    "en": {
+        "requests.title": "Upgrade request from {name}",
+        "requests.requester": "Requested by",
+        "requests.change": "Change",
+        "requests.reason": "Reason",
+        "requests.asked": "Asked on",
+        "requests.pending": "Waiting for a decision.",
+        "requests.hint": "Approve to get the upgrade quote and its payment link. The first administrator to "
+                         "decide settles it; the others see the decision here.",
+        "requests.approved": "Approved by {name} on {time}. The upgrade quote was sent to {name}.",
+        "requests.declined": "Declined by {name} on {time}.",
+        "requests.declined_reason": "Reason given: {reason}",
+        "requests.already.approved": "This request was already approved by {name} on {time}: the first "
+                                     "decision counts, nothing else was changed.",
+        "requests.already.declined": "This request was already declined by {name} on {time}: the first "
+                                     "decision counts, nothing else was changed.",
+        "requests.btn.approve": "Approve",
+        "requests.btn.decline": "Decline",
+        "requests.btn.open_quote": "Open the quote",
+        "requests.btn.all": "All requests",
+        "requests.decline.title": "Decline the request of {name}",
+        "requests.decline.reason": "Reason (optional, {name} will see it)",
+        "requests.decline.placeholder": "For example: not this quarter",
+        "requests.list.title": "Pending upgrade requests ({n})",
+        "requests.list.empty": "No upgrade request is waiting for a decision.",
+        "requests.list.asked": "asked on {date}",
+        "requests.unknown": "someone",
+    },
+    "fr": {
+        "requests.title": "Demande de mise à niveau de {name}",
+        "requests.requester": "Demandée par",
+        "requests.change": "Changement",
+        "requests.reason": "Motif",
+        "requests.asked": "Demandée le",
+        "requests.pending": "En attente de décision.",
+        "requests.hint": "Approuvez pour obtenir le devis de mise à niveau et son lien de paiement. Le premier "
+                         "administrateur qui décide tranche ; les autres voient sa décision ici.",
+        "requests.approved": "Approuvée par {name} le {time}. Le devis de mise à niveau a été envoyé à {name}.",
+        "requests.declined": "Refusée par {name} le {time}.",
+        "requests.declined_reason": "Motif donné : {reason}",
+        "requests.already.approved": "Cette demande a déjà été approuvée par {name} le {time} : la première "
+                                     "décision compte, rien d'autre n'a été modifié.",
+        "requests.already.declined": "Cette demande a déjà été refusée par {name} le {time} : la première "
+                                     "décision compte, rien d'autre n'a été modifié.",
+        "requests.btn.approve": "Approuver",
+        "requests.btn.decline": "Refuser",
+        "requests.btn.open_quote": "Ouvrir le devis",
+        "requests.btn.all": "Toutes les demandes",
+        "requests.decline.title": "Refuser la demande de {name}",
+        "requests.decline.reason": "Motif (facultatif, {name} le verra)",
+        "requests.decline.placeholder": "Par exemple : pas ce trimestre",
+        "requests.list.title": "Demandes de mise à niveau en attente ({n})",
+        "requests.list.empty": "Aucune demande de mise à niveau n'attend de décision.",
+        "requests.list.asked": "demandée le {date}",
+        "requests.unknown": "quelqu'un",
+    },
+})
+
+
+def _change(r: RequestView) -> str:
+    return f"{r.from_plan_name or '?'} → {r.to_plan_name}"
+
+
+def already_note(locale: str | None, r: RequestView) -> str:
+    """The one line shown with a request that someone else (or a double click) decided first."""
+    t = T(locale)
+    key = "requests.already.approved" if r.status == "approved" else "requests.already.declined"
+    when = t.datetime(r.decided_at) if r.decided_at else ""
+    return t(key, name=r.decided_by_name or t("requests.unknown"), time=when)
+
+
+def request_card(locale: str | None, r: RequestView, *, note: str | None = None) -> dict:
+    """A request as an administrator sees it: Approve / Decline while pending (refreshed for
+    every viewer, so each admin sees the live status), who decided and how once decided."""
+    t = T(locale)
+    heading = t("requests.title", name=r.requester_name)
+    body = [title(heading)]
+    if note:
+        body.append(text(note, color="Warning"))
+    info = [(t("requests.requester"), f"{r.requester_name} ({r.requester_email})"),
+            (t("requests.change"), _change(r)),
+            (t("requests.asked"), t.date(r.created_at))]
+    if r.reason:
+        info.append((t("requests.reason"), r.reason))
+    body.append(facts(info))
+    data = {"request": r.id}
+    if r.status == "pending":
+        body.append(text(t("requests.pending"), weight="Bolder"))
+        body.append(text(t("requests.hint"), subtle=True, size_="Small"))
+        actions = [execute(t("requests.btn.approve"), APPROVE, data, style="positive"),
+                   execute(t("requests.btn.decline"), DECLINE, data, style="destructive")]
+        # No userIds: a 1:1 chat has fewer than 60 members, so Teams refreshes for everyone.
+        refresh = {"action": execute(t("btn.refresh"), REFRESH, data)}
+        return card(body, actions, refresh=refresh, fallback_text=heading)
+    who = r.decided_by_name or t("requests.unknown")
+    when = t.datetime(r.decided_at) if r.decided_at else ""
+    actions = []
+    if r.status == "approved":
+        body.append(text(t("requests.approved", name=who, time=when), weight="Bolder", color="Good"))
+        if r.quote_id:
+            actions.append(execute(t("requests.btn.open_quote"), verbs.QUOTE_REFRESH, {"quote": r.quote_id}))
+    else:
+        body.append(text(t("requests.declined", name=who, time=when), weight="Bolder", color="Attention"))
+        if r.decline_reason:
+            body.append(text(t("requests.declined_reason", reason=r.decline_reason)))
+    actions.append(execute(t("requests.btn.all"), LIST))
+    return card(body, actions, fallback_text=heading)
+
+
+def _back_data(r: RequestView, back: str | None, page: int) -> dict:
+    data: dict = {"request": r.id}
+    if back == "list":
+        data.update(back="list", page=page)
+    return data
+
+
+def decline_card(locale: str | None, r: RequestView, *, back: str | None = None, page: int = 0,
+                 reason: str | None = None, note: str | None = None) -> dict:
+    t = T(locale)
+    heading = t("requests.decline.title", name=r.requester_name)
+    body = [title(heading)]
+    if note:
+        body.append(text(note, color="Warning"))
+    body.append(facts([(t("requests.change"), _change(r))]
+                      + ([(t("requests.reason"), r.reason)] if r.reason else [])))
+    body.append(input_text("reason", label=t("requests.decline.reason", name=r.requester_name),
+                           placeholder=t("requests.decline.placeholder"), value=reason, max_length=MAX_REASON,
+                           multiline=True))
+    data = _back_data(r, back, page)
+    back_action = (execute(t("btn.back"), LIST, {"page": page}, inputs="none") if back == "list"
+                   else execute(t("btn.back"), REFRESH, {"request": r.id}, inputs="none"))
+    actions = [execute(t("requests.btn.decline"), DECLINE_CONFIRM, data, style="destructive"), back_action]
+    return card(body, actions, fallback_text=heading)
+
+
+def _short(value: str, limit: int = LIST_REASON) -> str:
+    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+
+def requests_list_card(locale: str | None, page: Page, *, note: str | None = None) -> dict:
+    """A page (at most 20) of the account's pending requests, each with Approve / Decline."""
+    t = T(locale)
+    heading = t("requests.list.title", n=page.total)
+    body = [title(heading)]
+    if note:
+        body.append(text(note, color="Warning"))
+    if not page.items:
+        body.append(text(t("requests.list.empty")))
+    for r in page.items:
+        line = t("requests.list.asked", date=t.date(r.created_at))
+        if r.reason:
+            line += f" · “{_short(r.reason)}”"
+        item = container([
+            text(f"{r.requester_name}: {_change(r)}", weight="Bolder"),
+            text(line, subtle=True, size_="Small", spacing="None"),
+            action_set([execute(t("requests.btn.approve"), APPROVE, {"request": r.id}, style="positive"),
+                        execute(t("requests.btn.decline"), DECLINE, {"request": r.id, "back": "list",
+                                                                       "page": page.page})]),
+        ])
+        item["separator"] = True
+        body.append(item)
+    if page.total > page.page_size:
+        body.append(text(t("users.page", page=page.page + 1, pages=page.pages), subtle=True, size_="Small"))
+    nav = []
+    if page.has_prev:
+        nav.append(execute(t("btn.prev"), LIST, {"page": page.page - 1}))
+    if page.has_next:
+        nav.append(execute(t("btn.next"), LIST, {"page": page.page + 1}))
+    if nav:
+        body.append(action_set(nav))
+    actions = [execute(t("btn.refresh"), LIST, {"page": page.page}), execute(t("btn.licenses"), verbs.POOLS)]
+    return card(body, actions, fallback_text=heading)

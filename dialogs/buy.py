@@ -1,0 +1,127 @@
+"""The buying flow: catalog and cart (one card) → checkout (a purchase quote, shown by the
+shared quote card with its payment link) → paid (the quote card turns into the paid summary,
+the buyer is told and the seats are in the pools).
+
+The cart lives in the actions' data (``{"cart": [{plan, interval, quantity}, ...]}``) and is
+priced again by the core on every step (``cart_preview``: no quote is created before
+Checkout). Checkout carries a key chosen when the cart card was shown: it becomes the quote's
+id, so a second click returns the same quote instead of a second one."""
+
+from __future__ import annotations
+
+import uuid
+
+from cards import purchase, verbs
+from cards.i18n import T
+from core.catalog import INTERVALS
+from core.errors import DomainError, NotAdmin, UnknownCaller
+from core.views import CallerView, QuoteView
+from dialogs.base import CardDataError, CommandSpec, Flow, Turn
+from dialogs.upgrade import UpgradeFlow
+
+MAX_LINES = purchase.MAX_LINES
+
+
+class BuyFlow(Flow):
+    def __init__(self, router):
+        super().__init__(router)
+        self.commands = {"buy": CommandSpec(self.cmd_buy, True, ("acheter", "purchase", "achat"))}
+        self.actions = {
+            verbs.BUY_START: self.start,
+            purchase.BUY_ADD: self.add,
+            purchase.BUY_CART: self.cart,
+            purchase.BUY_CHECKOUT: self.checkout,
+        }
+        self.notifications = {"purchase_paid": self.paid_notice, "refund_needed": self.refund_notice}
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def cart_of(data: dict) -> list[dict]:
+        """The cart carried by the card (shape only: the core validates the content)."""
+        cart = data.get("cart")
+        if cart is None or cart == "":
+            return []
+        if not isinstance(cart, list) or len(cart) > MAX_LINES or not all(isinstance(ln, dict) for ln in cart):
+            raise CardDataError(f"This cart is not valid (a cart holds at most {MAX_LINES} lines). "
+                                "Start again with “buy”.")
+        return [{k: ln.get(k) for k in ("plan", "interval", "quantity")} for ln in cart]
+
+    def preview(self, turn: Turn, cart: list[dict]) -> QuoteView | None:
+        return self.lic.cart_preview(turn.actor, cart) if cart else None
+
+    def render(self, turn: Turn, caller: CallerView, preview: QuoteView | None, *, plan=None, interval=None,
+               note: str | None = None) -> dict:
+        plans = [p for p in self.lic.plans() if p.currency == caller.currency]
+        return purchase.buy_card(turn.locale, plans, dict(self.lic.catalog.families), caller.currency, preview,
+                                 key=uuid.uuid4().hex, plan=plan if isinstance(plan, str) else None,
+                                 interval=interval if interval in INTERVALS else None, note=note)
+
+    def priced_or_emptied(self, turn: Turn, cart: list[dict]) -> tuple[QuoteView | None, str | None]:
+        """The cart priced; a cart the core refuses (already audited there) is emptied, with why."""
+        try:
+            return self.preview(turn, cart), None
+        except (NotAdmin, UnknownCaller):
+            raise
+        except DomainError as e:
+            return None, T(turn.locale)("purchase.bad_cart", reason=e.message)
+
+    # ------------------------------------------------------------------ steps
+
+    def cmd_buy(self, turn: Turn) -> dict:
+        return self.start(turn, {})
+
+    def start(self, turn: Turn, data: dict) -> dict:
+        """The catalog with an empty cart; ``plan``/``interval`` pre-select the form."""
+        caller = self.lic.require_admin(turn.actor, "buy.start")
+        return self.render(turn, caller, None, plan=data.get("plan"), interval=data.get("interval"))
+
+    def cart(self, turn: Turn, data: dict) -> dict:
+        """The cart card for the cart in the data (a line removed, or back from the quote)."""
+        caller = self.lic.require_admin(turn.actor, "buy.cart")
+        preview, note = self.priced_or_emptied(turn, self.cart_of(data))
+        return self.render(turn, caller, preview, note=note)
+
+    def add(self, turn: Turn, data: dict) -> dict:
+        """Add the form's line to the cart; a bad line leaves the cart as it was, and says why."""
+        caller = self.lic.require_admin(turn.actor, "buy.add")
+        cart = self.cart_of(data)
+        preview, note = self.priced_or_emptied(turn, cart)
+        if note:
+            return self.render(turn, caller, None, note=note)
+        plan, interval = data.get("plan"), data.get("interval")
+        line = {"plan": plan, "interval": interval, "quantity": data.get("qty")}
+        try:
+            added = self.lic.cart_preview(turn.actor, [*cart, line])
+        except (NotAdmin, UnknownCaller):
+            raise
+        except DomainError as e:  # audited by the core
+            return self.render(turn, caller, preview, plan=plan, interval=interval,
+                               note=T(turn.locale)("purchase.refused", reason=e.message))
+        return self.render(turn, caller, added, plan=plan, interval=interval)
+
+    def checkout(self, turn: Turn, data: dict) -> dict:
+        """The purchase quote for the cart (created once per cart card), with its payment link."""
+        self.lic.require_admin(turn.actor, "buy.checkout")
+        cart = self.cart_of(data)
+        key = data.get("key")
+        if not isinstance(key, str) or not cart:
+            raise CardDataError("This cart card is not valid, or its cart is empty. Start again with “buy”.")
+        started = self.lic.now()
+        quote = self.lic.quote_purchase(turn.actor, cart, quote_id=key)
+        note = None
+        if quote.created_at < started or quote.status != "open":
+            note = T(turn.locale)("purchase.already")
+        return self.router.flow(UpgradeFlow).show_quote(turn, quote.id, note=note)
+
+    # ------------------------------------------------------------------ notifications
+
+    def paid_notice(self, item, locale: str | None) -> dict | None:
+        q = self.lic.quote_snapshot(str(item.payload.get("quote_id") or ""))
+        return purchase.purchase_paid_notice(locale, q) if q else None
+
+    def refund_notice(self, item, locale: str | None) -> dict:
+        q = self.lic.quote_snapshot(str(item.payload.get("quote_id") or ""))
+        reason = item.payload.get("reason")
+        return purchase.refund_notice(locale, q, reason if isinstance(reason, str) else "")
+

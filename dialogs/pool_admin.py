@@ -1,0 +1,236 @@
+"""A pool's administration: remove free seats at renewal (and cancel that), unassign the users
+selected in the pool's users card, schedule a downgrade at renewal for them or for the whole
+pool (and cancel it); and the notices the users receive.
+
+Every step re-reads the pool through the core (which checks the caller and the account); a
+step asked without what it needs gets the card to complete it, and the refusal is audited."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cards import pool_admin, verbs
+from cards.i18n import T
+from core.errors import DomainError, InvalidInput, NotAdmin, NotFound, UnknownCaller
+from core.text import parse_quantity
+from dialogs.base import MAX_SELECTION, CardDataError, Flow, Turn, data_int, id_list, page_of, text_of
+from dialogs.upgrade import UpgradeFlow
+
+PAGE = 50  # users read per query when collecting a whole pool
+
+
+class PoolAdminFlow(Flow):
+    def __init__(self, router):
+        super().__init__(router)
+        self.actions = {
+            verbs.SEATS_REMOVE: self.removal_form,
+            pool_admin.SEATS_REMOVE_CONFIRM: self.remove,
+            pool_admin.SEATS_REMOVE_CANCEL: self.cancel_removal,
+            verbs.POOL_UNASSIGN: self.unassign_confirm,
+            pool_admin.UNASSIGN_CONFIRM: self.unassign,
+            verbs.DOWNGRADE_CHOOSE: self.downgrade_choose,
+            pool_admin.DOWNGRADE_SCHEDULE: self.downgrade_schedule,
+            pool_admin.DOWNGRADE_CANCEL: self.downgrade_cancel,
+        }
+        self.notifications = {
+            "license_unassigned": self.unassigned_notice,
+            "downgrade_scheduled": self.downgrade_scheduled_notice,
+            "downgrade_cancelled": self.downgrade_cancelled_notice,
+            "downgrade_applied": self.downgrade_applied_notice,
+        }
+
+    @property
+    def upgrade(self) -> UpgradeFlow:
+        return self.router.flow(UpgradeFlow)
+
+    def refused(self, turn: Turn, verb: str, why: str, pool_id: int, card: dict) -> dict:
+        return self.upgrade.refused_step(turn, verb, why, pool_id, card)
+
+    def no_selection(self, turn: Turn, verb: str, pool_id: int, data: dict) -> dict:
+        """Nobody selected: the users card again, saying so (the refusal audited)."""
+        page = self.upgrade.users_page(turn, pool_id, text_of(data, "cq"), page_of(data), [],
+                                       note=T(turn.locale)("users.empty_selection"))
+        return self.refused(turn, verb, "No user was selected.", pool_id, page)
+
+    def selected_rows(self, turn: Turn, verb: str, pool_id: int, sel: list[int]):
+        """The selected users with their seat in the pool; None (and the refusal audited) when
+        some of them no longer hold one: the caller then shows the pool as it is now."""
+        rows = self.lic.pool_rows(turn.actor, pool_id, sel)
+        if len(rows) == len(sel):
+            return rows, None
+        message = (f"{len(sel) - len(rows)} of the selected users no longer hold a seat in this pool. "
+                   "Here is the pool as it is now; select again.")
+        page = self.upgrade.users_page(turn, pool_id, "", 0, [], note=message)
+        return None, self.refused(turn, verb, message, pool_id, page)
+
+    # ------------------------------------------------------------------ removing free seats
+
+    def form(self, turn: Turn, pool_id: int, *, typed: bool = False, quantity=None, note: str | None = None) -> dict:
+        """The removal form; when a quantity was ``typed``, the renewal amount after removing it.
+        A quantity the core refuses is audited there and said on the form."""
+        pool = self.lic.pool(turn.actor, pool_id)
+        n, preview = 1, None
+        if typed:
+            try:
+                preview = self.lic.preview_removal(turn.actor, pool.id, quantity)
+                n = parse_quantity(quantity)
+            except (NotAdmin, UnknownCaller, NotFound):
+                raise
+            except DomainError as e:
+                note = e.message
+        if preview is None and pool.assignable > 0:
+            preview = self.lic.preview_removal(turn.actor, pool.id, 1)
+        return pool_admin.removal_form(turn.locale, pool, quantity=n, preview=preview, note=note)
+
+    def removal_form(self, turn: Turn, data: dict) -> dict:
+        pool_id = data_int(data, "pool", "pool")
+        typed = "qty" in data or data.get("preview") is True
+        return self.form(turn, pool_id, typed=typed, quantity=data.get("qty"))
+
+    def remove(self, turn: Turn, data: dict) -> dict:
+        pool_id = data_int(data, "pool", "pool")
+        expected = data.get("scheduled")
+        if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
+            raise CardDataError("This card is not valid. Open the pool's users card and try again.")
+        try:
+            pool = self.lic.remove_seats(turn.actor, pool_id, data.get("qty"), expected_scheduled=expected)
+        except (NotAdmin, UnknownCaller, NotFound):
+            raise
+        except DomainError as e:  # audited by the core; nothing changed
+            return self.form(turn, pool_id, note=e.message)
+        return pool_admin.removal_done(turn.locale, pool, parse_quantity(data.get("qty")))
+
+    def cancel_removal(self, turn: Turn, data: dict) -> dict:
+        pool_id = data_int(data, "pool", "pool")
+        pool = self.lic.pool(turn.actor, pool_id)
+        if not pool.removal_scheduled:
+            why = "No seat of this pool is scheduled to leave at renewal: there is nothing to cancel."
+            self.lic.record_refusal(turn.actor, f"card.{pool_admin.SEATS_REMOVE_CANCEL}", InvalidInput(why),
+                                    f"pool:{pool.id}")
+            return self.form(turn, pool.id, note=why)
+        return pool_admin.removal_cancelled(turn.locale, self.lic.cancel_removal(turn.actor, pool.id))
+
+    # ------------------------------------------------------------------ unassigning
+
+    def unassign_confirm(self, turn: Turn, data: dict) -> dict:
+        pool_id = data_int(data, "pool", "pool")
+        sel = self.upgrade.selection(data)
+        if not sel:
+            return self.no_selection(turn, verbs.POOL_UNASSIGN, pool_id, data)
+        rows, stale = self.selected_rows(turn, verbs.POOL_UNASSIGN, pool_id, sel)
+        if stale:
+            return stale
+        pool = self.lic.pool(turn.actor, pool_id)
+        return pool_admin.unassign_confirm(turn.locale, pool, rows, [u.id for u in rows])
+
+    def unassign(self, turn: Turn, data: dict) -> dict:
+        pool_id = data_int(data, "pool", "pool")
+        sel = id_list(data.get("sel"))
+        if not sel:
+            return self.no_selection(turn, pool_admin.UNASSIGN_CONFIRM, pool_id, data)
+        if len(sel) > MAX_SELECTION:
+            raise CardDataError(f"At most {MAX_SELECTION} users can be unassigned at once.")
+        pool = self.lic.unassign(turn.actor, pool_id, sel)
+        return pool_admin.unassign_done(turn.locale, pool, len(sel))
+
+    # ------------------------------------------------------------------ downgrades
+
+    def downgrade_view(self, turn: Turn, pool_id: int, sel: list[int], rows, note: str | None = None) -> dict:
+        pool = self.lic.pool(turn.actor, pool_id)
+        options = self.lic.downgrade_options(turn.actor, pool_id)
+        return pool_admin.downgrade_card(turn.locale, pool, rows, sel, options, pool_total=pool.assigned,
+                                         max_users=MAX_SELECTION, note=note)
+
+    def downgrade_choose(self, turn: Turn, data: dict) -> dict:
+        """The users card's selection (or, with nobody selected, the whole pool if it is small
+        enough) → the lower plan to move to at renewal."""
+        pool_id = data_int(data, "pool", "pool")
+        sel = self.upgrade.selection(data)
+        if not sel:
+            pool = self.lic.pool(turn.actor, pool_id)
+            if not 0 < pool.assigned <= MAX_SELECTION:
+                return self.no_selection(turn, verbs.DOWNGRADE_CHOOSE, pool_id, data)
+            return self.downgrade_view(turn, pool_id, [], [])
+        rows, stale = self.selected_rows(turn, verbs.DOWNGRADE_CHOOSE, pool_id, sel)
+        if stale:
+            return stale
+        return self.downgrade_view(turn, pool_id, [u.id for u in rows], rows)
+
+    def whole_pool(self, turn: Turn, pool_id: int) -> list[int]:
+        pool = self.lic.pool(turn.actor, pool_id)
+        if pool.assigned > MAX_SELECTION:
+            raise CardDataError(f"This pool has {pool.assigned} users: at most {MAX_SELECTION} can be downgraded "
+                                "at once. Select them in the pool's users card, in several rounds.")
+        ids: list[int] = []
+        page = 0
+        while True:
+            pg = self.lic.pool_users(turn.actor, pool_id, page=page, page_size=PAGE)
+            ids += [u.id for u in pg.items]
+            if not pg.has_next or len(ids) >= MAX_SELECTION:
+                return ids[:MAX_SELECTION]
+            page += 1
+
+    def downgrade_schedule(self, turn: Turn, data: dict) -> dict:
+        pool_id = data_int(data, "pool", "pool")
+        sel = id_list(data.get("sel"))
+        if len(sel) > MAX_SELECTION:
+            raise CardDataError(f"At most {MAX_SELECTION} users can be selected at once.")
+        who = data.get("who") or ("sel" if sel else "pool")
+        if who not in ("sel", "pool"):
+            raise CardDataError("Choose whom to downgrade: the selected users or the whole pool.")
+        plan = data.get("plan")
+        if not isinstance(plan, str) or not plan.strip():
+            rows = self.lic.pool_rows(turn.actor, pool_id, sel) if sel else []
+            why = T(turn.locale)("pool_admin.downgrade.missing")
+            return self.refused(turn, pool_admin.DOWNGRADE_SCHEDULE, "No plan was chosen.", pool_id,
+                                self.downgrade_view(turn, pool_id, sel, rows, note=why))
+        if who == "sel" and not sel:
+            return self.no_selection(turn, pool_admin.DOWNGRADE_SCHEDULE, pool_id, data)
+        users = sel if who == "sel" else self.whole_pool(turn, pool_id)
+        if not users:
+            return self.no_selection(turn, pool_admin.DOWNGRADE_SCHEDULE, pool_id, data)
+        pool = self.lic.schedule_downgrade(turn.actor, pool_id, users, plan.strip())
+        return pool_admin.downgrade_done(turn.locale, pool, self.lic.plan_name(plan.strip()), users)
+
+    def downgrade_cancel(self, turn: Turn, data: dict) -> dict:
+        pool_id = data_int(data, "pool", "pool")
+        sel = id_list(data.get("sel"))
+        if not sel:
+            return self.no_selection(turn, pool_admin.DOWNGRADE_CANCEL, pool_id, data)
+        if len(sel) > MAX_SELECTION:
+            raise CardDataError(f"At most {MAX_SELECTION} users can be selected at once.")
+        had = sum(1 for u in self.lic.pool_rows(turn.actor, pool_id, sel) if u.downgrade_to)
+        pool = self.lic.cancel_downgrade(turn.actor, pool_id, sel)
+        return pool_admin.downgrade_cancelled(turn.locale, pool, had)
+
+    # ------------------------------------------------------------------ notifications
+
+    def unassigned_notice(self, item, locale: str | None) -> dict:
+        p = item.payload
+        return pool_admin.unassigned_notice(locale, self.lic.plan_name(p.get("plan")), str(p.get("by") or ""))
+
+    def downgrade_scheduled_notice(self, item, locale: str | None) -> dict | None:
+        p = item.payload
+        when = _when(p.get("effective"))
+        if when is None:
+            return None
+        return pool_admin.downgrade_scheduled_notice(locale, self.lic.plan_name(p.get("from_plan")),
+                                                     self.lic.plan_name(p.get("to_plan")), when)
+
+    def downgrade_cancelled_notice(self, item, locale: str | None) -> dict:
+        return pool_admin.downgrade_cancelled_notice(locale, self.lic.plan_name(item.payload.get("plan")))
+
+    def downgrade_applied_notice(self, item, locale: str | None) -> dict | None:
+        p = item.payload
+        when = _when(p.get("effective"))
+        if when is None:
+            return None
+        return pool_admin.downgrade_applied_notice(locale, self.lic.plan_name(p.get("from_plan")),
+                                                   self.lic.plan_name(p.get("to_plan")), when)
+
+
+def _when(value) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

@@ -1,0 +1,131 @@
+"""Upgrade requests for the administrators: the request card each admin receives (Approve /
+Decline, refreshed so that everyone sees the live status), the decline form, the list of
+pending requests; and the in-place update of every admin's card once someone decided.
+
+The first decision wins (the core decides it under a row lock): a second click, by another
+admin or the same one, gets the request card in its decided state with a one-line note."""
+
+from __future__ import annotations
+
+from cards import requests as cards
+from cards import upgrade
+from cards.i18n import T
+from core.errors import InvalidInput, RequestClosed
+from core.views import OutboxItem, RequestView
+from dialogs.base import CommandSpec, Flow, Turn, data_int, page_of
+from dialogs.upgrade import UpgradeFlow
+
+
+class RequestsFlow(Flow):
+    def __init__(self, router):
+        super().__init__(router)
+        self.commands = {
+            "requests": CommandSpec(self.cmd_requests, True, (
+                "upgrade requests", "pending requests", "demandes", "demandes de mise à niveau")),
+        }
+        self.actions = {
+            cards.LIST: self.show_list,
+            cards.REFRESH: self.refresh,
+            cards.APPROVE: self.approve,
+            cards.DECLINE: self.decline_form,
+            cards.DECLINE_CONFIRM: self.decline,
+        }
+        self.notifications = {"request_created": self.created_card}
+        self.card_updates = {"request_card": self.card_update}
+        # Outbox kinds whose card the notifier records once sent (subject, id), so that the
+        # core can queue its in-place update when the request is decided.
+        self.tracked = {"request_created": self.tracked_request}
+
+    # ------------------------------------------------------------------ list
+
+    def cmd_requests(self, turn: Turn) -> dict:
+        return self.show_list(turn, {})
+
+    def show_list(self, turn: Turn, data: dict, note: str | None = None) -> dict:
+        page = self.lic.pending_requests(turn.actor, page=page_of(data))
+        if page.page and not page.items and page.total:  # the list shrank since the card was shown
+            page = self.lic.pending_requests(turn.actor, page=page.pages - 1)
+        return cards.requests_list_card(turn.locale, page, note=note)
+
+    # ------------------------------------------------------------------ one request
+
+    def _view(self, turn: Turn, request_id: int, action: str) -> RequestView:
+        self.lic.require_admin(turn.actor, action)
+        return self.lic.request(turn.actor, request_id)
+
+    def decided(self, turn: Turn, request_id: int) -> dict:
+        """The request in its decided state, with who decided first."""
+        r = self.lic.request(turn.actor, request_id)
+        return cards.request_card(turn.locale, r, note=cards.already_note(turn.locale, r))
+
+    def refresh(self, turn: Turn, data: dict) -> dict:
+        rid = data_int(data, "request", "request")
+        return cards.request_card(turn.locale, self._view(turn, rid, "request.view"))
+
+    def approve(self, turn: Turn, data: dict) -> dict:
+        rid = data_int(data, "request", "request")
+        try:
+            quote = self.lic.approve_request(turn.actor, rid)
+        except RequestClosed:  # someone decided first (audited by the core)
+            return self.decided(turn, rid)
+        return self.router.flow(UpgradeFlow).show_quote(turn, quote.id)
+
+    def _stale(self, turn: Turn, verb: str, r: RequestView) -> dict:
+        note = cards.already_note(turn.locale, r)
+        self.lic.record_refusal(turn.actor, f"card.{verb}", RequestClosed(
+            f"This request was already {r.status} by {r.decided_by_name or 'someone'}."), f"request:{r.id}")
+        return cards.request_card(turn.locale, r, note=note)
+
+    def decline_form(self, turn: Turn, data: dict) -> dict:
+        rid = data_int(data, "request", "request")
+        r = self._view(turn, rid, "request.decline")
+        if r.status != "pending":
+            return self._stale(turn, cards.DECLINE, r)
+        back = "list" if data.get("back") == "list" else None
+        return cards.decline_card(turn.locale, r, back=back, page=page_of(data))
+
+    def decline(self, turn: Turn, data: dict) -> dict:
+        rid = data_int(data, "request", "request")
+        reason = data.get("reason")
+        try:
+            r = self.lic.decline_request(turn.actor, rid, reason)
+        except RequestClosed:
+            return self.decided(turn, rid)
+        except InvalidInput as e:  # e.g. a reason over 500 characters (audited by the core)
+            r = self._view(turn, rid, "request.decline")
+            back = "list" if data.get("back") == "list" else None
+            keep = reason[: cards.MAX_REASON] if isinstance(reason, str) else None
+            return cards.decline_card(turn.locale, r, back=back, page=page_of(data), reason=keep, note=e.message)
+        if data.get("back") == "list":
+            t = T(turn.locale)
+            return self.show_list(turn, {"page": page_of(data)}, note=t("requests.declined", name=r.decided_by_name,
+                                                                   time=t.datetime(r.decided_at)))
+        return cards.request_card(turn.locale, r)
+
+    # ------------------------------------------------------------------ notifications
+
+    @staticmethod
+    def tracked_request(item: OutboxItem) -> tuple[str, str] | None:
+        rid = item.payload.get("request_id")
+        return ("request", str(rid)) if rid is not None else None
+
+    def created_card(self, item: OutboxItem, locale: str | None) -> dict | None:
+        """The card each admin receives for a new request (nothing if already decided by then)."""
+        r = self.lic.request_snapshot(item.payload.get("request_id"))
+        if r is None or r.status != "pending":
+            return None
+        return cards.request_card(locale, r)
+
+    def card_update(self, item: OutboxItem, locale: str | None) -> dict | None:
+        """A request card shown earlier, once decided. The approving admin's message became the
+        quote card (with its payment link): it keeps showing the quote, as it is now."""
+        r = self.lic.request_snapshot(item.payload.get("request_id"))
+        if r is None:
+            return None
+        posted = self.lic.posted_card(item.payload.get("posted_card"))
+        if (r.status == "approved" and r.quote_id and posted is not None
+                and self.lic.posted_card_shows("quote", r.quote_id, posted.message_ref)):
+            q = self.lic.quote_snapshot(r.quote_id)
+            if q is not None:
+                return upgrade.quote_card(locale, q)
+        return cards.request_card(locale, r)

@@ -1,0 +1,194 @@
+"""Help and welcome per role, in English and French, through real HTTP; and the person who
+is not (yet) in the account told whom to ask — by name."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import update
+
+import bot.app
+from cards.i18n import STRINGS, T
+from core.demo import TENANT
+from core.errors import NotAdmin, UnknownCaller
+from core.models import User
+from core.text import sort_key
+from core.views import Actor
+from tests.cardcheck import assert_valid_cards
+from tests.harness import (
+    ALEX,
+    LEE,
+    audit_mark,
+    audit_since,
+    facts_of,
+    has_action,
+    heading_of,
+    running_desk,
+    snapshot,
+    text_of,
+)
+
+NEWCOMER = "66666666-6666-6666-6666-666666666666"
+NOWHERE_TENANT = "77777777-7777-7777-7777-777777777777"
+LOCALES = [("en-US", "en"), ("fr-FR", "fr")]
+
+
+@pytest.fixture
+async def desk(db, clock):
+    async with running_desk(db=db, clock=clock) as d:
+        yield d
+
+
+def router(desk):
+    return desk.app[bot.app.BOT].router
+
+
+def expected_commands(desk, locale: str, is_admin: bool) -> dict[str, str]:
+    t = T(locale)
+    return {name: t(f"cmd.{name}") for name in router(desk).command_names(is_admin)}
+
+
+def admin_only(desk) -> set[str]:
+    return {name for name, spec in router(desk).commands.items() if spec.admin}
+
+
+async def test_every_command_is_described_in_english_and_french(desk):
+    """A flow that registers a command must describe it (``cmd.<name>``) in both languages,
+    or the help card could not list it."""
+    r = router(desk)
+    assert {"licenses", "audit", "help"} <= set(r.commands)
+    for name in r.commands:
+        for lang in ("en", "fr"):
+            assert STRINGS[lang].get(f"cmd.{name}"), f"cmd.{name} has no {lang} description"
+    assert r.commands["audit"].admin and r.commands["licenses"].admin and not r.commands["help"].admin
+
+
+@pytest.mark.parametrize("locale, lang", LOCALES)
+async def test_help_lists_the_commands_of_the_role(desk, locale, lang):
+    alex, lee = desk.admin(locale), desk.member(locale)
+    heading = {"en": "What I can do", "fr": "Ce que je sais faire"}[lang]
+    before = snapshot(desk.lic)
+    [admin_help] = await alex.say("help")
+    [member_help] = await lee.say("aide" if lang == "fr" else "help")
+    assert heading_of(admin_help) == heading_of(member_help) == heading
+    assert facts_of(admin_help) == expected_commands(desk, locale, True)
+    assert facts_of(member_help) == expected_commands(desk, locale, False)
+    assert {"audit", "licenses", "help"} <= set(facts_of(admin_help))
+    assert "help" in facts_of(member_help) and not admin_only(desk) & set(facts_of(member_help))
+    assert set(facts_of(member_help)) < set(facts_of(admin_help))
+    assert facts_of(admin_help)["audit"] == {"en": "see recent changes", "fr": "voir les changements récents"}[lang]
+    license_button = {"en": "License pools", "fr": "Lots de licences"}[lang]
+    assert has_action(admin_help, license_button) and not has_action(member_help, lambda t: True)
+    assert snapshot(desk.lic) == before
+    assert_valid_cards([admin_help, member_help])
+
+
+@pytest.mark.parametrize("locale, lang", LOCALES)
+async def test_an_unknown_command_gets_the_help_of_the_role(desk, locale, lang):
+    alex, lee = desk.admin(locale), desk.member(locale)
+    sorry = {"en": "Sorry, I don't know “please sing”", "fr": "Désolé, je ne connais pas « please sing »"}[lang]
+    [admin_card] = await alex.say("please sing")
+    [member_card] = await lee.say("please sing")
+    for card, is_admin in ((admin_card, True), (member_card, False)):
+        assert sorry in text_of(card)
+        assert facts_of(card) == expected_commands(desk, locale, is_admin)
+
+
+@pytest.mark.parametrize("locale, lang", LOCALES)
+async def test_welcome_on_installation_per_role(desk, locale, lang):
+    alex, lee = desk.admin(locale), desk.member(locale)
+    heading = {"en": "Welcome to License Desk", "fr": "Bienvenue dans License Desk"}[lang]
+    admin_line = STRINGS[lang]["welcome.admin"]
+    member_line = STRINGS[lang]["welcome.member"]
+    before = snapshot(desk.lic)
+    [admin_welcome] = await alex.install()  # installationUpdate + conversationUpdate: one welcome
+    [member_welcome] = await lee.install()
+    assert heading_of(admin_welcome) == heading_of(member_welcome) == heading
+    assert admin_line in text_of(admin_welcome) and member_line not in text_of(admin_welcome)
+    assert member_line in text_of(member_welcome) and admin_line not in text_of(member_welcome)
+    assert facts_of(admin_welcome) == expected_commands(desk, locale, True)
+    assert facts_of(member_welcome) == expected_commands(desk, locale, False)
+    assert not admin_only(desk) & set(facts_of(member_welcome))
+    assert has_action(admin_welcome, {"en": "License pools", "fr": "Lots de licences"}[lang])
+    assert not has_action(member_welcome, lambda t: True)
+    assert snapshot(desk.lic) == before
+    assert_valid_cards([admin_welcome, member_welcome])
+
+
+@pytest.mark.parametrize("locale, lang", LOCALES)
+async def test_a_person_not_in_the_account_is_told_whom_to_ask(desk, locale, lang):
+    newcomer = desk.client(NEWCOMER, name="Nova Newcomer", locale=locale)
+    heading = {"en": "You are not set up yet", "fr": "Vous n'êtes pas encore inscrit"}[lang]
+    before, mark = snapshot(desk.lic), audit_mark(desk.lic)
+    [welcome] = await newcomer.install()
+    assert heading_of(welcome) == heading
+    assert ("You are not a user of your organisation's License Desk account yet. "
+            "Ask Alex Wilber or Megan Bowen to add you.") in text_of(welcome)
+    [event] = audit_since(desk.lic, mark)
+    assert (event.outcome, event.action, event.tenant_id, event.actor) == ("refused", "whoami", TENANT, NEWCOMER)
+    # a command, the help and an admin command: the same answer for the commands; help is shown
+    [card] = await newcomer.say("audit")
+    assert heading_of(card) == heading and "Ask Alex Wilber or Megan Bowen to add you." in text_of(card)
+    [card] = await newcomer.say("help")
+    assert facts_of(card) == expected_commands(desk, locale, False)
+    assert snapshot(desk.lic) == before
+    assert all(e.outcome == "refused" for e in audit_since(desk.lic, mark))
+
+    # an organisation without an account
+    stranger = desk.client("88888888-8888-8888-8888-888888888888", tenant_id=NOWHERE_TENANT, locale=locale)
+    [welcome] = await stranger.install()
+    assert heading_of(welcome) == heading
+    assert "Your organisation has no License Desk account yet." in text_of(welcome)
+    assert "Alex Wilber" not in text_of(welcome)
+    assert snapshot(desk.lic) == before
+    assert_valid_cards([welcome])
+
+
+async def test_a_member_running_an_admin_command_is_told_whom_to_ask(desk):
+    lee = desk.member()
+    for command in ("licenses", "audit"):
+        mark = audit_mark(desk.lic)
+        [card] = await lee.say(command)
+        assert heading_of(card) == "Administrators only"
+        assert ("Only an administrator of your License Desk account can do this. "
+                "Ask Alex Wilber or Megan Bowen.") in text_of(card)
+        [event] = audit_since(desk.lic, mark)
+        assert event.outcome == "refused" and event.detail["code"] == "not_admin"
+
+
+def _set_admins(lic, names_by_aad: dict[str, str]) -> None:
+    """Make exactly these users (by Azure AD id) the account's administrators."""
+
+    def work(s):
+        s.execute(update(User).values(role="member"))
+        for aad, name in names_by_aad.items():
+            s.execute(update(User).where(User.aad_object_id == aad).values(role="admin", name=name,
+                                                                            sort_key=sort_key(name)))
+
+    lic.db.write(work)
+
+
+@pytest.mark.parametrize("admins, whom", [
+    ({ALEX: "Alex Wilber"}, "Ask Alex Wilber"),
+    ({ALEX: "Zoë Zed", "00000000-0000-0000-0000-0000000000021": "Ann Ant"}, "Ask Ann Ant or Zoë Zed"),
+    ({ALEX: "Cy", "00000000-0000-0000-0000-0000000000021": "Bo", "00000000-0000-0000-0000-0000000000023": "Al"},
+     "Ask Al, Bo or Cy"),
+    ({ALEX: "Dee", "00000000-0000-0000-0000-0000000000021": "Bo", "00000000-0000-0000-0000-0000000000023": "Al",
+      "00000000-0000-0000-0000-0000000000024": "Cy"}, "Ask Al, Bo, Cy or another administrator"),
+    ({}, None),
+])
+def test_whom_to_ask_names_up_to_three_administrators(demo, admins, whom):
+    _set_admins(demo, admins)
+    with pytest.raises(UnknownCaller) as unknown:
+        demo.whoami(Actor(TENANT, NEWCOMER))
+    with pytest.raises(NotAdmin) as not_admin:
+        demo.list_pools(Actor(TENANT, LEE))
+    if whom:
+        assert unknown.value.message.endswith(f"{whom} to add you.")
+        assert not_admin.value.message.endswith(f"{whom}.")
+        assert unknown.value.details["admins"] == not_admin.value.details["admins"]
+        assert len(unknown.value.details["admins"]) == min(3, len(admins))
+        assert unknown.value.details["more_admins"] == (len(admins) > 3)
+    else:  # an account without administrators: the general advice
+        assert unknown.value.message.endswith("Ask one of its administrators to add you.")
+        assert not_admin.value.message.endswith("Ask one of them.")
+    assert demo.whoami(Actor(TENANT, LEE)).name == "Lee Gu"  # the way in for users is unchanged

@@ -1,0 +1,340 @@
+"""``GET /audit/export/<token>``: an administrator downloads the account's audit log as CSV.
+
+The token is made by the audit card (``ExportLinks.url``) and carries the account id, the
+administrator's user id and an expiry (10 minutes), signed with HMAC-SHA256 under
+``LINK_SECRET``. The route checks the signature and the expiry against the core's clock,
+re-checks in the database that the user is still an administrator of that account, then
+streams the CSV. Every refusal is a small HTML page (403 or 410) and an audit event.
+
+Without ``LINK_SECRET`` a random secret is made per process: links then only work on the
+instance that made them (set ``LINK_SECRET`` when running several instances).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import html
+import logging
+import queue
+import re
+import secrets
+import threading
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from core.config import Settings
+from core.errors import InvalidInput, NotAdmin, UnknownCaller
+from core.service import Licensing
+from web.app import LICENSING
+
+log = logging.getLogger(__name__)
+
+LINK_TTL = timedelta(minutes=10)
+ROUTE = "/audit/export/{token}"
+_PURPOSE = b"license-desk/audit-export/v1\n"
+_TOKEN = re.compile(r"([0-9]{1,18})\.([0-9]{1,18})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})")
+_CHUNK = 64 * 1024
+
+_process_secret = secrets.token_bytes(32)
+_warned = threading.Event()
+
+
+def link_secret(settings: Settings) -> bytes:
+    """``LINK_SECRET``, or a random secret made once per process (with a warning)."""
+    configured = settings.link_secret.get_secret_value() if settings.link_secret else ""
+    if configured:
+        return configured.encode("utf-8")
+    if not _warned.is_set():
+        _warned.set()
+        log.warning("LINK_SECRET is not set: audit download links are signed with a random per-process secret, "
+                    "so they only work on the instance that made them (and not after a restart).")
+    return _process_secret
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class Claim:
+    account_id: int
+    user_id: int
+    expires_at: datetime
+
+
+class ExportLinks:
+    """Makes and reads the signed download links."""
+
+    def __init__(self, base_url: str, secret: bytes, clock: Callable[[], datetime], ttl: timedelta = LINK_TTL):
+        if not secret:
+            raise ValueError("an empty link secret")
+        self.base_url = base_url.rstrip("/")
+        self._secret = secret
+        self.clock = clock
+        self.ttl = ttl
+
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self._secret, _PURPOSE + payload.encode("ascii"), hashlib.sha256).digest())
+
+    def token(self, account_id: int, user_id: int, expires_at: datetime | None = None) -> str:
+        expires = expires_at or self.clock() + self.ttl
+        payload = f"{int(account_id)}.{int(user_id)}.{int(expires.timestamp())}"
+        return f"{payload}.{self._sign(payload)}"
+
+    def url(self, account_id: int, user_id: int) -> str:
+        return f"{self.base_url}/audit/export/{self.token(account_id, user_id)}"
+
+    def read(self, token: str) -> Claim | None:
+        """The claim of a well-formed token with a valid signature (expired or not); else None."""
+        m = _TOKEN.fullmatch(token or "")
+        if m is None:
+            return None
+        payload = f"{m[1]}.{m[2]}.{m[3]}"
+        if not hmac.compare_digest(self._sign(payload), m[4]):
+            return None
+        return Claim(int(m[1]), int(m[2]), datetime.fromtimestamp(int(m[3]), UTC))
+
+
+# ---------------------------------------------------------------------------- pages
+
+_PAGES = {
+    "en": {
+        "invalid": ("Link not valid", "This download link is not valid: it may have been altered or copied "
+                    "incompletely. In Microsoft Teams, open Recent changes in License Desk and use Export CSV "
+                    "again."),
+        "expired": ("Link expired", "Download links work for 10 minutes. In Microsoft Teams, refresh Recent "
+                    "changes in License Desk and use Export CSV again."),
+        "not_admin": ("Administrators only", "Only an administrator of the License Desk account can download its "
+                      "audit log, and this link was made for someone who is not one (any more)."),
+        "unavailable": ("Export unavailable", "The audit log could not be exported just now. Nothing was changed. "
+                        "Please try again in a moment."),
+        "close": "You can close this page and go back to Microsoft Teams.",
+    },
+    "fr": {
+        "invalid": ("Lien non valide", "Ce lien de téléchargement n'est pas valide : il a peut-être été modifié "
+                    "ou copié en partie. Dans Microsoft Teams, ouvrez Changements récents dans License Desk et "
+                    "utilisez de nouveau Exporter en CSV."),
+        "expired": ("Lien expiré", "Les liens de téléchargement fonctionnent pendant 10 minutes. Dans Microsoft "
+                    "Teams, actualisez Changements récents dans License Desk et utilisez de nouveau Exporter en "
+                    "CSV."),
+        "not_admin": ("Réservé aux administrateurs", "Seul un administrateur du compte License Desk peut "
+                      "télécharger son journal d'audit, et ce lien a été créé pour une personne qui ne l'est pas "
+                      "(ou plus)."),
+        "unavailable": ("Export indisponible", "Le journal d'audit n'a pas pu être exporté pour le moment. Rien "
+                        "n'a été modifié. Réessayez dans un instant."),
+        "close": "Vous pouvez fermer cette page et revenir dans Microsoft Teams.",
+    },
+}
+
+_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+            "X-Content-Type-Options": "nosniff"}
+
+
+def language(accept_language: str | None) -> str:
+    """The preferred of en / fr in an Accept-Language header (en by default)."""
+    best, best_q = "en", -1.0
+    for part in (accept_language or "").split(",")[:20]:
+        tag, _, params = part.strip().partition(";")
+        lang = tag.strip().split("-")[0].lower()
+        q = 1.0
+        m = re.search(r"q=([0-9.]{1,5})", params)
+        if m:
+            with contextlib.suppress(ValueError):
+                q = float(m[1])
+        if lang in _PAGES and q > best_q:
+            best, best_q = lang, q
+    return best
+
+
+def page(state: str, lang: str, status: int) -> web.Response:
+    strings = _PAGES.get(lang, _PAGES["en"])
+    heading, message = strings[state]
+    body = (f'<!doctype html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            '<meta name="robots" content="noindex">\n'
+            f"<title>License Desk – {html.escape(heading)}</title>\n"
+            "<style>body{font-family:system-ui,-apple-system,\"Segoe UI\",sans-serif;max-width:40rem;margin:2rem auto;"
+            "padding:0 1rem;color:#242424} .state{padding:1rem;border-radius:4px;background:#fde7e9}</style>\n"
+            f'</head>\n<body>\n<h1>{html.escape(heading)}</h1>\n'
+            f'<p class="state" id="state" data-state="{state}">{html.escape(message)}</p>\n'
+            f"<p>{html.escape(strings['close'])}</p>\n</body>\n</html>\n")
+    return web.Response(text=body, content_type="text/html", charset="utf-8", status=status, headers=_HEADERS)
+
+
+def filename(account_name: str, account_id: int, day: datetime) -> str:
+    ascii_name = unicodedata.normalize("NFKD", account_name or "").encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:40].strip("-") or str(account_id)
+    return f"license-desk-audit-{slug}-{day:%Y-%m-%d}.csv"
+
+
+# ---------------------------------------------------------------------------- the route
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _ChunkWriter:
+    """A text file for ``csv.writer`` in a worker thread: hands 64 KB chunks to the response
+    through a bounded queue (so a slow client slows the export down rather than filling memory)."""
+
+    def __init__(self, out: queue.Queue, stop: threading.Event):
+        self.out, self.stop = out, stop
+        self.parts: list[str] = []
+        self.size = 0
+
+    def write(self, s: str) -> int:
+        self.parts.append(s)
+        self.size += len(s)
+        if self.size >= _CHUNK:
+            self.flush()
+        return len(s)
+
+    def flush(self) -> None:
+        if self.parts:
+            data = "".join(self.parts).encode("utf-8")
+            self.parts, self.size = [], 0
+            self.put(data)
+
+    def put(self, item) -> None:
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                self.out.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+
+_DONE = object()
+
+
+def _get(out: queue.Queue, stop: threading.Event):
+    """The next chunk (in a worker thread); gives up once the response side stopped, so that a
+    client gone half-way leaves no thread behind."""
+    while not stop.is_set():
+        try:
+            return out.get(timeout=0.5)
+        except queue.Empty:
+            continue
+    return _DONE
+
+
+async def _stream_csv(request: web.Request, lic: Licensing, account_id: int, name: str, lang: str):
+    out: queue.Queue = queue.Queue(maxsize=8)
+    stop = threading.Event()
+    writer = _ChunkWriter(out, stop)
+
+    def produce():
+        try:
+            lic.export_audit_csv(account_id, out=writer)
+            writer.flush()
+            writer.put(_DONE)
+        except _Stopped:
+            pass
+        except Exception as e:  # handed to the response side, which logs it
+            with contextlib.suppress(_Stopped):
+                writer.put(e)
+
+    producer = asyncio.get_running_loop().run_in_executor(None, produce)
+    resp: web.StreamResponse | None = None
+    try:
+        while True:
+            item = await asyncio.to_thread(_get, out, stop)
+            if item is _DONE:
+                break
+            if isinstance(item, Exception):
+                log.error("audit export of account %s failed", account_id, exc_info=item)
+                if resp is None:
+                    return page("unavailable", lang, 503)
+                raise ConnectionAbortedError("audit export failed half-way")  # the client sees a broken download
+            if resp is None:
+                resp = web.StreamResponse(status=200, headers={
+                    **_HEADERS, "Content-Type": "text/csv; charset=utf-8",
+                    "Content-Disposition": f'attachment; filename="{filename(name, account_id, lic.now())}"'})
+                await resp.prepare(request)
+            await resp.write(item)
+        if resp is None:  # cannot happen (the header row is always written), but never answer nothing
+            return page("unavailable", lang, 503)
+        await resp.write_eof()
+        return resp
+    finally:
+        stop.set()
+        while True:  # unblock the producer if it is waiting on a full queue
+            try:
+                out.get_nowait()
+            except queue.Empty:
+                break
+        with contextlib.suppress(Exception):
+            await producer
+
+
+async def export_audit(request: web.Request) -> web.StreamResponse:
+    lic: Licensing = request.app[LICENSING]
+    links: ExportLinks = request.app[AUDIT_LINKS]
+    lang = language(request.headers.get("Accept-Language"))
+    token = request.match_info.get("token", "")
+
+    def check():
+        """(state, status) of a refusal (audited), or the administrator."""
+        claim = links.read(token)
+        if claim is None:
+            lic.record_refusal(None, "audit.export", InvalidInput(
+                "An audit download link was refused: it is altered or incomplete."), f"link:{token[:24]}")
+            return ("invalid", 403), None
+        actor = lic.user_actor(claim.account_id, claim.user_id)
+        target = f"account:{claim.account_id}"
+        if actor is None:
+            lic.record_refusal(None, "audit.export", InvalidInput(
+                "An audit download link was refused: the person it was made for is no longer a user of the "
+                "account."), target)
+            return ("not_admin", 403), None
+        if lic.now() >= claim.expires_at:
+            lic.record_refusal(actor, "audit.export", InvalidInput(
+                "The audit download link has expired (links work for 10 minutes)."), target)
+            return ("expired", 410), None
+        try:
+            caller = lic.authorize_audit_export(actor)  # NotAdmin / UnknownCaller: audited by the core
+        except (NotAdmin, UnknownCaller):
+            return ("not_admin", 403), None
+        if caller.account_id != claim.account_id:  # cannot happen: user_actor is scoped to the account
+            lic.record_refusal(actor, "audit.export", InvalidInput("The link names another account."), target)
+            return ("not_admin", 403), None
+        return None, caller
+
+    try:
+        refused, caller = await asyncio.to_thread(check)
+    except Exception:  # e.g. the database is busy: a page, never a stack trace
+        log.exception("audit export: the check failed")
+        return page("unavailable", lang, 503)
+    if refused:
+        state, status = refused
+        return page(state, lang, status)
+    return await _stream_csv(request, lic, caller.account_id, caller.account_name, lang)
+
+
+AUDIT_LINKS = web.AppKey("audit_links", ExportLinks)
+
+
+def install_audit_export(app: web.Application, settings: Settings, lic: Licensing) -> ExportLinks:
+    """Mount the download route and give the chat's audit flow the links it puts on its card."""
+    links = ExportLinks(settings.public_base_url, link_secret(settings), lic.now)
+    app[AUDIT_LINKS] = links
+    app.router.add_get(ROUTE, export_audit, allow_head=False)  # a HEAD would audit a download never made
+    from bot.app import BOT
+    from dialogs.audit import AuditFlow
+
+    bot = app.get(BOT)
+    flow = bot.router.flows.get(AuditFlow) if bot is not None else None
+    if flow is not None:
+        flow.links = links
+    return links
