@@ -54,3 +54,24 @@ def dismissed_card(locale: str | None, heading: str, message: str, *, show_pools
     t = T(locale)
     actions = [execute(t("btn.licenses"), verbs.POOLS)] if show_pools else None
     return card([title(heading), text(message)], actions, fallback_text=heading)
+
+
+def caller_error(locale: str | None, error) -> dict:
+    """"You are not set up" / "administrators only", in the viewer's language, naming whom to ask
+    (the core puts the administrators' names in the error's details)."""
+    from core.errors import NotAdmin
+
+    t = T(locale)
+    admins = list(error.details.get("admins") or [])[:3]
+    more = bool(error.details.get("more_admins"))
+    size = "more" if more and len(admins) == 3 else {0: "none", 1: "one", 2: "two", 3: "three"}[len(admins)]
+    names = dict(zip("abc", admins, strict=False))
+    if isinstance(error, NotAdmin):
+        message = f"{t('error.admin_only')} {t(f'error.admin_ask.{size}', **names)}"
+        return error_card(locale, message, heading=t("error.not_admin.title"))
+    if error.details.get("reason") == "anonymous":  # no tenant or user id at all: the core's words
+        return error_card(locale, error.message, heading=t("error.not_registered.title"))
+    if "account_id" not in error.details:  # the tenant has no account at all
+        return error_card(locale, t("error.no_account"), heading=t("error.not_registered.title"))
+    message = f"{t('error.not_user')} {t(f'error.ask.{size}', **names)}"
+    return error_card(locale, message, heading=t("error.not_registered.title"))

@@ -65,7 +65,7 @@ def _user_choice(t: T, u: UserRow) -> tuple[str, str]:
     if u.held_until:
         label += f" ({t('users.held', time=t.datetime(u.held_until))})"
     elif u.downgrade_to:
-        label += f" ({t('users.downgrade', plan=u.downgrade_to)})"
+        label += f" ({t('users.downgrade', plan=u.downgrade_to_name or u.downgrade_to)})"
     return label[:200], str(u.id)
 
 
@@ -195,10 +195,12 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> 
     if q.kind == "upgrade":
         info += [(t("quote.users"), _names(t, q.users, len(q.users))),
                  (t("quote.change"), f"{q.from_plan_name} → {q.to_plan_name} ({t.interval(q.interval)})")]
-    if q.lines:
-        first = q.lines[0]
-        if not first.new_period or q.kind == "upgrade":
-            info.append((t("quote.period"), f"{t.date(q.priced_at)} → {t.date(first.period_end)}"))
+    if q.kind == "upgrade" and q.lines:
+        info.append((t("quote.period"), f"{t.date(q.priced_at)} → {t.date(q.lines[0].period_end)}"))
+    elif q.lines:  # a cart may mix intervals: each line has its own period
+        for ln in q.lines:
+            info.append((f"{ln.plan_name} ({t.interval(ln.interval)})",
+                         t("quote.line_period", start=t.date(q.priced_at), end=t.date(ln.period_end))))
     info.append((t("label.prepared_by"), q.created_by_name))
     body.append(facts(info))
     rows = [_amount_row(_line_label(t, ln), t.money(ln.gross, cur)) for ln in q.lines]
@@ -213,16 +215,18 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> 
     refresh_data = {"quote": q.id}
     actions = []
     if q.status == "open":
-        body.append(text(t("quote.expires", time=t.datetime(q.expires_at)), subtle=True, size_="Small"))
+        upgrade_quote = q.kind == "upgrade"
+        body.append(text(t("quote.expires" if upgrade_quote else "quote.purchase_expires",
+                           time=t.datetime(q.expires_at)), subtle=True, size_="Small"))
         if q.due_now > 0 and q.payment_url:
-            body.append(text(t("quote.pay_hint"), subtle=True, size_="Small"))
+            body.append(text(t("quote.pay_hint" if upgrade_quote else "quote.purchase_pay_hint"), subtle=True,
+                             size_="Small"))
             actions.append(open_url(t("btn.pay", amount=t.money(q.due_now, cur)), q.payment_url, style="positive"))
         elif q.due_now <= 0:
             body.append(text(t("quote.nothing_due"), subtle=True, size_="Small"))
             actions.append(execute(t("btn.confirm"), verbs.QUOTE_CONFIRM, refresh_data, style="positive"))
         actions.append(execute(t("btn.refresh"), verbs.QUOTE_REFRESH, refresh_data))
-        if q.kind == "upgrade":
-            actions.append(execute(t("btn.back"), verbs.QUOTE_BACK, refresh_data))
+        actions.append(execute(t("btn.back"), verbs.QUOTE_BACK, refresh_data))
         actions.append(execute(t("btn.cancel"), verbs.QUOTE_CANCEL, refresh_data, style="destructive"))
     else:
         if q.kind == "upgrade" and q.pool_id and q.status in ("expired", "cancelled"):

@@ -14,13 +14,13 @@ import hashlib
 import io
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -100,6 +100,7 @@ PAGE_SIZE = 20
 MAX_PAGE_SIZE = 50
 MAX_CART_LINES = 20
 MAX_OUTBOX_ATTEMPTS = 25
+OUTBOX_CLAIM_LOCK = 0x4C44_4F42  # pg_advisory_xact_lock key serialising claims by account ("LDOB")
 SYSTEM = "system"
 
 
@@ -130,7 +131,8 @@ class Licensing:
 
     def _caller(self, s: Session, actor: Actor, *, admin: bool) -> CallerView:
         if not isinstance(actor, Actor) or not actor.tenant_id or not actor.aad_object_id:
-            raise UnknownCaller("I could not tell who you are. Please open License Desk from Microsoft Teams.")
+            raise UnknownCaller("I could not tell who you are. Please open License Desk from Microsoft Teams.",
+                                reason="anonymous")
         row = s.execute(
             select(User, Account)
             .join(Account, Account.id == User.account_id)
@@ -456,7 +458,7 @@ class Licensing:
                 .where(*conds).order_by(Seat.sort_key, Seat.user_id).limit(size).offset(pg * size)
             ).all()
             items = [UserRow(id=r[0], name=r[1], email=r[2], plan_code=pool.plan_code, downgrade_to=r[3],
-                             held_until=r[4]) for r in rows]
+                             held_until=r[4], downgrade_to_name=self._plan_name(r[3])) for r in rows]
             return Page(items=items, total=total, page=pg, page_size=size, query=q)
 
         return self._query(actor, "pool.users", fn, target=f"pool:{pool_id}")
@@ -1569,44 +1571,122 @@ class Licensing:
             return s.get(PostedCard, posted_card_id)
 
     def claim_outbox(self, worker: str, *, channels: tuple[str, ...] = ("chat", "card", "billing"), limit: int = 50,
-                     lease: timedelta = timedelta(seconds=60)) -> list[OutboxItem]:
+                     lease: timedelta = timedelta(seconds=60), per_account: int | None = None,
+                     max_accounts: int | None = None, skip_accounts: Collection[int] = ()) -> list[OutboxItem]:
         """Lease up to ``limit`` due messages to ``worker``. Several workers (even in several
         processes) share the outbox: rows are locked with SKIP LOCKED on PostgreSQL, and a
-        lease that runs out (a crashed worker) makes a message due again."""
+        lease that runs out (a crashed worker) makes a message due again.
+
+        ``per_account`` (the notifier) claims by account, with affinity: at most that many
+        messages per account (the oldest first, accounts taken in turn), and none of an account
+        whose messages another worker holds (an unexpired lease on one of these channels), so
+        that one worker at a time delivers for an account: its pacing then holds for the
+        tenant's rate limit across processes, and a tenant has at most one message in flight.
+        Accounts this worker holds already come first; ``max_accounts`` bounds the accounts of
+        one claim and ``skip_accounts`` leaves some out (their queue is full). Such claims are
+        serialised (an advisory lock on PostgreSQL; SQLite writes are serial anyway), so two
+        workers never both take a free account."""
         now = self.now()
 
-        def work(s: Session) -> list[OutboxItem]:
-            q = (select(OutboxMessage)
-                 .where(OutboxMessage.status == "pending", OutboxMessage.available_at <= now,
-                        OutboxMessage.channel.in_(channels),
-                        or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until <= now))
-                 .order_by(OutboxMessage.available_at, OutboxMessage.id).limit(limit))
+        def due():
+            return (OutboxMessage.status == "pending", OutboxMessage.available_at <= now,
+                    OutboxMessage.channel.in_(channels),
+                    or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until <= now))
+
+        def by_account(s: Session) -> list[int]:
             if not self.db.is_sqlite:
-                q = q.with_for_update(skip_locked=True)
-            rows = s.scalars(q).all()
-            out = []
-            for m in rows:
-                m.locked_by = worker
-                m.locked_until = now + lease
-                m.attempts += 1
-            s.flush()
-            user_ids = {m.user_id for m in rows if m.user_id}
+                s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_CLAIM_LOCK})
+            held = s.execute(select(OutboxMessage.account_id, OutboxMessage.locked_by).distinct().where(
+                OutboxMessage.status == "pending", OutboxMessage.channel.in_(channels),
+                OutboxMessage.locked_until > now)).all()
+            mine = {a for a, w in held if w == worker}
+            excluded = {a for a, w in held if w != worker} | set(skip_accounts)
+            q = select(OutboxMessage.account_id, func.min(OutboxMessage.available_at)).where(*due()).group_by(
+                OutboxMessage.account_id)
+            if excluded:
+                q = q.where(OutboxMessage.account_id.not_in(excluded))
+            accounts = [a for a, first in sorted(s.execute(q).all(), key=lambda r: (r[0] not in mine, r[1], r[0]))]
+            accounts = accounts[:max_accounts] if max_accounts is not None else accounts
+            if not accounts:
+                return []
+            ranked = select(OutboxMessage.id, OutboxMessage.available_at, func.row_number().over(
+                partition_by=OutboxMessage.account_id, order_by=(OutboxMessage.available_at, OutboxMessage.id),
+            ).label("rn")).where(*due(), OutboxMessage.account_id.in_(accounts)).subquery()
+            ids = list(s.scalars(select(ranked.c.id).where(ranked.c.rn <= per_account)
+                                 .order_by(ranked.c.rn, ranked.c.available_at, ranked.c.id).limit(limit)))
+            if ids and not self.db.is_sqlite:  # rows another kind of claim took meanwhile are skipped
+                ids = list(s.scalars(select(OutboxMessage.id).where(OutboxMessage.id.in_(ids), *due())
+                                     .with_for_update(skip_locked=True)))
+            return ids
+
+        def work(s: Session) -> list[OutboxItem]:
+            if per_account is not None:
+                ids = by_account(s)
+            else:
+                q = select(OutboxMessage.id).where(*due()).order_by(OutboxMessage.available_at,
+                                                                    OutboxMessage.id).limit(limit)
+                ids = list(s.scalars(q if self.db.is_sqlite else q.with_for_update(skip_locked=True)))
+            if not ids:
+                return []
+            s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(
+                locked_by=worker, locked_until=now + lease, attempts=OutboxMessage.attempts + 1),
+                execution_options={"synchronize_session": False})
+            rows = s.execute(select(OutboxMessage.id, OutboxMessage.account_id, OutboxMessage.channel,
+                                    OutboxMessage.kind, OutboxMessage.user_id, OutboxMessage.payload,
+                                    OutboxMessage.attempts).where(OutboxMessage.id.in_(ids))
+                             .order_by(OutboxMessage.available_at, OutboxMessage.id)).all()
+            user_ids = {r.user_id for r in rows if r.user_id}
             info = {}
-            if user_ids:
+            for chunk in _chunks(sorted(user_ids)):
                 for uid, aad, tenant, address in s.execute(
                         select(User.id, User.aad_object_id, AccountTenant.tenant_id, DeliveryAddress.address)
                         .join(AccountTenant, AccountTenant.account_id == User.account_id)
                         .outerjoin(DeliveryAddress, DeliveryAddress.user_id == User.id)
-                        .where(User.id.in_(user_ids))):
+                        .where(User.id.in_(chunk))):
                     info.setdefault(uid, (aad, tenant, address))
-            for m in rows:
-                aad, tenant, address = info.get(m.user_id, (None, None, None))
-                out.append(OutboxItem(id=m.id, account_id=m.account_id, channel=m.channel, kind=m.kind,
-                                      user_id=m.user_id, payload=m.payload, attempts=m.attempts, address=address,
+            out = []
+            for r in rows:
+                aad, tenant, address = info.get(r.user_id, (None, None, None))
+                out.append(OutboxItem(id=r.id, account_id=r.account_id, channel=r.channel, kind=r.kind,
+                                      user_id=r.user_id, payload=r.payload, attempts=r.attempts, address=address,
                                       tenant_id=tenant, aad_object_id=aad))
             return out
 
         return self.db.write(work)
+
+    def outbox_extend(self, message_ids: Collection[int], worker: str, lease: timedelta) -> set[int]:
+        """Renew ``worker``'s lease on these messages for ``lease`` from now; the ids it still
+        holds (pending and leased to it: a message another worker took once the lease ran out
+        is not its own any more, and must not be sent by it)."""
+        now, ids = self.now(), sorted(set(message_ids))
+
+        def work(s: Session) -> set[int]:
+            held: set[int] = set()
+            for chunk in _chunks(ids):
+                held.update(s.scalars(update(OutboxMessage).where(
+                    OutboxMessage.id.in_(chunk), OutboxMessage.locked_by == worker,
+                    OutboxMessage.status == "pending").values(locked_until=now + lease)
+                    .returning(OutboxMessage.id), execution_options={"synchronize_session": False}))
+            return held
+
+        return self.db.write(work) if ids else set()
+
+    def outbox_release(self, message_ids: Collection[int], worker: str) -> None:
+        """Give back messages leased but not attempted (a worker stopping): due again at once,
+        for any worker, and the claim does not count as an attempt."""
+        ids = sorted(set(message_ids))
+
+        def work(s: Session) -> None:
+            for chunk in _chunks(ids):
+                s.execute(update(OutboxMessage).where(
+                    OutboxMessage.id.in_(chunk), OutboxMessage.locked_by == worker,
+                    OutboxMessage.status == "pending").values(
+                    locked_until=None, attempts=func.max(OutboxMessage.attempts - 1, 0)
+                    if self.db.is_sqlite else func.greatest(OutboxMessage.attempts - 1, 0)),
+                    execution_options={"synchronize_session": False})
+
+        if ids:
+            self.db.write(work)
 
     def outbox_done(self, message_id: int, worker: str) -> None:
         self._outbox_update(message_id, worker, status="sent", sent_at=self.now(), locked_until=None)
@@ -1625,6 +1705,11 @@ class Licensing:
 
         self.db.write(work)
 
+    def outbox_failed(self, message_id: int, worker: str, error: str) -> None:
+        """A delivery that cannot succeed (e.g. a request the Bot Connector refuses as
+        malformed): failed at once, the error kept, not retried."""
+        self._outbox_update(message_id, worker, status="failed", last_error=error[:500], locked_until=None)
+
     def outbox_unreachable(self, message_id: int, worker: str, error: str) -> None:
         """The user blocked the bot: keep the record, stop retrying, mark the user."""
 
@@ -1640,7 +1725,8 @@ class Licensing:
 
     def _outbox_update(self, message_id: int, worker: str, **values) -> None:
         self.db.write(lambda s: s.execute(update(OutboxMessage).where(
-            OutboxMessage.id == message_id, OutboxMessage.locked_by == worker).values(**values)))
+            OutboxMessage.id == message_id, OutboxMessage.locked_by == worker,
+            OutboxMessage.status == "pending").values(**values)))
 
     def outbox_counts(self) -> dict[str, int]:
         with self.db.read() as s:

@@ -83,6 +83,7 @@ class UserRow:
     plan_code: str | None = None
     downgrade_to: str | None = None
     held_until: datetime | None = None  # held by an open quote
+    downgrade_to_name: str | None = None
 
 
 @dataclass(frozen=True)

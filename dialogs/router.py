@@ -133,7 +133,7 @@ class Router:
         try:
             caller = self.lic.whoami(turn.actor)
         except UnknownCaller as e:
-            return common.error_card(turn.locale, e.message, heading=T(turn.locale)("error.not_registered.title"))
+            return common.caller_error(turn.locale, e)
         return common.welcome(turn.locale, is_admin=caller.is_admin, name=caller.name,
                               commands=self.command_names(caller.is_admin))
 
@@ -161,10 +161,8 @@ class Router:
         t = T(turn.locale)
         try:
             return fn()
-        except UnknownCaller as e:
-            return common.error_card(turn.locale, e.message, heading=t("error.not_registered.title"))
-        except NotAdmin as e:
-            return common.error_card(turn.locale, e.message, heading=t("error.not_admin.title"))
+        except (UnknownCaller, NotAdmin) as e:
+            return common.caller_error(turn.locale, e)
         except CardDataError as e:
             self.lic.record_refusal(turn.actor, action, e, target_of(data))
             return common.error_card(turn.locale, e.message, show_pools=True)

@@ -119,15 +119,18 @@ async def test_a_person_not_in_the_account_is_told_whom_to_ask(desk, locale, lan
     newcomer = desk.client(NEWCOMER, name="Nova Newcomer", locale=locale)
     heading = {"en": "You are not set up yet", "fr": "Vous n'êtes pas encore inscrit"}[lang]
     before, mark = snapshot(desk.lic), audit_mark(desk.lic)
+    ask = {"en": ("You are not a user of your organisation's License Desk account yet. "
+                  "Ask Alex Wilber or Megan Bowen to add you."),
+           "fr": ("Vous n'êtes pas encore utilisateur du compte License Desk de votre organisation. "
+                  "Demandez à Alex Wilber ou à Megan Bowen de vous ajouter.")}[lang]
     [welcome] = await newcomer.install()
     assert heading_of(welcome) == heading
-    assert ("You are not a user of your organisation's License Desk account yet. "
-            "Ask Alex Wilber or Megan Bowen to add you.") in text_of(welcome)
+    assert ask in text_of(welcome)
     [event] = audit_since(desk.lic, mark)
     assert (event.outcome, event.action, event.tenant_id, event.actor) == ("refused", "whoami", TENANT, NEWCOMER)
     # a command, the help and an admin command: the same answer for the commands; help is shown
     [card] = await newcomer.say("audit")
-    assert heading_of(card) == heading and "Ask Alex Wilber or Megan Bowen to add you." in text_of(card)
+    assert heading_of(card) == heading and ask in text_of(card)
     [card] = await newcomer.say("help")
     assert facts_of(card) == expected_commands(desk, locale, False)
     assert snapshot(desk.lic) == before
@@ -137,7 +140,8 @@ async def test_a_person_not_in_the_account_is_told_whom_to_ask(desk, locale, lan
     stranger = desk.client("88888888-8888-8888-8888-888888888888", tenant_id=NOWHERE_TENANT, locale=locale)
     [welcome] = await stranger.install()
     assert heading_of(welcome) == heading
-    assert "Your organisation has no License Desk account yet." in text_of(welcome)
+    assert {"en": "Your organisation has no License Desk account yet.",
+            "fr": "Votre organisation n'a pas encore de compte License Desk."}[lang] in text_of(welcome)
     assert "Alex Wilber" not in text_of(welcome)
     assert snapshot(desk.lic) == before
     assert_valid_cards([welcome])

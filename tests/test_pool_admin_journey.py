@@ -354,7 +354,7 @@ async def test_downgrade_schedule_cancel_and_apply(desk, clock):
 
     # the users card shows it; choosing them again offers to cancel
     users = (await alex.act(done, "Users of this pool")).expect_card()
-    assert any("downgrade to eco scheduled" in title for title, _ in choices_of(users, "users"))
+    assert any("downgrade to Eco scheduled" in title for title, _ in choices_of(users, "users"))
     card = (await alex.act(users, "Downgrade at renewal", users=tick(users, "users", a, b))).expect_card()
     assert "2 of the selected users already have a downgrade scheduled." in text_of(card)
     clock.advance(seconds=30)
