@@ -30,17 +30,23 @@ run: $(VENV)/.installed
 	  || echo "warning: could not install the Node tools: no Agents Playground this time."; fi
 	bash e2e/run-with-playground.sh $(BIN)/python app.py serve --demo
 
-## e2e: the upgrade journey (English, French) in the Agents Playground with Chromium, against the real bot
+## e2e: every journey (upgrade, buy, request-approve; English and French) in the Agents Playground with
+## Chromium, against the real bot (e2e/all.mjs; E2E_JOURNEYS=buy,request for some, E2E_JOBS=2 in parallel)
 e2e: setup
 	@chromium="$${CHROMIUM_PATH:-/usr/bin/chromium}"; [ -x "$$chromium" ] || { \
 	  echo "make e2e needs Chromium at $$chromium (Debian: apt-get install -y chromium; or set CHROMIUM_PATH)."; exit 1; }
-	E2E_PYTHON=$(BIN)/python node e2e/upgrade.e2e.mjs
+	E2E_PYTHON=$(BIN)/python node e2e/all.mjs
 
 ## test: set up and run the whole suite (ruff first); pytest's "no tests collected" is a failure
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+## bench: speed, measured on loopback, printed as one table (bench/run.py; about 3 minutes; PostgreSQL at
+## BENCH_PG_URL, default postgresql+psycopg://root@127.0.0.1:5432/test, for its rows)
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -10,11 +10,23 @@ from types import SimpleNamespace
 from aiohttp import web
 from botbuilder.core import TurnContext
 from botbuilder.core.serializer_helper import serializer_helper
-from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
+from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity
+from botframework.connector.auth import AuthenticateRequestResult
 
+from bot.auth import (
+    AuthUnavailable,
+    Unauthorized,
+    authenticate,
+    botbuilder_settings,
+    channel_issuer,
+    install_log_redaction,
+    settings_secrets,
+)
+from bot.connector import LicenseDeskAuthentication
 from bot.handler import LicenseDeskBot
 from bot.notifier import Notifier
+from bot.ratelimit import RateLimiter
 from cards import common
 from core.config import Settings
 from core.service import Licensing
@@ -34,11 +46,13 @@ def bot_config(settings: Settings) -> SimpleNamespace:
         APP_PASSWORD=settings.app_password.get_secret_value(),
         APP_TYPE="SingleTenant" if settings.app_tenant_id else "MultiTenant",
         APP_TENANTID=settings.app_tenant_id,
+        **botbuilder_settings(settings),  # endpoints (bot/auth.py): Microsoft's unless configured
     )
 
 
 def build_adapter(settings: Settings) -> CloudAdapter:
-    adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(bot_config(settings)))
+    # cached connector clients and credentials, one pooled aiohttp session (bot/connector.py)
+    adapter = CloudAdapter(LicenseDeskAuthentication(bot_config(settings)))
 
     async def on_error(tc: TurnContext, error: Exception):
         log.error("unhandled error in turn (activity %s): %s", tc.activity.id, type(error).__name__,
@@ -62,28 +76,64 @@ def _loopback(remote: str | None) -> bool:
         return False
 
 
+def _unauthorized(request: web.Request, reason: str) -> web.Response:
+    """401, saying nothing that helps an attacker; the reason goes to the log (never the token)."""
+    log.warning("refused an unauthenticated request to %s from %s: %s", request.path, request.remote, reason)
+    return web.json_response({"error": "Unauthorized."}, status=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+async def _authenticate(request: web.Request, adapter: CloudAdapter, activity: Activity, header: str,
+                        settings: Settings) -> AuthenticateRequestResult | web.Response:
+    """botbuilder's authentication, every failure mapped (it raises 500s for some) and the checks
+    it skips added (bot/auth.py); a refusal is the response to send."""
+    try:
+        return await authenticate(adapter.bot_framework_authentication, activity, header,
+                                  required=bool(settings.app_id), issuer=channel_issuer(settings))
+    except Unauthorized as e:
+        return _unauthorized(request, e.reason)
+    except AuthUnavailable as e:
+        log.error("cannot check the token of a request: the OpenID metadata is unreachable (%s)", e)
+        return web.json_response({"error": "Service unavailable; try again later."}, status=503)
+
+
 async def messages(request: web.Request) -> web.StreamResponse:
     settings: Settings = request.app[SETTINGS]
-    if not settings.app_id and not _loopback(request.remote):
+    production = bool(settings.app_id)  # production: every request carries the Bot Connector's JWT
+    if not production and not _loopback(request.remote):
         return web.json_response({"error": "Local mode (no MicrosoftAppId) accepts loopback callers only."},
                                  status=403)
+    header = request.headers.get("Authorization", "")
+    if production and not header.startswith("Bearer "):  # refused before the body is read
+        return _unauthorized(request, "no bearer token" if not header else "not a bearer token")
     if "application/json" not in request.headers.get("Content-Type", ""):
         return web.json_response({"error": "Expected application/json."}, status=415)
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         return web.json_response({"error": "The body is not valid JSON."}, status=400)
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):
         return web.json_response({"error": "The body is not an activity."}, status=400)
-    try:
-        activity = Activity().deserialize(body)
-    except (ValueError, TypeError, AttributeError):  # msrest's DeserializationError is a ValueError
+    adapter = request.app[ADAPTER]
+    if production:  # the token first: the body of an unauthenticated request is never deserialized
+        envelope = Activity(type=body["type"], service_url=_text(body.get("serviceUrl")),
+                            channel_id=_text(body.get("channelId")))
+        auth = await _authenticate(request, adapter, envelope, header, settings)
+        if isinstance(auth, web.Response):
+            return auth
+    try:  # ``value`` (card data, free-form JSON) is kept as parsed: msrest's walk costs ~30 µs an element
+        activity = Activity().deserialize({k: v for k, v in body.items() if k != "value"})
+        activity.value = body.get("value")
+    except (ValueError, TypeError, AttributeError, RecursionError):  # msrest's DeserializationError: ValueError
         return web.json_response({"error": "The body is not a valid activity."}, status=400)
-    try:
-        invoke_response = await request.app[ADAPTER].process_activity(
-            request.headers.get("Authorization", ""), activity, request.app[BOT].on_turn)
-    except PermissionError:
-        return web.json_response({"error": "Unauthorized."}, status=401)
+    if not production:  # botbuilder's anonymous path (it reads the activity)
+        auth = await _authenticate(request, adapter, activity, header, settings)
+        if isinstance(auth, web.Response):
+            return auth
+    invoke_response = await adapter.process_activity(auth, activity, request.app[BOT].on_turn)
     request.app[NOTIFIER].wake.set()  # a turn may have queued notifications
     if invoke_response is None:
         return web.Response(status=201)
@@ -93,11 +143,31 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return web.json_response(payload, status=invoke_response.status or 200)
 
 
+def build_directory(settings: Settings):
+    """The tenant's directory through Microsoft Graph when GRAPH_ENABLED, else None."""
+    if not settings.graph_enabled:
+        return None
+    if not settings.app_id or not settings.app_password.get_secret_value():
+        raise SystemExit("GRAPH_ENABLED needs MicrosoftAppId and MicrosoftAppPassword (the app's Graph credentials).")
+    from gateways.graph_directory import GraphDirectory
+
+    return GraphDirectory.from_settings(settings)
+
+
 def install_bot(app: web.Application, settings: Settings, lic: Licensing, *, background: bool = False) -> None:
     router = Router(lic)
+    router.directory = build_directory(settings)  # the assign picker's Graph search (None: the account only)
     adapter = build_adapter(settings)
     app[ADAPTER] = adapter
-    app[BOT] = LicenseDeskBot(router, lic, allowed_tenants=settings.allowed_tenant_ids)
+    app.on_cleanup.append(adapter.bot_framework_authentication.on_cleanup)  # closes the shared session
+    unredact = install_log_redaction(settings_secrets(settings))  # no secret, token or card payload in any log
+
+    async def _unredact(_app) -> None:
+        unredact()
+
+    app.on_cleanup.append(_unredact)
+    app[BOT] = LicenseDeskBot(router, lic, allowed_tenants=settings.allowed_tenant_ids,
+                              limiter=RateLimiter.from_settings(settings))
     app[NOTIFIER] = Notifier(adapter, router, lic, app_id=settings.app_id)
     app.router.add_post("/api/messages", messages)
     if background:

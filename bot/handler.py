@@ -10,10 +10,12 @@ from collections import OrderedDict
 
 from botbuilder.core import CardFactory, MessageFactory, TurnContext
 from botbuilder.core.teams import TeamsActivityHandler
-from botbuilder.schema import ChannelAccount, InvokeResponse
+from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, InvokeResponse
 
 from bot import invoke
+from bot.auth import clean_activity
 from bot.identity import actor_of, address_of, locale_of
+from bot.ratelimit import ACTION, SEARCH, RateLimited, RateLimiter, slow_down_text
 from cards import common
 from cards.i18n import T
 from core.errors import DomainError, InvalidInput
@@ -23,7 +25,7 @@ from dialogs.router import ProtocolError, Router, Turn
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 2000
-
+NOT_AVAILABLE = "This bot is not available to your organisation."
 
 class _Recent:
     """A small bounded memory of recent keys (to avoid welcoming a chat twice when Teams
@@ -47,13 +49,98 @@ class _Recent:
 
 
 class LicenseDeskBot(TeamsActivityHandler):
-    def __init__(self, router: Router, lic: Licensing, *, allowed_tenants: frozenset[str] = frozenset()):
+    def __init__(self, router: Router, lic: Licensing, *, allowed_tenants: frozenset[str] = frozenset(),
+                 limiter: RateLimiter | None = None):
         super().__init__()
         self.router = router
         self.lic = lic
         self.allowed_tenants = allowed_tenants
+        self.limiter = limiter
         self._welcomed = _Recent()
         self._addresses = _Recent(ttl=3600.0)
+        self._refused_quietly = _Recent()  # other tenants' activities that get no answer: audited once in 5 min
+
+    # ------------------------------------------------------------------ every activity: rate limit, then tenant
+
+    async def on_turn(self, tc: TurnContext) -> None:
+        clean_activity(tc.activity)
+        if not await self._gate(tc):
+            await super().on_turn(tc)
+
+    @staticmethod
+    def _kind(a: Activity) -> str:
+        """message | action (Action.Execute) | search (typeahead) | invoke (any other) | install
+        (the app added: installationUpdate, or conversationUpdate adding the bot) | other."""
+        if a.type == ActivityTypes.message:
+            return "message"
+        if a.type == ActivityTypes.invoke:
+            return {"adaptiveCard/action": "action", "application/search": "search"}.get(a.name, "invoke")
+        if a.type == ActivityTypes.installation_update and str(a.action or "").startswith("add"):
+            return "install"
+        bot_id = a.recipient.id if a.recipient else None
+        if a.type == ActivityTypes.conversation_update and any(m.id == bot_id for m in a.members_added or []):
+            return "install"
+        return "other"
+
+    async def _gate(self, tc: TurnContext) -> bool:
+        """Answer here (True) what must go no further: a user over their rate limit, an activity
+        of a tenant not in ALLOWED_TENANTS (every type: refused, audited, nothing done)."""
+        a = tc.activity
+        kind = self._kind(a)
+        turn = self._turn(tc)
+        if self.limiter is not None and kind in ("message", "action", "search", "invoke"):
+            who = turn.actor.aad_object_id or str(getattr(a.from_property, "id", "") or "")[:128]
+            verdict = await self.limiter.check(SEARCH if kind == "search" else ACTION, turn.actor.tenant_id, who,
+                                               answer=kind)
+            if not verdict.allowed:
+                await self._over_limit(tc, kind, turn, verdict.first)
+                return True
+        if self.allowed_tenants and turn.actor.tenant_id not in self.allowed_tenants:
+            await self._refuse_tenant(tc, kind, turn)
+            return True
+        return False
+
+    async def _over_limit(self, tc: TurnContext, kind: str, turn: Turn, first: bool) -> None:
+        """Nothing is done; the first refusal of the window is audited and answered in words."""
+        heading, message = slow_down_text(turn.locale)
+        if first:
+            a = tc.activity
+            action = a.value.get("action") if kind == "action" and isinstance(a.value, dict) else None
+            what = action.get("verb") if isinstance(action, dict) else (a.name if kind != "message" else None)
+            limit = self.limiter.items[SEARCH if kind == "search" else ACTION]
+            await asyncio.to_thread(self.lic.record_refusal, turn.actor, "rate.limited",
+                                    RateLimited(f"Over the rate limit ({limit})."), f"{kind}:{str(what or '')[:64]}")
+            log.warning("rate limit reached (%s, tenant %s, user %s)", kind, turn.actor.tenant_id,
+                        turn.actor.aad_object_id)
+        if kind == "message":
+            if first:  # later messages of the window get no reply: a flood sends nothing out
+                await self._reply(tc, common.error_card(turn.locale, message, heading=heading))
+        elif kind == "action":  # Teams shows the text and leaves the card as it is
+            await self._answer(tc, invoke.message_response(message))
+        elif kind == "search":
+            await self._answer(tc, invoke.search_response([]))
+        else:
+            await self._answer(tc, invoke.error_response(429, "TooManyRequests", message))
+
+    async def _refuse_tenant(self, tc: TurnContext, kind: str, turn: Turn) -> None:
+        conv = tc.activity.conversation.id if tc.activity.conversation else ""
+        if kind == "message":
+            await self._reply(tc, await asyncio.to_thread(self._tenant_refused, turn))
+        elif kind == "action":
+            await self._answer(tc, invoke.card_response(await asyncio.to_thread(self._tenant_refused, turn)))
+        elif kind in ("search", "invoke"):
+            await asyncio.to_thread(self._tenant_refused, turn)  # audited
+            await self._answer(tc, invoke.search_response([]) if kind == "search"
+                               else invoke.error_response(403, "Forbidden", NOT_AVAILABLE))
+        elif kind == "install":  # installationUpdate + conversationUpdate: one refusal card, one audit
+            if not self._welcomed.seen(f"{conv}|{turn.actor.aad_object_id}"):
+                await self._reply(tc, await asyncio.to_thread(self._tenant_refused, turn))
+        elif not self._refused_quietly.seen(f"{turn.actor.tenant_id}|{conv}|{tc.activity.type}"):
+            await asyncio.to_thread(self._tenant_refused, turn)  # audited, not answered
+
+    @staticmethod
+    async def _answer(tc: TurnContext, response: InvokeResponse) -> None:
+        await tc.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
 
     # ------------------------------------------------------------------ helpers
 
@@ -82,7 +169,7 @@ class LicenseDeskBot(TeamsActivityHandler):
 
     def _tenant_refused(self, turn: Turn) -> dict | None:
         if self.allowed_tenants and turn.actor.tenant_id not in self.allowed_tenants:
-            err = InvalidInput("This bot is not available to your organisation.")
+            err = InvalidInput(NOT_AVAILABLE)
             self.lic.record_refusal(turn.actor, "tenant.refused", err, turn.actor.tenant_id or "(none)")
             return common.error_card(turn.locale, err.message, heading=T(turn.locale)("error.not_registered.title"))
         return None
