@@ -31,7 +31,7 @@ run: $(VENV)/.installed
 	bash e2e/run-with-playground.sh $(BIN)/python app.py serve --demo
 
 ## e2e: every journey (upgrade, buy, request-approve; English and French) in the Agents Playground with
-## Chromium, against the real bot (e2e/all.mjs; E2E_JOURNEYS=buy,request for some, E2E_JOBS=2 in parallel)
+## Chromium, against the real bot (e2e/all.mjs: 2 at a time; E2E_JOURNEYS=buy,request for some, E2E_JOBS=1 in turn)
 e2e: setup
 	@chromium="$${CHROMIUM_PATH:-/usr/bin/chromium}"; [ -x "$$chromium" ] || { \
 	  echo "make e2e needs Chromium at $$chromium (Debian: apt-get install -y chromium; or set CHROMIUM_PATH)."; exit 1; }

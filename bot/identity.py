@@ -39,5 +39,6 @@ def address_of(activity: Activity) -> dict:
     """An opaque, JSON-able address to reach this conversation later (proactive messages)."""
     ref = TurnContext.get_conversation_reference(activity).serialize()
     ref.pop("activityId", None)
-    ref["locale"] = locale_of(activity)
+    if isinstance(activity.locale, str) and activity.locale:  # conversationUpdate has none: keep the known one
+        ref["locale"] = activity.locale[:20]
     return ref

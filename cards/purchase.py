@@ -219,7 +219,7 @@ def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str]
             totals.append(_amount_row(t("purchase.renewal"), t.money(preview.renewal_amount, cur), subtle=True))
         body.append(container(totals, style="emphasis", spacing="Medium"))
         body.append(text(t("purchase.hint"), subtle=True, size_="Small"))
-        actions.append(execute(t("purchase.btn.checkout"), BUY_CHECKOUT, {"cart": cart, "key": key},
+        actions.append(execute(t("purchase.btn.checkout"), BUY_CHECKOUT, {"cart": cart, "qkey": key},
                                style="positive", inputs="none"))
     actions += [execute(t("btn.licenses"), verbs.POOLS, inputs="none"),
                 execute(t("btn.cancel"), verbs.DISMISS, inputs="none")]

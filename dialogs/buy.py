@@ -104,7 +104,7 @@ class BuyFlow(Flow):
         """The purchase quote for the cart (created once per cart card), with its payment link."""
         self.lic.require_admin(turn.actor, "buy.checkout")
         cart = self.cart_of(data)
-        key = data.get("key")
+        key = data.get("qkey")  # not "key": the Teams card renderer refuses that name
         if not isinstance(key, str) or not cart:
             raise CardDataError("This cart card is not valid, or its cart is empty. Start again with “buy”.")
         started = self.lic.now()

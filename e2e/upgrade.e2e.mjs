@@ -8,125 +8,11 @@
 // Screenshots: test-results/upgrade-<lang>-NN-<step>.png; the bot's log: test-results/upgrade-bot.log.
 // Exits non-zero on any failure, printing the step, the card shown and the bot's log.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import * as pg from './playground.mjs';
+import { cardText, cents, fact, fold, readAmountLines, readPools, runSuite, secs } from './harness.mjs';
 
-const RESULTS = path.join(pg.REPO_DIR, 'test-results');
-const PYTHON = process.env.E2E_PYTHON || path.join(pg.REPO_DIR, '.venv', 'bin', 'python');
-const HEADED = !!process.env.E2E_HEADED;
 const ONLY = process.env.E2E_ONLY || '';
-const WATCHDOG_MS = Number(process.env.E2E_TIMEOUT_MS || 240000);
 const PAID_UPDATE_MS = 10000; // the bot's notifier PUTs the paid card; after this, click Refresh
-
-const t0 = Date.now();
-const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
-const log = (...a) => console.log(...a);
-
-// ----------------------------------------------------------------------------- the bot
-
-async function startBot() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'license-desk-e2e-'));
-  const port = await pg.freePort();
-  const logFile = path.join(dir, 'bot.log');
-  const fd = fs.openSync(logFile, 'w');
-  const base = `http://127.0.0.1:${port}`;
-  const child = spawn(PYTHON, ['app.py', 'serve', '--demo', '--host', '127.0.0.1'], {
-    cwd: pg.REPO_DIR, detached: true, stdio: ['ignore', fd, fd],
-    env: {
-      ...process.env, PYTHONUNBUFFERED: '1',
-      DATABASE_URL: `sqlite:///${path.join(dir, 'e2e.db')}`, PORT: String(port), PUBLIC_BASE_URL: base,
-      PAYMENTS: 'sandbox', ALLOWED_TENANTS: '',
-      // local mode: the Playground sends no token
-      MicrosoftAppId: '', MicrosoftAppPassword: '', MicrosoftAppTenantId: '',
-    },
-  });
-  fs.closeSync(fd);
-  let exitCode;
-  const exited = new Promise((resolve) => child.on('exit', (code, sig) => { exitCode = code ?? sig; resolve(); }));
-  const bot = {
-    port, base, endpoint: `${base}/api/messages`, logFile,
-    log: () => { try { return fs.readFileSync(logFile, 'utf8'); } catch { return ''; } },
-    async stop() {
-      if (exitCode === undefined) {
-        try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
-        const t = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }, 5000);
-        await exited; clearTimeout(t);
-      }
-      fs.mkdirSync(RESULTS, { recursive: true });
-      fs.copyFileSync(logFile, path.join(RESULTS, 'upgrade-bot.log'));
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-  const deadline = Date.now() + 60000;
-  for (;;) {
-    if (exitCode !== undefined) {
-      const out = bot.log(); await bot.stop();
-      throw new Error(`the bot exited (${exitCode}) before answering /healthz:\n${out}`);
-    }
-    const res = await fetch(`${base}/healthz`).catch(() => null);
-    if (res?.status === 200) return bot;
-    if (Date.now() > deadline) {
-      const out = bot.log(); await bot.stop();
-      throw new Error(`the bot did not answer GET /healthz with 200 within 60 s:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-// ----------------------------------------------------------------------------- helpers
-
-// "$1,234.50", "-$11.20", "24,99 $US", "−4,41 $US" -> integer cents (all amounts have 2 decimals)
-function cents(text) {
-  const s = String(text).trim();
-  const digits = s.replace(/[^\d]/g, '');
-  assert.ok(digits.length >= 3 && /\d[.,]\d\d(?!\d)/.test(s), `not an amount: ${JSON.stringify(s)}`);
-  return (/^[-−]|[-−]\s*[$\d]/.test(s) ? -1 : 1) * Number(digits);
-}
-
-const fold = (s) => s.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
-
-// The row of `rows` whose first cell's first line is `label` (exactly) or matches it (RegExp).
-function rowNamed(rows, label, what = 'row') {
-  const ok = (c) => (label instanceof RegExp ? label.test(c) : c.split('\n')[0] === label);
-  const row = rows.find((r) => r.cells.length && ok(r.cells[0]));
-  assert.ok(row, `no ${what} ${label} on the card; rows: ${JSON.stringify(rows.map((r) => r.cells))}`);
-  return row;
-}
-
-// Pools card -> {header, pools: [{plan, sub, cells, row}]} ; a pool row has a button in its Assigned column.
-async function readPools(card) {
-  const rows = await pg.cardRows(card);
-  const header = rows[0].cells;
-  const pools = rows.slice(1).filter((r) => r.cells.length === header.length).map((r) => {
-    const [plan, sub = ''] = r.cells[0].split('\n');
-    return { plan, sub, cells: r.cells, row: r };
-  });
-  return { header, pools };
-}
-
-// The quote's amount lines (label -> {text, cents}) from its ColumnSets of 2 columns whose 2nd is an amount.
-async function readAmountLines(card) {
-  const lines = [];
-  for (const r of await pg.cardRows(card)) {
-    if (r.cells.length === 2 && /\d[.,]\d\d/.test(r.cells[1]) && !r.cells[1].includes('\n')) {
-      lines.push({ label: r.cells[0], text: r.cells[1], cents: cents(r.cells[1]) });
-    }
-  }
-  return lines;
-}
-
-// FactSet title -> value (the renderer shows title and value as consecutive lines).
-function fact(cardText, title) {
-  const lines = cardText.split('\n').map((l) => l.trim()).filter(Boolean);
-  const i = lines.indexOf(title);
-  assert.ok(i >= 0 && i + 1 < lines.length, `no fact "${title}" on the card:\n${cardText}`);
-  return lines[i + 1];
-}
-
-const cardText = async (card) => (await card.innerText()).split('\n').map((l) => l.trim()).filter(Boolean).join('\n');
 
 // ----------------------------------------------------------------------------- strings per language
 
@@ -185,52 +71,7 @@ const L = {
   },
 };
 
-// ----------------------------------------------------------------------------- a scenario run
 
-class Run {
-  constructor(lang, page, bot) {
-    this.lang = lang; this.t = L[lang]; this.page = page; this.bot = bot;
-    this.n = 0; this.step = '(start)'; this.warnings = [];
-  }
-
-  async do(name, fn) {
-    this.step = name;
-    const s = Date.now();
-    const out = await fn();
-    log(`  ✓ ${this.lang} ${name} (${secs(Date.now() - s)})`);
-    return out;
-  }
-
-  async shot(target, name) {
-    this.n += 1;
-    return pg.screenshot(target, `upgrade-${this.lang}-${String(this.n).padStart(2, '0')}-${name}`);
-  }
-
-  // The journey's card: every Action.Execute answer replaces it in place, so once the pools card is
-  // shown (pin), the journey follows that message whatever else the bot posts (welcome, notices).
-  card() { return this.index == null ? pg.lastCard(this.page) : this.page.locator(pg.CARD).nth(this.index); }
-
-  async pin(card) {
-    this.index = await this.page.locator(pg.CARD).evaluateAll((els, el) => els.indexOf(el), await card.elementHandle());
-    assert.ok(this.index >= 0, 'pinned card is in the chat');
-  }
-
-  async expectCard(text, { timeout = 15000 } = {}) {
-    try {
-      if (this.index == null) return await pg.waitForCardText(this.page, text, { timeout });
-      const card = this.card().filter({ hasText: text });
-      await card.waitFor({ timeout });
-      return card;
-    } catch (e) {
-      const now = await this.card().innerText({ timeout: 1000 }).catch(() => '(no card)');
-      throw new Error(`expected a card with ${text instanceof RegExp ? text : JSON.stringify(text)}; `
-        + `the newest card says:\n${now.replace(/\n+/g, ' | ').slice(0, 1500)}`, { cause: e });
-    }
-  }
-}
-
-// Pools card -> the Eco monthly pool's users -> tick users (page 1, and one found by a search) ->
-// Choose tier -> `toPlan` -> quote -> pay page -> paid card (updated in place by the bot).
 async function journey(run, { ticks = 2, searchOne = false, paging = false, toPlan, afterCheck = false, expectAssigned }) {
   const { page, t } = run;
   const r = {};
@@ -438,108 +279,26 @@ async function journey(run, { ticks = 2, searchOne = false, paging = false, toPl
   return r;
 }
 
+
 // ----------------------------------------------------------------------------- main
 
-const cleanups = [];
-async function cleanup() {
-  while (cleanups.length) {
-    const fn = cleanups.pop();
-    await Promise.resolve().then(fn).catch((e) => console.error(`cleanup: ${e.message}`));
-  }
-}
-let finishing = false;
-async function abort(why, code = 1) {
-  if (finishing) return;
-  finishing = true;
-  console.error(`\ne2e: ${why}`);
-  await cleanup();
-  process.exit(code);
-}
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => abort(`interrupted (${sig})`, 130));
-const watchdog = setTimeout(() => abort(`timed out after ${secs(WATCHDOG_MS)} (E2E_TIMEOUT_MS)`), WATCHDOG_MS);
-watchdog.unref();
-
-async function main() {
-  fs.mkdirSync(RESULTS, { recursive: true });
-  for (const f of fs.readdirSync(RESULTS)) if (/^upgrade-.*\.(png|log)$/.test(f)) fs.rmSync(path.join(RESULTS, f));
-  if (!fs.existsSync(PYTHON)) throw new Error(`${PYTHON} not found: run \`make setup\` first (or set E2E_PYTHON)`);
-
+// The harness (e2e/harness.mjs) starts the bot and Chromium, and reports; each language has its own
+// Playground (fr through the locale proxy) and browser context. French runs after English, on the
+// pools English left (Eco monthly: 3 fewer).
+runSuite('upgrade', async (suite) => {
   const langs = ['en', 'fr'].filter((l) => !ONLY || ONLY.split(',').includes(l));
-  // Start everything at once; whatever started is stopped at the end, even if something else failed.
-  const settle = async (promises) => {
-    const out = await Promise.allSettled(promises);
-    const bad = out.find((o) => o.status === 'rejected');
-    if (bad) throw bad.reason;
-    return out.map((o) => o.value);
-  };
-  const [bot, browser] = await settle([
-    startBot().then((b) => { cleanups.push(() => b.stop()); return b; }),
-    pg.launchBrowser({ headless: !HEADED }).then((b) => { cleanups.push(() => b.close()); return b; }),
-  ]);
-  log(`bot ready on ${bot.base} (${secs(Date.now() - t0)})`);
-  const plays = {};
-  await settle(langs.map(async (lang) => {
-    const opts = { botEndpoint: bot.endpoint, ...(lang === 'fr' ? { locale: 'fr-FR', timezone: 'Europe/Paris' } : {}) };
-    plays[lang] = await pg.startPlayground(opts);
-    cleanups.push(() => plays[lang].stop());
-  }));
-  log(`Playground(s) ready: ${langs.map((l) => `${l} ${plays[l].url}`).join(', ')} (${secs(Date.now() - t0)})`);
-
-  const results = [];
-  const warnings = [];
+  const plays = await suite.playgrounds(Object.fromEntries(langs.map((l) => [l,
+    l === 'fr' ? { locale: 'fr-FR', timezone: 'Europe/Paris' } : {}])));
   let ecoAfterEn;
   for (const lang of langs) {
-    const s = Date.now();
-    const context = await pg.newChatContext(browser, { locale: lang === 'fr' ? 'fr-FR' : 'en-US' });
-    const page = await context.newPage();
-    const pageErrors = [];
-    page.on('pageerror', (e) => pageErrors.push(e.message));
-    const run = new Run(lang, page, bot);
-    log(`\n${lang === 'en' ? 'English' : 'French'} journey (Playground ${plays[lang].url})`);
-    try {
-      await run.do('open the chat', () => pg.gotoChat(page, plays[lang].url));
+    await suite.scenario(lang === 'en' ? 'English' : 'French', async (sc) => {
+      const run = await sc.chat(plays[lang], { label: lang, lang, t: L[lang] });
       if (lang === 'en') {
         const r = await journey(run, { ticks: 2, paging: true, searchOne: true, toPlan: 'Pro', afterCheck: true, expectAssigned: 24 });
         ecoAfterEn = r.ecoAssigned - 3;
       } else {
         await journey(run, { ticks: 2, searchOne: true, toPlan: 'Advanced', expectAssigned: ecoAfterEn });
       }
-      results.push({ lang, ok: true, ms: Date.now() - s });
-    } catch (e) {
-      const shot = await pg.screenshot(page, `upgrade-${lang}-FAILED`).catch(() => null);
-      const info = await pg.cardInfo(run.card()).catch(() => ({}));
-      results.push({ lang, ok: false, ms: Date.now() - s, step: run.step, error: e, shot, activityId: info.activityId, pageErrors });
-      log(`  ✗ ${lang} ${run.step}`);
-    } finally {
-      warnings.push(...run.warnings);
-      await context.close();
-    }
+    });
   }
-
-  await cleanup(); // stops the bot: its log is complete now
-  const botLog = fs.readFileSync(path.join(RESULTS, 'upgrade-bot.log'), 'utf8');
-  const errors = botLog.split('\n').filter((l) => /\b(ERROR|CRITICAL)\b/.test(l));
-  const failed = results.filter((x) => !x.ok);
-  for (const f of failed) {
-    log(`\nFAILED: ${f.lang} journey, step "${f.step}" (newest card: activity ${f.activityId ?? '?'})`);
-    log(`  ${String(f.error?.stack || f.error).replace(/\n/g, '\n  ')}`);
-    if (f.pageErrors.length) log(`  errors in the Playground page: ${f.pageErrors.join(' | ')}`);
-    if (f.shot) log(`  screenshot: ${path.relative(pg.REPO_DIR, f.shot)}`);
-  }
-  if (failed.length) {
-    const tail = botLog.split('\n').filter((l) => !l.includes('alembic.runtime.plugins')).slice(-150).join('\n');
-    log(`\n---- bot log (last 150 lines; whole: test-results/upgrade-bot.log) ----\n${tail}\n---- end of bot log ----`);
-  } else if (errors.length) {
-    warnings.push(`the bot logged ${errors.length} ERROR line(s) (test-results/upgrade-bot.log):\n    ${errors.join('\n    ')}`);
-  }
-  for (const w of warnings) log(`warning: ${w}`);
-  const shots = fs.readdirSync(RESULTS).filter((f) => /^upgrade-.*\.png$/.test(f)).length;
-  log(`\n${results.map((x) => `${x.lang} ${x.ok ? 'ok' : 'FAILED'} ${secs(x.ms)}`).join(', ')}; `
-    + `${shots} screenshots in test-results/; total ${secs(Date.now() - t0)}`);
-  log(`e2e: ${results.length - failed.length} passed, ${failed.length} failed`);
-  return failed.length ? 1 : 0;
-}
-
-main().then((code) => { finishing = true; process.exit(code); }, async (e) => {
-  await abort(`could not run the journeys: ${e?.stack || e}`);
 });

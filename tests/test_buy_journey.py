@@ -220,7 +220,7 @@ async def test_buy_journey_end_to_end(desk):
     assert ("Due now", money(oracle.due_now, "USD")) in amounts
     assert find_action(quote, "Pay …")["title"] == f"Pay {money(oracle.due_now, 'USD')}"
     quote_id = find_action(quote, "Refresh")["data"]["quote"]
-    assert quote_id == find_action(cart_card, "Checkout")["data"]["key"]
+    assert quote_id == find_action(cart_card, "Checkout")["data"]["qkey"]
     assert quote_count(desk) == before_quotes + 1
     watch = Watch(desk)
     again = (await alex.act(cart_card, "Checkout")).expect_card()
@@ -277,7 +277,7 @@ async def test_back_from_the_quote_returns_to_the_cart_and_a_stale_checkout_chan
     back = (await alex.execute("quote.back", {"quote": quote_id}, message_id=quote.message_id)).expect_card()
     assert heading_of(back) == "Buy licenses"
     assert [label for label, _, _ in cart_rows(back)] == ["7 × Pro (yearly)"]
-    assert find_action(back, "Checkout")["data"]["key"] != quote_id  # a new checkout makes a new quote
+    assert find_action(back, "Checkout")["data"]["qkey"] != quote_id  # a new checkout makes a new quote
     with desk.lic.db.read() as s:
         assert s.get(Quote, quote_id).status == "cancelled"
 
@@ -399,8 +399,8 @@ async def test_bad_plans_intervals_and_carts_are_refused(desk):
          "card.buy.cart"),
         ("buy.checkout", {"cart": [{"plan": "eco", "interval": "month", "quantity": 1}]}, "not valid",
          "card.buy.checkout"),
-        ("buy.checkout", {"cart": [], "key": "0" * 32}, "cart is empty", "card.buy.checkout"),
-        ("buy.checkout", {"cart": [{"plan": "eco", "interval": "month", "quantity": 1}], "key": "nope"},
+        ("buy.checkout", {"cart": [], "qkey": "0" * 32}, "cart is empty", "card.buy.checkout"),
+        ("buy.checkout", {"cart": [{"plan": "eco", "interval": "month", "quantity": 1}], "qkey": "nope"},
          "This cart card is not valid", "quote.purchase"),
     ]
     for verb, data, message, action in forged:
@@ -430,7 +430,7 @@ async def test_wrong_role_and_wrong_account(desk):
     watch.refused("buy.start")
     for verb, data in [("buy.start", {}), ("buy.cart", {"cart": cart}),
                        ("buy.add", {"cart": cart, "plan": "eco", "interval": "month", "qty": "1"}),
-                       ("buy.checkout", {"cart": cart, "key": "a" * 32})]:
+                       ("buy.checkout", {"cart": cart, "qkey": "a" * 32})]:
         watch = Watch(desk)
         shown = (await lee.execute(verb, data, message_id=card.message_id)).expect_card()
         assert heading_of(shown) == "Administrators only" and "Only an administrator" in text_of(shown), verb
@@ -446,7 +446,7 @@ async def test_wrong_role_and_wrong_account(desk):
     fab_id = find_action(fab_quote, "Refresh")["data"]["quote"]
     alex = desk.admin()
     watch = Watch(desk)
-    shown = (await alex.execute("buy.checkout", {"cart": cart, "key": fab_id})).expect_card()
+    shown = (await alex.execute("buy.checkout", {"cart": cart, "qkey": fab_id})).expect_card()
     assert "does not exist in your account" in text_of(shown) and "Fabrikam" not in text_of(shown)
     event = watch.refused("quote.purchase")
     assert event.tenant_id == TENANT
