@@ -151,6 +151,9 @@ class Seat(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "family", name="uq_seats_user_family"),
         Index("ix_seats_pool_sort", "pool_id", "sort_key", "user_id"),
+        # the few seats with a downgrade scheduled (renewal amounts, roll-over) without a scan
+        Index("ix_seats_downgrading", "pool_id", "downgrade_to", sqlite_where=text("downgrade_to IS NOT NULL"),
+              postgresql_where=text("downgrade_to IS NOT NULL")),
     )
 
 
@@ -286,7 +289,11 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
-    __table_args__ = (Index("ix_outbox_status_available", "status", "available_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_available", "status", "available_at"),
+        Index("ix_outbox_status_account_available", "status", "account_id", "available_at"),  # claims by account
+        Index("ix_outbox_locked_until", "locked_until"),  # live leases
+    )
 
 
 class DeliveryAddress(Base):

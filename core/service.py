@@ -385,23 +385,43 @@ class Licensing:
         return pool
 
     def _pool_view(self, s: Session, pool: Pool, sub: Subscription, currency: str) -> PoolView:
-        plan = self.catalog.plan(pool.plan_code)
-        assigned = s.scalar(select(func.count()).select_from(Seat).where(Seat.pool_id == pool.id)) or 0
-        down_out = s.scalar(select(func.count()).select_from(Seat).where(
-            Seat.pool_id == pool.id, Seat.downgrade_to.is_not(None))) or 0
-        down_in = s.scalar(
-            select(func.count()).select_from(Seat).join(Pool, Pool.id == Seat.pool_id)
-            .where(Pool.subscription_id == sub.id, Seat.downgrade_to == pool.plan_code)) or 0
-        renewal_qty = pool.quantity - pool.removal_scheduled - down_out + down_in
-        d_next = self._rate_at(s, pool.account_id, sub.period_end)
-        price = plan.price(sub.interval)
-        return PoolView(
-            id=pool.id, plan_code=plan.code, plan_name=plan.name, family=plan.family, rank=plan.rank,
-            interval=sub.interval, quantity=pool.quantity, assigned=assigned,
-            removal_scheduled=pool.removal_scheduled, downgrades_out=down_out, unit_price=price,
-            currency=currency, period_start=sub.period_start, renewal_date=sub.period_end,
-            renewal_quantity=renewal_qty, renewal_amount=pricing.renewal_amount(renewal_qty, price, d_next),
-        )
+        return self._pool_views(s, [(pool, sub)], currency)[0]
+
+    def _pool_views(self, s: Session, rows: list[tuple[Pool, Subscription]], currency: str) -> list[PoolView]:
+        """Views of several pools in a few grouped queries (not a few queries per pool)."""
+        if not rows:
+            return []
+        ids = [p.id for p, _ in rows]
+        assigned = dict(s.execute(select(Seat.pool_id, func.count()).where(Seat.pool_id.in_(ids))
+                                  .group_by(Seat.pool_id)).all())
+        # scheduled downgrades are rare: the partial index ix_seats_downgrading keeps these instant
+        moves = s.execute(select(Pool.subscription_id, Seat.pool_id, Seat.downgrade_to, func.count())
+                          .select_from(Seat).join(Pool, Pool.id == Seat.pool_id)
+                          .where(Seat.downgrade_to.is_not(None),
+                                 Pool.subscription_id.in_({sub.id for _, sub in rows}))
+                          .group_by(Pool.subscription_id, Seat.pool_id, Seat.downgrade_to)).all()
+        down_out: dict[int, int] = {}
+        down_in: dict[tuple[int, str], int] = {}
+        for sub_id, pool_id, to_code, n in moves:
+            down_out[pool_id] = down_out.get(pool_id, 0) + n
+            down_in[(sub_id, to_code)] = down_in.get((sub_id, to_code), 0) + n
+        rates: dict[int, Fraction] = {}
+        views = []
+        for pool, sub in rows:
+            plan = self.catalog.plan(pool.plan_code)
+            if sub.id not in rates:
+                rates[sub.id] = self._rate_at(s, pool.account_id, sub.period_end)
+            out = down_out.get(pool.id, 0)
+            renewal_qty = pool.quantity - pool.removal_scheduled - out + down_in.get((sub.id, pool.plan_code), 0)
+            price = plan.price(sub.interval)
+            views.append(PoolView(
+                id=pool.id, plan_code=plan.code, plan_name=plan.name, family=plan.family, rank=plan.rank,
+                interval=sub.interval, quantity=pool.quantity, assigned=assigned.get(pool.id, 0),
+                removal_scheduled=pool.removal_scheduled, downgrades_out=out, unit_price=price,
+                currency=currency, period_start=sub.period_start, renewal_date=sub.period_end,
+                renewal_quantity=renewal_qty,
+                renewal_amount=pricing.renewal_amount(renewal_qty, price, rates[sub.id])))
+        return views
 
     def list_pools(self, actor: Actor) -> list[PoolView]:
         def fn(s: Session, caller: CallerView):
@@ -409,8 +429,8 @@ class Licensing:
                 select(Pool, Subscription).join(Subscription, Subscription.id == Pool.subscription_id)
                 .where(Pool.account_id == caller.account_id)
             ).all()
-            views = [self._pool_view(s, p, sub, caller.currency) for p, sub in rows
-                     if p.quantity > 0 or p.removal_scheduled]
+            views = self._pool_views(s, [(p, sub) for p, sub in rows if p.quantity > 0 or p.removal_scheduled],
+                                     caller.currency)
             order = list(self.catalog.families)
             return sorted(views, key=lambda v: (order.index(v.family), v.rank, INTERVALS.index(v.interval)))
 
@@ -441,25 +461,40 @@ class Licensing:
             raise InvalidInput("That page number is not valid.") from None
         return min(page, 10**6), page_size
 
+    def _pool_users(self, s: Session, caller: CallerView, pool: Pool, query, page, page_size, *,
+                    clamp: bool = False) -> Page:
+        q = clean_text(query, max_length=100, field="search text") or ""
+        pg, size = self._page_args(page, page_size)
+        conds = [Seat.pool_id == pool.id, *self._term_filter(caller.account_id, q, Seat.user_id)]
+        total = s.scalar(select(func.count()).select_from(Seat).where(*conds)) or 0
+        if clamp and pg and pg * size >= total:  # past the end (the pool shrank): the last page
+            pg = max(0, -(-total // size) - 1)
+        rows = s.execute(
+            select(User.id, User.name, User.email, Seat.downgrade_to, QuoteHold.expires_at)
+            .select_from(Seat).join(User, User.id == Seat.user_id)
+            .outerjoin(QuoteHold, and_(QuoteHold.seat_id == Seat.id, QuoteHold.expires_at > self.now()))
+            .where(*conds).order_by(Seat.sort_key, Seat.user_id).limit(size).offset(pg * size)
+        ).all()
+        items = [UserRow(id=r[0], name=r[1], email=r[2], plan_code=pool.plan_code, downgrade_to=r[3],
+                         held_until=r[4], downgrade_to_name=self._plan_name(r[3])) for r in rows]
+        return Page(items=items, total=total, page=pg, page_size=size, query=q)
+
     def pool_users(self, actor: Actor, pool_id, *, query: str | None = None, page=0,
                    page_size=PAGE_SIZE) -> Page:
         """The users holding a seat of a pool, by name, paged and searchable by name or e-mail."""
+        return self._query(actor, "pool.users",
+                           lambda s, c: self._pool_users(s, c, self._pool(s, c, pool_id), query, page, page_size),
+                           target=f"pool:{pool_id}")
+
+    def pool_page(self, actor: Actor, pool_id, *, query: str | None = None, page=0,
+                  page_size=PAGE_SIZE) -> tuple[PoolView, Page]:
+        """A pool and a page of its users, read together (one transaction: one consistent view); a
+        page past the end (the pool shrank since the card was shown) gives the last page."""
 
         def fn(s: Session, caller: CallerView):
             pool = self._pool(s, caller, pool_id)
-            q = clean_text(query, max_length=100, field="search text") or ""
-            pg, size = self._page_args(page, page_size)
-            conds = [Seat.pool_id == pool.id, *self._term_filter(caller.account_id, q, Seat.user_id)]
-            total = s.scalar(select(func.count()).select_from(Seat).where(*conds)) or 0
-            rows = s.execute(
-                select(User.id, User.name, User.email, Seat.downgrade_to, QuoteHold.expires_at)
-                .select_from(Seat).join(User, User.id == Seat.user_id)
-                .outerjoin(QuoteHold, and_(QuoteHold.seat_id == Seat.id, QuoteHold.expires_at > self.now()))
-                .where(*conds).order_by(Seat.sort_key, Seat.user_id).limit(size).offset(pg * size)
-            ).all()
-            items = [UserRow(id=r[0], name=r[1], email=r[2], plan_code=pool.plan_code, downgrade_to=r[3],
-                             held_until=r[4], downgrade_to_name=self._plan_name(r[3])) for r in rows]
-            return Page(items=items, total=total, page=pg, page_size=size, query=q)
+            view = self._pool_view(s, pool, s.get(Subscription, pool.subscription_id), caller.currency)
+            return view, self._pool_users(s, caller, pool, query, page, page_size, clamp=True)
 
         return self._query(actor, "pool.users", fn, target=f"pool:{pool_id}")
 
@@ -1347,6 +1382,14 @@ class Licensing:
             if pending:
                 raise RequestClosed(f"You already asked for {self._plan_name(pending.to_plan)} on "
                                     f"{pending.created_at:%Y-%m-%d}; an administrator will answer soon.")
+            approved = s.execute(
+                select(UpgradeRequest.to_plan).join(Quote, Quote.id == UpgradeRequest.quote_id)
+                .where(UpgradeRequest.requester_id == caller.user_id, UpgradeRequest.family == plan.family,
+                       UpgradeRequest.status == "approved", Quote.status == "open", Quote.expires_at > self.now())
+            ).first()
+            if approved:
+                raise RequestClosed(f"Your request for {self._plan_name(approved[0])} was approved; an administrator "
+                                    "is completing the payment. You will be told when it is active.")
             req = UpgradeRequest(account_id=caller.account_id, requester_id=caller.user_id, family=plan.family,
                                  from_plan=from_plan.code, to_plan=plan.code, reason=text, status="pending",
                                  created_at=self.now())
@@ -1542,10 +1585,14 @@ class Licensing:
             if uid is None:
                 return False
             row = s.get(DeliveryAddress, uid)
+            new = address
+            if "locale" not in new:  # an activity without a locale (conversationUpdate): keep the known one
+                known = (row.address or {}).get("locale") if row is not None else None
+                new = {**new, "locale": known or "en-US"}
             if row is None:
-                s.add(DeliveryAddress(user_id=uid, address=address, updated_at=self.now()))
-            elif row.address != address:
-                row.address = address
+                s.add(DeliveryAddress(user_id=uid, address=new, updated_at=self.now()))
+            elif row.address != new:
+                row.address = new
                 row.updated_at = self.now()
             s.execute(update(User).where(User.id == uid, User.unreachable.is_(True)).values(unreachable=False))
             return True
@@ -1596,28 +1643,35 @@ class Licensing:
         def by_account(s: Session) -> list[int]:
             if not self.db.is_sqlite:
                 s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_CLAIM_LOCK})
+            # live leases, and accounts another worker sent for a moment ago (outbox_done_many's
+            # hold): ix_outbox_locked_until
             held = s.execute(select(OutboxMessage.account_id, OutboxMessage.locked_by).distinct().where(
-                OutboxMessage.status == "pending", OutboxMessage.channel.in_(channels),
-                OutboxMessage.locked_until > now)).all()
+                OutboxMessage.locked_until > now, OutboxMessage.channel.in_(channels))).all()
             mine = {a for a, w in held if w == worker}
             excluded = {a for a, w in held if w != worker} | set(skip_accounts)
-            q = select(OutboxMessage.account_id, func.min(OutboxMessage.available_at)).where(*due()).group_by(
-                OutboxMessage.account_id)
-            if excluded:
-                q = q.where(OutboxMessage.account_id.not_in(excluded))
-            accounts = [a for a, first in sorted(s.execute(q).all(), key=lambda r: (r[0] not in mine, r[1], r[0]))]
-            accounts = accounts[:max_accounts] if max_accounts is not None else accounts
-            if not accounts:
-                return []
-            ranked = select(OutboxMessage.id, OutboxMessage.available_at, func.row_number().over(
-                partition_by=OutboxMessage.account_id, order_by=(OutboxMessage.available_at, OutboxMessage.id),
-            ).label("rn")).where(*due(), OutboxMessage.account_id.in_(accounts)).subquery()
-            ids = list(s.scalars(select(ranked.c.id).where(ranked.c.rn <= per_account)
-                                 .order_by(ranked.c.rn, ranked.c.available_at, ranked.c.id).limit(limit)))
-            if ids and not self.db.is_sqlite:  # rows another kind of claim took meanwhile are skipped
-                ids = list(s.scalars(select(OutboxMessage.id).where(OutboxMessage.id.in_(ids), *due())
-                                     .with_for_update(skip_locked=True)))
-            return ids
+            # accounts with messages waiting, those this worker holds first, then the longest waiting
+            # (an index-only scan of ix_outbox_status_account_available; exact checks per account)
+            waiting = s.execute(select(OutboxMessage.account_id, func.min(OutboxMessage.available_at))
+                                .where(OutboxMessage.status == "pending", OutboxMessage.available_at <= now)
+                                .group_by(OutboxMessage.account_id)).all()
+            order = [a for a, _ in sorted(waiting, key=lambda r: (r[0] not in mine, r[1], r[0])) if a not in excluded]
+            wanted = len(order) if max_accounts is None else max_accounts
+            per: list[list[int]] = []
+            for tried, account in enumerate(order):  # each an index range
+                if len(per) >= wanted or tried >= 3 * wanted + len(mine):
+                    break
+                q = (select(OutboxMessage.id).where(OutboxMessage.status == "pending",
+                                                    OutboxMessage.account_id == account, *due()[1:])
+                     .order_by(OutboxMessage.available_at, OutboxMessage.id).limit(per_account))
+                if not self.db.is_sqlite:
+                    q = q.with_for_update(skip_locked=True)
+                ids = list(s.scalars(q))
+                if ids:
+                    per.append(ids)
+            taken: list[int] = []  # accounts in turn, up to the limit
+            for rank in range(per_account):
+                taken.extend(ids[rank] for ids in per if rank < len(ids))
+            return taken[:limit]
 
         def work(s: Session) -> list[OutboxItem]:
             if per_account is not None:
@@ -1690,6 +1744,25 @@ class Licensing:
 
     def outbox_done(self, message_id: int, worker: str) -> None:
         self._outbox_update(message_id, worker, status="sent", sent_at=self.now(), locked_until=None)
+
+    def outbox_done_many(self, message_ids: Collection[int], worker: str, *, hold: timedelta | None = None) -> None:
+        """:meth:`outbox_done` for several messages in one transaction (the notifier's lanes
+        record their sends together: one commit instead of one per message). ``hold`` keeps the
+        account with this worker that long after its last send (``locked_until`` of the sent
+        message: claims by account skip it for other workers), so that an account changes
+        hands only once its tenant's rate window has passed."""
+        ids, now = sorted(set(message_ids)), self.now()
+        until = now + hold if hold else None
+
+        def work(s: Session) -> None:
+            for chunk in _chunks(ids):
+                s.execute(update(OutboxMessage).where(
+                    OutboxMessage.id.in_(chunk), OutboxMessage.locked_by == worker,
+                    OutboxMessage.status == "pending").values(status="sent", sent_at=now, locked_until=until),
+                    execution_options={"synchronize_session": False})
+
+        if ids:
+            self.db.write(work)
 
     def outbox_retry(self, message_id: int, worker: str, delay: timedelta, error: str) -> None:
         def work(s: Session):

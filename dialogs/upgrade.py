@@ -66,10 +66,7 @@ class UpgradeFlow(Flow):
 
     def users_page(self, turn: Turn, pool_id: int, query: str, page: int, sel: list[int],
                    note: str | None = None) -> dict:
-        pool = self.lic.pool(turn.actor, pool_id)
-        pg = self.lic.pool_users(turn.actor, pool.id, query=query, page=page)
-        if page and not pg.items and pg.total:
-            pg = self.lic.pool_users(turn.actor, pool.id, query=query, page=pg.pages - 1)
+        pool, pg = self.lic.pool_page(turn.actor, pool_id, query=query, page=page)
         return upgrade.pool_users_card(turn.locale, pool, pg, sel, note=note)
 
     def pool_users(self, turn: Turn, data: dict) -> dict:
@@ -90,8 +87,7 @@ class UpgradeFlow(Flow):
         return self.users_page(turn, pool_id, text_of(data, "cq"), page_of(data), [])
 
     def stale_pool(self, turn: Turn, data: dict, message: str) -> dict:
-        pool = self.lic.pool(turn.actor, data["pool"])
-        page = self.lic.pool_users(turn.actor, pool.id, query=text_of(data, "cq"), page=page_of(data))
+        pool, page = self.lic.pool_page(turn.actor, data["pool"], query=text_of(data, "cq"), page=page_of(data))
         return upgrade.pool_users_card(turn.locale, pool, page, [], note=message)
 
     def search_pool_users(self, turn: Turn, ref: str, query: str, skip: int, top: int) -> list[dict]:

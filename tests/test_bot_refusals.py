@@ -260,7 +260,7 @@ async def test_action_submit_values_go_through_the_same_checks(desk):
         (alex, {"verb": 5}, ERROR, "no verb", "card.malformed"),
         (alex, {"verb": "pool.melt"}, ERROR, "not one I know", "card.unknown_verb"),
         (lee, {"verb": "pool.users", "pool": eco_pool_id(desk)}, "Administrators only", "Only an administrator",
-         "pool.view"),
+         "pool.users"),
     ]
     for client, value, heading, message, action in cases:
         watch = Watch(desk)

@@ -40,6 +40,7 @@ from core.models import (
     AccountTenant,
     AuditEvent,
     Base,
+    DeliveryAddress,
     OutboxMessage,
     Pool,
     Seat,
@@ -934,6 +935,27 @@ def test_approve_creates_a_quote_holding_the_seat(c):
     assert c.lic.pending_requests(c.admin).total == 0
     e = assert_refused(c, lambda: c.lic.decline_request(c.admin, req.id), RequestClosed, "request.decline")
     assert "approved" in e.message and "Megan Bowen" in e.message
+
+
+def test_no_new_request_while_an_approved_one_awaits_payment(c, clock):
+    req = c.lic.request_upgrade(c.member, "advanced")
+    c.lic.approve_request(c.admin, req.id)
+    e = assert_refused(c, lambda: c.lic.request_upgrade(c.member, "pro"), RequestClosed, "request.create")
+    assert "approved" in e.message and "payment" in e.message
+    clock.advance(minutes=31)  # the approval's quote expired unpaid: the member may ask again
+    assert c.lic.request_upgrade(c.member, "pro").status == "pending"
+
+
+def test_an_address_without_locale_keeps_the_known_one(c):
+    aad = "00000000-0000-0000-0000-0000000000022"
+    french = {"conversation": {"id": "a:lee"}, "serviceUrl": "http://x/", "locale": "fr-FR"}
+    assert c.lic.save_address(TENANT, aad, french)
+    c.lic.save_address(TENANT, aad, {"conversation": {"id": "a:lee"}, "serviceUrl": "http://x/"})
+    with c.lic.db.read() as s:
+        assert s.get(DeliveryAddress, c.users["Lee Gu"]).address["locale"] == "fr-FR"
+    c.lic.save_address(TENANT, aad, dict(french, locale="en-GB"))
+    with c.lic.db.read() as s:
+        assert s.get(DeliveryAddress, c.users["Lee Gu"]).address["locale"] == "en-GB"
 
 
 def test_decline_with_reason_then_ask_again(c):
