@@ -1,5 +1,6 @@
 """Shared fixtures: a migrated database per test (SQLite by default, PostgreSQL when
-TEST_DATABASE_URL is set), a controllable clock, the core on top of both."""
+TEST_DATABASE_URL is set), a controllable clock, the core on top of both, and the app over
+HTTP on them (``desk``, from tests/harness.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ from core.models import Base
 from core.payments import SandboxGateway
 from core.service import Licensing
 from core.views import Actor
+
+pytest.register_assert_rewrite("tests.harness")  # before the import: its asserts keep pytest's messages
+
+from tests.harness import running_desk  # noqa: E402
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 BASE_URL = "http://127.0.0.1:3978"
@@ -114,3 +119,11 @@ def admin2():
 @pytest.fixture
 def member():
     return Actor(TENANT, "00000000-0000-0000-0000-0000000000022")
+
+
+@pytest.fixture
+async def desk(db, clock):
+    """The app over real HTTP (tests.harness.Desk) on this test's database and clock, with the
+    demo account (Contoso) loaded."""
+    async with running_desk(db=db, clock=clock) as d:
+        yield d

@@ -7,12 +7,8 @@ test database with the test clock, and a sandbox gateway whose pay links point a
 activities and clicks the cards the bot returned, building each invoke from the card itself
 (its actions, data and inputs) the way the Teams client (the adaptivecards JS SDK) does.
 
-Use it from async tests (pytest-asyncio, auto mode)::
-
-    @pytest.fixture
-    async def desk(db, clock):                # demo account (Contoso) loaded
-        async with running_desk(db=db, clock=clock) as d:
-            yield d
+Use it from async tests (pytest-asyncio, auto mode) through the ``desk`` fixture of
+``tests/conftest.py`` (``running_desk(db=db, clock=clock)``: the demo account, Contoso, loaded)::
 
     async def test_something(desk):
         alex = desk.admin()                   # or desk.member(), desk.client(aad, tenant_id=..., locale=...)
@@ -37,7 +33,10 @@ Card helpers (module functions, work on any card dict): :func:`find_action`,
 :func:`actions_of`, :func:`inputs_of`, :func:`choices_of`, :func:`choice_value`,
 :func:`tick`, :func:`selected`, :func:`texts_of`, :func:`text_of`, :func:`facts_of`,
 :func:`heading_of`, :func:`amount_rows`, :func:`pool_button`. DB helpers: :func:`snapshot`,
-:func:`audit_mark`, :func:`audit_since`, :func:`add_pool_users` (bulk users with seats).
+:func:`audit_mark`, :func:`audit_since`, :func:`add_pool_users` (bulk users with seats),
+:func:`pool_id`. :class:`Watch`: the licensing tables and the audit log around a refused action.
+Other accounts: :func:`insert_account`, :func:`add_account`, :func:`add_fabrikam`.
+The ``desk`` fixture itself is in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -47,9 +46,10 @@ import itertools
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -61,10 +61,23 @@ from core.catalog import Catalog
 from core.config import Settings
 from core.db import Database
 from core.demo import PEOPLE, TENANT, load_demo
-from core.models import AccountTenant, AuditEvent, Base, Pool, Seat, User, UserTerm
+from core.models import (
+    Account,
+    AccountDomain,
+    AccountTenant,
+    AuditEvent,
+    Base,
+    Pool,
+    Seat,
+    Subscription,
+    User,
+    UserTerm,
+)
 from core.payments import SandboxGateway
+from core.periods import period_containing
 from core.service import Licensing
 from core.text import search_terms, sort_key
+from core.views import Actor
 from tests.fakes.connector import CARD, FakeConnector, personal_chat_id
 from web.app import create_app
 
@@ -700,19 +713,144 @@ def pool_button(pools_card: dict, plan_name: str, interval_label: str) -> dict:
     raise AssertionError(f"no {plan_name} ({interval_label}) row in the pools card: {texts_of(pools_card)}")
 
 
+def pool_id(desk: Desk, plan: str, interval: str, tenant: str = TENANT) -> int:
+    """The id of the pool of that plan and billing interval of the tenant's account."""
+    with desk.lic.db.read() as s:
+        return s.scalar(select(Pool.id).join(Subscription, Subscription.id == Pool.subscription_id)
+                        .join(AccountTenant, AccountTenant.account_id == Pool.account_id)
+                        .where(AccountTenant.tenant_id == tenant, Pool.plan_code == plan,
+                               Subscription.interval == interval))
+
+
+def eco_pool_id(desk: Desk) -> int:
+    return pool_id(desk, "eco", "month")
+
+
+# ============================================================================ refusals
+
+
+class Watch:
+    """The licensing tables and the audit log, before; what changed, after.
+
+    ``refused(action)``: exactly one audit event since, its outcome "refused", its action
+    ``action`` (or the watch's ``action`` when none is given; any when neither is); with
+    ``unchanged_on_refusal`` it also checks :meth:`unchanged`. Returns the event.
+    ``unchanged()``: no licensing table changed. ``events()``: the audit events since."""
+
+    def __init__(self, desk: Desk, *, action: str | None = None, unchanged_on_refusal: bool = False):
+        self.desk = desk
+        self.action = action
+        self.unchanged_on_refusal = unchanged_on_refusal
+        self.before = snapshot(desk.lic)
+        self.mark = audit_mark(desk.lic)
+
+    def events(self) -> list[AuditEvent]:
+        return audit_since(self.desk.lic, self.mark)
+
+    def refused(self, action: str | None = None, case: str = "") -> AuditEvent:
+        events = self.events()
+        assert len(events) == 1, f"{case}: {[(e.action, e.outcome, e.message) for e in events]}"
+        event = events[0]
+        assert event.outcome == "refused", f"{case}: {event.action} {event.outcome}"
+        action = action or self.action
+        if action:
+            assert event.action == action, f"{case}: {event.action}"
+        if self.unchanged_on_refusal:
+            self.unchanged(case)
+        return event
+
+    def unchanged(self, case: str = "") -> None:
+        after = snapshot(self.desk.lic)
+        changed = [t for t in self.before if self.before[t] != after[t]]
+        assert not changed, f"{case}: the licensing tables changed: {changed}"
+
+
+# ============================================================================ other accounts
+
+FAB_TENANT = "22222222-2222-2222-2222-222222222222"
+FAB_ADMIN = "22222222-0000-0000-0000-000000000001"  # Ada Fabrikam
+FAB_WORKER = "22222222-0000-0000-0000-000000000002"  # Bo Fabrikam
+
+
+def insert_account(lic: Licensing, s, now: datetime, *, tenant: str, people: Iterable[tuple[str, str, str, str]],
+                   name: str = "Fabrikam", currency: str = "USD", domain: str = "fabrikam.com",
+                   ) -> tuple[Account, list[User]]:
+    """In the session ``s``: an account (created ``now``) bound to ``tenant`` with one approved
+    e-mail domain, and its users, ``people`` being (aad object id, e-mail, name, role)."""
+    account = Account(name=name, currency=currency, created_at=now)
+    s.add(account)
+    s.flush()
+    s.add(AccountTenant(tenant_id=tenant, account_id=account.id))
+    s.add(AccountDomain(account_id=account.id, domain=domain))
+    return account, [lic._insert_user(s, account.id, aad, email, display, role) for aad, email, display, role in people]
+
+
+def add_account(lic: Licensing, *, tenant: str, people: list[tuple[str, str, str, str]], plan: str | None = "eco",
+                age: timedelta = timedelta(days=3), quantity: int = 5, removal_scheduled: int = 0,
+                seats: Iterable[int] = (), downgrades: Mapping[int, str] | None = None,
+                **account) -> SimpleNamespace:
+    """Another account (:func:`insert_account`; ``account``: its name, currency, domain) and,
+    unless ``plan`` is None, a monthly subscription anchored ``age`` ago with one pool of that
+    plan (``quantity``, ``removal_scheduled``) in which the people at the indexes ``seats`` hold
+    a seat since the anchor (``downgrades``: index -> the plan their seat moves to at renewal).
+    Returns account_id, pool_id (None without a plan), user_ids and actors (as ``people``)."""
+    now = lic.now()
+
+    def work(s) -> SimpleNamespace:
+        acc, users = insert_account(lic, s, now, tenant=tenant, people=people, **account)
+        out = SimpleNamespace(account_id=acc.id, pool_id=None, user_ids=[u.id for u in users])
+        if plan is None:
+            return out
+        anchor = now - age
+        number, start, end = period_containing(anchor, "month", now)
+        sub = Subscription(account_id=acc.id, interval="month", anchor_at=anchor, period_number=number,
+                           period_start=start, period_end=end, created_at=anchor)
+        s.add(sub)
+        s.flush()
+        pool = Pool(account_id=acc.id, subscription_id=sub.id, plan_code=plan, quantity=quantity,
+                    removal_scheduled=removal_scheduled, created_at=anchor)
+        s.add(pool)
+        s.flush()
+        family = lic.catalog.plan(plan).family
+        for i in seats:
+            s.add(Seat(account_id=acc.id, pool_id=pool.id, user_id=users[i].id, family=family,
+                       sort_key=users[i].sort_key, assigned_at=anchor, downgrade_to=(downgrades or {}).get(i)))
+        out.pool_id = pool.id
+        return out
+
+    ns = lic.db.write(work)
+    ns.actors = [Actor(tenant, aad) for aad, *_ in people]
+    return ns
+
+
+def add_fabrikam(lic: Licensing, *, tenant: str = FAB_TENANT, admin: str | None = FAB_ADMIN,
+                 worker: str | None = FAB_WORKER, seats: Iterable[str] | None = None,
+                 downgrades: Mapping[str, str] | None = None, upgrade_quote: str | None = None, **kw) -> dict:
+    """Fabrikam, a second account (:func:`add_account`, whose ``plan``, ``removal_scheduled``...
+    ``kw`` passes on): Ada Fabrikam, administrator (aad object id ``admin``), and Bo Fabrikam,
+    member (``worker``), each left out when None; ``seats`` (default: both) and ``downgrades``
+    name them "admin" and "worker". With ``upgrade_quote`` (a plan), Ada's open quote upgrading
+    Bo to it.
+    Returns the ids: account, pool, admin, worker, quote."""
+    people = {"admin": (admin, "ada@fabrikam.com", "Ada Fabrikam", "admin"),
+              "worker": (worker, "bo@fabrikam.com", "Bo Fabrikam", "member")}
+    keys = [k for k, person in people.items() if person[0] is not None]
+    acc = add_account(lic, tenant=tenant, people=[people[k] for k in keys],
+                      seats=[keys.index(k) for k in (keys if seats is None else seats)],
+                      downgrades={keys.index(k): plan for k, plan in (downgrades or {}).items()}, **kw)
+    fab = {"account": acc.account_id, "pool": acc.pool_id, **dict(zip(keys, acc.user_ids, strict=True))}
+    if upgrade_quote:
+        fab["quote"] = lic.quote_upgrade(Actor(tenant, admin), fab["pool"], [fab["worker"]], upgrade_quote).id
+    return fab
+
+
 # ============================================================================ fixtures
 
 
 @contextlib.asynccontextmanager
 async def running_desk(**kw) -> AsyncIterator[Desk]:
-    """``async with running_desk(db=db, clock=clock) as desk:`` (see :meth:`Desk.start`).
-    In a test module::
-
-        @pytest.fixture
-        async def desk(db, clock):
-            async with running_desk(db=db, clock=clock) as d:
-                yield d
-    """
+    """``async with running_desk(db=db, clock=clock) as desk:`` (see :meth:`Desk.start`);
+    the ``desk`` fixture (``tests/conftest.py``) is this with the demo account loaded."""
     d = await Desk.start(**kw)
     try:
         yield d

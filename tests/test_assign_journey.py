@@ -6,22 +6,22 @@ fake Microsoft Graph (msal against a fake token endpoint)."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 import pytest
-from dateutil.relativedelta import relativedelta
 from sqlalchemy import select, update
 
 import bot.app
 from cards.base import size
 from core.demo import TENANT
-from core.models import Account, AccountDomain, AccountTenant, Pool, Seat, Subscription, User
+from core.models import Pool, Seat, User
 from core.views import Actor
 from gateways.graph_directory import GraphDirectory
 from tests.cardcheck import assert_valid_cards
 from tests.fakes.graph import FakeGraph, fake_person
 from tests.harness import (
     MEGAN,
+    Watch,
+    add_fabrikam,
     audit_mark,
     audit_since,
     choice_value,
@@ -32,21 +32,13 @@ from tests.harness import (
     heading_of,
     inputs_of,
     pool_button,
-    running_desk,
-    snapshot,
+    pool_id,
     text_of,
 )
 
-FAB_TENANT = "22222222-2222-2222-2222-222222222222"
 ADA = "7c1e2f3a-0000-4000-8000-00000000ada1"
 MALLORY = "7c1e2f3a-0000-4000-8000-0000000000ee"
 ADELE_AAD = "7c1e2f3a-0000-4000-8000-000000ade1e0"  # given to Adele Vance, a user of the demo account
-
-
-@pytest.fixture
-async def desk(db, clock):
-    async with running_desk(db=db, clock=clock) as d:
-        yield d
 
 
 @pytest.fixture
@@ -64,35 +56,6 @@ def graph(desk):
     yield fake
     router.directory = None
     fake.stop()
-
-
-class Watch:
-    """The licensing tables and the audit log, before; what changed, after."""
-
-    def __init__(self, desk):
-        self.desk = desk
-        self.before = snapshot(desk.lic)
-        self.mark = audit_mark(desk.lic)
-
-    def refused(self, action: str | None = None, case: str = ""):
-        events = audit_since(self.desk.lic, self.mark)
-        assert len(events) == 1, f"{case}: {[(e.action, e.outcome, e.message) for e in events]}"
-        assert events[0].outcome == "refused", f"{case}: {events[0].action} {events[0].outcome}"
-        if action:
-            assert events[0].action == action, f"{case}: {events[0].action}"
-        return events[0]
-
-    def unchanged(self, case: str = ""):
-        after = snapshot(self.desk.lic)
-        assert not [t for t in self.before if self.before[t] != after[t]], f"{case}: the licensing tables changed"
-
-
-def pool_id(desk, plan: str, interval: str, tenant: str = TENANT) -> int:
-    with desk.lic.db.read() as s:
-        return s.scalar(select(Pool.id).join(Subscription, Subscription.id == Pool.subscription_id)
-                        .join(AccountTenant, AccountTenant.account_id == Pool.account_id)
-                        .where(AccountTenant.tenant_id == tenant, Pool.plan_code == plan,
-                               Subscription.interval == interval))
 
 
 def fill(desk, *pools: int) -> None:
@@ -350,32 +313,8 @@ async def test_a_member_cannot_assign(desk):
     assert typed.value == {"results": []}
 
 
-def make_fabrikam(desk) -> dict:
-    lic, now = desk.lic, desk.lic.now()
-
-    def work(s):
-        account = Account(name="Fabrikam", currency="USD", created_at=now)
-        s.add(account)
-        s.flush()
-        s.add(AccountTenant(tenant_id=FAB_TENANT, account_id=account.id))
-        s.add(AccountDomain(account_id=account.id, domain="fabrikam.com"))
-        worker = lic._insert_user(s, account.id, str(uuid.uuid4()), "bo@fabrikam.com", "Bo Fabrikam", "member")
-        start = now - timedelta(days=3)
-        sub = Subscription(account_id=account.id, interval="month", anchor_at=start, period_number=0,
-                           period_start=start, period_end=start + relativedelta(months=1), created_at=start)
-        s.add(sub)
-        s.flush()
-        pool = Pool(account_id=account.id, subscription_id=sub.id, plan_code="eco", quantity=5, removal_scheduled=0,
-                    created_at=start)
-        s.add(pool)
-        s.flush()
-        return {"account": account.id, "pool": pool.id, "worker": worker.id}
-
-    return lic.db.write(work)
-
-
 async def test_another_accounts_ids_and_strangers_are_refused(desk):
-    fab = make_fabrikam(desk)
+    fab = add_fabrikam(desk.lic, admin=None, worker=str(uuid.uuid4()), seats=())
     alex = desk.admin()
     [picker] = await alex.say("assign")
     eco = pool_id(desk, "eco", "month")

@@ -12,9 +12,7 @@ import logging
 import threading
 from datetime import UTC, timedelta
 
-import pytest
 from babel.dates import format_datetime
-from dateutil.relativedelta import relativedelta
 from sqlalchemy import insert, select, update
 
 import web.audit_export
@@ -23,14 +21,16 @@ from cards.i18n import T
 from core.config import Settings
 from core.demo import TENANT, demo_account_id
 from core.errors import InvalidInput
-from core.models import Account, AccountDomain, AccountTenant, AuditEvent, Pool, Seat, Subscription, User
+from core.models import AuditEvent, Pool, Seat, User
 from core.views import Actor
 from tests.cardcheck import assert_valid_cards, card_size
 from tests.harness import (
     ALEX,
     LEE,
     MEGAN,
+    Watch,
     actions_of,
+    add_fabrikam,
     audit_mark,
     audit_since,
     find_action,
@@ -48,12 +48,6 @@ FAB_TENANT = "44444444-4444-4444-4444-444444444444"
 FAB_ADMIN = "44444444-0000-0000-0000-000000000001"
 FAB_WORKER = "44444444-0000-0000-0000-000000000002"
 BUDGET = 28 * 1024
-
-
-@pytest.fixture
-async def desk(db, clock):
-    async with running_desk(db=db, clock=clock) as d:
-        yield d
 
 
 # ============================================================================ helpers
@@ -84,53 +78,9 @@ def when(event, locale: str) -> str:
 
 def make_fabrikam(desk) -> dict:
     """A second account with its own tenant, an admin, a member, a pool and a few events."""
-    lic = desk.lic
-    now = lic.now()
-
-    def work(s):
-        account = Account(name="Fabrikam", currency="USD", created_at=now)
-        s.add(account)
-        s.flush()
-        s.add(AccountTenant(tenant_id=FAB_TENANT, account_id=account.id))
-        s.add(AccountDomain(account_id=account.id, domain="fabrikam.com"))
-        admin = lic._insert_user(s, account.id, FAB_ADMIN, "ada@fabrikam.com", "Ada Fabrikam", "admin")
-        worker = lic._insert_user(s, account.id, FAB_WORKER, "bo@fabrikam.com", "Bo Fabrikam", "member")
-        start = now - timedelta(days=3)
-        sub = Subscription(account_id=account.id, interval="month", anchor_at=start, period_number=0,
-                           period_start=start, period_end=start + relativedelta(months=1), created_at=start)
-        s.add(sub)
-        s.flush()
-        pool = Pool(account_id=account.id, subscription_id=sub.id, plan_code="eco", quantity=5,
-                    removal_scheduled=0, created_at=start)
-        s.add(pool)
-        s.flush()
-        s.add(Seat(account_id=account.id, pool_id=pool.id, user_id=admin.id, family="standard",
-                   sort_key=admin.sort_key, assigned_at=start))
-        return {"account": account.id, "pool": pool.id, "admin": admin.id, "worker": worker.id}
-
-    fab = lic.db.write(work)
-    lic.assign(Actor(FAB_TENANT, FAB_ADMIN), fab["worker"], fab["pool"])  # one "seat.assigned" event
+    fab = add_fabrikam(desk.lic, tenant=FAB_TENANT, admin=FAB_ADMIN, worker=FAB_WORKER, seats=["admin"])
+    desk.lic.assign(Actor(FAB_TENANT, FAB_ADMIN), fab["worker"], fab["pool"])  # one "seat.assigned" event
     return fab
-
-
-class Watch:
-    def __init__(self, desk):
-        self.desk = desk
-        self.before = snapshot(desk.lic)
-        self.mark = audit_mark(desk.lic)
-
-    def events(self):
-        return audit_since(self.desk.lic, self.mark)
-
-    def refused(self, action: str = "audit.export", case: str = ""):
-        events = self.events()
-        assert len(events) == 1, f"{case}: {[(e.action, e.outcome, e.message) for e in events]}"
-        assert events[0].outcome == "refused" and events[0].action == action, (case, events[0].action)
-        return events[0]
-
-    def unchanged(self, case: str = ""):
-        after = snapshot(self.desk.lic)
-        assert [t for t in self.before if self.before[t] != after[t]] == [], case
 
 
 async def download(desk, url: str, lang: str | None = None):
@@ -291,12 +241,12 @@ async def test_only_administrators_see_the_audit(desk):
              "this. Ask Alex Wilber or Megan Bowen.", "audit.list"),
             (stranger, "audit", "You are not set up yet", "Ask Alex Wilber or Megan Bowen to add you.",
              "audit.list")):
-        watch = Watch(desk)
+        watch = Watch(desk, action="audit.export")
         [card] = await client.say(verb_or_text)
         assert heading_of(card) == heading and message in text_of(card), text_of(card)
         assert watch.refused(action).message.endswith(message)
         watch.unchanged()
-        watch = Watch(desk)
+        watch = Watch(desk, action="audit.export")
         reply = await client.execute("audit", {"page": 1}, message_id=card.message_id)
         shown = reply.expect_card()
         assert heading_of(shown) == heading and not rows_of(shown)
@@ -379,7 +329,7 @@ async def test_expired_link_is_refused(desk, clock):
     clock.advance(minutes=9, seconds=59)
     assert (await download(desk, url))[0] == 200
     clock.advance(seconds=1)  # 10 minutes after the link was made: the core's clock decides
-    watch = Watch(desk)
+    watch = Watch(desk, action="audit.export")
     status, body, headers = await download(desk, url)
     assert status == 410 and "<h1>Link expired</h1>" in body and "Export CSV again" in body
     assert headers["Content-Type"].startswith("text/html") and "Traceback" not in body
@@ -416,7 +366,7 @@ async def test_tampered_links_are_refused(desk):
     [card] = await alex.say("audit")
     url = alex.open_url(card, "Export CSV")
     for case, bad in _tamper(url).items():
-        watch = Watch(desk)
+        watch = Watch(desk, action="audit.export")
         status, body, headers = await download(desk, bad)
         assert status == 403, (case, status, body[:200])
         assert "<h1>Link not valid</h1>" in body and headers["Cache-Control"] == "no-store", case
@@ -448,7 +398,7 @@ async def test_links_of_another_account_a_member_or_a_demoted_admin_are_refused(
     parts[1] = str(lee.id)
     cases.append(("a member's edited link", f"{base}/{'.'.join(parts)}", None, "altered"))
     for case, url, actor, message in cases:
-        watch = Watch(desk)
+        watch = Watch(desk, action="audit.export")
         status, body, _ = await download(desk, url)
         assert status == 403, (case, status)
         assert ("<h1>Link not valid</h1>" if message == "altered" else "<h1>Administrators only</h1>") in body, case
@@ -461,7 +411,7 @@ async def test_links_of_another_account_a_member_or_a_demoted_admin_are_refused(
 
     # an administrator demoted after the link was made
     desk.lic.db.write(lambda s: s.execute(update(User).where(User.aad_object_id == ALEX).values(role="member")))
-    watch = Watch(desk)
+    watch = Watch(desk, action="audit.export")
     status, body, _ = await download(desk, real, "fr")
     assert status == 403 and "<h1>Réservé aux administrateurs</h1>" in body
     event = watch.refused()

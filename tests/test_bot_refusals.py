@@ -9,71 +9,34 @@ import ipaddress
 import json
 import logging
 import socket
-from datetime import timedelta
 
 import pytest
 from aiohttp import web
-from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
 import bot.app
 from core.demo import TENANT
-from core.models import Account, AccountDomain, AccountTenant, DeliveryAddress, Pool, Quote, Seat, Subscription
+from core.models import DeliveryAddress, Quote
 from core.views import Actor
 from tests.harness import (
     ALEX,
     InputRequired,
+    Watch,
     actions_of,
-    audit_mark,
-    audit_since,
+    add_fabrikam,
     choice_value,
     choices_of,
+    eco_pool_id,
     find_action,
     has_action,
     heading_of,
     pool_button,
-    running_desk,
-    snapshot,
     text_of,
     tick,
 )
 
-FAB_TENANT = "22222222-2222-2222-2222-222222222222"
-FAB_ADMIN = "22222222-0000-0000-0000-000000000001"
-FAB_WORKER = "22222222-0000-0000-0000-000000000002"
 NOWHERE = "99999999-9999-9999-9999-999999999999"
 ERROR = "That didn't work"
-
-
-@pytest.fixture
-async def desk(db, clock):
-    async with running_desk(db=db, clock=clock) as d:
-        yield d
-
-
-class Watch:
-    """The licensing tables and the audit log, before; what changed, after."""
-
-    def __init__(self, desk):
-        self.desk = desk
-        self.before = snapshot(desk.lic)
-        self.mark = audit_mark(desk.lic)
-
-    def events(self):
-        return audit_since(self.desk.lic, self.mark)
-
-    def refused(self, action: str | None = None, n: int = 1, case: str = ""):
-        events = self.events()
-        assert len(events) == n, f"{case}: {[(e.action, e.outcome, e.message) for e in events]}"
-        assert all(e.outcome == "refused" for e in events), f"{case}: {[(e.action, e.outcome) for e in events]}"
-        if action:
-            assert events[0].action == action, f"{case}: {events[0].action}"
-        return events
-
-    def unchanged(self, case: str = ""):
-        after = snapshot(self.desk.lic)
-        changed = [t for t in self.before if self.before[t] != after[t]]
-        assert not changed, f"{case}: tables changed: {changed}"
 
 
 def error_card(reply, heading: str = ERROR, case: str = ""):
@@ -85,50 +48,6 @@ def error_card(reply, heading: str = ERROR, case: str = ""):
 async def pools_of(client):
     [pools] = await client.say("licenses")
     return pools
-
-
-def eco_pool_id(desk) -> int:
-    return pool_id(desk, "eco", "month")
-
-
-def pool_id(desk, plan: str, interval: str, tenant: str = TENANT) -> int:
-    with desk.lic.db.read() as s:
-        return s.scalar(select(Pool.id).join(Subscription, Subscription.id == Pool.subscription_id)
-                        .join(AccountTenant, AccountTenant.account_id == Pool.account_id)
-                        .where(AccountTenant.tenant_id == tenant, Pool.plan_code == plan,
-                               Subscription.interval == interval))
-
-
-def make_fabrikam(desk) -> dict:
-    """A second account (its own tenant, users, subscription, pool) and an open quote of it."""
-    lic = desk.lic
-    now = lic.now()
-
-    def work(s):
-        account = Account(name="Fabrikam", currency="USD", created_at=now)
-        s.add(account)
-        s.flush()
-        s.add(AccountTenant(tenant_id=FAB_TENANT, account_id=account.id))
-        s.add(AccountDomain(account_id=account.id, domain="fabrikam.com"))
-        admin = lic._insert_user(s, account.id, FAB_ADMIN, "ada@fabrikam.com", "Ada Fabrikam", "admin")
-        worker = lic._insert_user(s, account.id, FAB_WORKER, "bo@fabrikam.com", "Bo Fabrikam", "member")
-        start = now - timedelta(days=3)
-        sub = Subscription(account_id=account.id, interval="month", anchor_at=start, period_number=0,
-                           period_start=start, period_end=start + relativedelta(months=1), created_at=start)
-        s.add(sub)
-        s.flush()
-        pool = Pool(account_id=account.id, subscription_id=sub.id, plan_code="eco", quantity=5, removal_scheduled=0,
-                    created_at=start)
-        s.add(pool)
-        s.flush()
-        for u in (admin, worker):
-            s.add(Seat(account_id=account.id, pool_id=pool.id, user_id=u.id, family="standard", sort_key=u.sort_key,
-                       assigned_at=start))
-        return {"pool": pool.id, "admin": admin.id, "worker": worker.id}
-
-    fab = lic.db.write(work)
-    fab["quote"] = lic.quote_upgrade(Actor(FAB_TENANT, FAB_ADMIN), fab["pool"], [fab["worker"]], "pro").id
-    return fab
 
 
 # ============================================================================ commands
@@ -217,7 +136,7 @@ async def test_unknown_verb_gets_an_error_card(desk):
     reply = await alex.execute("pool.explode", {"pool": eco_pool_id(desk)}, message_id=pools.message_id)
     card = error_card(reply)
     assert "not one I know" in text_of(card) and has_action(card, "License pools")
-    [event] = watch.refused("card.unknown_verb")
+    event = watch.refused("card.unknown_verb")
     assert event.target == "pool.explode"
     watch.unchanged()
 
@@ -276,7 +195,7 @@ async def test_action_submit_values_go_through_the_same_checks(desk):
 
 
 async def test_ids_of_another_account_are_refused(desk):
-    fab = make_fabrikam(desk)
+    fab = add_fabrikam(desk.lic, upgrade_quote="pro")
     alex = desk.admin()
     pools = await pools_of(alex)
     assert fab["pool"] not in {a["data"].get("pool") for a in actions_of(pools, "Action.Execute")}
@@ -297,7 +216,7 @@ async def test_ids_of_another_account_are_refused(desk):
         card = error_card(reply, case=verb)
         assert "does not exist in your account" in text_of(card), f"{verb}: {text_of(card)}"
         assert "Fabrikam" not in text_of(card)
-        [event] = watch.refused(case=verb)
+        event = watch.refused(case=verb)
         assert event.tenant_id == TENANT and event.detail.get("code") == "not_found"
         watch.unchanged(verb)
 
@@ -362,7 +281,7 @@ async def test_an_empty_selection_is_refused(desk):
     watch = Watch(desk)
     again = (await alex.act(users, "Choose tier")).expect_card()
     assert heading_of(again) == "Eco (monthly): 24 user(s)" and "Select at least one user first." in text_of(again)
-    [event] = watch.refused("card.upgrade.tiers")
+    event = watch.refused("card.upgrade.tiers")
     assert event.target == f"pool:{eco}"
     watch.unchanged()
 

@@ -6,7 +6,6 @@ on the subscription's period and the discounts in the database)."""
 
 from __future__ import annotations
 
-import pytest
 from babel.dates import format_date
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import func, select
@@ -14,25 +13,23 @@ from sqlalchemy import func, select
 from core import pricing
 from core.catalog import Catalog
 from core.demo import TENANT
-from core.models import Account, AccountDomain, AccountTenant, Discount, OutboxMessage, Pool, Quote, Subscription
+from core.models import AccountTenant, Discount, OutboxMessage, Pool, Quote, Subscription
 from core.money import money
 from core.payments import PaymentEvent
 from core.views import Actor
 from tests.cardcheck import assert_card_budget, assert_valid_cards
 from tests.harness import (
     ALEX,
+    Watch,
     actions_of,
+    add_fabrikam,
     amount_rows,
-    audit_mark,
-    audit_since,
     choices_of,
     find_action,
     has_action,
     heading_of,
     inputs_of,
     pool_button,
-    running_desk,
-    snapshot,
     text_of,
     walk,
 )
@@ -40,33 +37,6 @@ from tests.harness import (
 FAB_TENANT = "44444444-4444-4444-4444-444444444444"
 FAB_ADMIN = "44444444-0000-0000-0000-000000000001"
 QTY_ERROR = "The quantity must be a whole number from 1 to 10,000."
-
-
-@pytest.fixture
-async def desk(db, clock):
-    async with running_desk(db=db, clock=clock, RATE_LIMIT_ACTIONS="1000/10 seconds") as d:
-        yield d
-
-
-class Watch:
-    """The licensing tables and the audit log before; what changed after."""
-
-    def __init__(self, desk):
-        self.desk = desk
-        self.before = snapshot(desk.lic)
-        self.mark = audit_mark(desk.lic)
-
-    def refused(self, action: str | None = None, case: str = ""):
-        events = audit_since(self.desk.lic, self.mark)
-        assert [e.outcome for e in events] == ["refused"], f"{case}: {[(e.action, e.outcome) for e in events]}"
-        if action:
-            assert events[0].action == action, f"{case}: {events[0].action}"
-        return events[0]
-
-    def unchanged(self, case: str = ""):
-        after = snapshot(self.desk.lic)
-        changed = [t for t in self.before if self.before[t] != after[t]]
-        assert not changed, f"{case}: tables changed: {changed}"
 
 
 def cart_rows(card: dict) -> list[tuple[str, str, str]]:
@@ -142,17 +112,7 @@ def expected_line(desk, plan: str, interval: str, n: int) -> dict:
 
 def make_fabrikam(desk) -> None:
     """A second account with an admin and no subscription yet (its first purchase starts one)."""
-    lic, now = desk.lic, desk.lic.now()
-
-    def work(s):
-        account = Account(name="Fabrikam", currency="USD", created_at=now)
-        s.add(account)
-        s.flush()
-        s.add(AccountTenant(tenant_id=FAB_TENANT, account_id=account.id))
-        s.add(AccountDomain(account_id=account.id, domain="fabrikam.com"))
-        lic._insert_user(s, account.id, FAB_ADMIN, "ada@fabrikam.com", "Ada Fabrikam", "admin")
-
-    lic.db.write(work)
+    add_fabrikam(desk.lic, tenant=FAB_TENANT, admin=FAB_ADMIN, worker=None, plan=None)
 
 
 # ============================================================================ the journey

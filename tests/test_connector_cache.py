@@ -23,12 +23,6 @@ APP_ID = "11111111-2222-3333-4444-555555555555"
 
 
 @pytest.fixture
-async def desk(db, clock):
-    async with running_desk(db=db, clock=clock) as d:
-        yield d
-
-
-@pytest.fixture
 def built_clients(monkeypatch):
     """Counts ConnectorClient constructions (each one is an msrest Configuration + credentials)."""
     counter = {"n": 0}

@@ -11,7 +11,6 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from dateutil.relativedelta import relativedelta
 from sqlalchemy import func, select
 
 from core.demo import POOLS, TENANT
@@ -35,8 +34,6 @@ from core.errors import (
     WrongFamily,
 )
 from core.models import (
-    Account,
-    AccountDomain,
     AccountTenant,
     AuditEvent,
     Base,
@@ -47,8 +44,8 @@ from core.models import (
     Subscription,
     User,
 )
-from core.periods import period_containing
 from core.views import Actor
+from tests.harness import add_account
 
 FAB_TENANT = "f0000000-0000-0000-0000-00000000000f"
 EUR_TENANT = "e0000000-0000-0000-0000-00000000000e"
@@ -150,38 +147,6 @@ class Ctx:
     stash: dict = field(default_factory=dict)
 
 
-def _make_account(lic, *, name, tenant, currency, domain, people, seat_for):
-    """An account with one monthly Eco pool of 5 seats; ``seat_for`` (a person's index) holds one.
-    Returns ids and Actors."""
-    now = lic.now()
-
-    def work(s):
-        account = Account(name=name, currency=currency, created_at=now)
-        s.add(account)
-        s.flush()
-        s.add(AccountTenant(tenant_id=tenant, account_id=account.id))
-        s.add(AccountDomain(account_id=account.id, domain=domain))
-        users = [lic._insert_user(s, account.id, aad, email, display, role) for aad, email, display, role in people]
-        anchor = now - relativedelta(days=9)
-        number, start, end = period_containing(anchor, "month", now)
-        sub = Subscription(account_id=account.id, interval="month", anchor_at=anchor, period_number=number,
-                           period_start=start, period_end=end, created_at=anchor)
-        s.add(sub)
-        s.flush()
-        pool = Pool(account_id=account.id, subscription_id=sub.id, plan_code="eco", quantity=5,
-                    removal_scheduled=0, created_at=anchor)
-        s.add(pool)
-        s.flush()
-        holder = users[seat_for]
-        s.add(Seat(account_id=account.id, pool_id=pool.id, user_id=holder.id, family="standard",
-                   sort_key=holder.sort_key, assigned_at=anchor))
-        return SimpleNamespace(account_id=account.id, pool_id=pool.id, user_ids=[u.id for u in users])
-
-    ns = lic.db.write(work)
-    ns.actors = [Actor(tenant, aad) for aad, *_ in people]
-    return ns
-
-
 @pytest.fixture
 def c(demo, db, clock, admin, admin2, member) -> Ctx:
     lic = demo
@@ -190,16 +155,18 @@ def c(demo, db, clock, admin, admin2, member) -> Ctx:
         users = dict(s.execute(select(User.name, User.id).join(AccountTenant, AccountTenant.account_id
                                                                  == User.account_id)
                                .where(AccountTenant.tenant_id == TENANT)).all())
-    fab = _make_account(lic, name="Fabrikam", tenant=FAB_TENANT, currency="USD", domain="fabrikam.com", people=[
+    # two other accounts, each with one monthly Eco pool of 5 seats (anchored 9 days ago) whose
+    # second person holds one
+    fab = add_account(lic, name="Fabrikam", tenant=FAB_TENANT, currency="USD", domain="fabrikam.com", people=[
         ("fab-admin", "fay.admin@fabrikam.com", "Fay Admin", "admin"),
         ("fab-member", "finn.member@fabrikam.com", "Finn Member", "member"),
         ("fab-free", "fred.free@fabrikam.com", "Fred Free", "member"),
-    ], seat_for=1)
+    ], seats=[1], age=timedelta(days=9))
     fab.admin, fab.member = fab.actors[0], fab.actors[1]
-    eur = _make_account(lic, name="Eurocorp", tenant=EUR_TENANT, currency="EUR", domain="eurocorp.eu", people=[
+    eur = add_account(lic, name="Eurocorp", tenant=EUR_TENANT, currency="EUR", domain="eurocorp.eu", people=[
         ("eur-admin", "eva.admin@eurocorp.eu", "Eva Admin", "admin"),
         ("eur-member", "emil.member@eurocorp.eu", "Emil Member", "member"),
-    ], seat_for=1)
+    ], seats=[1], age=timedelta(days=9))
     eur.admin = eur.actors[0]
 
     def add_outsider(s):

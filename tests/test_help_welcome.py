@@ -22,7 +22,6 @@ from tests.harness import (
     facts_of,
     has_action,
     heading_of,
-    running_desk,
     snapshot,
     text_of,
 )
@@ -30,12 +29,6 @@ from tests.harness import (
 NEWCOMER = "66666666-6666-6666-6666-666666666666"
 NOWHERE_TENANT = "77777777-7777-7777-7777-777777777777"
 LOCALES = [("en-US", "en"), ("fr-FR", "fr")]
-
-
-@pytest.fixture
-async def desk(db, clock):
-    async with running_desk(db=db, clock=clock) as d:
-        yield d
 
 
 def router(desk):

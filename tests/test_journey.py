@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pytest
 from babel.dates import format_date
 from sqlalchemy import select
 
@@ -24,18 +23,11 @@ from tests.harness import (
     find_action,
     heading_of,
     pool_button,
-    running_desk,
     selected,
     snapshot,
     text_of,
     tick,
 )
-
-
-@pytest.fixture
-async def desk(db, clock):
-    async with running_desk(db=db, clock=clock) as d:
-        yield d
 
 
 @dataclass

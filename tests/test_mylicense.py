@@ -20,21 +20,14 @@ from tests.harness import (
     choices_of,
     has_action,
     heading_of,
-    running_desk,
+    pool_id,
     snapshot,
     text_of,
     texts_of,
 )
-from tests.test_bot_refusals import pool_id
 
 STRANGER = "00000000-0000-0000-0000-00000000abcd"  # in Contoso's tenant, not a user of its account
 NOWHERE_TENANT = "99999999-9999-9999-9999-999999999999"
-
-
-@pytest.fixture
-async def desk(db, clock):
-    async with running_desk(db=db, clock=clock) as d:
-        yield d
 
 
 def refused_once(desk, mark: int, before: dict, action: str, case: str = ""):

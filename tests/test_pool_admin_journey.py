@@ -9,28 +9,26 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
 from core.demo import TENANT
-from core.models import Account, AccountDomain, AccountTenant, OutboxMessage, Pool, Seat, Subscription
+from core.models import OutboxMessage, Pool, Seat
 from core.money import money
 from core.views import Actor
 from tests.cardcheck import assert_card_budget, assert_valid_cards
 from tests.harness import (
     ALEX,
     InputRequired,
+    Watch,
+    add_fabrikam,
     add_pool_users,
-    audit_mark,
-    audit_since,
     choices_of,
     facts_of,
     find_action,
     has_action,
     heading_of,
     pool_button,
-    running_desk,
-    snapshot,
+    pool_id,
     text_of,
     tick,
 )
@@ -40,39 +38,6 @@ FAB_ADMIN = "55555555-0000-0000-0000-000000000001"
 FAB_WORKER = "55555555-0000-0000-0000-000000000002"
 QTY_ERROR = "The quantity must be a whole number from 1 to 10,000."
 RENEWAL = "Apr 1, 2026"  # the demo's monthly period ends then (test clock: 2026-03-10)
-
-
-@pytest.fixture
-async def desk(db, clock):
-    async with running_desk(db=db, clock=clock, RATE_LIMIT_ACTIONS="1000/10 seconds") as d:
-        yield d
-
-
-class Watch:
-    def __init__(self, desk):
-        self.desk = desk
-        self.before = snapshot(desk.lic)
-        self.mark = audit_mark(desk.lic)
-
-    def refused(self, action: str | None = None, case: str = ""):
-        events = audit_since(self.desk.lic, self.mark)
-        assert [e.outcome for e in events] == ["refused"], f"{case}: {[(e.action, e.outcome) for e in events]}"
-        if action:
-            assert events[0].action == action, f"{case}: {events[0].action}"
-        return events[0]
-
-    def unchanged(self, case: str = ""):
-        after = snapshot(self.desk.lic)
-        changed = [t for t in self.before if self.before[t] != after[t]]
-        assert not changed, f"{case}: tables changed: {changed}"
-
-
-def pool_id(desk, plan: str, interval: str, tenant: str = TENANT) -> int:
-    with desk.lic.db.read() as s:
-        return s.scalar(select(Pool.id).join(Subscription, Subscription.id == Pool.subscription_id)
-                        .join(AccountTenant, AccountTenant.account_id == Pool.account_id)
-                        .where(AccountTenant.tenant_id == tenant, Pool.plan_code == plan,
-                               Subscription.interval == interval))
 
 
 def pool_row(desk, pid: int) -> Pool:
@@ -93,34 +58,6 @@ def outbox_kinds(desk, kind: str) -> list[int]:
 async def users_card(client, plan: str, interval: str):
     [pools] = await client.say("licenses")
     return (await client.act(pools, pool_button(pools, plan, interval))).expect_card()
-
-
-def make_fabrikam(desk) -> dict:
-    lic, now = desk.lic, desk.lic.now()
-
-    def work(s):
-        account = Account(name="Fabrikam", currency="USD", created_at=now)
-        s.add(account)
-        s.flush()
-        s.add(AccountTenant(tenant_id=FAB_TENANT, account_id=account.id))
-        s.add(AccountDomain(account_id=account.id, domain="fabrikam.com"))
-        admin = lic._insert_user(s, account.id, FAB_ADMIN, "ada@fabrikam.com", "Ada Fabrikam", "admin")
-        worker = lic._insert_user(s, account.id, FAB_WORKER, "bo@fabrikam.com", "Bo Fabrikam", "member")
-        start = now - timedelta(days=3)
-        sub = Subscription(account_id=account.id, interval="month", anchor_at=start, period_number=0,
-                           period_start=start, period_end=start + relativedelta(months=1), created_at=start)
-        s.add(sub)
-        s.flush()
-        pool = Pool(account_id=account.id, subscription_id=sub.id, plan_code="pro", quantity=5, removal_scheduled=1,
-                    created_at=start)
-        s.add(pool)
-        s.flush()
-        for u in (admin, worker):
-            s.add(Seat(account_id=account.id, pool_id=pool.id, user_id=u.id, family="standard", sort_key=u.sort_key,
-                       assigned_at=start, downgrade_to="eco" if u is worker else None))
-        return {"pool": pool.id, "worker": worker.id}
-
-    return lic.db.write(work)
 
 
 # ============================================================================ removing seats
@@ -478,7 +415,8 @@ VERBS = ["seats.remove", "seats.remove.confirm", "seats.remove.cancel", "pool.un
 
 
 async def test_wrong_role_and_wrong_account(desk):
-    fab = make_fabrikam(desk)
+    fab = add_fabrikam(desk.lic, tenant=FAB_TENANT, admin=FAB_ADMIN, worker=FAB_WORKER, plan="pro",
+                       removal_scheduled=1, downgrades={"worker": "eco"})
     lee, alex = desk.member(), desk.admin()
     eco = pool_id(desk, "eco", "month")
     adele = desk.user("Adele Vance").id

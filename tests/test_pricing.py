@@ -18,8 +18,9 @@ from sqlalchemy import select
 from core import pricing
 from core.demo import ADMIN_AAD, TENANT
 from core.errors import InvalidInput
-from core.models import Account, AccountDomain, AccountTenant, Discount, Pool, Seat, Subscription, User
+from core.models import Discount, Pool, Seat, Subscription, User
 from core.periods import add_intervals, period_bounds, period_containing
+from tests.harness import insert_account
 
 PURE = settings(max_examples=200, deadline=None)
 SECOND = timedelta(seconds=1)
@@ -282,12 +283,8 @@ def make_account(lic, *, subs: dict[str, tuple[datetime, int | None]] | None = N
     now = lic.now()
 
     def work(s) -> Setup:
-        account = Account(name="Fabrikam", currency="USD", created_at=now)
-        s.add(account)
-        s.flush()
-        s.add(AccountTenant(tenant_id=TENANT, account_id=account.id))
-        s.add(AccountDomain(account_id=account.id, domain="fabrikam.com"))
-        lic._insert_user(s, account.id, ADMIN_AAD, "admin@fabrikam.com", "Ada Admin", "admin")
+        account, _ = insert_account(lic, s, now, tenant=TENANT,
+                                    people=[(ADMIN_AAD, "admin@fabrikam.com", "Ada Admin", "admin")])
         for i, (percent, starts, ends) in enumerate(discounts):
             s.add(Discount(account_id=account.id, label=f"Discount {i}", percent_off=Decimal(percent),
                            starts_at=starts, ends_at=ends))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from sqlalchemy import func, select
 
 from core.demo import TENANT
@@ -17,9 +16,13 @@ from core.views import Actor
 from tests.cardcheck import assert_card_budget, assert_valid_cards
 from tests.harness import (
     ALEX,
+    FAB_ADMIN,
+    FAB_TENANT,
     LEE,
     MEGAN,
+    Watch,
     actions_of,
+    add_fabrikam,
     add_pool_users,
     audit_mark,
     audit_since,
@@ -28,37 +31,11 @@ from tests.harness import (
     facts_of,
     has_action,
     heading_of,
-    running_desk,
-    snapshot,
+    pool_id,
     text_of,
 )
-from tests.test_bot_refusals import FAB_ADMIN, FAB_TENANT, make_fabrikam, pool_id
 
 REQUEST_TITLE = "Upgrade request from Lee Gu"
-
-
-@pytest.fixture
-async def desk(db, clock):
-    async with running_desk(db=db, clock=clock) as d:
-        yield d
-
-
-class Watch:
-    """The licensing tables and the audit log before; what a refused action left after."""
-
-    def __init__(self, desk):
-        self.desk = desk
-        self.before = snapshot(desk.lic)
-        self.mark = audit_mark(desk.lic)
-
-    def refused(self, action: str | None = None, case: str = ""):
-        events = audit_since(self.desk.lic, self.mark)
-        assert len(events) == 1, f"{case}: {[(e.action, e.outcome, e.message) for e in events]}"
-        assert events[0].outcome == "refused", f"{case}: {events[0].action} {events[0].outcome}"
-        if action:
-            assert events[0].action == action, f"{case}: {events[0].action}"
-        assert snapshot(self.desk.lic) == self.before, f"{case}: the licensing tables changed"
-        return events[0]
 
 
 class Seen(list):
@@ -253,7 +230,7 @@ async def test_decline_with_a_reason_tells_the_requester_and_every_admin(desk):
     seen.add(card_m, card_a, decline, back, done)
 
     # a double click on the form's Refuser: the decided card, audited, nothing changed
-    watch = Watch(desk)
+    watch = Watch(desk, unchanged_on_refusal=True)
     again = (await megan.act(decline, "Refuser", reason="encore")).expect_card()
     assert "Cette demande a déjà été refusée par Megan Bowen" in text_of(again)
     watch.refused("request.decline")
@@ -272,7 +249,7 @@ async def test_decline_with_a_reason_tells_the_requester_and_every_admin(desk):
 
     # Alex's stale card (as it was before the update): Approve and Decline are refused clearly
     for title, action in (("Approve", "request.approve"), ("Decline", "card.request.decline")):
-        watch = Watch(desk)
+        watch = Watch(desk, unchanged_on_refusal=True)
         stale = (await alex.act(card_a, title)).expect_card()
         assert heading_of(stale) == REQUEST_TITLE, title
         assert "This request was already declined by Megan Bowen" in text_of(stale), title
@@ -292,13 +269,13 @@ async def test_double_request_is_refused_clearly(desk):
     [lee] = await installed(desk, LEE)
     mine, form, sent = await ask(lee, "Pro", "faster renders", seen)
     # the same form sent again (a double click): refused, told, nothing changed
-    watch = Watch(desk)
+    watch = Watch(desk, unchanged_on_refusal=True)
     again = (await lee.act(form, "Send the request", plan="pro", reason="faster renders")).expect_card()
     assert heading_of(again) == "Your licenses"
     assert "You already asked for Pro on" in text_of(again) and "Nothing else was sent." in text_of(again)
     watch.refused("request.create")
     # another plan of the same family: refused too
-    watch = Watch(desk)
+    watch = Watch(desk, unchanged_on_refusal=True)
     other = (await lee.act(form, "Send the request", plan="advanced")).expect_card()
     assert "You already asked for Pro on" in text_of(other)
     watch.refused("request.create")
@@ -384,7 +361,7 @@ async def test_member_forging_admin_actions_is_refused(desk):
     req = desk.lic.request_upgrade(Actor(TENANT, LEE), "pro")
     [mine] = await lee.say("mylicense")
     seen = Seen()
-    watch = Watch(desk)
+    watch = Watch(desk, unchanged_on_refusal=True)
     [card] = await lee.say("requests")
     assert heading_of(card) == "Administrators only"
     watch.refused("requests.list")
@@ -395,7 +372,7 @@ async def test_member_forging_admin_actions_is_refused(desk):
             ("request.decline_confirm", {"request": req.id, "reason": "mine"}, "request.decline"),
             ("request.refresh", {"request": req.id}, "request.view"),
             ("requests", {}, "requests.list")):
-        watch = Watch(desk)
+        watch = Watch(desk, unchanged_on_refusal=True)
         shown = (await lee.execute(verb, data, message_id=mine.message_id)).expect_card()
         assert heading_of(shown) == "Administrators only", verb
         assert "Only an administrator" in text_of(shown), verb
@@ -406,7 +383,7 @@ async def test_member_forging_admin_actions_is_refused(desk):
 
 
 async def test_wrong_account_and_malformed_references_are_refused(desk):
-    make_fabrikam(desk)
+    add_fabrikam(desk.lic, upgrade_quote="pro")
     req = desk.lic.request_upgrade(Actor(TENANT, LEE), "pro")
     ada = desk.client(FAB_ADMIN, tenant_id=FAB_TENANT, name="Ada Fabrikam")
     alex = desk.admin()
@@ -422,14 +399,14 @@ async def test_wrong_account_and_malformed_references_are_refused(desk):
     ]
     seen = Seen()
     for who, verb, data, message, action in cases:
-        watch = Watch(desk)
+        watch = Watch(desk, unchanged_on_refusal=True)
         shown = (await who.execute(verb, data, message_id=pools.message_id)).expect_card()
         assert heading_of(shown) == "That didn't work", (verb, data)
         assert message in text_of(shown), (verb, data, text_of(shown))
         watch.refused(action, case=f"{verb} {data}")
         seen.add(shown)
     # a reason over 500 characters (forged past the input's limit): the form again, with the reason kept
-    watch = Watch(desk)
+    watch = Watch(desk, unchanged_on_refusal=True)
     shown = (await alex.execute("request.decline_confirm", {"request": req.id, "reason": "y" * 501},
                                 message_id=pools.message_id)).expect_card()
     assert heading_of(shown) == "Decline the request of Lee Gu" and "too long" in text_of(shown)

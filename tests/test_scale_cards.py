@@ -4,8 +4,6 @@ finds a user by part of a name, accent-insensitively, on the first page."""
 
 from __future__ import annotations
 
-import pytest
-
 from core.text import fold
 from tests.cardcheck import TEAMS_CARD_LIMIT, assert_valid_cards, card_size
 from tests.harness import (
@@ -14,7 +12,6 @@ from tests.harness import (
     find_action,
     heading_of,
     pool_button,
-    running_desk,
     selected,
     text_of,
 )
@@ -27,12 +24,6 @@ STEM = ["Bar", "Cor", "Dal", "Fen", "Gar", "Hol", "Kes", "Lor", "Mar", "Nor", "P
 END = ["ton", "ley", "berg", "mann", "ford", "wick", "dale", "son", "eau", "ini", "ez", "ov", "ski", "sen", "er",
        "ård", "ić", "és", "ø", "ão"]
 TARGET = ("Zoë Quiñonero-Łaska", "zq@contoso.com")  # the e-mail does not repeat the name: found by the name
-
-
-@pytest.fixture
-async def desk(db, clock):
-    async with running_desk(db=db, clock=clock) as d:
-        yield d
 
 
 def people(n: int) -> list[tuple[str, str]]:

@@ -38,6 +38,8 @@ from core.models import Quote, Seat
 from core.views import Actor
 from tests.harness import (
     ALEX,
+    FAB_ADMIN,
+    FAB_TENANT,
     INVOKE_CARD,
     INVOKE_ERROR,
     INVOKE_MESSAGE,
@@ -46,15 +48,16 @@ from tests.harness import (
     InputRequired,
     action_data,
     actions_of,
+    add_fabrikam,
     audit_mark,
     audit_since,
+    eco_pool_id,
     heading_of,
     inputs_of,
     running_desk,
     snapshot,
     text_of,
 )
-from tests.test_bot_refusals import FAB_ADMIN, FAB_TENANT, eco_pool_id, make_fabrikam
 
 APOLOGY = "Sorry, something went wrong on our side."
 FABRIKAM_NAMES = ("Fabrikam", "Ada Fabrikam", "Bo Fabrikam", "fabrikam.com")
@@ -64,12 +67,6 @@ SELECTION_KEYS = ("sel", "users", "ids", "pick")
 # Control characters, bidi override, zero-width, a lone surrogate, an emoji, combining marks.
 NASTY = "\x00\x01\x07\x1b[31m\x7f\x85\u202e\u200b\ud800 Zoë 😀 e\u0301\u0338 \ufeff<b>&amp;"
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-@pytest.fixture
-async def desk(db, clock):
-    async with running_desk(db=db, clock=clock) as d:
-        yield d
 
 
 # ============================================================================ discovery
@@ -285,7 +282,7 @@ def _swap_ids(data: Any, fab: dict) -> tuple[Any, set[str]]:
 @pytest.fixture
 async def world(desk):
     """Fabrikam (another account, with an open quote), then the crawl of Contoso's cards."""
-    fab = make_fabrikam(desk)
+    fab = add_fabrikam(desk.lic, upgrade_quote="pro")
     generic = generic_data(desk)
     found = await crawl(desk)
     samples = samples_for_every_verb(desk, found, generic)

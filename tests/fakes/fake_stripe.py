@@ -56,6 +56,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests.fakes.server import ThreadedServer
+
 TEST_API_KEY = "sk_test_fake_license_desk_0123456789"
 MIN_SESSION_SECONDS = 30 * 60
 MAX_SESSION_SECONDS = 24 * 60 * 60
@@ -391,7 +393,10 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
-class FakeStripe:
+class FakeStripe(ThreadedServer):
+    thread_name = "fake-stripe"
+    what = "fake Stripe"
+
     def __init__(self, api_key: str = TEST_API_KEY):
         self.api_key = api_key
         self.requests: list[RecordedRequest] = []
@@ -419,55 +424,13 @@ class FakeStripe:
             ("POST", re.compile(r"^/v1/products$"), PRODUCT_CREATE, self._create_product),
         ]
         self.base_url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
 
-    # -- lifecycle
+    # -- lifecycle (start, stop: ThreadedServer)
 
-    def start(self) -> FakeStripe:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-
-        def serve() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._start_site())
-            except BaseException as exc:  # reported to start()
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            assert self._runner is not None
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=serve, name="fake-stripe", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake Stripe server did not start")
-        if failure:
-            raise failure[0]
-        return self
-
-    async def _start_site(self) -> None:
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
+        return app
 
     # -- test controls
 

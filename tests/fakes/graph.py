@@ -47,6 +47,8 @@ import requests
 from aiohttp import web
 from requests.adapters import HTTPAdapter
 
+from tests.fakes.server import ThreadedServer
+
 AUTHORITY_HOST = "login.microsoftonline.com"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 _CLAUSE = re.compile(r'^"displayName:([^"]*)" OR "mail:([^"]*)"$')
@@ -88,7 +90,10 @@ class _Route(HTTPAdapter):
         return super().send(request, **kw)
 
 
-class FakeGraph:
+class FakeGraph(ThreadedServer):
+    thread_name = "fake-graph"
+    what = "fake Graph"
+
     def __init__(self, *, tenant: str | tuple[str, ...], client_id: str = "fake-app-id",
                  client_secret: str = "fake-app-secret"):  # noqa: S107
         self.tenants = {t.lower() for t in ((tenant,) if isinstance(tenant, str) else tenant)}
@@ -101,57 +106,17 @@ class FakeGraph:
         self.base_url = ""
         self._faults: deque[tuple[int | None, float]] = deque()
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ lifecycle (start, stop: ThreadedServer)
 
-    def start(self) -> FakeGraph:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-
-        def serve() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._start_site())
-            except BaseException as exc:  # reported to start()
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=serve, name="fake-graph", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake Graph server did not start")
-        if failure:
-            raise failure[0]
-        return self
-
-    async def _start_site(self) -> None:
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/common/discovery/instance", self._instance_discovery)
         app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self._openid)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
         app.router.add_get("/v1.0/users", self._users)
         app.router.add_get("/v1.0/users/{id}", self._user)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
+        return app
 
     def session(self) -> requests.Session:
         """A requests.Session for msal's ``http_client`` (and the Graph calls) that reaches only
