@@ -19,7 +19,10 @@ adapter gets instead. It only wraps what the SDK hands out:
   bearer token comes from the cached credentials (msal is synchronous: it runs in a thread,
   at most once every few minutes). There is no retry inside: a 429 with ``Retry-After``
   reaches the caller (the outbox retries with backoff), with ``exc.response.status_code``,
-  ``.headers`` and ``.text`` as ``requests`` had them;
+  ``.headers`` and ``.text`` as ``requests`` had them. The session does not trust the
+  environment on each request (aiohttp would look up the proxy and ``.netrc`` in a thread,
+  every request): the proxy settings (``HTTPS_PROXY``/``HTTP_PROXY``, ``NO_PROXY``, a
+  proxy's ``.netrc`` credentials) are read once, and a configured proxy is passed explicitly;
 * ``create_user_token_client`` returns a client built on first use only (OAuth sign-in is
   not used by this bot, so normally never).
 """
@@ -27,13 +30,16 @@ adapter gets instead. It only wraps what the SDK hands out:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+import urllib.request
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import BasicAuth, proxies_from_env
 from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import Activity
 from botframework.connector.auth import (
@@ -47,8 +53,10 @@ from msrest import Serializer
 from msrest.exceptions import ClientRequestError
 from msrest.pipeline import AsyncHTTPPolicy, AsyncHTTPSender, AsyncPipeline, Request, Response
 from msrest.pipeline.universal import RawDeserializer
+from msrest.serialization import Deserializer, Model, full_restapi_key_transformer
 from msrest.universal_http import AsyncClientResponse
 from multidict import CIMultiDict
+from yarl import URL
 
 log = logging.getLogger(__name__)
 
@@ -63,20 +71,49 @@ class SharedSession:
     """One pooled ``aiohttp.ClientSession`` for every outbound Bot Connector call of the process.
 
     Created on first use in the running loop (a session belongs to one loop: a use from
-    another loop gets a new one), closed by :meth:`close` (on app cleanup)."""
+    another loop gets a new one), closed by :meth:`close` (on app cleanup).
 
-    def __init__(self, *, limit: int = 100, timeout: float = 100.0) -> None:
+    ``proxies``: scheme -> ``aiohttp.helpers.ProxyInfo``; by default what the environment says
+    when the session object is made (``proxies_from_env``: ``HTTP(S)_PROXY``, credentials from
+    the URL or ``.netrc``), and ``NO_PROXY`` then too. The session itself does not read the
+    environment (``trust_env=False``): :meth:`proxy_for` gives each request its proxy."""
+
+    def __init__(self, *, limit: int = 100, timeout: float = 100.0, proxies: dict | None = None,
+                 no_proxy: str | None = None) -> None:
         self.limit = limit
         self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=15)
+        self.proxies = proxies_from_env() if proxies is None else dict(proxies)
+        if no_proxy is None:
+            no_proxy = urllib.request.getproxies_environment().get("no", "")
+        self._no_proxy = {"no": no_proxy} if no_proxy else {}
+        self._proxy_of: dict[tuple[str, str | None], tuple[URL | None, BasicAuth | None]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.created = 0  # how many sessions were opened (tests)
+
+    def proxy_for(self, url: str) -> tuple[URL | None, BasicAuth | None]:
+        """(proxy, proxy credentials) for a request to ``url``: (None, None) without a proxy, or
+        for a host that ``NO_PROXY`` lists; decided once per (scheme, host)."""
+        if not self.proxies:
+            return None, None
+        u = URL(url)
+        key = (u.scheme, u.host)
+        found = self._proxy_of.get(key)
+        if found is None:
+            info = self.proxies.get(u.scheme)
+            if info is None or (u.host and self._no_proxy
+                                and urllib.request.proxy_bypass_environment(u.host, self._no_proxy)):
+                found = (None, None)
+            else:
+                found = (info.proxy, info.proxy_auth)
+            self._proxy_of[key] = found
+        return found
 
     def get(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
             connector = aiohttp.TCPConnector(limit=self.limit, ttl_dns_cache=300, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, trust_env=True,
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, trust_env=False,
                                                   auto_decompress=True, raise_for_status=False)
             self._loop = loop
             self.created += 1
@@ -165,9 +202,10 @@ class SessionSender(AsyncHTTPSender):
         data = http.data
         if isinstance(data, str):
             data = data.encode("utf-8")
+        proxy, proxy_auth = self.session.proxy_for(http.url)
         try:
             async with self.session.get().request(http.method, http.url, data=data, headers=dict(http.headers),
-                                                  allow_redirects=False) as r:
+                                                  allow_redirects=False, proxy=proxy, proxy_auth=proxy_auth) as r:
                 raw = ConnectorResponse(r.status, r.reason, CIMultiDict(r.headers), await r.read(), str(r.url))
         except (aiohttp.ClientError, TimeoutError) as e:
             raise ClientRequestError(f"Error occurred in request: {type(e).__name__}: {e}") from e
@@ -177,13 +215,26 @@ class SessionSender(AsyncHTTPSender):
 # ============================================================================ serialisation
 
 
+class SharedJson(dict):
+    """A JSON object (a card, an invoke response's body) handed to botbuilder as it is:
+    ``TurnContext.send_activities`` deep-copies every outgoing activity (0.3-0.6 ms for a 12 KB
+    card), and ``copy.deepcopy`` gives this one back unchanged instead. Nothing changes the
+    card once it is sent. It serialises exactly as a dict (``json``, :class:`FastSerializer`)."""
+
+    __slots__ = ()
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 _JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 _MAX_NODES = 200_000
 
 
 def plain_json(value) -> bool:
-    """Whether ``value`` is made of exact dicts (str keys), lists and JSON scalars only: what
-    msrest's ``serialize_object`` would copy node by node into an equal structure."""
+    """Whether ``value`` is made of exact dicts (or :class:`SharedJson`; str keys), lists and
+    JSON scalars only: what msrest's ``serialize_object`` would copy node by node into an
+    equal structure."""
     stack, seen = [value], 0
     while stack:
         v = stack.pop()
@@ -191,7 +242,7 @@ def plain_json(value) -> bool:
         if seen > _MAX_NODES:
             return False
         t = type(v)
-        if t is dict:
+        if t is dict or t is SharedJson:
             for k, x in v.items():
                 if type(k) is not str:
                     return False
@@ -203,11 +254,41 @@ def plain_json(value) -> bool:
     return True
 
 
+_PLAIN_CONTAINERS = (dict, list, SharedJson)
+_BASIC = {"str": str, "bool": bool, "int": int, "float": float}
+_NO_PLAN = object()
+
+
+def _unshared(value):
+    """``value`` with every :class:`SharedJson` made a dict again: msrest's ``serialize_object``
+    rebuilds exact dicts (and lists), and writes anything else, a dict subclass too, as its str()."""
+    t = type(value)
+    if t is dict or t is SharedJson:
+        return {k: _unshared(v) for k, v in value.items()}
+    if t is list:
+        return [_unshared(v) for v in value]
+    return value
+
+
+class _NotFast(Exception):
+    """A value the fast path leaves to msrest."""
+
+
 class FastSerializer(Serializer):
-    """msrest's Serializer, except that an ``object``-typed value that is already plain JSON (an
-    Adaptive Card in an attachment's ``content``, ``channelData``, ``value``) is passed through
-    as it is instead of being rebuilt node by node (~6 ms for a 12 KB card, against ~0.1 ms
-    for the check). Anything else (models, dates, decimals...) goes through msrest as before."""
+    """msrest's Serializer, with the same output, made cheap for what the bot sends:
+
+    * an ``object``-typed value that is already plain JSON (an Adaptive Card in an
+      attachment's ``content``, ``channelData``, ``value``) is passed through as it is instead
+      of being rebuilt node by node (~6 ms for a 12 KB card, against ~0.1 ms for the check);
+    * a request body that is a tree of models (an activity, conversation parameters) is
+      written by walking each model's attribute map once (~0.05 ms for an activity, against
+      ~0.3 ms: msrest first "deserialises" the models into themselves, then tries every
+      attribute, raising and catching an exception for each one that is None). Exact str,
+      bool, int and float values are kept; anything else (enums, dates, objects) goes through
+      msrest's own function for its type, and any value the walk does not expect (a dict where
+      a model is declared, a flattened key, an XML model...) sends the whole body through msrest.
+
+    Anything else (URL, query and header parameters) goes through msrest as before."""
 
     def __init__(self, classes=None) -> None:
         super().__init__(classes)
@@ -215,20 +296,161 @@ class FastSerializer(Serializer):
         # walking the whole activity (~0.8 ms for a card); botbuilder's models declare none, so
         # the walk can find nothing. Kept if some model does declare constraints.
         self._validate_bodies = any(getattr(m, "_validation", None) for m in self.dependencies.values())
+        self._plans: dict[type, tuple | None] = {}
 
     def serialize_object(self, attr, **kwargs):
-        if type(attr) in (dict, list) and plain_json(attr):
+        if type(attr) in _PLAIN_CONTAINERS and plain_json(attr):
             return attr
+        if type(attr) in _PLAIN_CONTAINERS:  # not plain JSON (a date, a model inside...): msrest's way
+            attr = _unshared(attr)
         return super().serialize_object(attr, **kwargs)
 
     def body(self, data, data_type, **kwargs):
         if self._validate_bodies or not self.client_side_validation:
             return super().body(data, data_type, **kwargs)
+        if (not kwargs and isinstance(data, Model) and type(data) is self.dependencies.get(data_type)
+                and self.key_transformer is full_restapi_key_transformer):
+            with contextlib.suppress(Exception):  # else msrest's own path below: its result, or its error
+                return self._fast_model(data)
         self.client_side_validation = False  # URL, query and header parameters are still validated
         try:
             return super().body(data, data_type, **kwargs)
         finally:
             self.client_side_validation = True
+
+    # ------------------------------------------------------------------ the fast path of body()
+
+    def _plan(self, cls: type) -> tuple | None:
+        """(attribute, JSON key, type) of a model class, in msrest's order; None when msrest must
+        do it (XML, flattened keys, additional properties under an empty key)."""
+        plan = self._plans.get(cls, _NO_PLAN)
+        if plan is _NO_PLAN:
+            plan = []
+            if cls.is_xml_model():
+                plan = None
+            else:
+                for attr, desc in cls._attribute_map.items():
+                    key = desc["key"]
+                    if not key or "." in key or "\\" in key:
+                        plan = None
+                        break
+                    plan.append((attr, key, desc["type"]))
+            plan = self._plans[cls] = tuple(plan) if plan is not None else None
+        return plan
+
+    def _fast_model(self, obj: Model) -> dict:
+        plan = self._plan(type(obj))
+        if plan is None:
+            raise _NotFast(type(obj).__name__)
+        out = {}
+        for attr, key, typ in plan:
+            value = getattr(obj, attr)
+            if value is not None:  # (msrest leaves None out)
+                out[key] = self._fast_value(value, typ)
+        return out
+
+    def _fast_value(self, value, typ: str):
+        t = type(value)
+        basic = _BASIC.get(typ)
+        if basic is not None:
+            if t is basic:
+                return value
+            if typ == "str":
+                return Serializer.serialize_unicode(value)  # msrest's (an enum: its value)
+            raise _NotFast(typ)
+        if typ == "object":
+            return self.serialize_object(value)
+        if typ == "iso-8601":
+            return Serializer.serialize_iso(value)
+        if typ[:1] == "[" and typ[-1:] == "]":
+            if t is not list:
+                raise _NotFast(typ)
+            inner = typ[1:-1]
+            return [None if v is None else self._fast_value(v, inner) for v in value]
+        model = self.dependencies.get(typ)
+        if isinstance(model, type) and issubclass(model, Model) and isinstance(value, Model):
+            return self._fast_model(value)
+        raise _NotFast(typ)
+
+
+def _json_copy(value):
+    """A copy of parsed JSON, as msrest's ``deserialize_object`` makes it (new dicts and lists,
+    the same scalars); anything else is msrest's to handle."""
+    t = type(value)
+    if t is dict:
+        return {k: _json_copy(v) for k, v in value.items()}
+    if t is list:
+        return [_json_copy(v) for v in value]
+    if t in _JSON_SCALARS:
+        return value
+    raise _NotFast(t.__name__)
+
+
+class FastDeserializer:
+    """msrest's ``Model.deserialize`` of parsed JSON (an inbound activity), with the same
+    result, made cheap (~0.06 ms for a Teams message against ~0.25-0.45 ms): each model's
+    attribute map is walked once; values of the exact JSON type declared are kept (an
+    ``object`` is copied, as msrest does), dates go through msrest's own parser, and keys no
+    model declares become ``additional_properties`` as msrest makes them. Anything the walk
+    does not expect (a number where a string is declared, a dict type, a flattened key...)
+    sends the whole body through msrest: its result, or its error."""
+
+    def __init__(self, root: type[Model]) -> None:
+        self.root = root
+        self.dependencies = root._infer_class_models()
+        self._plans: dict[type, tuple | None] = {}
+
+    def __call__(self, data):
+        with contextlib.suppress(Exception):
+            return self._model(self.root, data)
+        return self.root.deserialize(data)
+
+    def _plan(self, cls: type) -> tuple | None:
+        plan = self._plans.get(cls, _NO_PLAN)
+        if plan is _NO_PLAN:
+            plan = None
+            if not (cls.is_xml_model() or cls.__dict__.get("_subtype_map") or getattr(cls, "_validation", None)
+                    or "additional_properties" in cls._attribute_map):
+                fields = tuple((attr, desc["key"], desc["type"]) for attr, desc in cls._attribute_map.items())
+                if all(key and "." not in key and "\\" not in key for _, key, _ in fields):
+                    plan = (fields, frozenset(key for _, key, _ in fields))
+            self._plans[cls] = plan
+        return plan
+
+    def _model(self, cls: type, data):
+        plan = self._plan(cls)
+        if plan is None or type(data) is not dict:
+            raise _NotFast(cls.__name__)
+        fields, known = plan
+        kwargs = {}
+        for attr, key, typ in fields:
+            raw = data.get(key)
+            kwargs[attr] = None if raw is None else self._value(raw, typ)
+        obj = cls(**kwargs)
+        extra = data.keys() - known
+        if extra:  # (msrest's additional-properties detection)
+            obj.additional_properties = {k: data[k] for k in extra}
+        return obj
+
+    def _value(self, raw, typ: str):
+        basic = _BASIC.get(typ)
+        if basic is not None:
+            if type(raw) is basic:
+                return raw
+            raise _NotFast(typ)
+        if typ == "object":
+            return _json_copy(raw)
+        if typ == "iso-8601":
+            return Deserializer.deserialize_iso(raw)
+        if typ[:1] == "[" and typ[-1:] == "]":
+            if type(raw) is not list:
+                raise _NotFast(typ)
+            inner = typ[1:-1]
+            return [None if v is None else self._value(v, inner) for v in raw]
+        model = self.dependencies.get(typ)
+        if isinstance(model, type) and issubclass(model, Model):
+            return self._model(model, raw)
+        raise _NotFast(typ)
 
 
 # ============================================================================ the bot's token

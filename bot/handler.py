@@ -14,18 +14,45 @@ from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, InvokeRes
 
 from bot import invoke
 from bot.auth import clean_activity
-from bot.identity import actor_of, address_of, locale_of
+from bot.connector import SharedJson
+from bot.identity import actor_of, address_key, address_of, locale_of, timezone_of
 from bot.ratelimit import ACTION, SEARCH, RateLimited, RateLimiter, slow_down_text
 from cards import common
 from cards.i18n import T
-from core.errors import DomainError, InvalidInput
+from core.errors import DomainError, InvalidInput, Message
 from core.service import Licensing
 from dialogs.router import ProtocolError, Router, Turn
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 2000
-NOT_AVAILABLE = "This bot is not available to your organisation."
+NOT_AVAILABLE = Message("This bot is not available to your organisation.")
+TURN_KEY = "license_desk.turn"  # the activity's Turn, in tc.turn_state: built once per turn
+_UNSET = object()
+
+
+class ActivityTurn(Turn):
+    """The :class:`~dialogs.router.Turn` of an activity, whose ``address`` (the msrest
+    serialisation of its conversation reference, ~0.13 ms) is built on first use only: most
+    turns never read it (a quote card remembered for later updates, a new delivery address do)."""
+
+    def __init__(self, activity: Activity | None = None, *, actor, locale: str = "en-US",
+                 message_ref: str | None = None, address=_UNSET, activity_id: str | None = None,
+                 timezone: str | None = None):
+        for name, value in (("actor", actor), ("locale", locale), ("message_ref", message_ref),
+                            ("activity_id", activity_id), ("timezone", timezone), ("_activity", activity),
+                            ("_address", address)):
+            object.__setattr__(self, name, value)  # (a frozen dataclass)
+
+    @property
+    def address(self) -> dict | None:
+        address = self._address
+        if address is _UNSET:
+            a = self._activity
+            address = address_of(a) if a is not None and a.conversation and a.service_url else None
+            object.__setattr__(self, "_address", address)  # (two threads at once would build the same)
+        return address
+
 
 class _Recent:
     """A small bounded memory of recent keys (to avoid welcoming a chat twice when Teams
@@ -109,7 +136,8 @@ class LicenseDeskBot(TeamsActivityHandler):
             what = action.get("verb") if isinstance(action, dict) else (a.name if kind != "message" else None)
             limit = self.limiter.items[SEARCH if kind == "search" else ACTION]
             await asyncio.to_thread(self.lic.record_refusal, turn.actor, "rate.limited",
-                                    RateLimited(f"Over the rate limit ({limit})."), f"{kind}:{str(what or '')[:64]}")
+                                    RateLimited(Message("Over the rate limit ({limit}).", limit=limit)),
+                                    f"{kind}:{str(what or '')[:64]}")
             log.warning("rate limit reached (%s, tenant %s, user %s)", kind, turn.actor.tenant_id,
                         turn.actor.aad_object_id)
         if kind == "message":
@@ -144,28 +172,62 @@ class LicenseDeskBot(TeamsActivityHandler):
 
     # ------------------------------------------------------------------ helpers
 
-    def _turn(self, tc: TurnContext) -> Turn:
-        a = tc.activity
-        return Turn(actor=actor_of(a), locale=locale_of(a), message_ref=a.reply_to_id,
-                    address=address_of(a) if a.conversation and a.service_url else None, activity_id=a.id)
+    @staticmethod
+    def _turn(tc: TurnContext) -> ActivityTurn:
+        """The activity's Turn, built once per turn (after :func:`clean_activity`)."""
+        turn = tc.turn_state.get(TURN_KEY)
+        if turn is None or turn._activity is not tc.activity:
+            a = tc.activity
+            turn = tc.turn_state[TURN_KEY] = ActivityTurn(a, actor=actor_of(a), locale=locale_of(a),
+                                                          message_ref=a.reply_to_id, activity_id=a.id,
+                                                          timezone=timezone_of(a))
+        return turn
 
-    async def _remember(self, tc: TurnContext, turn: Turn) -> bool:
-        """Store where to reach this user (proactive messages); cheap when unchanged."""
-        if not (turn.actor.tenant_id and turn.actor.aad_object_id and turn.address):
-            return False
-        if turn.address.get("conversation", {}).get("conversationType") not in (None, "personal"):
-            return False  # notifications go to the person's 1:1 chat, not to a group
-        key = f"{turn.actor.tenant_id}|{turn.actor.aad_object_id}|{sorted(turn.address.items())}"
-        if self._addresses.seen(key):
-            return True
+    def _address_due(self, tc: TurnContext, turn: Turn) -> tuple | None:
+        """The key of this user's delivery address when it must be saved (not saved unchanged in
+        the last hour), else None. Read from the activity (~5 µs): the address itself is only
+        built to be saved."""
+        a = tc.activity
+        if not (turn.actor.tenant_id and turn.actor.aad_object_id and a.conversation and a.service_url):
+            return None
+        if a.conversation.conversation_type not in (None, "personal"):
+            return None  # notifications go to the person's 1:1 chat, not to a group
+        key = (turn.actor.tenant_id, turn.actor.aad_object_id, address_key(a))
+        return None if self._addresses.seen(key) else key
+
+    def _save_address(self, turn: Turn) -> bool:
+        """(In a worker thread.) Store where to reach this user (proactive messages)."""
         try:
-            saved = await asyncio.to_thread(self.lic.save_address, turn.actor.tenant_id, turn.actor.aad_object_id,
-                                            turn.address)
+            return self.lic.save_address(turn.actor.tenant_id, turn.actor.aad_object_id, turn.address)
         except DomainError:
-            saved = False
-        if not saved:  # not a user yet: try again next time (they may have been added since)
-            self._addresses.forget(key)
-        return saved
+            return False
+
+    async def _in_thread(self, turn: Turn, address_key_, fn):
+        """``fn()`` in a worker thread, the delivery address saved first when due: one hop."""
+        if address_key_ is None:
+            return await asyncio.to_thread(fn)
+        saved = False
+
+        def work():
+            nonlocal saved
+            saved = self._save_address(turn)
+            return fn()
+
+        try:
+            return await asyncio.to_thread(work)
+        finally:
+            if not saved:  # not a user yet: try again next time (they may have been added since)
+                self._addresses.forget(address_key_)
+
+    async def _remember(self, tc: TurnContext, turn: Turn) -> None:
+        """Store where to reach this user (proactive messages); nothing to do when unchanged."""
+        key = self._address_due(tc, turn)
+        if key is not None:
+            await self._in_thread(turn, key, lambda: None)
+
+    def _refuses(self, turn: Turn) -> bool:
+        """Whether the tenant is not allowed (cheap; :meth:`_tenant_refused` audits it)."""
+        return bool(self.allowed_tenants) and turn.actor.tenant_id not in self.allowed_tenants
 
     def _tenant_refused(self, turn: Turn) -> dict | None:
         if self.allowed_tenants and turn.actor.tenant_id not in self.allowed_tenants:
@@ -175,29 +237,35 @@ class LicenseDeskBot(TeamsActivityHandler):
         return None
 
     async def _reply(self, tc: TurnContext, card: dict) -> None:
-        await tc.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(card)))
+        # SharedJson: botbuilder's deepcopy of the outgoing activity leaves the card as it is
+        await tc.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(SharedJson(card))))
 
     # ------------------------------------------------------------------ messages
 
     async def on_message_activity(self, tc: TurnContext) -> None:
         turn = self._turn(tc)
         try:
-            refused = await asyncio.to_thread(self._tenant_refused, turn)
-            if refused:
-                await self._reply(tc, refused)
-                return
-            await self._remember(tc, turn)
+            if self._refuses(turn):
+                refused = await asyncio.to_thread(self._tenant_refused, turn)
+                if refused:
+                    await self._reply(tc, refused)
+                    return
+            address_due = self._address_due(tc, turn)
             value = tc.activity.value
             if isinstance(value, dict) and "verb" in value:  # an Action.Submit: same router as Execute
-                try:
-                    card = await asyncio.to_thread(self.router.on_action, turn, value.get("verb"), value)
-                except ProtocolError as e:
-                    await asyncio.to_thread(self.lic.record_refusal, turn.actor, "card.malformed",
-                                            InvalidInput(e.message))
-                    card = common.error_card(turn.locale, e.message)
+                def answer() -> dict:
+                    try:
+                        return self.router.on_action(turn, value.get("verb"), value)
+                    except ProtocolError as e:
+                        self.lic.record_refusal(turn.actor, "card.malformed", InvalidInput(e.message))
+                        return common.error_card(turn.locale, e.message)
             else:
-                text = TurnContext.remove_recipient_mention(tc.activity) or tc.activity.text or ""
-                card = await asyncio.to_thread(self.router.on_text, turn, str(text)[:MAX_TEXT])
+                text = str(TurnContext.remove_recipient_mention(tc.activity) or tc.activity.text or "")[:MAX_TEXT]
+
+                def answer() -> dict:
+                    return self.router.on_text(turn, text)
+
+            card = await self._in_thread(turn, address_due, answer)  # one worker-thread hop per turn
         except Exception:
             log.exception("message turn failed (activity %s)", tc.activity.id)
             card = common.apology_card(turn.locale)
@@ -216,15 +284,16 @@ class LicenseDeskBot(TeamsActivityHandler):
     async def _card_action(self, tc: TurnContext) -> InvokeResponse:
         turn = self._turn(tc)
         try:
-            refused = await asyncio.to_thread(self._tenant_refused, turn)
-            if refused:
-                return invoke.card_response(refused)
+            if self._refuses(turn):
+                refused = await asyncio.to_thread(self._tenant_refused, turn)
+                if refused:
+                    return invoke.card_response(refused)
             value = tc.activity.value
             action = value.get("action") if isinstance(value, dict) else None
             if not isinstance(action, dict):
-                raise ProtocolError("The invoke has no action.")
+                raise ProtocolError(Message("The invoke has no action."))
             if action.get("type", "Action.Execute") != "Action.Execute":
-                raise ProtocolError("Only Action.Execute is supported here.")
+                raise ProtocolError(Message("Only Action.Execute is supported here."))
             card = await asyncio.to_thread(self.router.on_action, turn, action.get("verb"), action.get("data"))
             return invoke.card_response(card)
         except ProtocolError as e:
@@ -260,7 +329,7 @@ class LicenseDeskBot(TeamsActivityHandler):
         if self._welcomed.seen(f"{conv}|{turn.actor.aad_object_id}"):
             return
         try:
-            refused = await asyncio.to_thread(self._tenant_refused, turn)
+            refused = await asyncio.to_thread(self._tenant_refused, turn) if self._refuses(turn) else None
             card = refused or await asyncio.to_thread(self.router.welcome, turn)
         except Exception:
             log.exception("welcome failed (activity %s)", tc.activity.id)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from botbuilder.schema import InvokeResponse
 
+from bot.connector import SharedJson
+
 CARD = "application/vnd.microsoft.card.adaptive"
 MESSAGE = "application/vnd.microsoft.activity.message"
 ERROR = "application/vnd.microsoft.error"
@@ -14,7 +16,8 @@ SEARCH = "application/vnd.microsoft.search.searchResponse"
 
 
 def card_response(card: dict) -> InvokeResponse:
-    return InvokeResponse(status=200, body={"statusCode": 200, "type": CARD, "value": card})
+    # SharedJson: botbuilder deep-copies the invoke response activity (the card with it) otherwise
+    return InvokeResponse(status=200, body=SharedJson({"statusCode": 200, "type": CARD, "value": card}))
 
 
 def message_response(text: str) -> InvokeResponse:

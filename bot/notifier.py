@@ -51,7 +51,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from tenacity import RetryCallState, wait_random, wait_random_exponential
 
-from bot.identity import address_of
+from bot.identity import address_of, reader_of
 from core.service import Licensing
 from core.views import OutboxItem
 from dialogs.router import Router
@@ -67,6 +67,7 @@ TENANT_LIMITS = ("30/second",)
 CONVERSATION_LIMITS = ((7, 1.0), (8, 2.0), (60, 30.0), (1800, 3600.0))
 MAX_RETRY_AFTER = 3600.0  # a Retry-After beyond an hour is taken as an hour
 LEASE_MARGIN = 5.0  # seconds of lease left, beyond the POST's own timeout, to start a POST
+TURN_WAKE_INTERVAL = 0.25  # seconds: turns wake the notifier (a claim: a write transaction) at most this often
 
 _BACKOFF = wait_random_exponential(multiplier=1, max=300)  # full jitter: uniform(0, min(300, 2^(n-1))) s
 _JITTER = wait_random(0, 1)  # added to a Retry-After, so that throttled messages do not come back together
@@ -293,6 +294,9 @@ class Notifier:
         # an account stays with this worker for its tenant's longest window after a send
         self.hold = timedelta(seconds=max((i.get_expiry() for i in self.pacer.tenant_items), default=0))
         self.wake = asyncio.Event()
+        self.turn_wake_interval = TURN_WAKE_INTERVAL
+        self._poked_at: float | None = None
+        self._poke_timer: asyncio.TimerHandle | None = None
         self._refill = asyncio.Event()
         self._lanes: dict[int, deque[OutboxItem]] = {}
         self._lane_tasks: dict[int, asyncio.Task] = {}
@@ -301,6 +305,26 @@ class Notifier:
         self._sent_writer: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ loop
+
+    def poke(self) -> None:
+        """A turn ended and may have queued notifications: wake the loop, at most once per
+        :attr:`turn_wake_interval` (each wake claims the outbox, a write transaction, and most
+        turns queue nothing). A poke within the interval is not lost: the wake comes at its
+        end. The loop still polls on its own (``run_forever``'s ``idle``)."""
+        if self._poke_timer is not None:
+            return  # a wake is already due
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._poked_at is None or now - self._poked_at >= self.turn_wake_interval:
+            self._poked_at = now
+            self.wake.set()
+        else:
+            self._poke_timer = loop.call_at(self._poked_at + self.turn_wake_interval, self._poke_due)
+
+    def _poke_due(self) -> None:
+        self._poke_timer = None
+        self._poked_at = asyncio.get_running_loop().time()
+        self.wake.set()
 
     async def run_once(self) -> int:
         """Claim one batch, deliver it, return how many messages it had."""
@@ -508,8 +532,7 @@ class Notifier:
             await self.pacer.sent(self._tenant_key(item), conversation)
 
     async def _notify(self, item: OutboxItem) -> None:
-        locale = (item.address or {}).get("locale")
-        card = await asyncio.to_thread(self.router.notification, item, locale)
+        card = await asyncio.to_thread(self.router.notification, item, reader_of(item.address))
         if card is None:
             return
         activity = MessageFactory.attachment(CardFactory.adaptive_card(card))
@@ -591,7 +614,7 @@ class Notifier:
         posted = await asyncio.to_thread(self.lic.posted_card, item.payload.get("posted_card"))
         if posted is None:
             return
-        card = await asyncio.to_thread(self.router.card_update, item, posted.address.get("locale"))
+        card = await asyncio.to_thread(self.router.card_update, item, reader_of(posted.address))
         if card is None:
             return
         reference = ConversationReference().deserialize(posted.address)

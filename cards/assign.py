@@ -160,7 +160,7 @@ def picker_card(locale: str | None, page: Page, people: list[DirectoryChoice], p
         heading = t("assign.title")
     body = [title(heading)]
     if note:
-        body.append(text(note, color="Warning"))
+        body.append(text(t.say(note), color="Warning"))
     if pool is not None and pool.assignable <= 0:
         body.append(text(t("assign.pool_full", plan=pool.plan_name, interval=t.interval(pool.interval)),
                          color="Warning"))
@@ -210,7 +210,7 @@ def plans_card(locale: str | None, user: UserRow, pools: list[PoolView], plan_na
     heading = t("assign.plans.title", name=user.name)
     body = [title(heading), text(user.email, subtle=True, spacing="None")]
     if note:
-        body.append(text(note, color="Warning"))
+        body.append(text(t.say(note), color="Warning"))
     held = [plan_names.get(c, c) for c in (user.plan_code or "").split(",") if c]
     body.append(facts([(t("assign.plans.holds"), ", ".join(held) if held else t("assign.holds_nothing"))]))
     actions = []

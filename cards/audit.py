@@ -101,7 +101,7 @@ def _key(kind: str, action: str) -> str:
 add_strings({
     "en": {
         "audit.title": "Recent changes at {account}",
-        "audit.summary": "{total} event(s), newest first · page {page} of {pages} · times in UTC",
+        "audit.summary": "{total} event(s), newest first · page {page} of {pages} · times in {zone}",
         "audit.empty": "Nothing has been recorded yet.",
         "audit.refused": "Refused",
         "audit.system": "License Desk",
@@ -124,7 +124,7 @@ add_strings({
     "fr": {
         "audit.title": "Changements récents chez {account}",
         "audit.summary": "{total} événement(s), du plus récent au plus ancien · page {page} sur {pages} · heures "
-                         "UTC",
+                         "{zone}",
         "audit.empty": "Rien n'a encore été enregistré.",
         "audit.refused": "Refusé",
         "audit.system": "License Desk",
@@ -191,7 +191,7 @@ def target_label(t: T, target: str | None, users: dict[int, str], pools: dict[in
 
 def _when(t: T, row: AuditRow) -> str:
     at = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
-    return format_datetime(at, format="medium", tzinfo=UTC, locale=t.babel)
+    return format_datetime(at, format="medium", tzinfo=t.zone or UTC, locale=t.babel)  # (the zone: in the summary)
 
 
 def _run(value: str, **kw) -> dict:
@@ -230,10 +230,11 @@ def audit_card(locale: str | None, account_name: str, page: Page, *, export_url:
     built: dict = {}
     for limits in _LIMITS:
         body = [title(t("audit.title", account=clip(account_name, 80))),
-                text(t("audit.summary", total=page.total, page=page.page + 1, pages=page.pages),
+                text(t("audit.summary", total=page.total, page=page.page + 1, pages=page.pages,
+                       zone=t.zone.key if t.zone else "UTC"),
                      subtle=True, size_="Small", spacing="None")]
         if note:
-            body.append(text(clip(note, 300), color="Warning"))
+            body.append(text(clip(t.say(note), 300), color="Warning"))
         if not page.items:
             body.append(text(t("audit.empty")))
         body.extend(_row(t, r, users, pools, limits) for r in page.items)

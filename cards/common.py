@@ -32,8 +32,9 @@ def help_card(locale: str | None, *, is_admin: bool, commands: list[str], unknow
 
 def error_card(locale: str | None, message: str, *, heading: str | None = None, show_pools: bool = False,
                retry: dict | None = None) -> dict:
-    """A refusal or a failure, said plainly, with a way forward."""
+    """A refusal or a failure, said plainly (a core Message in the viewer's language), with a way forward."""
     t = T(locale)
+    message = t.say(message)
     buttons = []
     if retry:
         buttons.append(retry)

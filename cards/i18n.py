@@ -1,11 +1,16 @@
-"""Card strings in English and French, and locale-aware formatting (Babel)."""
+"""Card strings in English and French, and locale-aware formatting (Babel) in the reader's
+time zone."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import functools
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo, available_timezones
 
 from babel.dates import format_date, format_datetime
 
+from core.errors import Message
 from core.money import money as _money
 
 SUPPORTED = ("en", "fr")
@@ -276,6 +281,212 @@ STRINGS: dict[str, dict[str, str]] = {
 }
 
 
+# The core's and the dialogs' messages (core.errors.Message) in French, keyed by their English
+# template (the same placeholders; a format spec may differ, e.g. dates). A template missing
+# here is said in English.
+MESSAGES_FR: dict[str, str] = {
+    # people to ask (inside the sentences below)
+    "{a} or {b}": "{a} ou à {b}",
+    "{a}, {b} or {c}": "{a}, {b} ou {c}",
+    "{a}, {b}, {c} or another administrator": "{a}, {b}, {c} ou à un autre administrateur",
+    # who is calling
+    "I could not tell who you are. Please open License Desk from Microsoft Teams.":
+        "Je n'ai pas pu savoir qui vous êtes. Ouvrez License Desk depuis Microsoft Teams.",
+    "Your organisation has no License Desk account yet. Ask your IT administrator to set one up.":
+        "Votre organisation n'a pas encore de compte License Desk. Demandez à votre administrateur informatique "
+        "d'en créer un.",
+    "You are not a user of your organisation's License Desk account yet. Ask {whom} to add you.":
+        "Vous n'êtes pas encore utilisateur du compte License Desk de votre organisation. Demandez à {whom} de "
+        "vous ajouter.",
+    "You are not a user of your organisation's License Desk account yet. Ask one of its administrators to add "
+    "you.":
+        "Vous n'êtes pas encore utilisateur du compte License Desk de votre organisation. Demandez à l'un de ses "
+        "administrateurs de vous ajouter.",
+    "Only an administrator of your License Desk account can do this. Ask {whom}.":
+        "Seul un administrateur de votre compte License Desk peut faire cela. Adressez-vous à {whom}.",
+    "Only an administrator of your License Desk account can do this. Ask one of them.":
+        "Seul un administrateur de votre compte License Desk peut faire cela. Adressez-vous à l'un d'eux.",
+    "Only administrators can see other people's requests.":
+        "Seuls les administrateurs peuvent voir les demandes des autres.",
+    "This bot is not available to your organisation.": "Ce bot n'est pas disponible pour votre organisation.",
+    "Over the rate limit ({limit}).": "Limite de requêtes dépassée ({limit}).",
+    # input
+    "reason": "motif",
+    "search text": "texte recherché",
+    "name": "nom",
+    "e-mail": "e-mail",
+    "directory id": "identifiant d'annuaire",
+    "The {field} must be text.": "Le champ « {field} » doit être du texte.",
+    "Please enter the {field}.": "Renseignez le champ « {field} ».",
+    "The {field} is too long ({length} characters; at most {max_length}).":
+        "Le champ « {field} » est trop long ({length} caractères ; {max_length} au maximum).",
+    "The quantity must be a whole number from 1 to 10,000.": "La quantité doit être un nombre entier de 1 à 10 000.",
+    "That pool reference is not valid.": "La référence de ce lot n'est pas valide.",
+    "That user reference is not valid.": "La référence de cet utilisateur n'est pas valide.",
+    "That request reference is not valid.": "La référence de cette demande n'est pas valide.",
+    "That account reference is not valid.": "La référence de ce compte n'est pas valide.",
+    "That {what} reference is not valid.": "Cette référence ({what}) n'est pas valide.",
+    "The user selection is not valid.": "La sélection d'utilisateurs n'est pas valide.",
+    "At most {limit:,} users can be selected at once.": "Au plus {limit} utilisateurs peuvent être sélectionnés à la "
+                                                        "fois.",
+    "Select at least one user.": "Sélectionnez au moins un utilisateur.",
+    "That page number is not valid.": "Ce numéro de page n'est pas valide.",
+    "That e-mail address is not valid.": "Cette adresse e-mail n'est pas valide.",
+    "The database is busy right now. Nothing was changed; please try again.":
+        "La base de données est occupée pour le moment. Rien n'a été modifié ; réessayez.",
+    # catalog
+    "“{interval}” is not a billing interval (month or year).":
+        "« {interval} » n'est pas une périodicité de facturation (mois ou année).",
+    "There is no plan “{code}”.": "L'offre « {code} » n'existe pas.",
+    "{plan} is sold in {sold_in}, but this account is billed in {billed_in}.":
+        "L'offre {plan} est vendue en {sold_in}, mais ce compte est facturé en {billed_in}.",
+    "{plan} is sold in {sold_in}, but your account is billed in {billed_in}.":
+        "L'offre {plan} est vendue en {sold_in}, mais votre compte est facturé en {billed_in}.",
+    # pools and seats
+    "That license pool does not exist in your account (it may have been removed).":
+        "Ce lot de licences n'existe pas dans votre compte (il a peut-être été supprimé).",
+    "That user is not in your account.": "Cet utilisateur ne fait pas partie de votre compte.",
+    "{missing} of the selected users no longer hold a seat in this pool. Here is the pool as it is now; select "
+    "again.":
+        "{missing} des utilisateurs sélectionnés n'ont plus de licence dans ce lot. Voici le lot tel qu'il est "
+        "maintenant ; sélectionnez de nouveau.",
+    "{email} is not on an approved e-mail domain of your account, so it cannot hold a license. An administrator "
+    "can approve the domain first.":
+        "{email} n'est pas sur un domaine de messagerie approuvé pour votre compte : cette personne ne peut donc "
+        "pas recevoir de licence. Un administrateur peut d'abord approuver le domaine.",
+    "{name} already holds a {plan} license ({family} family). Upgrade or unassign it instead.":
+        "{name} a déjà une licence {plan} (famille {family}). Mettez-la plutôt à niveau, ou retirez-la.",
+    "There is no free {plan} seat in this pool. Buy one, or unassign someone first.":
+        "Il n'y a plus de licence {plan} libre dans ce lot. Achetez-en une, ou retirez d'abord une licence à "
+        "quelqu'un.",
+    "Only {free} seat(s) of this pool are free. Unassign users first, then remove their seats.":
+        "Seules {free} licence(s) de ce lot sont libres. Retirez d'abord des utilisateurs, puis supprimez leurs "
+        "licences.",
+    "The seats to remove from this pool changed since this card was shown: {scheduled} now leave at renewal. "
+    "Nothing more was removed.":
+        "Les licences à supprimer de ce lot ont changé depuis l'affichage de cette carte : {scheduled} partent "
+        "désormais au renouvellement. Rien de plus n'a été supprimé.",
+    "No seat of this pool is scheduled to leave at renewal: there is nothing to cancel.":
+        "Aucune licence de ce lot ne doit partir au renouvellement : il n'y a rien à annuler.",
+    "These seats are held by an open quote of {holder} until {until:%Y-%m-%d %H:%M %Z}. Wait for it to be paid "
+    "or to expire, or ask {holder} to cancel it.":
+        "Ces licences sont réservées jusqu'au {until:%Y-%m-%d à %H:%M %Z} par un devis ouvert préparé par "
+        "{holder}. Attendez qu'il soit payé ou qu'il expire, ou demandez à {holder} de l'annuler.",
+    "These seats are held by an open quote of another administrator until {until:%Y-%m-%d %H:%M %Z}. Wait for "
+    "it to be paid or to expire, or ask another administrator to cancel it.":
+        "Ces licences sont réservées jusqu'au {until:%Y-%m-%d à %H:%M %Z} par un devis ouvert préparé par un autre "
+        "administrateur. Attendez qu'il soit payé ou qu'il expire, ou demandez à cet administrateur de l'annuler.",
+    # upgrades and downgrades
+    "Choose the plan to upgrade to.": "Choisissez l'offre supérieure à laquelle passer.",
+    "{plan} is not in the same family as {current}; an upgrade stays within the {family} family.":
+        "L'offre {plan} n'est pas de la même famille que l'offre {current} ; une mise à niveau reste dans la "
+        "famille {family}.",
+    "{plan} is not above {current}: an upgrade must go to a higher tier.":
+        "L'offre {plan} n'est pas au-dessus de l'offre {current} : une mise à niveau doit aller vers une offre "
+        "supérieure.",
+    "Choose the plan to downgrade to.": "Choisissez l'offre inférieure à laquelle passer.",
+    "{plan} is not in the same family as {current}.":
+        "L'offre {plan} n'est pas de la même famille que l'offre {current}.",
+    "{plan} is not below {current}: a downgrade goes to a lower tier.":
+        "L'offre {plan} n'est pas en dessous de l'offre {current} : une rétrogradation va vers une offre "
+        "inférieure.",
+    "The downgrade to {plan} is already scheduled for the selected users ({date:%Y-%m-%d}). Nothing was changed.":
+        "La rétrogradation vers {plan} est déjà planifiée pour les utilisateurs sélectionnés (le "
+        "{date:%Y-%m-%d}). Rien n'a été modifié.",
+    "None of these users has a downgrade scheduled.": "Aucun de ces utilisateurs n'a de rétrogradation planifiée.",
+    # carts and quotes
+    "The cart is empty: add at least one line.": "Le panier est vide : ajoutez au moins une ligne.",
+    "A cart holds at most {n} lines.": "Un panier contient au plus {n} lignes.",
+    "A cart line is not valid.": "Une ligne du panier n'est pas valide.",
+    "Choose monthly or yearly billing for each line.": "Choisissez une facturation mensuelle ou annuelle pour chaque "
+                                                       "ligne.",
+    "Choose a plan for each line.": "Choisissez une offre pour chaque ligne.",
+    "This cart card is not valid. Start again from “buy”.":
+        "Cette carte de panier n'est pas valide. Recommencez avec « acheter ».",
+    "This cart is not valid (a cart holds at most {n} lines). Start again with “buy”.":
+        "Ce panier n'est pas valide (un panier contient au plus {n} lignes). Recommencez avec « acheter ».",
+    "This cart card is not valid, or its cart is empty. Start again with “buy”.":
+        "Cette carte de panier n'est pas valide, ou son panier est vide. Recommencez avec « acheter ».",
+    "That quote does not exist.": "Ce devis n'existe pas.",
+    "That quote does not exist in your account.": "Ce devis n'existe pas dans votre compte.",
+    "This quote has expired; nothing was charged. Prepare a new one to see today's amounts.":
+        "Ce devis a expiré ; rien n'a été facturé. Préparez-en un nouveau pour voir les montants du jour.",
+    "This quote is already paid.": "Ce devis est déjà payé.",
+    "This quote was cancelled; nothing was charged.": "Ce devis a été annulé ; rien n'a été facturé.",
+    "This quote could not be applied after payment; our team has been told to refund it.":
+        "Ce devis n'a pas pu être appliqué après le paiement ; notre équipe a été prévenue et va rembourser le "
+        "paiement.",
+    "This quote can no longer be used.": "Ce devis ne peut plus être utilisé.",
+    "Nothing is due on this quote: confirm it instead of paying.":
+        "Rien n'est dû sur ce devis : confirmez-le au lieu de payer.",
+    "This quote has an amount due: pay it through the payment link.":
+        "Ce devis comporte un montant à payer : réglez-le par le lien de paiement.",
+    "Payments are not configured on this server. Ask your administrator.":
+        "Les paiements ne sont pas configurés sur ce serveur. Adressez-vous à votre administrateur.",
+    "The payment service did not answer. Nothing was charged; please try again in a minute.":
+        "Le service de paiement n'a pas répondu. Rien n'a été facturé ; réessayez dans une minute.",
+    "This card does not name a quote. Start again from the license pools.":
+        "Cette carte ne désigne aucun devis. Recommencez depuis les lots de licences.",
+    # upgrade requests
+    "Choose the plan you would like.": "Choisissez l'offre souhaitée.",
+    "You hold no {family} license yet. Ask an administrator to assign one to you.":
+        "Vous n'avez encore aucune licence de la famille {family}. Demandez à un administrateur de vous en "
+        "attribuer une.",
+    "{plan} is not above your current plan, {current}.":
+        "L'offre {plan} n'est pas au-dessus de votre offre actuelle, {current}.",
+    "You already asked for {plan} on {date:%Y-%m-%d}; an administrator will answer soon.":
+        "Vous avez déjà demandé {plan} le {date:%Y-%m-%d} ; un administrateur va vous répondre.",
+    "Your request for {plan} was approved; an administrator is completing the payment. You will be told when it is "
+    "active.":
+        "Votre demande pour {plan} a été approuvée ; un administrateur effectue le paiement. Vous serez prévenu dès "
+        "qu'elle sera active.",
+    "You already asked for an upgrade of your {family} license; an administrator will answer soon.":
+        "Vous avez déjà demandé une mise à niveau de votre licence {family} ; un administrateur va vous répondre.",
+    "That upgrade request does not exist in your account.":
+        "Cette demande de mise à niveau n'existe pas dans votre compte.",
+    "This request was already approved by {by} at {at:%Y-%m-%d %H:%M %Z}.":
+        "Cette demande a déjà été approuvée par {by} le {at:%Y-%m-%d à %H:%M %Z}.",
+    "This request was already declined by {by} at {at:%Y-%m-%d %H:%M %Z}.":
+        "Cette demande a déjà été refusée par {by} le {at:%Y-%m-%d à %H:%M %Z}.",
+    "This request was already decided.": "Une décision a déjà été prise pour cette demande.",
+    "The requester no longer holds a license of that family; nothing was approved.":
+        "Le demandeur n'a plus de licence de cette famille ; rien n'a été approuvé.",
+    "There is no account {account}.": "Le compte {account} n'existe pas.",
+    # card steps
+    "No user was selected.": "Aucun utilisateur n'a été sélectionné.",
+    "No user was chosen.": "Aucun utilisateur n'a été choisi.",
+    "No plan was chosen.": "Aucune offre n'a été choisie.",
+    "No license was chosen.": "Aucune licence n'a été choisie.",
+    "At most {n} users can be selected at once. Select fewer, then do the others in a second round.":
+        "Au plus {n} utilisateurs peuvent être sélectionnés à la fois. Sélectionnez-en moins, puis traitez les "
+        "autres dans un second temps.",
+    "At most {n} users can be unassigned at once.": "Vous pouvez retirer la licence d'au plus {n} utilisateurs à la "
+                                                    "fois.",
+    "This pool has {total} users: at most {n} can be downgraded at once. Select them in the pool's users card, in "
+    "several rounds.":
+        "Ce lot compte {total} utilisateurs : au plus {n} peuvent être rétrogradés à la fois. Sélectionnez-les dans "
+        "la carte des utilisateurs du lot, en plusieurs fois.",
+    "Choose whom to downgrade: the selected users or the whole pool.":
+        "Choisissez qui rétrograder : les utilisateurs sélectionnés ou tout le lot.",
+    "This card is not valid. Open the pool's users card and try again.":
+        "Cette carte n'est pas valide. Ouvrez la carte des utilisateurs du lot et réessayez.",
+    "That person cannot be picked here. Search again and choose someone from the list.":
+        "Cette personne ne peut pas être choisie ici. Recherchez de nouveau et choisissez quelqu'un dans la liste.",
+    "That person is not in your organisation's directory any more. Search again.":
+        "Cette personne ne figure plus dans l'annuaire de votre organisation. Recherchez de nouveau.",
+    "The organisation's directory could not be read.": "L'annuaire de l'organisation n'a pas pu être consulté.",
+    "This button is not one I know (the card may come from an older version). Start again from the license pools.":
+        "Je ne connais pas ce bouton (la carte vient peut-être d'une version plus ancienne). Recommencez depuis les "
+        "lots de licences.",
+    "The action has no verb.": "L'action n'a pas de verbe.",
+    "The action's data must be an object.": "Les données de l'action doivent être un objet.",
+    "Unknown search dataset.": "Jeu de données de recherche inconnu.",
+    "The invoke has no action.": "L'appel ne contient aucune action.",
+    "Only Action.Execute is supported here.": "Seul Action.Execute est pris en charge ici.",
+}
+MESSAGES: dict[str, dict[str, str]] = {"fr": MESSAGES_FR}
+
+
 def add_strings(strings: dict[str, dict[str, str]]) -> None:
     """Register a card module's strings: ``{"en": {...}, "fr": {...}}``; every key needs both."""
     en, fr = strings["en"], strings["fr"]
@@ -288,13 +499,44 @@ def add_strings(strings: dict[str, dict[str, str]]) -> None:
     STRINGS["fr"].update(fr)
 
 
-def language(locale: str | None) -> str:
-    lang = (locale or "en").replace("_", "-").split("-")[0].lower()
+@dataclass(frozen=True)
+class Reader:
+    """Who reads a card: their locale and, when known, their IANA time zone (e.g.
+    "Europe/Paris"). Data like any other card input: :class:`T`, :func:`language` and
+    :func:`babel_locale` take a Reader wherever they take a locale string, so a card builder's
+    ``locale`` argument may be either (a plain locale: times in UTC, as before)."""
+
+    locale: str | None = None
+    timezone: str | None = None
+
+
+def _locale(locale: str | Reader | None) -> str | None:
+    return locale.locale if isinstance(locale, Reader) else locale
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones() - {"localtime"})  # (the server's own zone: not a name a client sends)
+
+
+def zone(name) -> ZoneInfo | None:
+    """The time zone with that IANA name; None for anything else (unknown, malformed, not a str)."""
+    if not isinstance(name, str) or len(name) > 64 or name not in _zone_names():
+        return None
+    try:
+        return ZoneInfo(name)
+    except Exception:  # noqa: BLE001 - a name in the list whose file cannot be read: no zone
+        return None
+
+
+def language(locale: str | Reader | None) -> str:
+    lang = (_locale(locale) or "en").replace("_", "-").split("-")[0].lower()
     return lang if lang in SUPPORTED else "en"
 
 
-def babel_locale(locale: str | None) -> str:
+def babel_locale(locale: str | Reader | None) -> str:
     """'fr-CA' -> 'fr_CA'; anything unsupported falls back to en_US."""
+    locale = _locale(locale)
     lang = language(locale)
     parts = (locale or "").replace("_", "-").split("-")
     region = parts[1].upper() if len(parts) > 1 and parts[0].lower() == lang and parts[1].isalpha() else None
@@ -309,25 +551,94 @@ def babel_locale(locale: str | None) -> str:
 
 
 class T:
-    """Translator bound to one locale: ``t("key", n=3)``; also formats money and dates."""
+    """Translator bound to one reader (a :class:`Reader`, or a plain locale): ``t("key", n=3)``;
+    also formats money, and dates and times in the reader's time zone (UTC when not known)."""
 
-    def __init__(self, locale: str | None):
+    def __init__(self, locale: str | Reader | None):
+        self.zone = zone(locale.timezone) if isinstance(locale, Reader) else None
+        locale = _locale(locale)
         self.locale = locale or "en-US"
         self.lang = language(locale)
         self.babel = babel_locale(locale)
 
     def __call__(self, key: str, **kw) -> str:
+        """The string ``key`` formatted with ``kw``; a value that is a Message is said first."""
         text = STRINGS[self.lang].get(key) or STRINGS["en"][key]
-        return text.format(**kw) if kw else text
+        return text.format(**{k: self.say(v) if isinstance(v, Message) else v for k, v in kw.items()}) if kw else text
+
+    def say(self, message) -> str:
+        """A :class:`~core.errors.Message` in this language: its template's translation formatted
+        with the same params (those that are Messages said too, instants in the reader's time
+        zone); the English text when there is none. Anything else (a plain or already
+        translated str) is returned as it is."""
+        if not isinstance(message, Message):
+            return str(message)
+        template = MESSAGES.get(self.lang, {}).get(message.template)
+        if template is None:
+            if self.zone is None:
+                return str(message)
+            template = message.template  # the English text, its instants in the reader's zone
+        return template.format(**{k: self._param(v) for k, v in message.params.items()})
+
+    def _param(self, value):
+        if isinstance(value, Message):
+            return self.say(value)
+        if isinstance(value, datetime) and value.tzinfo is not None and self.zone is not None:
+            return _Local(value.astimezone(self.zone))
+        return value
 
     def money(self, amount: int, currency: str) -> str:
         return _money(amount, currency, self.babel)
 
-    def date(self, value: datetime) -> str:
+    def _local(self, value: datetime) -> datetime:
+        """An instant in the reader's zone (a naive one is taken as UTC, as stored)."""
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(self.zone)
+
+    def date(self, value: date) -> str:
+        """The calendar date of an instant in the reader's time zone (a ``date`` as it is)."""
+        if isinstance(value, datetime) and self.zone is not None:
+            value = self._local(value)
         return format_date(value, format="medium", locale=self.babel)
 
     def datetime(self, value: datetime) -> str:
-        return format_datetime(value, format="medium", tzinfo=value.tzinfo, locale=self.babel) + " UTC"
+        """An instant in the reader's time zone, with the zone's abbreviation ("CET", "EST", or
+        an offset: "UTC+04"); in UTC with " UTC" when the zone is not known."""
+        if self.zone is None:
+            return format_datetime(value, format="medium", tzinfo=value.tzinfo, locale=self.babel) + " UTC"
+        local = self._local(value)
+        return f"{format_datetime(local, format='medium', tzinfo=self.zone, locale=self.babel)} {zone_abbr(local)}"
 
     def interval(self, interval: str) -> str:
         return self(f"interval.{interval}")
+
+    def quote_line(self, line) -> str:
+        """A quote line's label (a ``QuoteLineView``: credit, charge or purchase), as the quote
+        card, the cart and the payment page show it."""
+        if line.kind == "credit":
+            return self("quote.credit", n=line.quantity, plan=line.plan_name)
+        if line.kind == "charge":
+            return self("quote.charge", n=line.quantity, plan=line.plan_name)
+        return self("quote.purchase_line", n=line.quantity, plan=line.plan_name, interval=self.interval(line.interval))
+
+    @staticmethod
+    def percent(value) -> str:
+        """A discount percentage (a Decimal, or None: "0") without trailing zeros: "15", "12.5"."""
+        return f"{value.normalize():f}" if value is not None else "0"
+
+
+def zone_abbr(local: datetime) -> str:
+    """The abbreviation of a local time's zone: "CET", "EDT"; "UTC+04" where the time zone
+    database has only an offset ("+04")."""
+    name = local.tzname() or ""
+    return f"UTC{name}" if name[:1] in ("+", "-") else name
+
+
+class _Local:
+    """A local time in a Message's params: "{until:%Y-%m-%d %H:%M %Z}" with the zone's name as
+    cards show it (:func:`zone_abbr`)."""
+
+    def __init__(self, local: datetime):
+        self.local = local
+
+    def __format__(self, spec: str) -> str:
+        return format(self.local, spec.replace("%Z", zone_abbr(self.local)))

@@ -145,7 +145,7 @@ def my_license_card(locale: str | None, seats: list[SeatView], requests: list[Re
     heading = t("mylicense.title")
     body = [title(heading)]
     if note:
-        body.append(text(note, color="Warning"))
+        body.append(text(t.say(note), color="Warning"))
     if not seats:
         body.append(text(t("mylicense.none"), weight="Bolder"))
         body.append(text(t("mylicense.ask", names=names_of(admins)) if admins else t("mylicense.ask_any")))
@@ -178,7 +178,7 @@ def request_form_card(locale: str | None, options: list[tuple[SeatView, PlanView
     heading = t("mylicense.form.title")
     body = [title(heading)]
     if note:
-        body.append(text(note, color="Warning"))
+        body.append(text(t.say(note), color="Warning"))
     body.append(text(t("mylicense.form.body")))
     choices = [(t("mylicense.form.choice", plan=p.name, family=families.get(p.family, p.family),
                   current=s.plan_name), p.code) for s, p in options]
@@ -206,7 +206,7 @@ def not_user_card(locale: str | None, message: str, admins: list[str]) -> dict:
     """Someone of the account's tenant who is not one of its users: whom to ask."""
     t = T(locale)
     heading = t("error.not_registered.title")
-    body = [title(heading), text(t("mylicense.not_user", names=names_of(admins)) if admins else message,
+    body = [title(heading), text(t("mylicense.not_user", names=names_of(admins)) if admins else t.say(message),
                                  color="Attention")]
     return card(body, fallback_text=heading)
 

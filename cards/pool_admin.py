@@ -189,7 +189,7 @@ def removal_form(locale: str | None, pool: PoolView, *, quantity: int = 1, previ
     heading = t("pool_admin.remove.title", pool=_pool_name(t, pool))
     body = [title(heading)]
     if note:
-        body.append(text(note, color="Attention"))
+        body.append(text(t.say(note), color="Attention"))
     pairs = [(t("pool_admin.bought"), str(pool.quantity)), (t("pool_admin.assigned"), str(pool.assigned)),
              (t("pool_admin.free"), str(max(pool.assignable, 0)))]
     if pool.removal_scheduled:
@@ -222,7 +222,7 @@ def removal_done(locale: str | None, pool: PoolView, removed: int, *, note: str 
     heading = t("pool_admin.removed.title")
     body = [title(heading)]
     if note:
-        body.append(text(note, color="Warning"))
+        body.append(text(t.say(note), color="Warning"))
     body.append(text(t("pool_admin.removed.body", n=removed, pool=_pool_name(t, pool),
                        date=t.date(pool.renewal_date)), color="Good"))
     body.append(facts([(t("pool_admin.leaving"), str(pool.removal_scheduled)),
@@ -291,7 +291,7 @@ def downgrade_card(locale: str | None, pool: PoolView, users: list[UserRow], sel
     data = {"pool": pool.id, "sel": selected}
     body = [title(heading)]
     if note:
-        body.append(text(note, color="Attention"))
+        body.append(text(t.say(note), color="Attention"))
     back = execute(t("btn.back"), verbs.POOL_USERS, data, inputs="none")
     cancel = execute(t("btn.cancel"), verbs.DISMISS, inputs="none")
     actions = []

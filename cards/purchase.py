@@ -129,10 +129,6 @@ def _number_input(id_: str, label: str, value: int, maximum: int) -> dict:
     return {"type": "Input.Number", "id": id_, "label": label, "min": 1, "max": maximum, "value": value}
 
 
-def _line_label(t: T, ln: QuoteLineView) -> str:
-    return t("quote.purchase_line", n=ln.quantity, plan=ln.plan_name, interval=t.interval(ln.interval))
-
-
 def _line_detail(t: T, ln: QuoteLineView, currency: str) -> str:
     amount = t.money(ln.renewal_amount, currency)
     if ln.new_period:
@@ -146,10 +142,6 @@ def _amount_row(label: str, amount: str, *, bold: bool = False, subtle: bool = F
     return columns([column([text(label, weight=weight, subtle=subtle)]),
                     column([text(amount, weight=weight, subtle=subtle, wrap=False, horizontal="Right")], "auto")],
                    spacing="Small")
-
-
-def _percent(q: QuoteView) -> str:
-    return f"{q.discount_percent.normalize():f}" if q.discount_percent is not None else "0"
 
 
 def cart_lines(preview: QuoteView | None) -> list[dict]:
@@ -170,7 +162,7 @@ def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str]
     cart = cart_lines(preview)
     body = [title(heading)]
     if note:
-        body.append(text(note, color="Attention"))
+        body.append(text(t.say(note), color="Attention"))
     if not plans:
         body.append(text(t("purchase.no_plans", currency=currency)))
         return card(body, [execute(t("btn.licenses"), verbs.POOLS, inputs="none")], fallback_text=heading)
@@ -203,7 +195,7 @@ def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str]
         for i, ln in enumerate(preview.lines):
             rest = cart[:i] + cart[i + 1:]
             rows.append(columns([
-                column([text(_line_label(t, ln), weight="Bolder"),
+                column([text(t.quote_line(ln), weight="Bolder"),
                         text(_line_detail(t, ln, cur), subtle=True, size_="Small", spacing="None")]),
                 column([text(t.money(ln.gross, cur), wrap=False, horizontal="Right")], "auto"),
                 column([action_set([execute(t("purchase.btn.remove"), BUY_CART, {"cart": rest}, inputs="none")])],
@@ -212,7 +204,7 @@ def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str]
         body.append(container(rows))
         totals = [_amount_row(t("quote.subtotal"), t.money(preview.gross, cur), subtle=True)]
         if preview.discount:
-            label = t("quote.discount", label=preview.discount_label or "", percent=_percent(preview))
+            label = t("quote.discount", label=preview.discount_label or "", percent=t.percent(preview.discount_percent))
             totals.append(_amount_row(label, t.money(preview.discount, cur)))
         totals.append(_amount_row(t("quote.due"), t.money(preview.due_now, cur), bold=True))
         if len({ln.interval for ln in preview.lines}) == 1:  # mixed intervals: each line says its own
@@ -230,7 +222,7 @@ def purchase_paid_notice(locale: str | None, q: QuoteView) -> dict:
     t = T(locale)
     heading = t("purchase.paid.title")
     body = [title(heading), text(t("purchase.paid.body", amount=t.money(q.due_now, q.currency)), color="Good"),
-            facts([(_line_label(t, ln), t("quote.renewal", date=t.date(ln.period_end))
+            facts([(t.quote_line(ln), t("quote.renewal", date=t.date(ln.period_end))
                     + f": {t.money(ln.renewal_amount, q.currency)}") for ln in q.lines]),
             text(t("purchase.paid.hint"), subtle=True, size_="Small")]
     return card(body, [execute(t("btn.licenses"), verbs.POOLS)], fallback_text=heading)

@@ -97,7 +97,7 @@ def request_card(locale: str | None, r: RequestView, *, note: str | None = None)
     heading = t("requests.title", name=r.requester_name)
     body = [title(heading)]
     if note:
-        body.append(text(note, color="Warning"))
+        body.append(text(t.say(note), color="Warning"))
     info = [(t("requests.requester"), f"{r.requester_name} ({r.requester_email})"),
             (t("requests.change"), _change(r)),
             (t("requests.asked"), t.date(r.created_at))]
@@ -141,7 +141,7 @@ def decline_card(locale: str | None, r: RequestView, *, back: str | None = None,
     heading = t("requests.decline.title", name=r.requester_name)
     body = [title(heading)]
     if note:
-        body.append(text(note, color="Warning"))
+        body.append(text(t.say(note), color="Warning"))
     body.append(facts([(t("requests.change"), _change(r))]
                       + ([(t("requests.reason"), r.reason)] if r.reason else [])))
     body.append(input_text("reason", label=t("requests.decline.reason", name=r.requester_name),
@@ -164,7 +164,7 @@ def requests_list_card(locale: str | None, page: Page, *, note: str | None = Non
     heading = t("requests.list.title", n=page.total)
     body = [title(heading)]
     if note:
-        body.append(text(note, color="Warning"))
+        body.append(text(t.say(note), color="Warning"))
     if not page.items:
         body.append(text(t("requests.list.empty")))
     for r in page.items:

@@ -28,7 +28,7 @@ def pools_card(locale: str | None, account_name: str, pools: list[PoolView], *, 
     t = T(locale)
     body = [title(t("pools.title", account=account_name))]
     if note:
-        body.append(text(note, color="Warning"))
+        body.append(text(t.say(note), color="Warning"))
     if not pools:
         body.append(text(t("pools.empty")))
     else:
@@ -84,7 +84,7 @@ def pool_users_card(locale: str | None, pool: PoolView, page: Page, selected: li
                t("users.title", plan=pool.plan_name, interval=t.interval(pool.interval), total=page.total))
     body = [title(heading)]
     if note:
-        body.append(text(note, color="Warning"))
+        body.append(text(t.say(note), color="Warning"))
     body.append(columns([
         column([input_text("q", placeholder=t("users.search"), value=page.query, max_length=100)]),
         column([action_set([execute(t("btn.search"), verbs.POOL_SEARCH, base)])], "auto"),
@@ -146,7 +146,7 @@ def tiers_card(locale: str | None, pool: PoolView, users: list[UserRow], total: 
     data = {"pool": pool.id, "sel": selected}
     body = [title(heading)]
     if note:
-        body.append(text(note, color="Warning"))
+        body.append(text(t.say(note), color="Warning"))
     body.append(text(_names(t, users, total), subtle=True))
     back = execute(t("btn.back"), verbs.POOL_USERS, data, inputs="none")
     cancel = execute(t("btn.cancel"), verbs.DISMISS, inputs="none")
@@ -167,18 +167,6 @@ def _amount_row(label: str, amount: str, *, bold: bool = False, subtle: bool = F
                    spacing="Small")
 
 
-def _line_label(t: T, line) -> str:
-    if line.kind == "credit":
-        return t("quote.credit", n=line.quantity, plan=line.plan_name)
-    if line.kind == "charge":
-        return t("quote.charge", n=line.quantity, plan=line.plan_name)
-    return t("quote.purchase_line", n=line.quantity, plan=line.plan_name, interval=t.interval(line.interval))
-
-
-def _percent(q: QuoteView) -> str:
-    return f"{q.discount_percent.normalize():f}" if q.discount_percent is not None else "0"
-
-
 def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> dict:
     """The quote while open; once paid the paid summary; once expired or cancelled, its state."""
     if q.status == "paid":
@@ -188,7 +176,7 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> 
     heading = t("quote.title") if q.kind == "upgrade" else t("quote.purchase_title")
     body = [title(heading)]
     if note:
-        body.append(text(note, color="Warning"))
+        body.append(text(t.say(note), color="Warning"))
     if q.status != "open":
         body.append(text(f"{t('label.status')}: {t('status.' + q.status)}", weight="Bolder", color="Attention"))
     info = []
@@ -203,11 +191,11 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> 
                          t("quote.line_period", start=t.date(q.priced_at), end=t.date(ln.period_end))))
     info.append((t("label.prepared_by"), q.created_by_name))
     body.append(facts(info))
-    rows = [_amount_row(_line_label(t, ln), t.money(ln.gross, cur)) for ln in q.lines]
+    rows = [_amount_row(t.quote_line(ln), t.money(ln.gross, cur)) for ln in q.lines]
     rows.append(_amount_row(t("quote.subtotal"), t.money(q.gross, cur), subtle=True))
     if q.discount:
-        rows.append(_amount_row(t("quote.discount", label=q.discount_label or "", percent=_percent(q)),
-                                t.money(q.discount, cur)))
+        label = t("quote.discount", label=q.discount_label or "", percent=t.percent(q.discount_percent))
+        rows.append(_amount_row(label, t.money(q.discount, cur)))
     rows.append(_amount_row(t("quote.due"), t.money(q.due_now, cur), bold=True))
     rows.append(_amount_row(t("quote.renewal", date=t.date(q.renewal_date)), t.money(q.renewal_amount, cur),
                             subtle=True))
@@ -242,7 +230,7 @@ def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> d
     heading = t("paid.title") if q.kind == "upgrade" else t("status.paid")
     body = [title(heading)]
     if note:
-        body.append(text(note, color="Warning"))
+        body.append(text(t.say(note), color="Warning"))
     if q.kind == "upgrade":
         body.append(text(t("paid.body", n=len(q.users), plan=q.to_plan_name), color="Good"))
         body.append(facts([(t("quote.users"), _names(t, q.users, len(q.users))),
@@ -251,7 +239,7 @@ def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> d
                            (t("quote.renewal", date=t.date(q.renewal_date)), t.money(q.renewal_amount, q.currency))]))
     else:
         body.append(text(t("paid.purchase_body"), color="Good"))
-        body.append(facts([(_line_label(t, ln), t.money(ln.amount, q.currency)) for ln in q.lines]
+        body.append(facts([(t.quote_line(ln), t.money(ln.amount, q.currency)) for ln in q.lines]
                           + [(t("quote.due"), t.money(q.due_now, q.currency))]))
     return card(body, [execute(t("btn.licenses"), verbs.POOLS)], fallback_text=heading)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 
-from core.errors import CurrencyMismatch, InvalidInput, NotFound
+from core.errors import CurrencyMismatch, InvalidInput, Message, NotFound
 
 INTERVALS = ("month", "year")
 
@@ -64,7 +64,7 @@ class Plan:
 
     def price(self, interval: str) -> int:
         if interval not in self.prices:
-            raise InvalidInput(f"“{interval}” is not a billing interval (month or year).")
+            raise InvalidInput(Message("“{interval}” is not a billing interval (month or year).", interval=interval))
         return self.prices[interval]
 
 
@@ -93,16 +93,15 @@ class Catalog:
         try:
             return self.plans[code]
         except (KeyError, TypeError):
-            raise NotFound(f"There is no plan “{code}”.") from None
+            raise NotFound(Message("There is no plan “{code}”.", code=code)) from None
 
     def priced_plan(self, code: str, interval: str, currency: str) -> Plan:
         """The plan, checked to be sold in ``interval`` and in the account's ``currency``."""
         plan = self.plan(code)
         plan.price(interval)
         if plan.currency != currency:
-            raise CurrencyMismatch(
-                f"{plan.name} is sold in {plan.currency}, but this account is billed in {currency}."
-            )
+            raise CurrencyMismatch(Message("{plan} is sold in {sold_in}, but this account is billed in {billed_in}.",
+                                           plan=plan.name, sold_in=plan.currency, billed_in=currency))
         return plan
 
     def family_plans(self, family: str) -> list[Plan]:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from core.errors import Busy
+from core.errors import Busy, Message
 
 
 class UTCDateTime(TypeDecorator):
@@ -125,7 +125,7 @@ class Database:
                     return fn(s)
         except (OperationalError, DBAPIError) as exc:
             if _is_transient(exc):
-                raise Busy("The database is busy right now. Nothing was changed; please try again.") from exc
+                raise Busy(Message("The database is busy right now. Nothing was changed; please try again.")) from exc
             raise
 
     def dispose(self) -> None:

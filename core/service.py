@@ -9,6 +9,7 @@ carries is fit for a person.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-from sqlalchemy import and_, delete, exists, func, or_, select, text, update
+from sqlalchemy import Integer, and_, bindparam, delete, exists, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,6 +34,7 @@ from core.errors import (
     DomainNotApproved,
     HeldByQuote,
     InvalidInput,
+    Message,
     NoFreeSeat,
     NotAdmin,
     NotADowngrade,
@@ -102,10 +104,86 @@ MAX_CART_LINES = 20
 MAX_OUTBOX_ATTEMPTS = 25
 OUTBOX_CLAIM_LOCK = 0x4C44_4F42  # pg_advisory_xact_lock key serialising claims by account ("LDOB")
 SYSTEM = "system"
+NO_SUCH_POOL = Message("That license pool does not exist in your account (it may have been removed).")
+QUOTE_NOT_OPEN = {
+    "expired": Message("This quote has expired; nothing was charged. Prepare a new one to see today's amounts."),
+    "paid": Message("This quote is already paid."),
+    "cancelled": Message("This quote was cancelled; nothing was charged."),
+    "refund_needed": Message("This quote could not be applied after payment; our team has been told to refund it."),
+}
 
 
 def _as_fraction(percent: Decimal | None) -> Fraction:
     return pricing.discount_rate(percent)
+
+
+# ---------------------------------------------------------------------------- statements of the hot paths
+# The queries of nearly every chat turn (who is calling, a pool and its views, a page of its users, a quote),
+# built once with bound parameters. Built per call, a statement costs ~0.1 ms to build and ~0.15 ms more
+# for SQLAlchemy to compute its cache key (to find its compiled form): as much as running it on SQLite.
+
+
+def _locked(q, lock: bool):
+    return q.with_for_update() if lock else q
+
+
+def _pool_users_statements(*conds):
+    """(count, page) of a pool's seat holders, by name; ``conds``: the search's term filters."""
+    where = (Seat.pool_id == bindparam("pool"), *conds)
+    count = select(func.count()).select_from(Seat).where(*where)
+    page = (select(User.id, User.name, User.email, Seat.downgrade_to, QuoteHold.expires_at)
+            .select_from(Seat).join(User, User.id == Seat.user_id)
+            .outerjoin(QuoteHold, and_(QuoteHold.seat_id == Seat.id, QuoteHold.expires_at > bindparam("now")))
+            .where(*where).order_by(Seat.sort_key, Seat.user_id)
+            .limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer)))
+    return count, page
+
+
+_CALLER = (select(User.id, User.name, User.email, User.role, Account.id, Account.name, Account.currency)
+           .select_from(User).join(Account, Account.id == User.account_id)
+           .join(AccountTenant, AccountTenant.account_id == Account.id)
+           .where(AccountTenant.tenant_id == bindparam("tenant"), User.aad_object_id == bindparam("aad")))
+_POOL = select(Pool).where(Pool.id == bindparam("pool"), Pool.account_id == bindparam("account"))
+_POOL_LOCKED = _locked(_POOL, True)
+_POOL_AND_SUBSCRIPTION = (select(Pool, Subscription).join(Subscription, Subscription.id == Pool.subscription_id)
+                          .where(Pool.id == bindparam("pool"), Pool.account_id == bindparam("account")))
+_ACCOUNT_POOLS = (select(Pool, Subscription).join(Subscription, Subscription.id == Pool.subscription_id)
+                  .where(Pool.account_id == bindparam("account")))
+_ASSIGNED = (select(Seat.pool_id, func.count()).where(Seat.pool_id.in_(bindparam("pools", expanding=True)))
+             .group_by(Seat.pool_id))
+# scheduled downgrades are rare: the partial index ix_seats_downgrading keeps this instant
+_DOWNGRADES = (select(Pool.subscription_id, Seat.pool_id, Seat.downgrade_to, func.count())
+               .select_from(Seat).join(Pool, Pool.id == Seat.pool_id)
+               .where(Seat.downgrade_to.is_not(None),
+                      Pool.subscription_id.in_(bindparam("subscriptions", expanding=True)))
+               .group_by(Pool.subscription_id, Seat.pool_id, Seat.downgrade_to))
+_DISCOUNT_AT = (select(Discount)
+                .where(Discount.account_id == bindparam("account"), Discount.starts_at <= bindparam("at"),
+                       or_(Discount.ends_at.is_(None), Discount.ends_at > bindparam("after")))
+                .order_by(Discount.starts_at.desc(), Discount.id.desc())
+                .limit(1))
+_POOL_USERS = _pool_users_statements()
+
+# (of the caller's account?, locked?)
+_QUOTE = {(mine, lock): _locked(select(Quote).where(Quote.id == bindparam("quote"),
+                                                    *([Quote.account_id == bindparam("account")] if mine else [])),
+                                lock)
+          for mine in (False, True) for lock in (False, True)}
+_QUOTE_PAYMENT = select(Payment).where(Payment.quote_id == bindparam("quote"))
+_USER_ROWS = select(User.id, User.name, User.email).where(User.id.in_(bindparam("users", expanding=True)))
+_USER_NAME = select(User.name).where(User.id == bindparam("user"))
+_SEATS_OF = {lock: _locked(select(Seat).where(Seat.pool_id == bindparam("pool"),
+                                               Seat.user_id.in_(bindparam("users", expanding=True)))
+                            .order_by(Seat.sort_key, Seat.id), lock)
+             for lock in (False, True)}  # (locked?)
+_HELD = {but: (select(User.name, Quote.expires_at, Quote.id)
+               .select_from(QuoteHold).join(Quote, Quote.id == QuoteHold.quote_id)
+               .join(User, User.id == Quote.created_by)
+               .where(QuoteHold.seat_id.in_(bindparam("seats", expanding=True)),
+                      QuoteHold.expires_at > bindparam("now"), Quote.status == "open",
+                      *([Quote.id != bindparam("quote")] if but else []))
+               .limit(1))
+         for but in (False, True)}  # (one quote's own holds left out?)
 
 
 class Licensing:
@@ -131,48 +209,48 @@ class Licensing:
 
     def _caller(self, s: Session, actor: Actor, *, admin: bool) -> CallerView:
         if not isinstance(actor, Actor) or not actor.tenant_id or not actor.aad_object_id:
-            raise UnknownCaller("I could not tell who you are. Please open License Desk from Microsoft Teams.",
+            raise UnknownCaller(Message("I could not tell who you are. Please open License Desk from Microsoft Teams."),
                                 reason="anonymous")
-        row = s.execute(
-            select(User, Account)
-            .join(Account, Account.id == User.account_id)
-            .join(AccountTenant, AccountTenant.account_id == Account.id)
-            .where(AccountTenant.tenant_id == actor.tenant_id.lower(), User.aad_object_id == actor.aad_object_id)
-        ).first()
+        row = s.execute(_CALLER, {"tenant": actor.tenant_id.lower(), "aad": actor.aad_object_id}).first()
         if row is None:
             known = s.scalar(select(AccountTenant.account_id).where(AccountTenant.tenant_id == actor.tenant_id.lower()))
             if known is None:
-                raise UnknownCaller(
+                raise UnknownCaller(Message(
                     "Your organisation has no License Desk account yet. Ask your IT administrator to set one up."
-                )
+                ))
             whom, admins = self._whom_to_ask(s, known)
-            raise UnknownCaller(
-                "You are not a user of your organisation's License Desk account yet. "
-                + (f"Ask {whom} to add you." if whom else "Ask one of its administrators to add you."),
-                account_id=known,
-                **admins,
-            )
-        user, account = row
+            if whom:
+                message = Message("You are not a user of your organisation's License Desk account yet. "
+                                  "Ask {whom} to add you.", whom=whom)
+            else:
+                message = Message("You are not a user of your organisation's License Desk account yet. "
+                                  "Ask one of its administrators to add you.")
+            raise UnknownCaller(message, account_id=known, **admins)
+        user_id, name, email, role, account_id, account_name, currency = row  # (columns: no ORM objects to build)
         caller = CallerView(
-            account_id=account.id,
-            account_name=account.name,
-            currency=account.currency,
-            user_id=user.id,
-            name=user.name,
-            email=user.email,
-            role=user.role,
+            account_id=account_id,
+            account_name=account_name,
+            currency=currency,
+            user_id=user_id,
+            name=name,
+            email=email,
+            role=role,
             tenant_id=actor.tenant_id.lower(),
         )
         if admin and not caller.is_admin:
-            whom, admins = self._whom_to_ask(s, account.id)
-            raise NotAdmin("Only an administrator of your License Desk account can do this. "
-                           + (f"Ask {whom}." if whom else "Ask one of them."), **admins)
+            whom, admins = self._whom_to_ask(s, account_id)
+            if whom:
+                message = Message("Only an administrator of your License Desk account can do this. Ask {whom}.",
+                                  whom=whom)
+            else:
+                message = Message("Only an administrator of your License Desk account can do this. Ask one of them.")
+            raise NotAdmin(message, **admins)
         return caller
 
     def _whom_to_ask(self, s: Session, account_id: int) -> tuple[str | None, dict]:
-        """Up to three administrators of the account, by name ("A, B or C"), for a refusal to
-        say whom to ask (refusal paths only: one query), and the error details naming them
-        (``admins``, and ``more_admins`` when there are others). (None, {...}) when it has none."""
+        """Up to three administrators of the account, by name ("A, B or C", a Message), for a
+        refusal to say whom to ask (refusal paths only: one query), and the error details naming
+        them (``admins``, and ``more_admins`` when there are others). (None, {...}) when it has none."""
         names = [n[:80] for n in s.scalars(select(User.name).where(User.account_id == account_id,
                                                                    User.role == "admin")
                                            .order_by(User.sort_key, User.id).limit(4))]
@@ -181,14 +259,19 @@ class Licensing:
         if not shown:
             return None, details
         if len(names) > 3:
-            return f"{', '.join(shown)} or another administrator", details
-        return (f"{', '.join(shown[:-1])} or {shown[-1]}" if len(shown) > 1 else shown[0]), details
+            return Message("{a}, {b}, {c} or another administrator", a=shown[0], b=shown[1], c=shown[2]), details
+        if len(shown) == 3:
+            return Message("{a}, {b} or {c}", a=shown[0], b=shown[1], c=shown[2]), details
+        if len(shown) == 2:
+            return Message("{a} or {b}", a=shown[0], b=shown[1]), details
+        return shown[0], details
 
     def _audit(self, s: Session, *, account_id: int | None, tenant_id: str | None, actor_id: int | None,
                actor: str | None, action: str, outcome: str = "ok", target: str | None = None,
                message: str | None = None, detail: dict | None = None) -> None:
         s.add(AuditEvent(account_id=account_id, tenant_id=tenant_id, actor_id=actor_id, actor=actor,
-                         action=action, outcome=outcome, target=target, message=message,
+                         action=action, outcome=outcome, target=target,
+                         message=None if message is None else str(message),  # (the English text: a plain str)
                          detail=detail or {}, created_at=self.now()))
 
     def _audit_ok(self, s: Session, caller: CallerView | None, action: str, target: str | None = None,
@@ -263,13 +346,7 @@ class Licensing:
     # ------------------------------------------------------------------ discounts and periods
 
     def _discount_at(self, s: Session, account_id: int, t: datetime) -> Discount | None:
-        return s.scalars(
-            select(Discount)
-            .where(Discount.account_id == account_id, Discount.starts_at <= t,
-                   or_(Discount.ends_at.is_(None), Discount.ends_at > t))
-            .order_by(Discount.starts_at.desc(), Discount.id.desc())
-            .limit(1)
-        ).first()
+        return s.scalars(_DISCOUNT_AT, {"account": account_id, "at": t, "after": t}).first()
 
     def _rate_at(self, s: Session, account_id: int, t: datetime) -> Fraction:
         d = self._discount_at(s, account_id, t)
@@ -378,11 +455,18 @@ class Licensing:
 
     def _pool(self, s: Session, caller: CallerView, pool_id, *, lock: bool = False) -> Pool:
         pid = parse_id(pool_id, "pool")
-        q = select(Pool).where(Pool.id == pid, Pool.account_id == caller.account_id)
-        pool = s.scalars(q.with_for_update() if lock else q).first()
+        pool = s.scalars(_POOL_LOCKED if lock else _POOL, {"pool": pid, "account": caller.account_id}).first()
         if pool is None:
-            raise NotFound("That license pool does not exist in your account (it may have been removed).")
+            raise NotFound(NO_SUCH_POOL)
         return pool
+
+    def _pool_and_subscription(self, s: Session, caller: CallerView, pool_id) -> tuple[Pool, Subscription]:
+        """:meth:`_pool` and its subscription, in one query (the read paths)."""
+        pid = parse_id(pool_id, "pool")
+        row = s.execute(_POOL_AND_SUBSCRIPTION, {"pool": pid, "account": caller.account_id}).first()
+        if row is None:
+            raise NotFound(NO_SUCH_POOL)
+        return row[0], row[1]
 
     def _pool_view(self, s: Session, pool: Pool, sub: Subscription, currency: str) -> PoolView:
         return self._pool_views(s, [(pool, sub)], currency)[0]
@@ -392,14 +476,8 @@ class Licensing:
         if not rows:
             return []
         ids = [p.id for p, _ in rows]
-        assigned = dict(s.execute(select(Seat.pool_id, func.count()).where(Seat.pool_id.in_(ids))
-                                  .group_by(Seat.pool_id)).all())
-        # scheduled downgrades are rare: the partial index ix_seats_downgrading keeps these instant
-        moves = s.execute(select(Pool.subscription_id, Seat.pool_id, Seat.downgrade_to, func.count())
-                          .select_from(Seat).join(Pool, Pool.id == Seat.pool_id)
-                          .where(Seat.downgrade_to.is_not(None),
-                                 Pool.subscription_id.in_({sub.id for _, sub in rows}))
-                          .group_by(Pool.subscription_id, Seat.pool_id, Seat.downgrade_to)).all()
+        assigned = dict(s.execute(_ASSIGNED, {"pools": ids}).all())
+        moves = s.execute(_DOWNGRADES, {"subscriptions": sorted({sub.id for _, sub in rows})}).all()
         down_out: dict[int, int] = {}
         down_in: dict[tuple[int, str], int] = {}
         for sub_id, pool_id, to_code, n in moves:
@@ -423,23 +501,25 @@ class Licensing:
                 renewal_amount=pricing.renewal_amount(renewal_qty, price, rates[sub.id])))
         return views
 
-    def list_pools(self, actor: Actor) -> list[PoolView]:
-        def fn(s: Session, caller: CallerView):
-            rows = s.execute(
-                select(Pool, Subscription).join(Subscription, Subscription.id == Pool.subscription_id)
-                .where(Pool.account_id == caller.account_id)
-            ).all()
-            views = self._pool_views(s, [(p, sub) for p, sub in rows if p.quantity > 0 or p.removal_scheduled],
-                                     caller.currency)
-            order = list(self.catalog.families)
-            return sorted(views, key=lambda v: (order.index(v.family), v.rank, INTERVALS.index(v.interval)))
+    def _list_pools(self, s: Session, caller: CallerView) -> list[PoolView]:
+        rows = s.execute(_ACCOUNT_POOLS, {"account": caller.account_id}).all()
+        views = self._pool_views(s, [(p, sub) for p, sub in rows if p.quantity > 0 or p.removal_scheduled],
+                                 caller.currency)
+        order = list(self.catalog.families)
+        return sorted(views, key=lambda v: (order.index(v.family), v.rank, INTERVALS.index(v.interval)))
 
-        return self._query(actor, "pools.list", fn)
+    def list_pools(self, actor: Actor) -> list[PoolView]:
+        return self._query(actor, "pools.list", self._list_pools)
+
+    def pools_overview(self, actor: Actor) -> tuple[CallerView, list[PoolView]]:
+        """The caller (an administrator) and the account's pools, read together (one transaction:
+        ``require_admin`` then ``list_pools`` read the caller twice)."""
+        return self._query(actor, "pools.list", lambda s, caller: (caller, self._list_pools(s, caller)))
 
     def pool(self, actor: Actor, pool_id) -> PoolView:
         def fn(s: Session, caller: CallerView):
-            pool = self._pool(s, caller, pool_id)
-            return self._pool_view(s, pool, s.get(Subscription, pool.subscription_id), caller.currency)
+            pool, sub = self._pool_and_subscription(s, caller, pool_id)
+            return self._pool_view(s, pool, sub, caller.currency)
 
         return self._query(actor, "pool.view", fn, target=f"pool:{pool_id}")
 
@@ -458,23 +538,21 @@ class Licensing:
             page = max(0, int(page or 0))
             page_size = min(MAX_PAGE_SIZE, max(1, int(page_size or PAGE_SIZE)))
         except (TypeError, ValueError):
-            raise InvalidInput("That page number is not valid.") from None
+            raise InvalidInput(Message("That page number is not valid.")) from None
         return min(page, 10**6), page_size
 
     def _pool_users(self, s: Session, caller: CallerView, pool: Pool, query, page, page_size, *,
-                    clamp: bool = False) -> Page:
+                    clamp: bool = False, assigned: int | None = None) -> Page:
+        """``assigned``: the pool's seat count, read in this transaction already (the total when
+        there is no search)."""
         q = clean_text(query, max_length=100, field="search text") or ""
         pg, size = self._page_args(page, page_size)
-        conds = [Seat.pool_id == pool.id, *self._term_filter(caller.account_id, q, Seat.user_id)]
-        total = s.scalar(select(func.count()).select_from(Seat).where(*conds)) or 0
+        terms = self._term_filter(caller.account_id, q, Seat.user_id)
+        count_q, page_q = _pool_users_statements(*terms) if terms else _POOL_USERS
+        total = assigned if assigned is not None and not terms else s.scalar(count_q, {"pool": pool.id}) or 0
         if clamp and pg and pg * size >= total:  # past the end (the pool shrank): the last page
             pg = max(0, -(-total // size) - 1)
-        rows = s.execute(
-            select(User.id, User.name, User.email, Seat.downgrade_to, QuoteHold.expires_at)
-            .select_from(Seat).join(User, User.id == Seat.user_id)
-            .outerjoin(QuoteHold, and_(QuoteHold.seat_id == Seat.id, QuoteHold.expires_at > self.now()))
-            .where(*conds).order_by(Seat.sort_key, Seat.user_id).limit(size).offset(pg * size)
-        ).all()
+        rows = s.execute(page_q, {"pool": pool.id, "now": self.now(), "limit": size, "offset": pg * size}).all()
         items = [UserRow(id=r[0], name=r[1], email=r[2], plan_code=pool.plan_code, downgrade_to=r[3],
                          held_until=r[4], downgrade_to_name=self._plan_name(r[3])) for r in rows]
         return Page(items=items, total=total, page=pg, page_size=size, query=q)
@@ -492,9 +570,9 @@ class Licensing:
         page past the end (the pool shrank since the card was shown) gives the last page."""
 
         def fn(s: Session, caller: CallerView):
-            pool = self._pool(s, caller, pool_id)
-            view = self._pool_view(s, pool, s.get(Subscription, pool.subscription_id), caller.currency)
-            return view, self._pool_users(s, caller, pool, query, page, page_size, clamp=True)
+            pool, sub = self._pool_and_subscription(s, caller, pool_id)
+            view = self._pool_view(s, pool, sub, caller.currency)
+            return view, self._pool_users(s, caller, pool, query, page, page_size, clamp=True, assigned=view.assigned)
 
         return self._query(actor, "pool.users", fn, target=f"pool:{pool_id}")
 
@@ -552,15 +630,11 @@ class Licensing:
         return self._query(actor, "directory.lookup", fn)
 
     def _seats_of(self, s: Session, pool: Pool, user_ids: list[int], *, lock: bool = False) -> list[Seat]:
-        q = select(Seat).where(Seat.pool_id == pool.id, Seat.user_id.in_(user_ids)).order_by(Seat.sort_key, Seat.id)
-        seats = list(s.scalars(q.with_for_update() if lock else q))
+        seats = list(s.scalars(_SEATS_OF[lock], {"pool": pool.id, "users": list(user_ids)}))
         if len(seats) != len(user_ids):
             missing = len(user_ids) - len(seats)
-            raise InvalidInput(
-                f"{missing} of the selected users no longer hold a seat in this pool. "
-                "Here is the pool as it is now; select again.",
-                stale=True,
-            )
+            raise InvalidInput(Message("{missing} of the selected users no longer hold a seat in this pool. "
+                                       "Here is the pool as it is now; select again.", missing=missing), stale=True)
         return seats
 
     def upgrade_options(self, actor: Actor, pool_id, user_ids) -> list[PlanView]:
@@ -587,14 +661,8 @@ class Licensing:
         if not seat_ids:
             return
         for chunk in _chunks(seat_ids):
-            row = s.execute(
-                select(User.name, Quote.expires_at, Quote.id)
-                .select_from(QuoteHold).join(Quote, Quote.id == QuoteHold.quote_id)
-                .join(User, User.id == Quote.created_by)
-                .where(QuoteHold.seat_id.in_(chunk), QuoteHold.expires_at > now, Quote.status == "open",
-                       *([Quote.id != except_quote] if except_quote else []))
-                .limit(1)
-            ).first()
+            params = {"seats": chunk, "now": now, **({"quote": except_quote} if except_quote else {})}
+            row = s.execute(_HELD[bool(except_quote)], params).first()
             if row:
                 raise HeldByQuote(row[0], row[1], row[2])
 
@@ -608,7 +676,7 @@ class Licensing:
                 s.flush()
         except IntegrityError:  # another transaction held them first (PostgreSQL, concurrent quotes)
             self._check_not_held(s, seat_ids, now)
-            raise HeldByQuote("another administrator", now + self.quote_ttl, "") from None
+            raise HeldByQuote(None, now + self.quote_ttl, "") from None
 
     def _new_quote(self, caller: CallerView, kind: str, now: datetime, expires_at: datetime, **kw) -> Quote:
         return Quote(id=uuid.uuid4().hex, account_id=caller.account_id, kind=kind, status="open",
@@ -621,13 +689,15 @@ class Licensing:
         seats = self._seats_of(s, pool, user_ids)
         plan_a = self.catalog.plan(pool.plan_code)
         if not isinstance(to_plan, str) or not to_plan:
-            raise InvalidInput("Choose the plan to upgrade to.")
+            raise InvalidInput(Message("Choose the plan to upgrade to."))
         plan_b = self.catalog.plan(to_plan)
         if plan_b.family != plan_a.family:
-            raise WrongFamily(f"{plan_b.name} is not in the same family as {plan_a.name}; "
-                              f"an upgrade stays within the {self.catalog.families[plan_a.family]} family.")
+            raise WrongFamily(Message("{plan} is not in the same family as {current}; an upgrade stays within the "
+                                      "{family} family.", plan=plan_b.name, current=plan_a.name,
+                                      family=self.catalog.families[plan_a.family]))
         if plan_b.rank <= plan_a.rank:
-            raise NotAnUpgrade(f"{plan_b.name} is not above {plan_a.name}: an upgrade must go to a higher tier.")
+            raise NotAnUpgrade(Message("{plan} is not above {current}: an upgrade must go to a higher tier.",
+                                       plan=plan_b.name, current=plan_a.name))
         plan_b = self.catalog.priced_plan(plan_b.code, sub.interval, caller.currency)
         f = pricing.remaining_fraction(sub.period_start, sub.period_end, now)
         disc = self._discount_at(s, caller.account_id, now)
@@ -679,11 +749,11 @@ class Licensing:
         def fn(s: Session, caller: CallerView):
             if quote_id is not None:
                 if not isinstance(quote_id, str) or len(quote_id) != 32 or quote_id.strip("0123456789abcdef"):
-                    raise InvalidInput("This cart card is not valid. Start again from “buy”.")
+                    raise InvalidInput(Message("This cart card is not valid. Start again from “buy”."))
                 existing = s.get(Quote, quote_id)
                 if existing is not None:
                     if existing.account_id != caller.account_id or existing.kind != "purchase":
-                        raise NotFound("That quote does not exist in your account.")
+                        raise NotFound(Message("That quote does not exist in your account."))
                     return self._quote_view(s, existing)
             return self._quote_purchase(s, caller, lines, quote_id=quote_id)
 
@@ -696,19 +766,19 @@ class Licensing:
 
     def _parse_cart(self, caller: CallerView, lines) -> list[tuple[Plan, str, int]]:
         if not isinstance(lines, list | tuple) or not lines:
-            raise InvalidInput("The cart is empty: add at least one line.")
+            raise InvalidInput(Message("The cart is empty: add at least one line."))
         if len(lines) > MAX_CART_LINES:
-            raise InvalidInput(f"A cart holds at most {MAX_CART_LINES} lines.")
+            raise InvalidInput(Message("A cart holds at most {n} lines.", n=MAX_CART_LINES))
         merged: dict[tuple[str, str], int] = {}
         for line in lines:
             if not isinstance(line, dict):
-                raise InvalidInput("A cart line is not valid.")
+                raise InvalidInput(Message("A cart line is not valid."))
             interval = line.get("interval")
             if interval not in INTERVALS:
-                raise InvalidInput("Choose monthly or yearly billing for each line.")
+                raise InvalidInput(Message("Choose monthly or yearly billing for each line."))
             code = line.get("plan")
             if not isinstance(code, str):
-                raise InvalidInput("Choose a plan for each line.")
+                raise InvalidInput(Message("Choose a plan for each line."))
             plan = self.catalog.priced_plan(code, interval, caller.currency)
             qty = parse_quantity(line.get("quantity"))
             merged[(plan.code, interval)] = parse_quantity(merged.get((plan.code, interval), 0) + qty)
@@ -768,13 +838,11 @@ class Licensing:
 
     def _load_quote(self, s: Session, caller: CallerView | None, quote_id, *, lock: bool = False) -> Quote:
         if not isinstance(quote_id, str) or not 1 <= len(quote_id) <= 32:
-            raise NotFound("That quote does not exist.")
-        q = select(Quote).where(Quote.id == quote_id)
-        if caller is not None:
-            q = q.where(Quote.account_id == caller.account_id)
-        quote = s.scalars(q.with_for_update() if lock else q).first()
+            raise NotFound(Message("That quote does not exist."))
+        params = {"quote": quote_id} if caller is None else {"quote": quote_id, "account": caller.account_id}
+        quote = s.scalars(_QUOTE[(caller is not None, lock)], params).first()
         if quote is None:
-            raise NotFound("That quote does not exist in your account.")
+            raise NotFound(Message("That quote does not exist in your account."))
         return quote
 
     def _effective_status(self, quote: Quote) -> str:
@@ -787,13 +855,13 @@ class Licensing:
         if quote.user_ids:
             found = {}
             for chunk in _chunks(quote.user_ids):
-                for r in s.execute(select(User.id, User.name, User.email).where(User.id.in_(chunk))):
+                for r in s.execute(_USER_ROWS, {"users": chunk}):
                     found[r[0]] = r
             users = [UserRow(id=uid, name=found[uid][1], email=found[uid][2], plan_code=quote.from_plan)
                      for uid in quote.user_ids if uid in found]
             users.sort(key=lambda u: (fold(u.name), u.id))
-        payment = s.scalars(select(Payment).where(Payment.quote_id == quote.id)).first() if quote.id else None
-        creator = s.get(User, quote.created_by)
+        payment = s.scalars(_QUOTE_PAYMENT, {"quote": quote.id}).first() if quote.id else None
+        creator = s.execute(_USER_NAME, {"user": quote.created_by}).first()  # (only the name: not the whole user)
         lines = [QuoteLineView(
             kind=ln["kind"], plan_code=ln["plan_code"], plan_name=self._plan_name(ln["plan_code"]),
             interval=ln["interval"], quantity=ln["quantity"], unit_price=ln["unit_price"], fraction=ln["fraction"],
@@ -803,7 +871,7 @@ class Licensing:
         interval = lines[0].interval if quote.kind == "upgrade" and lines else None
         return QuoteView(
             id=quote.id, kind=quote.kind, status=self._effective_status(quote), account_id=quote.account_id,
-            currency=quote.currency, created_by=quote.created_by, created_by_name=creator.name if creator else "",
+            currency=quote.currency, created_by=quote.created_by, created_by_name=creator[0] if creator else "",
             created_at=quote.created_at, priced_at=quote.priced_at, expires_at=quote.expires_at,
             pool_id=quote.pool_id, from_plan=quote.from_plan, from_plan_name=self._plan_name(quote.from_plan),
             to_plan=quote.to_plan, to_plan_name=self._plan_name(quote.to_plan), interval=interval, users=users,
@@ -821,16 +889,21 @@ class Licensing:
         status = self._effective_status(quote)
         if status == "open":
             return
-        messages = {
-            "expired": "This quote has expired; nothing was charged. Prepare a new one to see today's amounts.",
-            "paid": "This quote is already paid.",
-            "cancelled": "This quote was cancelled; nothing was charged.",
-            "refund_needed": "This quote could not be applied after payment; our team has been told to refund it.",
-        }
-        raise QuoteNotOpen(messages.get(status, "This quote can no longer be used."), status=status)
+        raise QuoteNotOpen(QUOTE_NOT_OPEN.get(status) or Message("This quote can no longer be used."), status=status)
 
-    def payment_link(self, actor: Actor, quote_id) -> QuoteView:
-        """The quote's payment link, created once (a quote yields at most one link)."""
+    def payment_link(self, actor: Actor, quote_id, *, posted_card: tuple[str, dict] | None = None) -> QuoteView:
+        """The quote's payment link, created once (a quote yields at most one link).
+
+        ``posted_card`` (message ref, address): the message showing the quote, remembered as
+        :meth:`record_posted_card` does, in the transaction that stores the link (or on its own
+        when the link existed already); not remembered when this raises."""
+        view, remembered = self._payment_link(actor, quote_id, posted_card)
+        if posted_card is not None and not remembered:
+            self.record_posted_card(view.account_id, "quote", view.id, *posted_card)
+        return view
+
+    def _payment_link(self, actor: Actor, quote_id, posted_card: tuple[str, dict] | None) -> tuple[QuoteView, bool]:
+        """(the quote with its link, whether ``posted_card`` was remembered with the link)."""
         target = f"quote:{quote_id}"
         try:
             with self.db.read() as s:
@@ -838,26 +911,29 @@ class Licensing:
                 quote = self._load_quote(s, caller, quote_id)
                 self._require_open(quote)
                 if quote.due_now <= 0:
-                    raise InvalidInput("Nothing is due on this quote: confirm it instead of paying.")
-                existing = s.scalars(select(Payment).where(Payment.quote_id == quote.id)).first()
+                    raise InvalidInput(Message("Nothing is due on this quote: confirm it instead of paying."))
+                existing = s.scalars(_QUOTE_PAYMENT, {"quote": quote.id}).first()
                 if existing:
-                    return self._quote_view(s, quote)
-                account = s.get(Account, caller.account_id)
-                request = self._payment_request(s, quote, account)
+                    view = self._quote_view(s, quote)
+                else:
+                    account = s.get(Account, caller.account_id)
+                    request = self._payment_request(s, quote, account)
+            if existing:
+                return view, False
             if self.gateway is None:
-                raise PaymentUnavailable("Payments are not configured on this server. Ask your administrator.")
+                raise PaymentUnavailable(Message("Payments are not configured on this server. Ask your administrator."))
             try:
                 link = self.gateway.create_link(request)
             except PaymentProviderError as e:
                 log.warning("payment provider failed for quote %s: %s", quote.id, e)
-                raise PaymentUnavailable(
+                raise PaymentUnavailable(Message(
                     "The payment service did not answer. Nothing was charged; please try again in a minute."
-                ) from None
+                )) from None
 
             def store(s: Session):
                 q = self._load_quote(s, caller, quote_id, lock=True)
                 self._require_open(q)
-                if s.scalars(select(Payment).where(Payment.quote_id == q.id)).first() is None:
+                if s.scalars(_QUOTE_PAYMENT, {"quote": q.id}).first() is None:
                     now = self.now()
                     s.add(Payment(quote_id=q.id, provider=link.provider, external_id=link.external_id, url=link.url,
                                   status="pending", amount=q.due_now, currency=q.currency, created_at=now,
@@ -865,13 +941,17 @@ class Licensing:
                     s.flush()
                     self._audit_ok(s, caller, "payment.link_created", f"quote:{q.id}",
                                    {"provider": link.provider, "amount": q.due_now})
-                return self._quote_view(s, q)
+                if posted_card is not None:  # (a savepoint: the same card recorded at once elsewhere is fine)
+                    with contextlib.suppress(IntegrityError), s.begin_nested():
+                        self._posted_card(s, q.account_id, "quote", q.id, *posted_card)
+                        s.flush()
+                return self._quote_view(s, q), posted_card is not None
 
             try:
                 return self.db.write(store)
             except IntegrityError:  # a concurrent click stored the link first: return that one
                 with self.db.read() as s:
-                    return self._quote_view(s, self._load_quote(s, caller, quote_id))
+                    return self._quote_view(s, self._load_quote(s, caller, quote_id)), False
         except DomainError as e:
             self._refused(actor, "payment.link", e, target)
             raise
@@ -904,7 +984,7 @@ class Licensing:
             quote = self._load_quote(s, caller, quote_id, lock=True)
             self._require_open(quote)
             if quote.due_now > 0:
-                raise InvalidInput("This quote has an amount due: pay it through the payment link.")
+                raise InvalidInput(Message("This quote has an amount due: pay it through the payment link."))
             self._apply(s, quote, "none", None)
             self._audit_ok(s, caller, "quote.confirmed", f"quote:{quote.id}")
             return self._quote_view(s, quote)
@@ -1008,7 +1088,7 @@ class Licensing:
         try:
             self._check_not_held(s, [seat.id for seat in seats], self.now(), except_quote=quote.id)
         except HeldByQuote as e:
-            return e.message
+            return str(e.message)  # (stored with the quote: a plain str)
         return None
 
     def _get_or_create_pool(self, s: Session, sub: Subscription, plan_code: str) -> Pool:
@@ -1125,7 +1205,7 @@ class Licensing:
         uid = parse_id(user_id, "user")
         user = s.scalars(select(User).where(User.id == uid, User.account_id == caller.account_id)).first()
         if user is None:
-            raise NotFound("That user is not in your account.")
+            raise NotFound(Message("That user is not in your account."))
         return user
 
     def _check_domain(self, s: Session, account_id: int, email: str) -> None:
@@ -1133,8 +1213,9 @@ class Licensing:
         ok = s.scalar(select(AccountDomain.domain).where(AccountDomain.account_id == account_id,
                                                          AccountDomain.domain == domain))
         if not ok:
-            raise DomainNotApproved(f"{email} is not on an approved e-mail domain of your account, so it cannot "
-                                    "hold a license. An administrator can approve the domain first.")
+            raise DomainNotApproved(Message("{email} is not on an approved e-mail domain of your account, so it "
+                                            "cannot hold a license. An administrator can approve the domain first.",
+                                            email=email))
 
     def assign(self, actor: Actor, user_id, pool_id) -> PoolView:
         def fn(s: Session, caller: CallerView):
@@ -1146,12 +1227,13 @@ class Licensing:
             held = s.execute(select(Pool.plan_code).select_from(Seat).join(Pool, Pool.id == Seat.pool_id)
                              .where(Seat.user_id == user.id, Seat.family == plan.family)).first()
             if held:
-                raise SeatAlreadyHeld(f"{user.name} already holds a {self._plan_name(held[0])} license "
-                                      f"({self.catalog.families[plan.family]} family). Upgrade or unassign it instead.")
+                raise SeatAlreadyHeld(Message("{name} already holds a {plan} license ({family} family). Upgrade or "
+                                              "unassign it instead.", name=user.name, plan=self._plan_name(held[0]),
+                                              family=self.catalog.families[plan.family]))
             sub = self._current(s, s.get(Subscription, pool.subscription_id), now)
             if pool.quantity - self._assigned(s, pool.id) - pool.removal_scheduled <= 0:
-                raise NoFreeSeat(f"There is no free {plan.name} seat in this pool. Buy one, or unassign someone "
-                                 "first.", plan=plan.code, interval=sub.interval)
+                raise NoFreeSeat(Message("There is no free {plan} seat in this pool. Buy one, or unassign someone "
+                                         "first.", plan=plan.name), plan=plan.code, interval=sub.interval)
             s.add(Seat(account_id=caller.account_id, pool_id=pool.id, user_id=user.id, family=plan.family,
                        sort_key=user.sort_key, assigned_at=now))
             s.flush()
@@ -1186,8 +1268,8 @@ class Licensing:
     def _check_removable(self, s: Session, pool: Pool, n: int) -> None:
         free = pool.quantity - self._assigned(s, pool.id) - pool.removal_scheduled
         if n > free:
-            raise SeatsAssigned(f"Only {max(free, 0)} seat(s) of this pool are free. Unassign users first, "
-                                "then remove their seats.", free=max(free, 0))
+            raise SeatsAssigned(Message("Only {free} seat(s) of this pool are free. Unassign users first, then "
+                                        "remove their seats.", free=max(free, 0)), free=max(free, 0))
 
     def remove_seats(self, actor: Actor, pool_id, quantity, *, expected_scheduled: int | None = None) -> PoolView:
         """Remove free seats at the period end (nothing is refunded). ``expected_scheduled``: the
@@ -1199,9 +1281,9 @@ class Licensing:
             n = parse_quantity(quantity)
             sub = self._current(s, s.get(Subscription, pool.subscription_id), self.now())  # before scheduling
             if expected_scheduled is not None and pool.removal_scheduled != expected_scheduled:
-                raise InvalidInput(f"The seats to remove from this pool changed since this card was shown: "
-                                   f"{pool.removal_scheduled} now leave at renewal. Nothing more was removed.",
-                                   scheduled=pool.removal_scheduled)
+                raise InvalidInput(Message("The seats to remove from this pool changed since this card was shown: "
+                                           "{scheduled} now leave at renewal. Nothing more was removed.",
+                                           scheduled=pool.removal_scheduled), scheduled=pool.removal_scheduled)
             self._check_removable(s, pool, n)
             pool.removal_scheduled += n
             self._audit_ok(s, caller, "seats.removal_scheduled", f"pool:{pool.id}",
@@ -1251,19 +1333,22 @@ class Licensing:
             seats = self._seats_of(s, pool, parse_ids(user_ids), lock=True)
             plan_a = self.catalog.plan(pool.plan_code)
             if not isinstance(to_plan, str) or not to_plan:
-                raise InvalidInput("Choose the plan to downgrade to.")
+                raise InvalidInput(Message("Choose the plan to downgrade to."))
             plan_b = self.catalog.plan(to_plan)
             if plan_b.family != plan_a.family:
-                raise WrongFamily(f"{plan_b.name} is not in the same family as {plan_a.name}.")
+                raise WrongFamily(Message("{plan} is not in the same family as {current}.", plan=plan_b.name,
+                                          current=plan_a.name))
             if plan_b.rank >= plan_a.rank:
-                raise NotADowngrade(f"{plan_b.name} is not below {plan_a.name}: a downgrade goes to a lower tier.")
+                raise NotADowngrade(Message("{plan} is not below {current}: a downgrade goes to a lower tier.",
+                                            plan=plan_b.name, current=plan_a.name))
             self.catalog.priced_plan(plan_b.code, sub.interval, caller.currency)
             self._check_not_held(s, [seat.id for seat in seats], now)
             # a replayed schedule (double click) changes nobody and tells nobody twice
             seats = [seat for seat in seats if seat.downgrade_to != plan_b.code]
             if not seats:
-                raise InvalidInput(f"The downgrade to {plan_b.name} is already scheduled for the selected users "
-                                   f"({sub.period_end:%Y-%m-%d}). Nothing was changed.")
+                raise InvalidInput(Message("The downgrade to {plan} is already scheduled for the selected users "
+                                           "({date:%Y-%m-%d}). Nothing was changed.", plan=plan_b.name,
+                                           date=sub.period_end))
             for seat in seats:
                 seat.downgrade_to = plan_b.code
                 self._outbox(s, account_id=caller.account_id, channel="chat", kind="downgrade_scheduled",
@@ -1285,7 +1370,7 @@ class Licensing:
             sub = self._current(s, s.get(Subscription, pool.subscription_id), now)  # past ends apply first
             seats = [seat for seat in self._seats_of(s, pool, parse_ids(user_ids), lock=True) if seat.downgrade_to]
             if not seats:
-                raise InvalidInput("None of these users has a downgrade scheduled.")
+                raise InvalidInput(Message("None of these users has a downgrade scheduled."))
             for seat in seats:
                 seat.downgrade_to = None
                 self._outbox(s, account_id=caller.account_id, channel="chat", kind="downgrade_cancelled",
@@ -1327,7 +1412,7 @@ class Licensing:
             mail = (clean_text(email, max_length=320, field="e-mail", required=True) or "").lower()
             display = clean_text(name, max_length=200, field="name", required=True)
             if mail.count("@") != 1:
-                raise InvalidInput("That e-mail address is not valid.")
+                raise InvalidInput(Message("That e-mail address is not valid."))
             existing = s.scalars(select(User).where(User.account_id == caller.account_id,
                                                     User.aad_object_id == aad)).first()
             if existing:
@@ -1362,34 +1447,38 @@ class Licensing:
     def request_upgrade(self, actor: Actor, to_plan, reason=None) -> RequestView:
         def fn(s: Session, caller: CallerView):
             if not isinstance(to_plan, str) or not to_plan:
-                raise InvalidInput("Choose the plan you would like.")
+                raise InvalidInput(Message("Choose the plan you would like."))
             plan = self.catalog.plan(to_plan)
             text = clean_text(reason, max_length=500, field="reason")
             current = s.execute(select(Pool.plan_code).select_from(Seat).join(Pool, Pool.id == Seat.pool_id)
                                 .where(Seat.user_id == caller.user_id, Seat.family == plan.family)).first()
             if current is None:
-                raise InvalidInput(f"You hold no {self.catalog.families[plan.family]} license yet. Ask an "
-                                   "administrator to assign one to you.")
+                raise InvalidInput(Message("You hold no {family} license yet. Ask an administrator to assign one to "
+                                           "you.", family=self.catalog.families[plan.family]))
             from_plan = self.catalog.plan(current[0])
             if plan.rank <= from_plan.rank:
-                raise NotAnUpgrade(f"{plan.name} is not above your current plan, {from_plan.name}.")
+                raise NotAnUpgrade(Message("{plan} is not above your current plan, {current}.", plan=plan.name,
+                                           current=from_plan.name))
             if plan.currency != caller.currency:
-                raise CurrencyMismatch(f"{plan.name} is sold in {plan.currency}, but your account is billed in "
-                                       f"{caller.currency}.")
+                raise CurrencyMismatch(Message("{plan} is sold in {sold_in}, but your account is billed in "
+                                               "{billed_in}.", plan=plan.name, sold_in=plan.currency,
+                                               billed_in=caller.currency))
             pending = s.scalars(select(UpgradeRequest).where(
                 UpgradeRequest.requester_id == caller.user_id, UpgradeRequest.family == plan.family,
                 UpgradeRequest.status == "pending")).first()
             if pending:
-                raise RequestClosed(f"You already asked for {self._plan_name(pending.to_plan)} on "
-                                    f"{pending.created_at:%Y-%m-%d}; an administrator will answer soon.")
+                raise RequestClosed(Message("You already asked for {plan} on {date:%Y-%m-%d}; an administrator will "
+                                            "answer soon.", plan=self._plan_name(pending.to_plan),
+                                            date=pending.created_at))
             approved = s.execute(
                 select(UpgradeRequest.to_plan).join(Quote, Quote.id == UpgradeRequest.quote_id)
                 .where(UpgradeRequest.requester_id == caller.user_id, UpgradeRequest.family == plan.family,
                        UpgradeRequest.status == "approved", Quote.status == "open", Quote.expires_at > self.now())
             ).first()
             if approved:
-                raise RequestClosed(f"Your request for {self._plan_name(approved[0])} was approved; an administrator "
-                                    "is completing the payment. You will be told when it is active.")
+                raise RequestClosed(Message("Your request for {plan} was approved; an administrator is completing "
+                                            "the payment. You will be told when it is active.",
+                                            plan=self._plan_name(approved[0])))
             req = UpgradeRequest(account_id=caller.account_id, requester_id=caller.user_id, family=plan.family,
                                  from_plan=from_plan.code, to_plan=plan.code, reason=text, status="pending",
                                  created_at=self.now())
@@ -1397,9 +1486,9 @@ class Licensing:
             try:
                 s.flush()
             except IntegrityError:  # the same request sent twice at once (PostgreSQL): the index decides
-                raise RequestClosed(f"You already asked for an upgrade of your "
-                                    f"{self.catalog.families[plan.family]} license; an administrator will "
-                                    "answer soon.") from None
+                raise RequestClosed(Message("You already asked for an upgrade of your {family} license; an "
+                                            "administrator will answer soon.",
+                                            family=self.catalog.families[plan.family])) from None
             for admin_id in s.scalars(select(User.id).where(User.account_id == caller.account_id,
                                                             User.role == "admin")):
                 self._outbox(s, account_id=caller.account_id, channel="chat", kind="request_created",
@@ -1416,7 +1505,7 @@ class Licensing:
         q = select(UpgradeRequest).where(UpgradeRequest.id == rid, UpgradeRequest.account_id == caller.account_id)
         req = s.scalars(q.with_for_update() if lock else q).first()
         if req is None:
-            raise NotFound("That upgrade request does not exist in your account.")
+            raise NotFound(Message("That upgrade request does not exist in your account."))
         return req
 
     def _decide(self, s: Session, caller: CallerView, request_id, status: str) -> UpgradeRequest:
@@ -1428,9 +1517,7 @@ class Licensing:
         if won != 1:
             s.refresh(req)
             view = self._request_view(s, req)
-            raise RequestClosed(f"This request was already {view.status} by {view.decided_by_name or 'someone'}"
-                                f"{f' at {view.decided_at:%Y-%m-%d %H:%M} UTC' if view.decided_at else ''}.",
-                                request_id=req.id)
+            raise RequestClosed.decided(view.status, view.decided_by_name, view.decided_at, request_id=req.id)
         s.refresh(req)
         for card in s.scalars(select(PostedCard).where(PostedCard.subject == "request",
                                                        PostedCard.subject_id == str(req.id))):
@@ -1446,7 +1533,8 @@ class Licensing:
             seat_pool = s.scalar(select(Seat.pool_id).where(Seat.user_id == req.requester_id,
                                                             Seat.family == req.family))
             if seat_pool is None:
-                raise InvalidInput("The requester no longer holds a license of that family; nothing was approved.")
+                raise InvalidInput(Message("The requester no longer holds a license of that family; nothing was "
+                                           "approved."))
             quote = self._quote_upgrade(s, caller, seat_pool, [req.requester_id], req.to_plan, req.id)
             req.quote_id = quote.id
             self._outbox(s, account_id=req.account_id, channel="chat", kind="request_approved",
@@ -1475,7 +1563,7 @@ class Licensing:
         def fn(s: Session, caller: CallerView):
             req = self._load_request(s, caller, request_id)
             if not caller.is_admin and req.requester_id != caller.user_id:
-                raise NotAdmin("Only administrators can see other people's requests.")
+                raise NotAdmin(Message("Only administrators can see other people's requests."))
             return self._request_view(s, req)
 
         return self._query(actor, "request.view", fn, admin=False, target=f"request:{request_id}")
@@ -1527,7 +1615,7 @@ class Licensing:
         w.writerow(["id", "created_at", "tenant_id", "actor", "action", "outcome", "target", "message"])
         with self.db.read() as s:
             if s.get(Account, account_id) is None:
-                raise NotFound(f"There is no account {account_id}.")
+                raise NotFound(Message("There is no account {account}.", account=account_id))
             last = 0
             while True:
                 rows = s.scalars(select(AuditEvent).where(AuditEvent.account_id == account_id, AuditEvent.id > last)
@@ -1586,9 +1674,11 @@ class Licensing:
                 return False
             row = s.get(DeliveryAddress, uid)
             new = address
+            known = (row.address or {}) if row is not None else {}
             if "locale" not in new:  # an activity without a locale (conversationUpdate): keep the known one
-                known = (row.address or {}).get("locale") if row is not None else None
-                new = {**new, "locale": known or "en-US"}
+                new = {**new, "locale": known.get("locale") or "en-US"}
+            if "timezone" not in new and known.get("timezone"):  # the same for the time zone (none: UTC)
+                new = {**new, "timezone": known["timezone"]}
             if row is None:
                 s.add(DeliveryAddress(user_id=uid, address=new, updated_at=self.now()))
             elif row.address != new:
@@ -1599,17 +1689,18 @@ class Licensing:
 
         return self.db.write(work)
 
+    def _posted_card(self, s: Session, account_id: int, subject: str, subject_id: str, message_ref: str,
+                     address: dict) -> None:
+        exists_ = s.scalar(select(PostedCard.id).where(PostedCard.subject == subject,
+                                                       PostedCard.subject_id == str(subject_id),
+                                                       PostedCard.message_ref == message_ref))
+        if exists_ is None:
+            s.add(PostedCard(account_id=account_id, subject=subject, subject_id=str(subject_id),
+                             message_ref=message_ref, address=address, created_at=self.now()))
+
     def record_posted_card(self, account_id: int, subject: str, subject_id: str, message_ref: str,
                            address: dict) -> None:
-        def work(s: Session):
-            exists_ = s.scalar(select(PostedCard.id).where(PostedCard.subject == subject,
-                                                           PostedCard.subject_id == str(subject_id),
-                                                           PostedCard.message_ref == message_ref))
-            if exists_ is None:
-                s.add(PostedCard(account_id=account_id, subject=subject, subject_id=str(subject_id),
-                                 message_ref=message_ref, address=address, created_at=self.now()))
-
-        self.db.write(work)
+        self.db.write(lambda s: self._posted_card(s, account_id, subject, subject_id, message_ref, address))
 
     def posted_card(self, posted_card_id: int) -> PostedCard | None:
         if not isinstance(posted_card_id, int) or isinstance(posted_card_id, bool):

@@ -15,8 +15,8 @@ import re
 from cards import assign as cards
 from cards import common, verbs
 from cards.base import execute
-from cards.i18n import T
-from core.errors import DomainNotApproved, InvalidInput, NoFreeSeat, SeatAlreadyHeld
+from cards.i18n import Reader, T
+from core.errors import DomainNotApproved, InvalidInput, Message, NoFreeSeat, SeatAlreadyHeld
 from core.views import PoolView, UserRow
 from dialogs.base import CardDataError, CommandSpec, Flow, Turn, data_int, page_of, text_of
 
@@ -90,7 +90,7 @@ class AssignFlow(Flow):
         if page and not pg.items and pg.total:
             pg = self.lic.directory(turn.actor, query=query, page=pg.pages - 1, page_size=PICKER_PAGE)
         people, down = self.directory_people(turn, pg.query, DIRECTORY_TOP) if pg.page == 0 else ([], False)
-        return cards.picker_card(turn.locale, pg, people, self.plan_names(), pool=pool, note=note,
+        return cards.picker_card(turn.reader, pg, people, self.plan_names(), pool=pool, note=note,
                                  dataset=f"{cards.DATASET_DIRECTORY}:{caller.account_id}",
                                  graph=self.directory is not None, graph_down=down)
 
@@ -109,7 +109,7 @@ class AssignFlow(Flow):
         pg = self.lic.directory(turn.actor, query=query, page=skip // top, page_size=top)
         users = pg.items[: max(0, top - len(people))]
         return [{"title": title, "value": value}
-                for title, value in cards.user_choices(turn.locale, users, people, self.plan_names())]
+                for title, value in cards.user_choices(turn.reader, users, people, self.plan_names())]
 
     # ------------------------------------------------------------------ step 2: the plan
 
@@ -117,8 +117,9 @@ class AssignFlow(Flow):
         picked = data.get("pick") or data.get("user")
         if isinstance(picked, bool) or not isinstance(picked, str | int) or picked in ("", 0):
             card = self.picker(turn, data, text_of(data, "cq"), page_of(data),
-                               note=T(turn.locale)("assign.pick_first"))  # built first: no right, no card
-            self.lic.record_refusal(turn.actor, f"card.{cards.ASSIGN_PLANS}", InvalidInput("No user was chosen."))
+                               note=T(turn.reader)("assign.pick_first"))  # built first: no right, no card
+            self.lic.record_refusal(turn.actor, f"card.{cards.ASSIGN_PLANS}",
+                                    InvalidInput(Message("No user was chosen.")))
             return card
         picked = str(picked).strip()
         if picked.startswith(cards.DIRECTORY_PREFIX):
@@ -135,18 +136,20 @@ class AssignFlow(Flow):
         self.lic.require_admin(turn.actor, f"card.{cards.ASSIGN_PLANS}")
         directory = self.directory
         if directory is None or not _OBJECT_ID.match(aad):
-            raise CardDataError("That person cannot be picked here. Search again and choose someone from the list.")
+            raise CardDataError(Message("That person cannot be picked here. Search again and choose someone from the "
+                                        "list."))
         try:
             person = directory.person(turn.actor.tenant_id, aad)
         except Exception as e:  # noqa: BLE001 - the directory failed: say so, change nothing
             log.warning("directory lookup failed: %s", e)
-            t = T(turn.locale)
+            t = T(turn.reader)
             card = self.picker(turn, data, text_of(data, "cq"), page_of(data), note=t("assign.directory_down"))
             self.lic.record_refusal(turn.actor, f"card.{cards.ASSIGN_PLANS}",
-                                    InvalidInput("The organisation's directory could not be read."), f"aad:{aad}")
+                                    InvalidInput(Message("The organisation's directory could not be read.")),
+                                    f"aad:{aad}")
             return card
         if person is None:
-            raise CardDataError("That person is not in your organisation's directory any more. Search again.")
+            raise CardDataError(Message("That person is not in your organisation's directory any more. Search again."))
         try:
             row = self.lic.add_user(turn.actor, person.aad_object_id, person.email, person.name)
         except DomainNotApproved as e:  # audited by the core
@@ -155,7 +158,7 @@ class AssignFlow(Flow):
 
     def plans_step(self, turn: Turn, user: UserRow, data: dict, *, note: str | None = None,
                    buy: dict | None = None) -> dict:
-        t = T(turn.locale)
+        t = T(turn.reader)
         origin = self.origin(data)
         pools = self.lic.list_pools(turn.actor)
         if origin is not None and origin not in {p.id for p in pools}:
@@ -170,7 +173,7 @@ class AssignFlow(Flow):
             reason = t("assign.plans.no_free" if free_families else "assign.plans.all_held", name=user.name)
             if buy is None and free_families:
                 buy = self.wanted(pools, origin, held)
-        return cards.plans_card(turn.locale, user, eligible, self.plan_names(), back=self.back_data(data, origin),
+        return cards.plans_card(turn.reader, user, eligible, self.plan_names(), back=self.back_data(data, origin),
                                 selected=origin, reason=reason, buy=buy, note=note)
 
     @staticmethod
@@ -184,28 +187,28 @@ class AssignFlow(Flow):
     # ------------------------------------------------------------------ step 3: save
 
     def save(self, turn: Turn, data: dict) -> dict:
-        t = T(turn.locale)
+        t = T(turn.reader)
         user_id = data_int(data, "user", "user")
         if data.get("to_pool") in (None, ""):
             card = self.plans_step(turn, self.lic.directory_user(turn.actor, user_id), data,
                                    note=t("assign.plans.missing"))
-            self.lic.record_refusal(turn.actor, f"card.{cards.ASSIGN_SAVE}", InvalidInput("No license was chosen."),
-                                    f"user:{user_id}")
+            self.lic.record_refusal(turn.actor, f"card.{cards.ASSIGN_SAVE}",
+                                    InvalidInput(Message("No license was chosen.")), f"user:{user_id}")
             return card
         pool_id = data_int(data, "to_pool", "pool")
         try:
             pool = self.lic.assign(turn.actor, user_id, pool_id)
         except SeatAlreadyHeld as e:  # e.g. a double click: the first one assigned it
             again = execute(t("assign.btn.again"), verbs.ASSIGN_START, {"pool": pool_id}, inputs="none")
-            return common.error_card(turn.locale, e.message, heading=t("assign.held.title"), retry=again,
+            return common.error_card(turn.reader, e.message, heading=t("assign.held.title"), retry=again,
                                      show_pools=True)
         except NoFreeSeat as e:  # the seat was taken meanwhile: the plans as they are now, and Buy one
             buy = {"plan": e.details.get("plan"), "interval": e.details.get("interval")}
             return self.plans_step(turn, self.lic.directory_user(turn.actor, user_id), data, note=e.message, buy=buy)
-        return cards.assigned_card(turn.locale, self.lic.directory_user(turn.actor, user_id), pool)
+        return cards.assigned_card(turn.reader, self.lic.directory_user(turn.actor, user_id), pool)
 
     # ------------------------------------------------------------------ notification
 
-    def assigned_notice(self, item, locale: str | None) -> dict:
+    def assigned_notice(self, item, locale: Reader | str | None) -> dict:
         p = item.payload
         return cards.assigned_notice(locale, self.lic.plan_name(p.get("plan")), p.get("interval"), p.get("by"))

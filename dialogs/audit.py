@@ -43,4 +43,4 @@ class AuditFlow(Flow):
         pools = ({p.id: p for p in self.lic.list_pools(turn.actor)}
                  if any(kind == "pool" for kind, _ in refs) else {})
         url = self.links.url(caller.account_id, caller.user_id) if self.links else None
-        return audit.audit_card(turn.locale, caller.account_name, pg, export_url=url, users=users, pools=pools)
+        return audit.audit_card(turn.reader, caller.account_name, pg, export_url=url, users=users, pools=pools)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cards.i18n import Reader
 from core.errors import InvalidInput
 from core.text import parse_id, parse_ids
 from core.views import Actor, OutboxItem
@@ -40,6 +41,12 @@ class Turn:
     message_ref: str | None = None  # the id of the message holding the card that was acted on
     address: dict | None = None  # opaque conversation address (for updating cards later)
     activity_id: str | None = None
+    timezone: str | None = None  # the reader's IANA time zone, when their client tells it
+
+    @property
+    def reader(self) -> Reader:
+        """Who reads the cards of this turn (locale and time zone): what card builders are given."""
+        return Reader(self.locale, self.timezone)
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ class CommandSpec:
 
 Action = Callable[[Turn, dict], dict]
 Search = Callable[[Turn, str, str, int, int], list[dict]]  # (turn, dataset ref, query, skip, top)
-Render = Callable[[OutboxItem, str | None], dict | None]  # (outbox item, recipient locale)
+Render = Callable[[OutboxItem, Reader | str | None], dict | None]  # (outbox item, recipient: Reader or locale)
 
 
 class Flow:

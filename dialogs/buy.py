@@ -12,9 +12,9 @@ from __future__ import annotations
 import uuid
 
 from cards import purchase, verbs
-from cards.i18n import T
+from cards.i18n import Reader, T
 from core.catalog import INTERVALS
-from core.errors import DomainError, NotAdmin, UnknownCaller
+from core.errors import DomainError, Message, NotAdmin, UnknownCaller
 from core.views import CallerView, QuoteView
 from dialogs.base import CardDataError, CommandSpec, Flow, Turn
 from dialogs.upgrade import UpgradeFlow
@@ -43,8 +43,8 @@ class BuyFlow(Flow):
         if cart is None or cart == "":
             return []
         if not isinstance(cart, list) or len(cart) > MAX_LINES or not all(isinstance(ln, dict) for ln in cart):
-            raise CardDataError(f"This cart is not valid (a cart holds at most {MAX_LINES} lines). "
-                                "Start again with “buy”.")
+            raise CardDataError(Message("This cart is not valid (a cart holds at most {n} lines). Start again with "
+                                        "“buy”.", n=MAX_LINES))
         return [{k: ln.get(k) for k in ("plan", "interval", "quantity")} for ln in cart]
 
     def preview(self, turn: Turn, cart: list[dict]) -> QuoteView | None:
@@ -53,7 +53,7 @@ class BuyFlow(Flow):
     def render(self, turn: Turn, caller: CallerView, preview: QuoteView | None, *, plan=None, interval=None,
                note: str | None = None) -> dict:
         plans = [p for p in self.lic.plans() if p.currency == caller.currency]
-        return purchase.buy_card(turn.locale, plans, dict(self.lic.catalog.families), caller.currency, preview,
+        return purchase.buy_card(turn.reader, plans, dict(self.lic.catalog.families), caller.currency, preview,
                                  key=uuid.uuid4().hex, plan=plan if isinstance(plan, str) else None,
                                  interval=interval if interval in INTERVALS else None, note=note)
 
@@ -64,7 +64,7 @@ class BuyFlow(Flow):
         except (NotAdmin, UnknownCaller):
             raise
         except DomainError as e:
-            return None, T(turn.locale)("purchase.bad_cart", reason=e.message)
+            return None, T(turn.reader)("purchase.bad_cart", reason=e.message)
 
     # ------------------------------------------------------------------ steps
 
@@ -97,7 +97,7 @@ class BuyFlow(Flow):
             raise
         except DomainError as e:  # audited by the core
             return self.render(turn, caller, preview, plan=plan, interval=interval,
-                               note=T(turn.locale)("purchase.refused", reason=e.message))
+                               note=T(turn.reader)("purchase.refused", reason=e.message))
         return self.render(turn, caller, added, plan=plan, interval=interval)
 
     def checkout(self, turn: Turn, data: dict) -> dict:
@@ -106,21 +106,21 @@ class BuyFlow(Flow):
         cart = self.cart_of(data)
         key = data.get("qkey")  # not "key": the Teams card renderer refuses that name
         if not isinstance(key, str) or not cart:
-            raise CardDataError("This cart card is not valid, or its cart is empty. Start again with “buy”.")
+            raise CardDataError(Message("This cart card is not valid, or its cart is empty. Start again with “buy”."))
         started = self.lic.now()
         quote = self.lic.quote_purchase(turn.actor, cart, quote_id=key)
         note = None
         if quote.created_at < started or quote.status != "open":
-            note = T(turn.locale)("purchase.already")
+            note = T(turn.reader)("purchase.already")
         return self.router.flow(UpgradeFlow).show_quote(turn, quote.id, note=note)
 
     # ------------------------------------------------------------------ notifications
 
-    def paid_notice(self, item, locale: str | None) -> dict | None:
+    def paid_notice(self, item, locale: Reader | str | None) -> dict | None:
         q = self.lic.quote_snapshot(str(item.payload.get("quote_id") or ""))
         return purchase.purchase_paid_notice(locale, q) if q else None
 
-    def refund_notice(self, item, locale: str | None) -> dict:
+    def refund_notice(self, item, locale: Reader | str | None) -> dict:
         q = self.lic.quote_snapshot(str(item.payload.get("quote_id") or ""))
         reason = item.payload.get("reason")
         return purchase.refund_notice(locale, q, reason if isinstance(reason, str) else "")

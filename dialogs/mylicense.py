@@ -4,7 +4,7 @@ requester receives once an administrator approved or declined."""
 from __future__ import annotations
 
 from cards import mylicense as cards
-from cards.i18n import T
+from cards.i18n import Reader, T
 from core.errors import CurrencyMismatch, InvalidInput, NotAnUpgrade, NotFound, RequestClosed, UnknownCaller
 from core.views import OutboxItem, RequestView
 from dialogs.base import CommandSpec, Flow, Turn
@@ -38,7 +38,7 @@ class MyLicenseFlow(Flow):
         """Not a user of the account (already audited by the core): say whom to ask, when the
         tenant has an account."""
         admins = self.lic.account_admin_names(turn.actor) if e.details.get("account_id") else []
-        return cards.not_user_card(turn.locale, e.message, admins)
+        return cards.not_user_card(turn.reader, e.message, admins)
 
     def _state(self, turn: Turn):
         seats = self.lic.my_license(turn.actor)
@@ -55,7 +55,7 @@ class MyLicenseFlow(Flow):
         except UnknownCaller as e:
             return self.not_user(turn, e)
         admins = [] if seats else self.lic.account_admin_names(turn.actor)
-        return cards.my_license_card(turn.locale, seats, requests, self.families, admins=admins, note=note)
+        return cards.my_license_card(turn.reader, seats, requests, self.families, admins=admins, note=note)
 
     def request_form(self, turn: Turn, data: dict, note: str | None = None, plan: str | None = None,
                      reason: str | None = None) -> dict:
@@ -65,11 +65,11 @@ class MyLicenseFlow(Flow):
             return self.not_user(turn, e)
         options = cards.requestable(seats, requests)
         if not options:  # a stale card: nothing left to ask for (shown as it is now)
-            return self.show(turn, {}, note=note or T(turn.locale)("mylicense.nothing"))
-        return cards.request_form_card(turn.locale, options, self.families, plan=plan, reason=reason, note=note)
+            return self.show(turn, {}, note=note or T(turn.reader)("mylicense.nothing"))
+        return cards.request_form_card(turn.reader, options, self.families, plan=plan, reason=reason, note=note)
 
     def send(self, turn: Turn, data: dict) -> dict:
-        t = T(turn.locale)
+        t = T(turn.reader)
         plan, reason = data.get("plan"), data.get("reason")
         try:
             req = self.lic.request_upgrade(turn.actor, plan, reason)
@@ -85,10 +85,10 @@ class MyLicenseFlow(Flow):
             keep = reason[: cards.MAX_REASON] if isinstance(reason, str) else None
             return self.request_form(turn, data, note=e.message, plan=plan if isinstance(plan, str) else None,
                                      reason=keep)
-        return cards.request_sent_card(turn.locale, req)
+        return cards.request_sent_card(turn.reader, req)
 
     def _already(self, turn: Turn, plan) -> str:
-        t = T(turn.locale)
+        t = T(turn.reader)
         chosen = self.lic.catalog.plans.get(plan) if isinstance(plan, str) else None
         family = chosen.family if chosen else None
         for r in self.lic.my_requests(turn.actor):
@@ -101,11 +101,11 @@ class MyLicenseFlow(Flow):
     def _request(self, item: OutboxItem) -> RequestView | None:
         return self.lic.request_snapshot(item.payload.get("request_id"))
 
-    def approved_notice(self, item: OutboxItem, locale: str | None) -> dict | None:
+    def approved_notice(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
         r = self._request(item)
         return cards.approved_notice(locale, r, str(item.payload.get("by") or r.decided_by_name or "")) if r else None
 
-    def declined_notice(self, item: OutboxItem, locale: str | None) -> dict | None:
+    def declined_notice(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
         r = self._request(item)
         if r is None:
             return None

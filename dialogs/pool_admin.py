@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from cards import pool_admin, verbs
-from cards.i18n import T
-from core.errors import DomainError, InvalidInput, NotAdmin, NotFound, UnknownCaller
+from cards.i18n import Reader, T
+from core.errors import DomainError, InvalidInput, Message, NotAdmin, NotFound, UnknownCaller
 from core.text import parse_quantity
 from dialogs.base import MAX_SELECTION, CardDataError, Flow, Turn, data_int, id_list, page_of, text_of
-from dialogs.upgrade import UpgradeFlow
+from dialogs.upgrade import NO_PLAN, NO_USER, UpgradeFlow
 
 PAGE = 50  # users read per query when collecting a whole pool
 
@@ -43,14 +43,14 @@ class PoolAdminFlow(Flow):
     def upgrade(self) -> UpgradeFlow:
         return self.router.flow(UpgradeFlow)
 
-    def refused(self, turn: Turn, verb: str, why: str, pool_id: int, card: dict) -> dict:
+    def refused(self, turn: Turn, verb: str, why: Message, pool_id: int, card: dict) -> dict:
         return self.upgrade.refused_step(turn, verb, why, pool_id, card)
 
     def no_selection(self, turn: Turn, verb: str, pool_id: int, data: dict) -> dict:
         """Nobody selected: the users card again, saying so (the refusal audited)."""
         page = self.upgrade.users_page(turn, pool_id, text_of(data, "cq"), page_of(data), [],
-                                       note=T(turn.locale)("users.empty_selection"))
-        return self.refused(turn, verb, "No user was selected.", pool_id, page)
+                                       note=T(turn.reader)("users.empty_selection"))
+        return self.refused(turn, verb, NO_USER, pool_id, page)
 
     def selected_rows(self, turn: Turn, verb: str, pool_id: int, sel: list[int]):
         """The selected users with their seat in the pool; None (and the refusal audited) when
@@ -58,8 +58,8 @@ class PoolAdminFlow(Flow):
         rows = self.lic.pool_rows(turn.actor, pool_id, sel)
         if len(rows) == len(sel):
             return rows, None
-        message = (f"{len(sel) - len(rows)} of the selected users no longer hold a seat in this pool. "
-                   "Here is the pool as it is now; select again.")
+        message = Message("{missing} of the selected users no longer hold a seat in this pool. "
+                          "Here is the pool as it is now; select again.", missing=len(sel) - len(rows))
         page = self.upgrade.users_page(turn, pool_id, "", 0, [], note=message)
         return None, self.refused(turn, verb, message, pool_id, page)
 
@@ -80,7 +80,7 @@ class PoolAdminFlow(Flow):
                 note = e.message
         if preview is None and pool.assignable > 0:
             preview = self.lic.preview_removal(turn.actor, pool.id, 1)
-        return pool_admin.removal_form(turn.locale, pool, quantity=n, preview=preview, note=note)
+        return pool_admin.removal_form(turn.reader, pool, quantity=n, preview=preview, note=note)
 
     def removal_form(self, turn: Turn, data: dict) -> dict:
         pool_id = data_int(data, "pool", "pool")
@@ -91,24 +91,24 @@ class PoolAdminFlow(Flow):
         pool_id = data_int(data, "pool", "pool")
         expected = data.get("scheduled")
         if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
-            raise CardDataError("This card is not valid. Open the pool's users card and try again.")
+            raise CardDataError(Message("This card is not valid. Open the pool's users card and try again."))
         try:
             pool = self.lic.remove_seats(turn.actor, pool_id, data.get("qty"), expected_scheduled=expected)
         except (NotAdmin, UnknownCaller, NotFound):
             raise
         except DomainError as e:  # audited by the core; nothing changed
             return self.form(turn, pool_id, note=e.message)
-        return pool_admin.removal_done(turn.locale, pool, parse_quantity(data.get("qty")))
+        return pool_admin.removal_done(turn.reader, pool, parse_quantity(data.get("qty")))
 
     def cancel_removal(self, turn: Turn, data: dict) -> dict:
         pool_id = data_int(data, "pool", "pool")
         pool = self.lic.pool(turn.actor, pool_id)
         if not pool.removal_scheduled:
-            why = "No seat of this pool is scheduled to leave at renewal: there is nothing to cancel."
+            why = Message("No seat of this pool is scheduled to leave at renewal: there is nothing to cancel.")
             self.lic.record_refusal(turn.actor, f"card.{pool_admin.SEATS_REMOVE_CANCEL}", InvalidInput(why),
                                     f"pool:{pool.id}")
             return self.form(turn, pool.id, note=why)
-        return pool_admin.removal_cancelled(turn.locale, self.lic.cancel_removal(turn.actor, pool.id))
+        return pool_admin.removal_cancelled(turn.reader, self.lic.cancel_removal(turn.actor, pool.id))
 
     # ------------------------------------------------------------------ unassigning
 
@@ -121,7 +121,7 @@ class PoolAdminFlow(Flow):
         if stale:
             return stale
         pool = self.lic.pool(turn.actor, pool_id)
-        return pool_admin.unassign_confirm(turn.locale, pool, rows, [u.id for u in rows])
+        return pool_admin.unassign_confirm(turn.reader, pool, rows, [u.id for u in rows])
 
     def unassign(self, turn: Turn, data: dict) -> dict:
         pool_id = data_int(data, "pool", "pool")
@@ -129,16 +129,16 @@ class PoolAdminFlow(Flow):
         if not sel:
             return self.no_selection(turn, pool_admin.UNASSIGN_CONFIRM, pool_id, data)
         if len(sel) > MAX_SELECTION:
-            raise CardDataError(f"At most {MAX_SELECTION} users can be unassigned at once.")
+            raise CardDataError(Message("At most {n} users can be unassigned at once.", n=MAX_SELECTION))
         pool = self.lic.unassign(turn.actor, pool_id, sel)
-        return pool_admin.unassign_done(turn.locale, pool, len(sel))
+        return pool_admin.unassign_done(turn.reader, pool, len(sel))
 
     # ------------------------------------------------------------------ downgrades
 
     def downgrade_view(self, turn: Turn, pool_id: int, sel: list[int], rows, note: str | None = None) -> dict:
         pool = self.lic.pool(turn.actor, pool_id)
         options = self.lic.downgrade_options(turn.actor, pool_id)
-        return pool_admin.downgrade_card(turn.locale, pool, rows, sel, options, pool_total=pool.assigned,
+        return pool_admin.downgrade_card(turn.reader, pool, rows, sel, options, pool_total=pool.assigned,
                                          max_users=MAX_SELECTION, note=note)
 
     def downgrade_choose(self, turn: Turn, data: dict) -> dict:
@@ -159,8 +159,9 @@ class PoolAdminFlow(Flow):
     def whole_pool(self, turn: Turn, pool_id: int) -> list[int]:
         pool = self.lic.pool(turn.actor, pool_id)
         if pool.assigned > MAX_SELECTION:
-            raise CardDataError(f"This pool has {pool.assigned} users: at most {MAX_SELECTION} can be downgraded "
-                                "at once. Select them in the pool's users card, in several rounds.")
+            raise CardDataError(Message("This pool has {total} users: at most {n} can be downgraded at once. Select "
+                                        "them in the pool's users card, in several rounds.", total=pool.assigned,
+                                        n=MAX_SELECTION))
         ids: list[int] = []
         page = 0
         while True:
@@ -174,15 +175,15 @@ class PoolAdminFlow(Flow):
         pool_id = data_int(data, "pool", "pool")
         sel = id_list(data.get("sel"))
         if len(sel) > MAX_SELECTION:
-            raise CardDataError(f"At most {MAX_SELECTION} users can be selected at once.")
+            raise CardDataError(Message("At most {limit:,} users can be selected at once.", limit=MAX_SELECTION))
         who = data.get("who") or ("sel" if sel else "pool")
         if who not in ("sel", "pool"):
-            raise CardDataError("Choose whom to downgrade: the selected users or the whole pool.")
+            raise CardDataError(Message("Choose whom to downgrade: the selected users or the whole pool."))
         plan = data.get("plan")
         if not isinstance(plan, str) or not plan.strip():
             rows = self.lic.pool_rows(turn.actor, pool_id, sel) if sel else []
-            why = T(turn.locale)("pool_admin.downgrade.missing")
-            return self.refused(turn, pool_admin.DOWNGRADE_SCHEDULE, "No plan was chosen.", pool_id,
+            why = T(turn.reader)("pool_admin.downgrade.missing")
+            return self.refused(turn, pool_admin.DOWNGRADE_SCHEDULE, NO_PLAN, pool_id,
                                 self.downgrade_view(turn, pool_id, sel, rows, note=why))
         if who == "sel" and not sel:
             return self.no_selection(turn, pool_admin.DOWNGRADE_SCHEDULE, pool_id, data)
@@ -190,7 +191,7 @@ class PoolAdminFlow(Flow):
         if not users:
             return self.no_selection(turn, pool_admin.DOWNGRADE_SCHEDULE, pool_id, data)
         pool = self.lic.schedule_downgrade(turn.actor, pool_id, users, plan.strip())
-        return pool_admin.downgrade_done(turn.locale, pool, self.lic.plan_name(plan.strip()), users)
+        return pool_admin.downgrade_done(turn.reader, pool, self.lic.plan_name(plan.strip()), users)
 
     def downgrade_cancel(self, turn: Turn, data: dict) -> dict:
         pool_id = data_int(data, "pool", "pool")
@@ -198,18 +199,18 @@ class PoolAdminFlow(Flow):
         if not sel:
             return self.no_selection(turn, pool_admin.DOWNGRADE_CANCEL, pool_id, data)
         if len(sel) > MAX_SELECTION:
-            raise CardDataError(f"At most {MAX_SELECTION} users can be selected at once.")
+            raise CardDataError(Message("At most {limit:,} users can be selected at once.", limit=MAX_SELECTION))
         had = sum(1 for u in self.lic.pool_rows(turn.actor, pool_id, sel) if u.downgrade_to)
         pool = self.lic.cancel_downgrade(turn.actor, pool_id, sel)
-        return pool_admin.downgrade_cancelled(turn.locale, pool, had)
+        return pool_admin.downgrade_cancelled(turn.reader, pool, had)
 
     # ------------------------------------------------------------------ notifications
 
-    def unassigned_notice(self, item, locale: str | None) -> dict:
+    def unassigned_notice(self, item, locale: Reader | str | None) -> dict:
         p = item.payload
         return pool_admin.unassigned_notice(locale, self.lic.plan_name(p.get("plan")), str(p.get("by") or ""))
 
-    def downgrade_scheduled_notice(self, item, locale: str | None) -> dict | None:
+    def downgrade_scheduled_notice(self, item, locale: Reader | str | None) -> dict | None:
         p = item.payload
         when = _when(p.get("effective"))
         if when is None:
@@ -217,10 +218,10 @@ class PoolAdminFlow(Flow):
         return pool_admin.downgrade_scheduled_notice(locale, self.lic.plan_name(p.get("from_plan")),
                                                      self.lic.plan_name(p.get("to_plan")), when)
 
-    def downgrade_cancelled_notice(self, item, locale: str | None) -> dict:
+    def downgrade_cancelled_notice(self, item, locale: Reader | str | None) -> dict:
         return pool_admin.downgrade_cancelled_notice(locale, self.lic.plan_name(item.payload.get("plan")))
 
-    def downgrade_applied_notice(self, item, locale: str | None) -> dict | None:
+    def downgrade_applied_notice(self, item, locale: Reader | str | None) -> dict | None:
         p = item.payload
         when = _when(p.get("effective"))
         if when is None:

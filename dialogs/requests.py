@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cards import requests as cards
 from cards import upgrade
-from cards.i18n import T
+from cards.i18n import Reader, T
 from core.errors import InvalidInput, RequestClosed
 from core.views import OutboxItem, RequestView
 from dialogs.base import CommandSpec, Flow, Turn, data_int, page_of
@@ -45,7 +45,7 @@ class RequestsFlow(Flow):
         page = self.lic.pending_requests(turn.actor, page=page_of(data))
         if page.page and not page.items and page.total:  # the list shrank since the card was shown
             page = self.lic.pending_requests(turn.actor, page=page.pages - 1)
-        return cards.requests_list_card(turn.locale, page, note=note)
+        return cards.requests_list_card(turn.reader, page, note=note)
 
     # ------------------------------------------------------------------ one request
 
@@ -56,11 +56,11 @@ class RequestsFlow(Flow):
     def decided(self, turn: Turn, request_id: int) -> dict:
         """The request in its decided state, with who decided first."""
         r = self.lic.request(turn.actor, request_id)
-        return cards.request_card(turn.locale, r, note=cards.already_note(turn.locale, r))
+        return cards.request_card(turn.reader, r, note=cards.already_note(turn.reader, r))
 
     def refresh(self, turn: Turn, data: dict) -> dict:
         rid = data_int(data, "request", "request")
-        return cards.request_card(turn.locale, self._view(turn, rid, "request.view"))
+        return cards.request_card(turn.reader, self._view(turn, rid, "request.view"))
 
     def approve(self, turn: Turn, data: dict) -> dict:
         rid = data_int(data, "request", "request")
@@ -71,10 +71,10 @@ class RequestsFlow(Flow):
         return self.router.flow(UpgradeFlow).show_quote(turn, quote.id)
 
     def _stale(self, turn: Turn, verb: str, r: RequestView) -> dict:
-        note = cards.already_note(turn.locale, r)
-        self.lic.record_refusal(turn.actor, f"card.{verb}", RequestClosed(
-            f"This request was already {r.status} by {r.decided_by_name or 'someone'}."), f"request:{r.id}")
-        return cards.request_card(turn.locale, r, note=note)
+        note = cards.already_note(turn.reader, r)
+        self.lic.record_refusal(turn.actor, f"card.{verb}", RequestClosed.decided(r.status, r.decided_by_name,
+                                                                                  r.decided_at), f"request:{r.id}")
+        return cards.request_card(turn.reader, r, note=note)
 
     def decline_form(self, turn: Turn, data: dict) -> dict:
         rid = data_int(data, "request", "request")
@@ -82,7 +82,7 @@ class RequestsFlow(Flow):
         if r.status != "pending":
             return self._stale(turn, cards.DECLINE, r)
         back = "list" if data.get("back") == "list" else None
-        return cards.decline_card(turn.locale, r, back=back, page=page_of(data))
+        return cards.decline_card(turn.reader, r, back=back, page=page_of(data))
 
     def decline(self, turn: Turn, data: dict) -> dict:
         rid = data_int(data, "request", "request")
@@ -95,12 +95,12 @@ class RequestsFlow(Flow):
             r = self._view(turn, rid, "request.decline")
             back = "list" if data.get("back") == "list" else None
             keep = reason[: cards.MAX_REASON] if isinstance(reason, str) else None
-            return cards.decline_card(turn.locale, r, back=back, page=page_of(data), reason=keep, note=e.message)
+            return cards.decline_card(turn.reader, r, back=back, page=page_of(data), reason=keep, note=e.message)
         if data.get("back") == "list":
-            t = T(turn.locale)
+            t = T(turn.reader)
             return self.show_list(turn, {"page": page_of(data)}, note=t("requests.declined", name=r.decided_by_name,
                                                                    time=t.datetime(r.decided_at)))
-        return cards.request_card(turn.locale, r)
+        return cards.request_card(turn.reader, r)
 
     # ------------------------------------------------------------------ notifications
 
@@ -109,14 +109,14 @@ class RequestsFlow(Flow):
         rid = item.payload.get("request_id")
         return ("request", str(rid)) if rid is not None else None
 
-    def created_card(self, item: OutboxItem, locale: str | None) -> dict | None:
+    def created_card(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
         """The card each admin receives for a new request (nothing if already decided by then)."""
         r = self.lic.request_snapshot(item.payload.get("request_id"))
         if r is None or r.status != "pending":
             return None
         return cards.request_card(locale, r)
 
-    def card_update(self, item: OutboxItem, locale: str | None) -> dict | None:
+    def card_update(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
         """A request card shown earlier, once decided. The approving admin's message became the
         quote card (with its payment link): it keeps showing the quote, as it is now."""
         r = self.lic.request_snapshot(item.payload.get("request_id"))

@@ -14,11 +14,12 @@ import logging
 
 from cards import common, upgrade
 from cards.base import execute
-from cards.i18n import T
+from cards.i18n import Reader, T
 from core.errors import (
     DomainError,
     HeldByQuote,
     InvalidInput,
+    Message,
     NotAdmin,
     PaymentUnavailable,
     QuoteNotOpen,
@@ -101,27 +102,27 @@ class Router:
 
     def on_action(self, turn: Turn, verb, data) -> dict:
         if not isinstance(verb, str) or not verb or len(verb) > 64:
-            raise ProtocolError("The action has no verb.")
+            raise ProtocolError(Message("The action has no verb."))
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise ProtocolError("The action's data must be an object.")
+            raise ProtocolError(Message("The action's data must be an object."))
         handler = self.actions.get(verb)
         if handler is None:
-            t = T(turn.locale)
-            err = InvalidInput("This button is not one I know (the card may come from an older version). "
-                               "Start again from the license pools.")
+            t = T(turn.reader)
+            err = InvalidInput(Message("This button is not one I know (the card may come from an older version). "
+                                       "Start again from the license pools."))
             self.lic.record_refusal(turn.actor, "card.unknown_verb", err, verb[:64])
-            return common.error_card(turn.locale, err.message, heading=t("error.title"), show_pools=True)
+            return common.error_card(turn.reader, err.message, heading=t("error.title"), show_pools=True)
         return self._guard(turn, lambda: handler(turn, data), f"card.{verb}", data=data, verb=verb)
 
     def on_search(self, turn: Turn, dataset, query, skip=0, top=SEARCH_TOP) -> list[dict]:
         if not isinstance(dataset, str) or ":" not in dataset:
-            raise ProtocolError("Unknown search dataset.")
+            raise ProtocolError(Message("Unknown search dataset."))
         name, _, ref = dataset.partition(":")
         search = self.searches.get(name)
         if search is None:
-            raise ProtocolError("Unknown search dataset.")
+            raise ProtocolError(Message("Unknown search dataset."))
         try:
             parse_id(ref, "reference")
             size = max(1, min(int(top or SEARCH_TOP), SEARCH_TOP))
@@ -133,16 +134,16 @@ class Router:
         try:
             caller = self.lic.whoami(turn.actor)
         except UnknownCaller as e:
-            return common.caller_error(turn.locale, e)
-        return common.welcome(turn.locale, is_admin=caller.is_admin, name=caller.name,
+            return common.caller_error(turn.reader, e)
+        return common.welcome(turn.reader, is_admin=caller.is_admin, name=caller.name,
                               commands=self.command_names(caller.is_admin))
 
-    def notification(self, item: OutboxItem, locale: str | None) -> dict | None:
+    def notification(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
         """The card a user receives for an outbox message (None: nothing to send)."""
         render = self.notifications.get(item.kind)
         return render(item, locale) if render else None
 
-    def card_update(self, item: OutboxItem, locale: str | None) -> dict | None:
+    def card_update(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
         """The new content of a card shown earlier (quote paid, request decided...)."""
         render = self.card_updates.get(item.kind)
         return render(item, locale) if render else None
@@ -158,36 +159,36 @@ class Router:
     # ------------------------------------------------------------------ error handling
 
     def _guard(self, turn: Turn, fn, action: str, *, data: dict | None = None, verb: str | None = None) -> dict:
-        t = T(turn.locale)
+        t = T(turn.reader)
         try:
             return fn()
         except (UnknownCaller, NotAdmin) as e:
-            return common.caller_error(turn.locale, e)
+            return common.caller_error(turn.reader, e)
         except CardDataError as e:
             self.lic.record_refusal(turn.actor, action, e, target_of(data))
-            return common.error_card(turn.locale, e.message, show_pools=True)
+            return common.error_card(turn.reader, e.message, show_pools=True)
         except InvalidInput as e:
             if e.details.get("stale") and data and "pool" in data:
                 try:
                     return self.flow(UpgradeFlow).stale_pool(turn, data, e.message)
                 except DomainError as again:
-                    return common.error_card(turn.locale, again.message, show_pools=True)
-            return common.error_card(turn.locale, e.message, show_pools=True)
+                    return common.error_card(turn.reader, again.message, show_pools=True)
+            return common.error_card(turn.reader, e.message, show_pools=True)
         except QuoteNotOpen as e:
             if data and "quote" in data:
                 try:
                     q = self.lic.quote(turn.actor, data["quote"])
-                    return upgrade.quote_card(turn.locale, q, note=e.message)
+                    return upgrade.quote_card(turn.reader, q, note=e.message)
                 except DomainError:
                     pass
-            return common.error_card(turn.locale, e.message, show_pools=True)
+            return common.error_card(turn.reader, e.message, show_pools=True)
         except HeldByQuote as e:
-            return common.error_card(turn.locale, e.message, show_pools=True)
+            return common.error_card(turn.reader, e.message, show_pools=True)
         except PaymentUnavailable as e:
             retry = execute(t("btn.refresh"), verb, data) if verb else None
-            return common.error_card(turn.locale, e.message, retry=retry, show_pools=True)
+            return common.error_card(turn.reader, e.message, retry=retry, show_pools=True)
         except DomainError as e:
-            return common.error_card(turn.locale, e.message, show_pools=True)
+            return common.error_card(turn.reader, e.message, show_pools=True)
 
     # ------------------------------------------------------------------ help
 
@@ -196,12 +197,12 @@ class Router:
             is_admin = self.lic.whoami(turn.actor).is_admin
         except UnknownCaller:
             is_admin = False
-        return common.help_card(turn.locale, is_admin=is_admin, unknown=unknown,
+        return common.help_card(turn.reader, is_admin=is_admin, unknown=unknown,
                                 commands=self.command_names(is_admin))
 
     def _help(self, turn: Turn, data: dict) -> dict:
         return self._cmd_help(turn)
 
     def _dismiss(self, turn: Turn, data: dict) -> dict:
-        t = T(turn.locale)
-        return common.dismissed_card(turn.locale, t("dismiss.title"), t("dismiss.body"))
+        t = T(turn.reader)
+        return common.dismissed_card(turn.reader, t("dismiss.title"), t("dismiss.body"))

@@ -4,9 +4,9 @@ every quote shares (refresh, cancel, back, confirm)."""
 from __future__ import annotations
 
 from cards import common, upgrade, verbs
-from cards.i18n import T
-from core.errors import InvalidInput, PaymentUnavailable
-from core.views import CallerView
+from cards.i18n import Reader, T
+from core.errors import InvalidInput, Message, PaymentUnavailable
+from core.views import QuoteView
 from dialogs.base import (
     MAX_SELECTION,
     CardDataError,
@@ -18,6 +18,9 @@ from dialogs.base import (
     page_of,
     text_of,
 )
+
+NO_USER = Message("No user was selected.")
+NO_PLAN = Message("No plan was chosen.")
 
 
 class UpgradeFlow(Flow):
@@ -49,8 +52,8 @@ class UpgradeFlow(Flow):
         return self.pools(turn, {})
 
     def pools(self, turn: Turn, data: dict, note: str | None = None) -> dict:
-        caller: CallerView = self.lic.require_admin(turn.actor, "pools.list")
-        return upgrade.pools_card(turn.locale, caller.account_name, self.lic.list_pools(turn.actor), note=note)
+        caller, pools = self.lic.pools_overview(turn.actor)  # (one transaction)
+        return upgrade.pools_card(turn.reader, caller.account_name, pools, note=note)
 
     def selection(self, data: dict) -> list[int]:
         """The selection after this action: kept from other pages, plus what is ticked on this one."""
@@ -60,14 +63,14 @@ class UpgradeFlow(Flow):
         picked = id_list(data.get("pick")) if data.get("_with_pick") else []
         sel = list(dict.fromkeys(kept + [i for i in ticked if i in page_ids or not page_ids] + picked))
         if len(sel) > MAX_SELECTION:
-            raise CardDataError(f"At most {MAX_SELECTION} users can be selected at once. Select fewer, "
-                                "then do the others in a second round.")
+            raise CardDataError(Message("At most {n} users can be selected at once. Select fewer, then do the others "
+                                        "in a second round.", n=MAX_SELECTION))
         return sel
 
     def users_page(self, turn: Turn, pool_id: int, query: str, page: int, sel: list[int],
                    note: str | None = None) -> dict:
         pool, pg = self.lic.pool_page(turn.actor, pool_id, query=query, page=page)
-        return upgrade.pool_users_card(turn.locale, pool, pg, sel, note=note)
+        return upgrade.pool_users_card(turn.reader, pool, pg, sel, note=note)
 
     def pool_users(self, turn: Turn, data: dict) -> dict:
         pool_id = data_int(data, "pool", "pool")
@@ -88,7 +91,7 @@ class UpgradeFlow(Flow):
 
     def stale_pool(self, turn: Turn, data: dict, message: str) -> dict:
         pool, page = self.lic.pool_page(turn.actor, data["pool"], query=text_of(data, "cq"), page=page_of(data))
-        return upgrade.pool_users_card(turn.locale, pool, page, [], note=message)
+        return upgrade.pool_users_card(turn.reader, pool, page, [], note=message)
 
     def search_pool_users(self, turn: Turn, ref: str, query: str, skip: int, top: int) -> list[dict]:
         pool_id = int(ref)
@@ -97,7 +100,7 @@ class UpgradeFlow(Flow):
 
     # ------------------------------------------------------------------ tier and quote
 
-    def refused_step(self, turn: Turn, verb: str, why: str, pool_id: int, card: dict) -> dict:
+    def refused_step(self, turn: Turn, verb: str, why: Message, pool_id: int, card: dict) -> dict:
         """A step asked without what it needs (no user selected, no plan chosen): the card to
         complete it (built first: a caller with no right gets that refusal instead), and the
         refusal audited."""
@@ -108,44 +111,49 @@ class UpgradeFlow(Flow):
         pool_id = data_int(data, "pool", "pool")
         sel = self.selection(data)
         if not sel:
-            return self.refused_step(turn, verbs.UPGRADE_TIERS, "No user was selected.", pool_id, self.users_page(
-                turn, pool_id, text_of(data, "cq"), page_of(data), [], note=T(turn.locale)("users.empty_selection")))
+            return self.refused_step(turn, verbs.UPGRADE_TIERS, NO_USER, pool_id, self.users_page(
+                turn, pool_id, text_of(data, "cq"), page_of(data), [], note=T(turn.reader)("users.empty_selection")))
         options = self.lic.upgrade_options(turn.actor, pool_id, sel)
         pool = self.lic.pool(turn.actor, pool_id)
         users = self.lic.directory_rows(turn.actor, sel[: upgrade.MAX_NAMES])
-        return upgrade.tiers_card(turn.locale, pool, users, len(sel), options, sel, note=note)
+        return upgrade.tiers_card(turn.reader, pool, users, len(sel), options, sel, note=note)
 
     def quote(self, turn: Turn, data: dict) -> dict:
         pool_id = data_int(data, "pool", "pool")
         sel = id_list(data.get("sel"))
         if not sel:
-            return self.refused_step(turn, verbs.UPGRADE_QUOTE, "No user was selected.", pool_id, self.users_page(
-                turn, pool_id, "", 0, [], note=T(turn.locale)("users.empty_selection")))
+            return self.refused_step(turn, verbs.UPGRADE_QUOTE, NO_USER, pool_id, self.users_page(
+                turn, pool_id, "", 0, [], note=T(turn.reader)("users.empty_selection")))
         plan = data.get("plan")
         if not isinstance(plan, str) or not plan.strip():
-            return self.refused_step(turn, verbs.UPGRADE_QUOTE, "No plan was chosen.", pool_id, self.tiers(
-                turn, {"pool": pool_id, "sel": sel}, note=T(turn.locale)("tiers.missing")))
+            return self.refused_step(turn, verbs.UPGRADE_QUOTE, NO_PLAN, pool_id, self.tiers(
+                turn, {"pool": pool_id, "sel": sel}, note=T(turn.reader)("tiers.missing")))
         quote = self.lic.quote_upgrade(turn.actor, pool_id, sel, plan.strip())
-        return self.show_quote(turn, quote.id)
+        return self.show_quote(turn, quote.id, view=quote)
 
-    def show_quote(self, turn: Turn, quote_id: str, note: str | None = None) -> dict:
+    def show_quote(self, turn: Turn, quote_id: str, note: str | None = None, *,
+                   view: QuoteView | None = None) -> dict:
         """The quote card (any kind), with its payment link created on first show, and the card
-        remembered so that it can be updated in place once paid."""
-        q = self.lic.quote(turn.actor, quote_id)
+        remembered so that it can be updated in place once paid (with the link, in one
+        transaction, when the link is created now). ``view``: the quote as just written (the
+        quote is not read again)."""
+        q = view if view is not None else self.lic.quote(turn.actor, quote_id)
+        posted = (turn.message_ref, turn.address) if turn.message_ref and turn.address else None
         if q.status == "open" and q.due_now > 0 and not q.payment_url:
             try:
-                q = self.lic.payment_link(turn.actor, q.id)
+                q = self.lic.payment_link(turn.actor, q.id, posted_card=posted)
+                posted = None  # remembered by payment_link
             except PaymentUnavailable as e:
                 note = e.message
-        if turn.message_ref and turn.address:
-            self.lic.record_posted_card(q.account_id, "quote", q.id, turn.message_ref, turn.address)
-        return upgrade.quote_card(turn.locale, q, note=note)
+        if posted:
+            self.lic.record_posted_card(q.account_id, "quote", q.id, *posted)
+        return upgrade.quote_card(turn.reader, q, note=note)
 
     @staticmethod
     def quote_id(data: dict) -> str:
         qid = data.get("quote")
         if not isinstance(qid, str) or not qid:
-            raise CardDataError("This card does not name a quote. Start again from the license pools.")
+            raise CardDataError(Message("This card does not name a quote. Start again from the license pools."))
         return qid[:64]
 
     def quote_refresh(self, turn: Turn, data: dict) -> dict:
@@ -153,8 +161,8 @@ class UpgradeFlow(Flow):
 
     def quote_cancel(self, turn: Turn, data: dict) -> dict:
         self.lic.cancel_quote(turn.actor, self.quote_id(data))
-        t = T(turn.locale)
-        return common.dismissed_card(turn.locale, t("cancelled.title"), t("cancelled.body"))
+        t = T(turn.reader)
+        return common.dismissed_card(turn.reader, t("cancelled.title"), t("cancelled.body"))
 
     def quote_back(self, turn: Turn, data: dict) -> dict:
         q = self.lic.cancel_quote(turn.actor, self.quote_id(data))
@@ -165,15 +173,15 @@ class UpgradeFlow(Flow):
 
     def quote_confirm(self, turn: Turn, data: dict) -> dict:
         q = self.lic.confirm_without_payment(turn.actor, self.quote_id(data))
-        return upgrade.quote_card(turn.locale, q)
+        return upgrade.quote_card(turn.reader, q)
 
     # ------------------------------------------------------------------ notifications
 
-    def upgraded_notice(self, item, locale: str | None) -> dict:
+    def upgraded_notice(self, item, locale: Reader | str | None) -> dict:
         p = item.payload
         return upgrade.upgraded_notice(locale, self.lic.plan_name(p.get("to_plan")),
                                        self.lic.plan_name(p.get("from_plan")))
 
-    def quote_card_update(self, item, locale: str | None) -> dict | None:
+    def quote_card_update(self, item, locale: Reader | str | None) -> dict | None:
         q = self.lic.quote_snapshot(item.payload.get("quote_id") or "")
         return upgrade.quote_card(locale, q) if q else None

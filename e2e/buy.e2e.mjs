@@ -257,7 +257,7 @@ async function buyJourney(run, { lines, removeIndex, viaButton }) {
 
   await run.do('sandbox payment page', async () => {
     const { rows } = await payOnSandbox(run, r.payUrl, {
-      dueCents: r.quote.due.cents,
+      dueCents: r.quote.due.cents, renewal: r.quote.renewal,
       amounts: [...r.quote.lines.map((l) => [l.label, l.cents]), ['discount', r.quote.discount.cents], ['renewal', r.quote.renewal.cents]],
     });
     r.payRows = rows;

@@ -153,41 +153,84 @@ export function fact(cardText, title) {
 
 export const cardText = async (card) => (await card.innerText()).split('\n').map((l) => l.trim()).filter(Boolean).join('\n');
 
-// The sandbox payment page of `url`, in a new page of `context`: checks its due amount equals
-// `dueCents` (and each of `amounts` is shown), pays, waits for "paid". -> {rows, due}
-export async function payOnSandbox(run, url, { dueCents, amounts = [], shot = 'pay-page' }) {
+// The sandbox payment page's words: it follows the browser's Accept-Language (the French runs'
+// browser contexts are fr-FR), so a run's page is in the run's language.
+export const SANDBOX = {
+  en: { title: 'Review and pay', pay: /^Pay\s*/, paid: /Payment received/ },
+  fr: { title: 'Vérifier et payer', pay: /^Payer\s*/, paid: /Paiement reçu/ },
+};
+
+// The sandbox payment page of `url`, in a new page of the run's browser context (the run's
+// language and time zone): checks it is in the run's language, its due amount equals `dueCents`
+// (and each of `amounts` is shown), its style and script ran under its Content-Security-Policy,
+// its instants are in the browser's zone and, given the quote card's `renewal` line, that its
+// renewal row reads as the card's (same words, same date: the page's script and the card put the
+// instant in the same zone); pays, waits for "paid". -> {rows, due, times}
+export async function payOnSandbox(run, url, { dueCents, amounts = [], renewal, shot = 'pay-page' }) {
+  const w = SANDBOX[run.lang] || SANDBOX.en;
   const pay = await run.page.context().newPage();
+  const problems = []; // blocked by the page's policy, or a script error
+  pay.on('console', (m) => { if (/Content.Security.Policy/i.test(m.text())) problems.push(m.text()); });
+  pay.on('pageerror', (e) => problems.push(e.message));
   try {
     const res = await pay.goto(url);
     assert.equal(res.status(), 200, 'pay page status');
-    assert.equal((await pay.locator('h1').innerText()).trim(), 'Review and pay');
+    assert.match(res.headers()['content-security-policy'] || '', /script-src 'nonce-/, 'pay page policy');
+    assert.equal(await pay.locator('html').getAttribute('lang'), run.lang, 'pay page language');
+    assert.equal((await pay.locator('h1').innerText()).trim(), w.title);
     const due = (await pay.locator('#due').innerText()).trim();
     assert.equal(cents(due), dueCents, `pay page due ${due} = the quote card's due now`);
     const rows = await pay.locator('table#lines tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.innerText.trim())));
     const shown = rows.map(([, a]) => cents(a));
     for (const [what, c] of amounts) assert.ok(shown.includes(c), `pay page shows the ${what} (${c} cents): ${JSON.stringify(rows)}`);
-    assert.equal(cents((await pay.locator('#pay').innerText()).replace(/^Pay\s*/, '')), dueCents, 'Pay button amount');
+    assert.equal(cents((await pay.locator('#pay').innerText()).replace(w.pay, '')), dueCents, 'Pay button amount');
+    assert.equal(await pay.locator('#pay').evaluate((b) => getComputedStyle(b).backgroundColor), 'rgb(91, 95, 199)',
+      'the page\'s style applies (its nonce)');
+    const times = await readTimes(pay);
+    const zone = await pay.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
+    if (run.timezone) { // (as ICU names it: "Etc/UTC" is "UTC")
+      assert.equal(zone, new Intl.DateTimeFormat('en', { timeZone: run.timezone }).resolvedOptions().timeZone,
+        'the pay page\'s browser is in the run\'s zone');
+    }
+    assert.deepEqual(times.map((x) => x.format), ['date', 'datetime'], `pay page instants (renewal, expiry): ${JSON.stringify(times)}`);
+    const [date, expiry] = times;
+    // the script wrote the expiry in the browser's zone ("… UTC+1", "… GMT+1"); "… UTC" (the server's) only in UTC
+    assert.equal(/\sUTC$/.test(expiry.text), /^(Etc\/)?UTC$/.test(zone), `link expiry "${expiry.text}" in ${zone}`);
+    const row = rows.find(([label]) => label.includes(date.text));
+    assert.ok(row, `the renewal date ${date.text} in a row: ${JSON.stringify(rows)}`);
+    if (renewal) {
+      assert.ok(spaces(renewal.label).endsWith(spaces(date.text)),
+        `pay page renewal date "${date.text}" (${date.iso} in ${zone}) = the quote card's: "${renewal.label}"`);
+      assert.equal(spaces(row[0]), spaces(renewal.label), 'pay page renewal row = the quote card\'s');
+      assert.equal(cents(row[1]), renewal.cents, 'pay page renewal amount = the quote card\'s');
+    }
     await run.shot(pay, shot);
     await pay.locator('#pay').click(); // a form POST; the answer is the page in its new state
     const state = pay.locator('#state[data-state="paid"]');
     await state.waitFor();
-    assert.match(await state.innerText(), /Payment received/);
+    assert.match(await state.innerText(), w.paid);
     assert.equal(await pay.locator('#pay').count(), 0, 'no Pay button once paid');
+    assert.deepEqual((await readTimes(pay)).map((x) => x.text), [date.text], 'paid page: the same renewal date, no expiry');
+    assert.deepEqual(problems, [], 'the pay page ran without a blocked resource or a script error');
     await run.shot(pay, `${shot}-paid`);
-    return { rows, due };
+    return { rows, due, times };
   } finally {
     await pay.close();
   }
 }
+
+// The <time> elements of a page: {iso, format, text} (text as shown, after the page's script).
+const readTimes = (page) => page.locator('time').evaluateAll((els) => els.map((e) => ({
+  iso: e.getAttribute('datetime'), format: e.dataset.format, text: e.textContent.trim() })));
 
 // ----------------------------------------------------------------------------- one chat of a scenario
 
 // A person's chat in one Playground (a browser context and page of its own): timed steps,
 // numbered screenshots (test-results/<suite>-<label>-NN-<step>.png), and the journey's card.
 export class Run {
-  constructor(scenario, { label, page, play, t = {}, lang = 'en' }) {
+  constructor(scenario, { label, page, play, t = {}, lang = 'en', timezone }) {
     this.scenario = scenario; this.suite = scenario.suite; this.bot = scenario.suite.bot;
-    this.label = label; this.lang = lang; this.t = t; this.page = page; this.play = play;
+    this.label = label; this.lang = lang; this.t = t; this.page = page; this.play = play; this.timezone = timezone;
     this.n = 0; this.warnings = this.suite.warnings;
     this.pageErrors = []; // uncaught errors of the Playground page (its card renderer...)
     page.on('pageerror', (e) => this.pageErrors.push(e.message));
@@ -324,12 +367,15 @@ export function runSuite(name, body) {
         const pageErrors = [];
         const sc = {
           suite, step: '(start)', runs,
-          // Open the Playground's chat in a new browser context -> Run
+          // Open the Playground's chat in a new browser context -> Run. The context has the
+          // Playground's time zone (the one its activities tell the bot): the person's browser and
+          // Teams agree, as they do for a real user, so pages opened from a card (the sandbox
+          // payment page) show times in the zone the cards use.
           async chat(play, { label: who, t, lang = 'en', open = true } = {}) {
-            const context = await pg.newChatContext(browser, { locale: lang === 'fr' ? 'fr-FR' : 'en-US' });
+            const context = await pg.newChatContext(browser, { locale: lang === 'fr' ? 'fr-FR' : 'en-US', timezoneId: play.timezone });
             const page = await context.newPage();
             page.on('pageerror', (e) => pageErrors.push(`${who}: ${e.message}`));
-            const run = new Run(sc, { label: who, page, play, t, lang });
+            const run = new Run(sc, { label: who, page, play, t, lang, timezone: play.timezone });
             runs.push(run);
             if (open) await run.do(`open the chat (${play.url})`, () => pg.gotoChat(page, play.url));
             return run;

@@ -152,6 +152,8 @@ export async function startPlayground({
       if (res?.ok) {
         return {
           port: got, url, serviceUrl: `http://127.0.0.1:${got}/_connector`, configFile, proxy,
+          // what its activities say (localTimezone, clientInfo): a browser context of the same run uses it too
+          locale: locale || 'en-US', timezone: timezone || Intl.DateTimeFormat().resolvedOptions().timeZone,
           logs: () => out,
           stop: async () => {
             await stop(); await proxy?.stop();
@@ -178,9 +180,11 @@ export async function launchBrowser({ headless = true } = {}) {
 
 // A browser context set up for the Playground: every non-loopback request aborted (the UI asks a
 // CDN for fonts) and window.open recorded instead of opening popups (see openUrlOf). One context
-// per Playground/scenario lets a single browser serve several runs.
-export async function newChatContext(browser, { locale = 'en-US', viewport = { width: 1400, height: 1000 } } = {}) {
-  const context = await browser.newContext({ viewport, locale });
+// per Playground/scenario lets a single browser serve several runs. `timezoneId` (IANA): the
+// browser's zone (pages opened from the chat, like the sandbox payment page, show times in it);
+// default: this machine's.
+export async function newChatContext(browser, { locale = 'en-US', timezoneId, viewport = { width: 1400, height: 1000 } } = {}) {
+  const context = await browser.newContext({ viewport, locale, ...(timezoneId ? { timezoneId } : {}) });
   await context.route('**/*', (route) => {
     const { protocol, hostname } = new URL(route.request().url());
     const local = ['127.0.0.1', 'localhost', '[::1]'].includes(hostname) || ['data:', 'blob:'].includes(protocol);

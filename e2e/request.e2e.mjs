@@ -211,7 +211,7 @@ async function decidedInPlace(run, { line, reasonLine, buttons, shot }) {
   await run.shot(card, shot);
 }
 
-// Approve on the pinned request card -> the upgrade quote in place; checks it; -> {due, url, lines}
+// Approve on the pinned request card -> the upgrade quote in place; checks it; -> {due, renewal, url, amounts, activityId}
 async function approveToQuote(run, { name, from, to }) {
   const { t } = run;
   const activityId = (await pg.cardInfo(run.card())).activityId;
@@ -234,7 +234,7 @@ async function approveToQuote(run, { name, from, to }) {
   await run.shot(card, 'quote');
   const url = await pg.openUrlOf(card, t.pay(due.text));
   assert.ok(url?.startsWith(`${run.bot.base}/pay/`), `Pay opens the sandbox page: ${url}`);
-  return { due, url, amounts: [['credit', credit.cents], ['charge', charge.cents], ['discount', discount.cents], ['renewal', renewal.cents]], activityId };
+  return { due, renewal, url, amounts: [['credit', credit.cents], ['charge', charge.cents], ['discount', discount.cents], ['renewal', renewal.cents]], activityId };
 }
 
 async function paidInPlace(run, q, { name, from, to }) {
@@ -357,7 +357,7 @@ async function english(sc, plays) {
 
   await alex.do('pay on the sandbox page', async () => {
     l0 = await lee.cardCount();
-    await payOnSandbox(alex, q.url, { dueCents: q.due.cents, amounts: q.amounts });
+    await payOnSandbox(alex, q.url, { dueCents: q.due.cents, renewal: q.renewal, amounts: q.amounts });
   });
   await alex.do('"Upgrade paid" in place', () => paidInPlace(alex, q, { name: 'Lee Gu', from: 'Eco', to: 'Pro' }));
   await lee.do('"Your license was upgraded" (proactive)', () => notice(lee, {
@@ -393,7 +393,7 @@ async function french(sc, plays) {
     before: n0, title: t.approvedTitle, body: t.approvedBody('Alex Wilber', 'API Pro'), buttons: [t.myLicenseBtn], shot: 'approved' }));
   await alex.do('payer sur la page de paiement', async () => {
     n0 = await nestor.cardCount();
-    await payOnSandbox(alex, q.url, { dueCents: q.due.cents, amounts: q.amounts });
+    await payOnSandbox(alex, q.url, { dueCents: q.due.cents, renewal: q.renewal, amounts: q.amounts });
   });
   await alex.do('« Mise à niveau payée » en place', () => paidInPlace(alex, q, { name: 'Nestor Wilke', from: 'API Advanced', to: 'API Pro' }));
   await nestor.do('« Votre licence a été mise à niveau »', () => notice(nestor, {

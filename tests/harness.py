@@ -348,11 +348,12 @@ class TeamsClient:
 
     def __init__(self, desk: Desk, aad_object_id: str, *, tenant_id: str = TENANT, locale: str = "en-US",
                  name: str | None = None, user_id: str | None = None, conversation_id: str | None = None,
-                 email: str | None = None):
+                 email: str | None = None, timezone: str | None = None):
         self.desk = desk
         self.aad_object_id = aad_object_id
         self.tenant_id = tenant_id
         self.locale = locale
+        self.timezone = timezone  # the client's IANA time zone: sent as localTimezone and in clientInfo
         self.name = name or aad_object_id
         self.user_id = user_id or f"29:{aad_object_id}"
         self.conversation_id = conversation_id or personal_chat_id(aad_object_id, tenant_id)
@@ -377,6 +378,9 @@ class TeamsClient:
             "channelData": {"tenant": {"id": self.tenant_id}},
             "locale": self.locale,
         }
+        if self.timezone:
+            base["localTimezone"] = self.timezone
+            base["entities"] = [{"type": "clientInfo", "locale": self.locale, "timezone": self.timezone}]
         base.update(fields)
         return base
 

@@ -85,7 +85,8 @@ LABELS = {
                   adv="holds Advanced", monthly="monthly", yearly="yearly", free="free",
                   plans_title="Assign a license to Henrietta Narayan", done="License assigned",
                   done_body="Henrietta Narayan now holds Advanced (monthly)", left="Free seats left in this pool",
-                  left_value="2 of 15", held="Already assigned", notice="You have a new license",
+                  left_value="2 of 15", held="Already assigned", already="already holds",
+                  notice="You have a new license",
                   notice_body="Alex Wilber assigned you a license: Advanced (monthly).",
                   install="install the client and activate it", only="Only people in your License Desk account",
                   command="assign"),
@@ -95,6 +96,7 @@ LABELS = {
                   plans_title="Attribuer une licence à Henrietta Narayan", done="Licence attribuée",
                   done_body="Henrietta Narayan a maintenant Advanced (mensuel)",
                   left="Licences libres restantes dans ce lot", left_value="2 sur 15", held="Déjà attribuée",
+                  already="a déjà une licence",
                   notice="Vous avez une nouvelle licence",
                   notice_body="Alex Wilber vous a attribué une licence : Advanced (mensuel).",
                   install="installez le client et activez-le", only="Seules les personnes de votre compte",
@@ -171,7 +173,7 @@ async def test_assign_journey_by_clicking(desk, locale):
     watch = Watch(desk)
     again = (await alex.act(plans, tr["save"], to_pool=str(adv))).expect_card()
     seen.append(again)
-    assert heading_of(again) == tr["held"] and "already holds" in text_of(again)
+    assert heading_of(again) == tr["held"] and tr["already"] in text_of(again)
     watch.refused("seat.assign")
     watch.unchanged()
     assert await desk.notify() == 0 and len(henrietta.proactive_cards()) == 1

@@ -454,6 +454,7 @@ def test_page_language():
     assert language(None) == "en" and language("") == "en"
     assert language("fr-CA") == "fr" and language("de-DE,fr;q=0.8,en;q=0.5") == "fr"
     assert language("fr;q=0.2,en;q=0.9") == "en" and language("es") == "en"
+    assert language("fr;q=0, en;q=0.1") == "en" and language("fr-CA;q=0.5, de") == "fr"
 
 
 async def test_card_data_cannot_aim_at_another_account(desk):

@@ -6,40 +6,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from pathlib import Path
 
 from aiohttp import web
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import text
 
 from core.catalog import Catalog
 from core.config import Settings
 from core.db import Database
-from core.money import money
 from core.payments import SandboxGateway
 from core.service import Licensing
 from core.views import PayPage
+from web.pay_pages import content_security_policy, new_nonce, page_locale, render_pay_page
 
 log = logging.getLogger(__name__)
 
 LICENSING = web.AppKey("licensing", Licensing)
 SETTINGS = web.AppKey("settings", Settings)
 STRIPE = web.AppKey("stripe", object)
-
-_templates = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")),
-                         autoescape=select_autoescape(["html"]))
-
-_STATES = {
-    "payable": ("Review and pay", None, ""),
-    "paid": ("Paid", "Payment received. The licenses are updated; everyone concerned is told in Teams.", "paid"),
-    "expired": ("Quote expired", "This quote has expired and can no longer be paid. Nothing was charged. "
-                "Prepare a new quote in Teams to see today's amounts.", "bad"),
-    "cancelled": ("Quote cancelled", "This quote was cancelled. Nothing was charged.", "bad"),
-    "refund_needed": ("Payment received, not applied", "The payment arrived after the licenses changed, so it "
-                      "could not be applied. It will be refunded; your administrator has been told.", "bad"),
-    "unknown": ("Link not found", "This payment link is not valid. Check that you copied the whole link, or "
-                "prepare a new quote in Teams.", "bad"),
-}
 
 
 def build_gateway(settings: Settings):
@@ -61,26 +44,6 @@ def build_licensing(settings: Settings, db: Database | None = None, gateway=None
                      quote_ttl=timedelta(minutes=settings.quote_ttl_minutes))
 
 
-def render_pay_page(page: PayPage, token: str) -> str:
-    title, message, css = _STATES[page.state]
-    ctx = {"title": title, "message": message, "state": page.state, "state_class": css, "token": token,
-           "quote": page.quote, "account_name": page.account_name}
-    q = page.quote
-    if q is not None:
-        cur = q.currency
-        lines = []
-        for ln in q.lines:
-            label = {"credit": f"Unused time on {ln.quantity} × {ln.plan_name}",
-                     "charge": f"Remaining time on {ln.quantity} × {ln.plan_name}",
-                     "purchase": f"{ln.quantity} × {ln.plan_name} ({ln.interval}ly)"}[ln.kind]
-            lines.append({"label": label, "amount": money(ln.gross, cur)})
-        pct = f" ({q.discount_percent.normalize():f} %)" if q.discount_percent is not None else ""
-        ctx.update(lines=lines, discount=money(q.discount, cur), due_now=money(q.due_now, cur),
-                   discount_label=f"{q.discount_label or 'Discount'}{pct}", renewal=money(q.renewal_amount, cur),
-                   renewal_date=f"{q.renewal_date:%Y-%m-%d}", expires=f"{q.expires_at:%Y-%m-%d %H:%M}")
-    return _templates.get_template("pay.html").render(**ctx)
-
-
 async def healthz(request: web.Request) -> web.Response:
     lic = request.app[LICENSING]
 
@@ -96,16 +59,22 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "payments": request.app[SETTINGS].payments})
 
 
-def _html(page: PayPage, token: str) -> web.Response:
+def _html(request: web.Request, page: PayPage, token: str) -> web.Response:
+    """The payment page in the language the browser asks for (Accept-Language; English by default),
+    its style and script allowed by this response's nonce only."""
     status = 404 if page.state == "unknown" else 200
-    return web.Response(text=render_pay_page(page, token), content_type="text/html", status=status,
+    locale = page_locale(request.headers.get("Accept-Language"))
+    nonce = new_nonce()
+    return web.Response(text=render_pay_page(page, token, locale, nonce=nonce), content_type="text/html",
+                        status=status,
                         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
-                                 "X-Frame-Options": "DENY"})
+                                 "X-Frame-Options": "DENY", "Content-Language": locale.split("-")[0],
+                                 "Vary": "Accept-Language", "Content-Security-Policy": content_security_policy(nonce)})
 
 
 async def pay_get(request: web.Request) -> web.Response:
     token = request.match_info["token"]
-    return _html(await asyncio.to_thread(request.app[LICENSING].pay_page, token), token)
+    return _html(request, await asyncio.to_thread(request.app[LICENSING].pay_page, token), token)
 
 
 async def pay_post(request: web.Request) -> web.Response:
@@ -120,7 +89,7 @@ async def pay_post(request: web.Request) -> web.Response:
     else:
         page = await asyncio.to_thread(lic.pay_page, token)
     # Post/Redirect/Get would lose the outcome message on refresh; the page shows the state anyway.
-    return _html(page, token)
+    return _html(request, page, token)
 
 
 async def stripe_webhook(request: web.Request) -> web.Response:

@@ -30,10 +30,12 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from cards.i18n import language as i18n_language
 from core.config import Settings
 from core.errors import InvalidInput, NotAdmin, UnknownCaller
 from core.service import Licensing
 from web.app import LICENSING
+from web.pay_pages import page_locale
 
 log = logging.getLogger(__name__)
 
@@ -139,19 +141,9 @@ _HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Fr
 
 
 def language(accept_language: str | None) -> str:
-    """The preferred of en / fr in an Accept-Language header (en by default)."""
-    best, best_q = "en", -1.0
-    for part in (accept_language or "").split(",")[:20]:
-        tag, _, params = part.strip().partition(";")
-        lang = tag.strip().split("-")[0].lower()
-        q = 1.0
-        m = re.search(r"q=([0-9.]{1,5})", params)
-        if m:
-            with contextlib.suppress(ValueError):
-                q = float(m[1])
-        if lang in _PAGES and q > best_q:
-            best, best_q = lang, q
-    return best
+    """The page language (en or fr) for an Accept-Language header, negotiated as the payment
+    pages do (quality values honoured, ``q=0`` excluded; en by default)."""
+    return i18n_language(page_locale(accept_language))
 
 
 def page(state: str, lang: str, status: int) -> web.Response:

@@ -1,0 +1,191 @@
+"""Refusals in the reader's language: every person-facing message of the core and the dialogs
+is a core.errors.Message whose English template has a French entry (cards.i18n.MESSAGES_FR)
+with the same placeholders, and a refusal shown on a card is French in fr-FR, English in en-US."""
+
+from __future__ import annotations
+
+import ast
+import string
+from pathlib import Path
+
+import pytest
+
+import bot.handler  # noqa: F401 - (loads every refusal class: the core's, the dialogs' and the bot's)
+from cards import pool_admin, purchase, verbs
+from cards.i18n import MESSAGES_FR, T
+from core.errors import DomainError, Message
+from dialogs.base import Turn
+from dialogs.router import Router
+from tests.harness import text_of
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = sorted(p for d in ("core", "dialogs", "bot") for p in (ROOT / d).rglob("*.py"))
+
+
+def _subclasses(cls: type) -> set[type]:
+    return {cls} | {s for sub in cls.__subclasses__() for s in _subclasses(sub)}
+
+
+# the exceptions whose message a person reads (or an administrator, in the audit log)
+REFUSALS = {c.__name__ for c in _subclasses(DomainError)} | {"ProtocolError"}
+
+
+def _name(func: ast.expr) -> str | None:
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
+def _calls(tree: ast.AST, names: set[str]):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _name(node.func) in names:
+            yield node
+
+
+def templates(tree: ast.AST) -> list[tuple[int, str | None]]:
+    """(line, template) of every ``Message(...)`` call; template None when it is not a literal."""
+    return [(c.lineno, c.args[0].value if c.args and isinstance(c.args[0], ast.Constant)
+             and isinstance(c.args[0].value, str) else None) for c in _calls(tree, {"Message"})]
+
+
+def raw_refusals(tree: ast.AST) -> list[int]:
+    """Lines where a refusal is built from text that is not a Message: a literal, an f-string, or
+    text joined with + or %."""
+    def raw(arg: ast.expr) -> bool:
+        return (isinstance(arg, ast.Constant) and isinstance(arg.value, str)) or isinstance(arg, ast.JoinedStr) \
+            or (isinstance(arg, ast.BinOp) and isinstance(arg.op, ast.Add | ast.Mod))
+
+    return [c.lineno for c in _calls(tree, REFUSALS) if c.args and raw(c.args[0])]
+
+
+def used_templates() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for path in SOURCES:
+        for line, template in templates(ast.parse(path.read_text(encoding="utf-8"))):
+            where = f"{path.relative_to(ROOT)}:{line}"
+            assert template is not None, f"{where}: Message() needs a literal template (catalogs are keyed by it)"
+            found.setdefault(template, where)
+    return found
+
+
+def fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+# ---------------------------------------------------------------------------- the catalog
+
+
+def test_the_checks_see_what_they_look_for():
+    tree = ast.parse('raise InvalidInput("x")\nraise NotFound(f"no {y}")\nerr = CardDataError("a " + b)\n'
+                     'raise ProtocolError(Message("ok"))\nraise NotAdmin(Message(t))\nraise ValueError("x")')
+    assert raw_refusals(tree) == [1, 2, 3]
+    assert templates(tree) == [(4, "ok"), (5, None)]
+
+
+def test_no_refusal_is_built_from_plain_text():
+    offenders = [f"{path.relative_to(ROOT)}:{line}" for path in SOURCES
+                 for line in raw_refusals(ast.parse(path.read_text(encoding="utf-8")))]
+    assert not offenders, f"refusals whose text is not a Message (so never translated): {offenders}"
+
+
+def test_every_message_has_a_french_entry_and_no_entry_is_stale():
+    used = used_templates()
+    assert len(used) > 80
+    missing = {t: where for t, where in used.items() if t not in MESSAGES_FR}
+    assert not missing, f"messages without a French entry in cards.i18n.MESSAGES_FR: {missing}"
+    assert not set(MESSAGES_FR) - set(used), f"French entries no code uses: {sorted(set(MESSAGES_FR) - set(used))}"
+
+
+@pytest.mark.parametrize("template", sorted(MESSAGES_FR))
+def test_french_entry_has_the_same_placeholders(template):
+    french = MESSAGES_FR[template]
+    assert fields(french) == fields(template), (template, french)
+    assert "“" not in french and "’" not in french, f"French quotes are « » and apostrophes ' here: {french!r}"
+
+
+def test_say_translates_messages_and_their_message_params_and_passes_text_through():
+    whom = Message("{a} or {b}", a="Ada", b="Bo")
+    refusal = Message("Only an administrator of your License Desk account can do this. Ask {whom}.", whom=whom)
+    assert str(refusal) == "Only an administrator of your License Desk account can do this. Ask Ada or Bo."
+    assert type(str(refusal)) is str and (refusal.template, refusal.params) == (
+        "Only an administrator of your License Desk account can do this. Ask {whom}.", {"whom": whom})
+    fr, en = T("fr-CA"), T("en-US")
+    assert fr.say(refusal) == "Seul un administrateur de votre compte License Desk peut faire cela. " \
+                              "Adressez-vous à Ada ou à Bo."
+    assert en.say(refusal) == refusal and type(en.say(refusal)) is str
+    assert fr.say("Déjà traduit.") == "Déjà traduit."  # plain text passes through
+    unknown = Message("Not in any catalog: {n}.", n=3)
+    assert fr.say(unknown) == "Not in any catalog: 3." and type(fr.say(unknown)) is str
+
+
+# ---------------------------------------------------------------------------- on the cards
+
+
+def _pool(lic, actor, plan: str, interval: str = "month"):
+    return next(p for p in lic.list_pools(actor) if (p.plan_code, p.interval) == (plan, interval))
+
+
+def _user_of(lic, actor, pool_id: int) -> int:
+    return lic.pool_users(actor, pool_id, page_size=1).items[0].id
+
+
+@pytest.fixture
+def router(demo):
+    return Router(demo)
+
+
+LOCALES = ["en-US", "fr-FR"]
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_invalid_quantity_in_the_buy_flow(router, admin, locale):
+    card = router.on_action(Turn(admin, locale), purchase.BUY_ADD, {"cart": [], "plan": "eco", "interval": "month",
+                                                                    "qty": "0"})
+    expected = {"en-US": "That line was not added: The quantity must be a whole number from 1 to 10,000.",
+                "fr-FR": "Cette ligne n'a pas été ajoutée : La quantité doit être un nombre entier de 1 à 10 000."}
+    assert expected[locale] in text_of(card)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_not_an_upgrade(router, demo, admin, locale):
+    pool = _pool(demo, admin, "advanced")
+    data = {"pool": pool.id, "sel": [_user_of(demo, admin, pool.id)], "plan": "eco"}
+    card = router.on_action(Turn(admin, locale), verbs.UPGRADE_QUOTE, data)
+    expected = {"en-US": "Eco is not above Advanced: an upgrade must go to a higher tier.",
+                "fr-FR": "L'offre Eco n'est pas au-dessus de l'offre Advanced : une mise à niveau doit aller vers "
+                         "une offre supérieure."}
+    assert expected[locale] in text_of(card)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_held_by_quote(router, demo, admin, admin2, locale):
+    pool = _pool(demo, admin, "eco")
+    user = _user_of(demo, admin, pool.id)
+    demo.quote_upgrade(admin2, pool.id, [user], "advanced")  # Megan Bowen's quote holds the seat until 12:30
+    card = router.on_action(Turn(admin, locale), verbs.UPGRADE_QUOTE, {"pool": pool.id, "sel": [user],
+                                                                       "plan": "pro"})
+    expected = {"en-US": "These seats are held by an open quote of Megan Bowen until 2026-03-10 12:30 UTC. Wait for "
+                         "it to be paid or to expire, or ask Megan Bowen to cancel it.",
+                "fr-FR": "Ces licences sont réservées jusqu'au 2026-03-10 à 12:30 UTC par un devis ouvert préparé "
+                         "par Megan Bowen. Attendez qu'il soit payé ou qu'il expire, ou demandez à Megan Bowen de "
+                         "l'annuler."}
+    assert expected[locale] in text_of(card)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_too_many_seats_to_remove_is_said_on_the_form(router, demo, admin, locale):
+    pool = _pool(demo, admin, "eco")  # 30 bought, 24 assigned
+    card = router.on_action(Turn(admin, locale), pool_admin.SEATS_REMOVE_CONFIRM, {"pool": pool.id, "qty": "7",
+                                                                                   "scheduled": 0})
+    expected = {"en-US": "Only 6 seat(s) of this pool are free. Unassign users first, then remove their seats.",
+                "fr-FR": "Seules 6 licence(s) de ce lot sont libres. Retirez d'abord des utilisateurs, puis "
+                         "supprimez leurs licences."}
+    assert expected[locale] in text_of(card)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_a_dialog_refusal_is_translated_too(router, demo, admin, locale):
+    card = router.on_action(Turn(admin, locale), "no.such.verb", {})
+    expected = {"en-US": "This button is not one I know (the card may come from an older version). Start again "
+                         "from the license pools.",
+                "fr-FR": "Je ne connais pas ce bouton (la carte vient peut-être d'une version plus ancienne). "
+                         "Recommencez depuis les lots de licences."}
+    assert expected[locale] in text_of(card)

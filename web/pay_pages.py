@@ -1,0 +1,185 @@
+"""The sandbox payment pages (``/pay/<token>``) in the payer's language: English or French,
+chosen from the request's Accept-Language header; amounts and dates formatted as on the cards.
+
+The server cannot know the payer's time zone: it writes every instant in UTC, inside a
+``<time datetime="…Z" data-format="date|datetime">`` element, and a small inline script (allowed
+by the page's Content-Security-Policy through a per-response nonce) rewrites those texts in the
+browser's own zone, in the page's locale. Without JavaScript the page reads in UTC."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+from babel.core import negotiate_locale
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from cards.i18n import SUPPORTED, T, add_strings
+from core.views import PayPage
+
+DEFAULT_LOCALE = "en-US"
+
+add_strings({
+    "en": {
+        "pay.sandbox": "Sandbox payment page: no real money moves. It settles the quote exactly as a payment "
+                       "provider's confirmation would.",
+        "pay.title.payable": "Review and pay",
+        "pay.title.paid": "Paid",
+        "pay.title.expired": "Quote expired",
+        "pay.title.cancelled": "Quote cancelled",
+        "pay.title.refund_needed": "Payment received, not applied",
+        "pay.title.unknown": "Link not found",
+        "pay.state.paid": "Payment received. The licenses are updated; everyone concerned is told in Teams.",
+        "pay.state.expired": "This quote has expired and can no longer be paid. Nothing was charged. Prepare a new "
+                             "quote in Teams to see today's amounts.",
+        "pay.state.cancelled": "This quote was cancelled. Nothing was charged.",
+        "pay.state.refund_needed": "The payment arrived after the licenses changed, so it could not be applied. It "
+                                   "will be refunded; your administrator has been told.",
+        "pay.state.unknown": "This payment link is not valid. Check that you copied the whole link, or prepare a "
+                             "new quote in Teams.",
+        "pay.quote": "quote",
+        "pay.prepared_by": "prepared by {name}",
+        "pay.discount": "Discount",
+        "pay.expires": "This link is valid until {time}.",
+        "pay.close": "You can close this page and go back to Microsoft Teams.",
+    },
+    "fr": {
+        "pay.sandbox": "Page de paiement de test : aucun argent réel ne circule. Elle règle le devis exactement "
+                       "comme le ferait la confirmation d'un prestataire de paiement.",
+        "pay.title.payable": "Vérifier et payer",
+        "pay.title.paid": "Payé",
+        "pay.title.expired": "Devis expiré",
+        "pay.title.cancelled": "Devis annulé",
+        "pay.title.refund_needed": "Paiement reçu, non appliqué",
+        "pay.title.unknown": "Lien introuvable",
+        "pay.state.paid": "Paiement reçu. Les licences sont mises à jour ; chaque personne concernée est prévenue "
+                          "dans Teams.",
+        "pay.state.expired": "Ce devis a expiré et ne peut plus être payé. Rien n'a été facturé. Préparez un "
+                             "nouveau devis dans Teams pour voir les montants du jour.",
+        "pay.state.cancelled": "Ce devis a été annulé. Rien n'a été facturé.",
+        "pay.state.refund_needed": "Le paiement est arrivé après une modification des licences : il n'a donc pas "
+                                   "pu être appliqué. Il sera remboursé ; votre administrateur a été prévenu.",
+        "pay.state.unknown": "Ce lien de paiement n'est pas valide. Vérifiez que vous avez copié le lien en "
+                             "entier, ou préparez un nouveau devis dans Teams.",
+        "pay.quote": "devis",
+        "pay.prepared_by": "préparé par {name}",
+        "pay.discount": "Remise",
+        "pay.expires": "Ce lien est valable jusqu'au {time}.",
+        "pay.close": "Vous pouvez fermer cette page et revenir dans Microsoft Teams.",
+    },
+})
+
+# state -> (has an explanation, CSS class of the explanation)
+_STATES = {
+    "payable": (False, ""),
+    "paid": (True, "paid"),
+    "expired": (True, "bad"),
+    "cancelled": (True, "bad"),
+    "refund_needed": (True, "bad"),
+    "unknown": (True, "bad"),
+}
+
+_templates = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")),
+                         autoescape=select_autoescape(["html"]))
+
+# ------------------------------------------------------------------------------ Accept-Language
+
+_RANGE = re.compile(r"\*|[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")  # RFC 4647 language-range
+_WEIGHT = re.compile(r"[qQ]=(0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)")  # RFC 9110 qvalue
+_MAX_RANGES = 32
+
+
+def accept_language(header: str | None) -> list[str]:
+    """The language ranges of an Accept-Language header (RFC 9110 §12.5.4), most preferred first:
+    by quality value, then in the header's order; ``q=0`` (not acceptable) and malformed elements
+    left out. Only the first few elements are read. Never raises."""
+    weighted = []
+    for position, element in enumerate((header or "").split(",")[:_MAX_RANGES]):
+        tag, *params = (part.strip() for part in element.split(";"))
+        if not tag and not params:
+            continue  # an empty list element ("fr, , en") is allowed
+        if not _RANGE.fullmatch(tag) or len(params) > 1:
+            continue
+        quality = 1.0
+        if params:
+            weight = _WEIGHT.fullmatch(params[0].replace(" ", ""))
+            if weight is None:
+                continue
+            quality = float(weight[1])
+        if quality > 0:
+            weighted.append((-quality, position, tag))
+    return [tag for _, _, tag in sorted(weighted)]
+
+
+def page_locale(header: str | None) -> str:
+    """The locale of a page for this Accept-Language header: a French range (fr, fr-FR, fr-CA,
+    fr-CH...) preferred over English gives French with its region's formats ("fr-CA"; "fr" alone
+    is France's); English, any other language, no header or a malformed one give en-US."""
+    ranges = accept_language(header)
+    lang = (negotiate_locale(ranges, SUPPORTED, sep="-", aliases=None) or "en").lower()
+    if lang != "fr":
+        return DEFAULT_LOCALE
+    subtags = next(r for r in ranges if r.split("-")[0].lower() == lang).split("-")[1:]
+    region = next((s.upper() for s in subtags if len(s) == 2 and s.isalpha()), None)  # skips a script (Latn)
+    return f"{lang}-{region}" if region else lang
+
+
+# ------------------------------------------------------------------------------ the page
+
+
+def new_nonce() -> str:
+    """A fresh nonce for one response's Content-Security-Policy (128 random bits)."""
+    return secrets.token_urlsafe(16)
+
+
+def content_security_policy(nonce: str) -> str:
+    """The pay page's policy: nothing but its own nonce'd style and script, its form posting
+    to this origin, no framing."""
+    return (f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
+            "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def iso_utc(value: datetime) -> str:
+    """An instant as ISO 8601 in UTC, to the second: "2027-07-19T22:49:18Z" (a naive one is UTC,
+    as stored)."""
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _instant(t: T, key: str, placeholder: str, value: datetime, fmt: str) -> dict:
+    """The string ``key`` around its one ``{placeholder}``: an instant ``value`` that the template
+    puts in a ``<time>`` element, with the server's UTC wording ("date" or "datetime", as
+    ``fmt``) inside; the sentence around it ("le {date}", "jusqu'au {time}") stays the
+    translation's, whatever text the page's script puts in its place."""
+    before, _, after = t(key).partition("{" + placeholder + "}")
+    return {"before": before, "after": after, "iso": iso_utc(value), "format": fmt,
+            "text": t.date(value) if fmt == "date" else t.datetime(value)}
+
+
+def render_pay_page(page: PayPage, token: str, locale: str | None = DEFAULT_LOCALE, *,
+                    nonce: str | None = None) -> str:
+    """The HTML of the payment page for ``page`` in ``locale`` (a tag from :func:`page_locale`);
+    ``nonce`` is the one of the response's :func:`content_security_policy` (a fresh one if not
+    given)."""
+    t = T(locale)
+    explained, css = _STATES[page.state]
+    ctx = {"t": t, "lang": t.lang, "locale": t.babel.replace("_", "-"), "nonce": nonce or new_nonce(),
+           "title": t(f"pay.title.{page.state}"),
+           "message": t(f"pay.state.{page.state}") if explained else None, "state": page.state,
+           "state_class": css, "token": token, "quote": page.quote, "account_name": page.account_name}
+    q = page.quote
+    if q is not None:
+        cur = q.currency
+        label = q.discount_label or t("pay.discount")
+        if q.discount_percent is not None:
+            label = t("quote.discount", label=label, percent=t.percent(q.discount_percent))
+        due_now = t.money(q.due_now, cur)
+        ctx.update(lines=[{"label": t.quote_line(ln), "amount": t.money(ln.gross, cur)} for ln in q.lines],
+                   discount=t.money(q.discount, cur), discount_label=label, due_now=due_now,
+                   renewal=t.money(q.renewal_amount, cur),
+                   renewal_label=_instant(t, "quote.renewal", "date", q.renewal_date, "date"),
+                   prepared_by=t("pay.prepared_by", name=q.created_by_name),
+                   expires=_instant(t, "pay.expires", "time", q.expires_at, "datetime"),
+                   pay=t("btn.pay", amount=due_now))
+    return _templates.get_template("pay.html").render(**ctx)
