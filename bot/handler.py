@@ -294,7 +294,10 @@ class LicenseDeskBot(TeamsActivityHandler):
                 raise ProtocolError(Message("The invoke has no action."))
             if action.get("type", "Action.Execute") != "Action.Execute":
                 raise ProtocolError(Message("Only Action.Execute is supported here."))
-            card = await asyncio.to_thread(self.router.on_action, turn, action.get("verb"), action.get("data"))
+            # the delivery address too, when due: an invoke tells the locale and time zone as a
+            # message does, and a user may only ever click (cards updated later are for them)
+            card = await self._in_thread(turn, self._address_due(tc, turn),
+                                         lambda: self.router.on_action(turn, action.get("verb"), action.get("data")))
             return invoke.card_response(card)
         except ProtocolError as e:
             await asyncio.to_thread(self.lic.record_refusal, turn.actor, "card.malformed", InvalidInput(e.message))

@@ -80,6 +80,22 @@ def reader_of(address: dict | None) -> Reader:
     return Reader(locale if isinstance(locale, str) else None, tz if isinstance(tz, str) else None)
 
 
+def reader_now(posted: dict | None, known: dict | None) -> Reader:
+    """Who reads, now, a card posted earlier at the address ``posted``: in the locale and time
+    zone its person has told since (``known``: their address as stored now, see
+    :func:`person_of`), else in those known when it was posted."""
+    posted = posted if isinstance(posted, dict) else {}
+    known = known if isinstance(known, dict) else {}
+    return reader_of({**posted, **{k: known[k] for k in ("locale", "timezone") if isinstance(known.get(k), str)}})
+
+
+def person_of(address: dict | None) -> str | None:
+    """The Entra object id of the person of a stored address (its ``user``), if it names one."""
+    user = address.get("user") if isinstance(address, dict) else None
+    aad = user.get("aadObjectId") if isinstance(user, dict) else None
+    return aad if isinstance(aad, str) and aad else None
+
+
 def _frozen(value):
     if isinstance(value, dict | list):  # (properties, additional_properties: rarely anything in them)
         return json.dumps(value, sort_keys=True, default=repr) if value else type(value).__name__

@@ -51,7 +51,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from tenacity import RetryCallState, wait_random, wait_random_exponential
 
-from bot.identity import address_of, reader_of
+from bot.identity import address_of, person_of, reader_now, reader_of
 from core.service import Licensing
 from core.views import OutboxItem
 from dialogs.router import Router
@@ -611,10 +611,16 @@ class Notifier:
                           subject[0], subject[1])
 
     async def _update_card(self, item: OutboxItem) -> None:
-        posted = await asyncio.to_thread(self.lic.posted_card, item.payload.get("posted_card"))
-        if posted is None:
-            return
-        card = await asyncio.to_thread(self.router.card_update, item, reader_of(posted.address))
+        def render():
+            """The posted card and its new content, for its reader as known now: they may have told
+            their locale or time zone since it was posted (e.g. by acting on this very card)."""
+            posted = self.lic.posted_card(item.payload.get("posted_card"))
+            if posted is None:
+                return None, None
+            known = self.lic.user_address(posted.account_id, person_of(posted.address))
+            return posted, self.router.card_update(item, reader_now(posted.address, known))
+
+        posted, card = await asyncio.to_thread(render)
         if card is None:
             return
         reference = ConversationReference().deserialize(posted.address)

@@ -1950,6 +1950,15 @@ class Licensing:
                             .where(User.account_id == account_id).order_by(DeliveryAddress.updated_at.desc())
                             .limit(1))
 
+    def user_address(self, account_id: int, aad_object_id: str | None) -> dict | None:
+        """The stored address of a user of the account, as it is now (None: not a user of the
+        account, or never reached): with the locale and time zone they told last."""
+        if not isinstance(aad_object_id, str) or not aad_object_id:
+            return None
+        with self.db.read() as s:
+            return s.scalar(select(DeliveryAddress.address).join(User, User.id == DeliveryAddress.user_id)
+                            .where(User.account_id == account_id, User.aad_object_id == aad_object_id[:64]))
+
     def quote_snapshot(self, quote_id: str) -> QuoteView | None:
         """A quote as it is now, for the system (e.g. to update a card shown earlier)."""
         with self.db.read() as s:

@@ -16,7 +16,7 @@
 import assert from 'node:assert/strict';
 import * as pg from './playground.mjs';
 import {
-  amountLine, amountLinesOf, cardText, cents, fact, payOnSandbox, readAmountLines, readPools, runSuite, secs, spaces,
+  amountLine, amountLinesOf, cardText, cents, fact, payOnSandbox, PLACES, readAmountLines, readPools, runSuite, secs, spaces,
 } from './harness.mjs';
 
 const ONLY = process.env.E2E_ONLY || '';
@@ -335,8 +335,7 @@ function checkTotals(t, lines, totals) {
 
 runSuite('buy', async (suite) => {
   const langs = ['en', 'fr'].filter((l) => !ONLY || ONLY.split(',').includes(l));
-  const plays = await suite.playgrounds(Object.fromEntries(langs.map((l) => [l,
-    l === 'fr' ? { locale: 'fr-FR', timezone: 'Europe/Paris' } : {}])));
+  const plays = await suite.playgrounds(Object.fromEntries(langs.map((l) => [l, PLACES[l]])));
   for (const lang of langs) {
     await suite.scenario(lang === 'en' ? 'English' : 'French', async (sc) => {
       const run = await sc.chat(plays[lang], { label: lang, lang, t: L[lang] });

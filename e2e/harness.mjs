@@ -4,7 +4,7 @@
 //
 //   import { runSuite } from './harness.mjs';
 //   runSuite('buy', async (suite) => {
-//     const plays = await suite.playgrounds({ en: {}, fr: { locale: 'fr-FR', timezone: 'Europe/Paris' } });
+//     const plays = await suite.playgrounds({ en: PLACES.en, fr: PLACES.fr });
 //     await suite.scenario('en', async (sc) => {
 //       const run = await sc.chat(plays.en, { label: 'en', t: STRINGS.en });   // a page, chat open
 //       await run.do('buy card', async () => { ... });
@@ -25,6 +25,15 @@ export const HEADED = !!process.env.E2E_HEADED;
 // Where `app.py` is run from (default: this repository); e.g. a patched copy to try a fix.
 export const BOT_DIR = process.env.E2E_BOT_DIR ? path.resolve(process.env.E2E_BOT_DIR) : pg.REPO_DIR;
 const WATCHDOG_MS = Number(process.env.E2E_TIMEOUT_MS || 240000);
+
+// Where the runs' users are (their Playground's and browser's zone and locale). French: Paris.
+// English: a zone whose date, whenever a run starts, is not UTC's (east of the date line from
+// 10:00 UTC, west of it before), so that an instant shown in a zone other than the reader's
+// shows another date, whatever the hour of the run; Paris differs from UTC only near midnight.
+export const PLACES = {
+  en: { timezone: new Date().getUTCHours() >= 10 ? 'Pacific/Kiritimati' : 'Pacific/Pago_Pago' },
+  fr: { locale: 'fr-FR', timezone: 'Europe/Paris' },
+};
 
 export const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
 export const log = (...a) => console.log(...a);

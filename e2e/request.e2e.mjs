@@ -21,11 +21,13 @@
 // Screenshots: test-results/request-<who>-NN-<step>.png; the bot's log: test-results/request-bot.log.
 import assert from 'node:assert/strict';
 import * as pg from './playground.mjs';
-import { amountLine, cardText, cents, fact, payOnSandbox, readAmountLines, runSuite, secs, spaces } from './harness.mjs';
+import { amountLine, cardText, cents, fact, payOnSandbox, PLACES, readAmountLines, runSuite, secs, spaces } from './harness.mjs';
 
 const ONLY = process.env.E2E_ONLY || '';
 const UPDATE_MS = 10000; // a card the bot updates in place (PUT) or sends proactively
 const DISCOUNT_PCT = 15;
+// how a time ends on a card: the zone's abbreviation or offset ("UTC", "CET", "UTC+14", "SST")
+const ZONE_ABBR = '(?:UTC|GMT)(?:[+-]\\d{1,2}(?::\\d\\d)?)?|[A-Z]{3,5}';
 
 const L = {
   en: {
@@ -47,7 +49,7 @@ const L = {
     reqTitle: (name) => `Upgrade request from ${name}`, requestedBy: 'Requested by', change: 'Change', askedOn: 'Asked on',
     waiting: 'Waiting for a decision.', approve: 'Approve', decline: 'Decline', openQuote: 'Open the quote', all: 'All requests',
     approvedLine: (name) => new RegExp(`Approved by ${name} on .+\\. The upgrade quote was sent to ${name}\\.`),
-    declinedLine: (name) => new RegExp(`Declined by ${name} on .+ UTC\\.`),
+    declinedLine: (name) => new RegExp(`Declined by ${name} on .+ (?:${ZONE_ABBR})\\.`),
     declinedReasonLine: (reason) => `Reason given: ${reason}`,
     declineTitle: (name) => `Decline the request of ${name}`, declineReason: (name) => `Reason (optional, ${name} will see it)`,
     listTitle: (n) => `Pending upgrade requests (${n})`, listEmpty: 'No upgrade request is waiting for a decision.',
@@ -86,7 +88,7 @@ const L = {
     askedOn: 'Demandée le', waiting: 'En attente de décision.', approve: 'Approuver', decline: 'Refuser',
     openQuote: 'Ouvrir le devis', all: 'Toutes les demandes',
     approvedLine: (name) => new RegExp(`Approuvée par ${name} le .+\\. Le devis de mise à niveau a été envoyé à ${name}\\.`),
-    declinedLine: (name) => new RegExp(`Refusée par ${name} le .+ UTC\\.`),
+    declinedLine: (name) => new RegExp(`Refusée par ${name} le .+ (?:${ZONE_ABBR})\\.`),
     declinedReasonLine: (reason) => `Motif donné : ${reason}`,
     declineTitle: (name) => `Refuser la demande de ${name}`, declineReason: (name) => `Motif (facultatif, ${name} le verra)`,
     listTitle: (n) => `Demandes de mise à niveau en attente (${n})`,
@@ -404,9 +406,9 @@ async function french(sc, plays) {
 
 runSuite('request', async (suite) => {
   const langs = ['en', 'fr'].filter((l) => !ONLY || ONLY.split(',').includes(l));
-  const fr = { locale: 'fr-FR', timezone: 'Europe/Paris' };
+  const { en, fr } = PLACES;
   const plays = await suite.playgrounds({
-    ...(langs.includes('en') ? { alex: {}, megan: { currentUser: 'Megan Bowen' }, lee: { currentUser: 'Lee Gu' } } : {}),
+    ...(langs.includes('en') ? { alex: en, megan: { ...en, currentUser: 'Megan Bowen' }, lee: { ...en, currentUser: 'Lee Gu' } } : {}),
     ...(langs.includes('fr') ? { alexFr: fr, nestorFr: { ...fr, currentUser: 'Nestor Wilke' } } : {}),
   });
   if (langs.includes('en')) await suite.scenario('English: Lee asks, Alex declines then approves and pays, Megan sees', (sc) => english(sc, plays));

@@ -9,7 +9,7 @@
 // Exits non-zero on any failure, printing the step, the card shown and the bot's log.
 import assert from 'node:assert/strict';
 import * as pg from './playground.mjs';
-import { cardText, cents, fact, fold, payOnSandbox, readAmountLines, readPools, runSuite, secs } from './harness.mjs';
+import { cardText, cents, fact, fold, payOnSandbox, PLACES, readAmountLines, readPools, runSuite, secs } from './harness.mjs';
 
 const ONLY = process.env.E2E_ONLY || '';
 const PAID_UPDATE_MS = 10000; // the bot's notifier PUTs the paid card; after this, click Refresh
@@ -269,8 +269,7 @@ async function journey(run, { ticks = 2, searchOne = false, paging = false, toPl
 // pools English left (Eco monthly: 3 fewer).
 runSuite('upgrade', async (suite) => {
   const langs = ['en', 'fr'].filter((l) => !ONLY || ONLY.split(',').includes(l));
-  const plays = await suite.playgrounds(Object.fromEntries(langs.map((l) => [l,
-    l === 'fr' ? { locale: 'fr-FR', timezone: 'Europe/Paris' } : {}])));
+  const plays = await suite.playgrounds(Object.fromEntries(langs.map((l) => [l, PLACES[l]])));
   let ecoAfterEn;
   for (const lang of langs) {
     await suite.scenario(lang === 'en' ? 'English' : 'French', async (sc) => {

@@ -16,7 +16,18 @@ from bot.identity import address_key, address_of, reader_of, timezone_of
 from cards.i18n import Reader, T, babel_locale, language
 from core.errors import HeldByQuote, RequestClosed
 from core.models import AuditEvent, DeliveryAddress
-from tests.harness import ALEX, LEE, MEGAN, choice_value, facts_of, pool_button, text_of, tick
+from tests.harness import (
+    ALEX,
+    LEE,
+    MEGAN,
+    amount_rows,
+    choice_value,
+    facts_of,
+    heading_of,
+    pool_button,
+    text_of,
+    tick,
+)
 
 PARIS = "Europe/Paris"
 LATE = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)  # already 1 December in Paris (00:30 CET)
@@ -153,6 +164,36 @@ async def test_a_notification_uses_the_zone_stored_with_the_address(desk, clock)
     [for_alex], [for_megan] = alex.proactive_cards(), megan.proactive_cards()
     assert facts_of(for_alex)["Asked on"] == "Mar 11, 2026"
     assert facts_of(for_megan)["Asked on"] == "Mar 10, 2026"
+
+
+async def test_a_card_updated_in_place_later_is_in_the_zone_its_reader_told_since(desk, clock):
+    """A request card reaches an admin whose zone is not known yet (his install said none: UTC).
+    He approves it from a client that says Paris: the quote replaces the card in Paris time, and
+    so does the notifier's later update of that same message (it renders for the reader as known
+    now, not as known when the card was posted)."""
+    clock.advance(hours=11, minutes=10)  # 23:10 UTC on 10 March: 11 March in Paris
+    alex, lee = desk.client(ALEX), desk.client(LEE)
+    assert await alex.install() and await lee.install()
+    [mine] = await lee.say("mylicense")
+    form = (await lee.act(mine, "Request an upgrade")).expect_card()
+    (await lee.act(form, "Send the request", plan=choice_value(form, "plan", "Pro"))).expect_card()
+    assert await desk.notify() == 2
+    [card] = alex.proactive_cards()
+    assert facts_of(card)["Asked on"] == "Mar 10, 2026"  # no zone known yet
+
+    in_paris = desk.client(ALEX, timezone=PARIS)  # the same chat, from a client that says its zone
+    quote = (await in_paris.act(card, "Approve")).expect_card()
+    assert heading_of(quote) == "Upgrade quote"
+    assert expiry(text_of(quote)).endswith(" CET")
+    with desk.lic.db.read() as s:  # his click told the bot his zone: kept for what comes later
+        assert s.get(DeliveryAddress, desk.user("Alex Wilber").id).address["timezone"] == PARIS
+    assert await desk.notify() >= 1  # the card update (and Lee's notice)
+    [update] = in_paris.updates(card.message_id)
+    after = in_paris.card_in(card.message_id)
+    assert update["attachments"][0]["content"] == after
+    assert heading_of(after) == "Upgrade quote"
+    assert expiry(text_of(after)) == expiry(text_of(quote))
+    assert amount_rows(after) == amount_rows(quote)
 
 
 async def test_the_audit_log_is_shown_in_the_readers_zone(desk):
