@@ -89,6 +89,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "quote.renewal": "Then at the next billing cycle, {date}",
         "quote.expires": "This quote is valid until {time}. The seats are held for you until then.",
         "quote.nothing_due": "Nothing is due now: confirm to apply it.",
+        "quote.carried": "Added to your next invoice (below the minimum card payment)",
+        "quote.carried_hint": "Nothing is charged now: {amount} is too small for a card payment and is added to "
+                              "your next invoice. Confirm to apply it.",
         "quote.pay_hint": "Pay through the secure link; the users are upgraded as soon as the payment is received.",
         "status.open": "Waiting for payment",
         "status.paid": "Paid",
@@ -220,6 +223,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "quote.renewal": "Puis au prochain cycle de facturation, le {date}",
         "quote.expires": "Ce devis est valable jusqu'à {time}. Les licences vous sont réservées d'ici là.",
         "quote.nothing_due": "Rien n'est dû maintenant : confirmez pour l'appliquer.",
+        "quote.carried": "Ajouté à votre prochaine facture (sous le paiement par carte minimal)",
+        "quote.carried_hint": "Rien n'est débité maintenant : {amount} est trop faible pour un paiement par carte "
+                              "et s'ajoute à votre prochaine facture. Confirmez pour l'appliquer.",
         "quote.pay_hint": "Payez par le lien sécurisé ; les utilisateurs sont mis à niveau dès réception du "
                           "paiement.",
         "status.open": "En attente de paiement",
@@ -423,6 +429,11 @@ MESSAGES_FR: dict[str, str] = {
         "Ce devis comporte un montant à payer : réglez-le par le lien de paiement.",
     "Payments are not configured on this server. Ask your administrator.":
         "Les paiements ne sont pas configurés sur ce serveur. Adressez-vous à votre administrateur.",
+    "The amount due now is below the smallest card payment the payment service accepts, and this account has no "
+    "billing profile there to add it to the next invoice. Include more users or licenses in this change.":
+        "Le montant à payer maintenant est inférieur au plus petit paiement par carte qu'accepte le service de "
+        "paiement, et ce compte n'y a pas de profil de facturation pour l'ajouter à la prochaine facture. "
+        "Incluez plus d'utilisateurs ou de licences dans ce changement.",
     "The payment service did not answer. Nothing was charged; please try again in a minute.":
         "Le service de paiement n'a pas répondu. Rien n'a été facturé ; réessayez dans une minute.",
     "This card does not name a quote. Start again from the license pools.":

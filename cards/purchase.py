@@ -47,6 +47,7 @@ add_strings({
         "purchase.already": "This cart was already checked out: here is its quote.",
         "purchase.paid.title": "Licenses added",
         "purchase.paid.body": "Your payment of {amount} was received. These licenses are in your pools now:",
+        "purchase.paid.body_carried": "{amount} is added to your next invoice. These licenses are in your pools now:",
         "purchase.paid.hint": "Assign them from the license pools.",
         "purchase.refund.title": "Your payment will be refunded",
         "purchase.refund.body": "The payment for your quote of {date} could not be applied, so nothing was changed "
@@ -90,6 +91,8 @@ add_strings({
         "purchase.already": "Ce panier a déjà été commandé : voici son devis.",
         "purchase.paid.title": "Licences ajoutées",
         "purchase.paid.body": "Votre paiement de {amount} a été reçu. Ces licences sont maintenant dans vos lots :",
+        "purchase.paid.body_carried": "{amount} s'ajoute à votre prochaine facture. Ces licences sont maintenant dans "
+                                      "vos lots :",
         "purchase.paid.hint": "Attribuez-les depuis les lots de licences.",
         "purchase.refund.title": "Votre paiement sera remboursé",
         "purchase.refund.body": "Le paiement de votre devis du {date} n'a pas pu être appliqué : rien n'a été "
@@ -206,6 +209,8 @@ def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str]
         if preview.discount:
             label = t("quote.discount", label=preview.discount_label or "", percent=t.percent(preview.discount_percent))
             totals.append(_amount_row(label, t.money(preview.discount, cur)))
+        if preview.carried:
+            totals.append(_amount_row(t("quote.carried"), t.money(-preview.carried, cur)))
         totals.append(_amount_row(t("quote.due"), t.money(preview.due_now, cur), bold=True))
         if len({ln.interval for ln in preview.lines}) == 1:  # mixed intervals: each line says its own
             totals.append(_amount_row(t("purchase.renewal"), t.money(preview.renewal_amount, cur), subtle=True))
@@ -221,7 +226,8 @@ def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str]
 def purchase_paid_notice(locale: str | None, q: QuoteView) -> dict:
     t = T(locale)
     heading = t("purchase.paid.title")
-    body = [title(heading), text(t("purchase.paid.body", amount=t.money(q.due_now, q.currency)), color="Good"),
+    body = [title(heading), text(t("purchase.paid.body_carried", amount=t.money(q.carried, q.currency)) if q.carried
+                                 else t("purchase.paid.body", amount=t.money(q.due_now, q.currency)), color="Good"),
             facts([(t.quote_line(ln), t("quote.renewal", date=t.date(ln.period_end))
                     + f": {t.money(ln.renewal_amount, q.currency)}") for ln in q.lines]),
             text(t("purchase.paid.hint"), subtle=True, size_="Small")]

@@ -196,6 +196,8 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> 
     if q.discount:
         label = t("quote.discount", label=q.discount_label or "", percent=t.percent(q.discount_percent))
         rows.append(_amount_row(label, t.money(q.discount, cur)))
+    if q.carried:
+        rows.append(_amount_row(t("quote.carried"), t.money(-q.carried, cur)))
     rows.append(_amount_row(t("quote.due"), t.money(q.due_now, cur), bold=True))
     rows.append(_amount_row(t("quote.renewal", date=t.date(q.renewal_date)), t.money(q.renewal_amount, cur),
                             subtle=True))
@@ -211,7 +213,8 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> 
                              size_="Small"))
             actions.append(open_url(t("btn.pay", amount=t.money(q.due_now, cur)), q.payment_url, style="positive"))
         elif q.due_now <= 0:
-            body.append(text(t("quote.nothing_due"), subtle=True, size_="Small"))
+            body.append(text(t("quote.carried_hint", amount=t.money(q.carried, cur)) if q.carried
+                             else t("quote.nothing_due"), subtle=True, size_="Small"))
             actions.append(execute(t("btn.confirm"), verbs.QUOTE_CONFIRM, refresh_data, style="positive"))
         actions.append(execute(t("btn.refresh"), verbs.QUOTE_REFRESH, refresh_data))
         actions.append(execute(t("btn.back"), verbs.QUOTE_BACK, refresh_data))
@@ -236,12 +239,18 @@ def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> d
         body.append(facts([(t("quote.users"), _names(t, q.users, len(q.users))),
                            (t("quote.change"), f"{q.from_plan_name} → {q.to_plan_name} ({t.interval(q.interval)})"),
                            (t("quote.due"), t.money(q.due_now, q.currency)),
+                           *_carried_fact(t, q),
                            (t("quote.renewal", date=t.date(q.renewal_date)), t.money(q.renewal_amount, q.currency))]))
     else:
         body.append(text(t("paid.purchase_body"), color="Good"))
         body.append(facts([(t.quote_line(ln), t.money(ln.amount, q.currency)) for ln in q.lines]
-                          + [(t("quote.due"), t.money(q.due_now, q.currency))]))
+                          + [(t("quote.due"), t.money(q.due_now, q.currency)), *_carried_fact(t, q)]))
     return card(body, [execute(t("btn.licenses"), verbs.POOLS)], fallback_text=heading)
+
+
+def _carried_fact(t: T, q: QuoteView) -> list[tuple[str, str]]:
+    """The amount carried to the next invoice, as a fact, when there is one."""
+    return [(t("quote.carried"), t.money(q.carried, q.currency))] if q.carried else []
 
 
 def upgraded_notice(locale: str | None, new_plan: str, old_plan: str) -> dict:

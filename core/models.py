@@ -178,6 +178,8 @@ class Quote(Base):
     gross: Mapped[int]
     discount: Mapped[int]
     due_now: Mapped[int]
+    # owed now but below the provider's minimum charge: added to the next invoice, not due now
+    carried: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     renewal_amount: Mapped[int]
     renewal_date: Mapped[datetime]
     request_id: Mapped[int | None] = mapped_column(Integer)

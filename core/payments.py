@@ -62,6 +62,20 @@ class SubscriptionSync:
     idempotency_key: str
 
 
+@dataclass(frozen=True)
+class CarryForward:
+    """An amount owed now that is below the provider's minimum charge: added to the customer's
+    next invoice instead of being collected through a link (as Stripe itself does for an invoice
+    under its minimum)."""
+
+    customer_ref: str  # provider's customer id
+    amount: int  # minor units, > 0, already prorated and discounted
+    currency: str  # upper case
+    description: str
+    quote_id: str
+    idempotency_key: str
+
+
 class PaymentProviderError(Exception):
     """The provider could not be reached or refused the call; safe to retry later."""
 
@@ -80,6 +94,16 @@ class PaymentGateway(Protocol):
         further proration (the prorated amount was already collected through the link)."""
         ...
 
+    def minimum_charge(self, currency: str) -> int:
+        """The smallest amount (minor units) a payment link may collect in ``currency``."""
+        ...
+
+    def carry_forward(self, carry: CarryForward) -> None:
+        """Add ``carry.amount`` to the customer's next invoice, once per idempotency key.
+
+        Raises PaymentProviderError when the provider is unreachable or fails."""
+        ...
+
 
 class SandboxGateway:
     """The embedded default: the link is ``PUBLIC_BASE_URL/pay/<unguessable token>``, a page
@@ -96,6 +120,12 @@ class SandboxGateway:
         return PaymentLink(provider=self.name, external_id=token, url=f"{self.public_base_url}/pay/{token}")
 
     def sync_subscription(self, sync: SubscriptionSync) -> None:
+        return None
+
+    def minimum_charge(self, currency: str) -> int:
+        return 1  # the sandbox takes any amount: nothing is ever carried forward
+
+    def carry_forward(self, carry: CarryForward) -> None:
         return None
 
 

@@ -69,6 +69,7 @@ from core.models import (
     UserTerm,
 )
 from core.payments import (
+    CarryForward,
     PaymentEvent,
     PaymentGateway,
     PaymentLine,
@@ -683,6 +684,21 @@ class Licensing:
                      created_by=caller.user_id, created_at=now, priced_at=now, expires_at=expires_at,
                      currency=caller.currency, **kw)
 
+    def _minimum_charge(self, currency: str) -> int:
+        """The smallest amount the payment provider collects through a link (1: any amount)."""
+        return self.gateway.minimum_charge(currency) if self.gateway is not None else 1
+
+    def _carry_split(self, s: Session, caller: CallerView, owed: int) -> tuple[int, int]:
+        """(due now, carried) for an amount owed now. Below the provider's minimum charge it cannot
+        be paid by card: it is carried to the account's next invoice instead (as Stripe does with
+        an invoice under its minimum), where the account has a customer at the provider; else it
+        stays due now, and the payment link says why it cannot be made."""
+        if not 0 < owed < self._minimum_charge(caller.currency):
+            return owed, 0
+        if not s.scalar(select(Account.billing_ref).where(Account.id == caller.account_id)):
+            return owed, 0
+        return 0, owed
+
     def _price_upgrade(self, s: Session, caller: CallerView, pool: Pool, user_ids: list[int], to_plan,
                        now: datetime):
         sub = self._current(s, s.get(Subscription, pool.subscription_id), now)  # before reading the seats
@@ -727,18 +743,20 @@ class Licensing:
         seats, sub, plan_a, plan_b, lines, line_dicts, renewal, disc = self._price_upgrade(
             s, caller, pool, user_ids, to_plan, now)
         totals = pricing.totals(lines)
+        due_now, carried = self._carry_split(s, caller, totals.due_now)
         quote = self._new_quote(
             caller, "upgrade", now, min(now + self.quote_ttl, sub.period_end), pool_id=pool.id,
             from_plan=plan_a.code, to_plan=plan_b.code, user_ids=[seat.user_id for seat in seats],
             lines=line_dicts, discount_label=disc.label if disc else None,
             discount_percent=disc.percent_off if disc else None, gross=totals.gross, discount=totals.discount,
-            due_now=totals.due_now, renewal_amount=renewal, renewal_date=sub.period_end, request_id=request_id)
+            due_now=due_now, carried=carried, renewal_amount=renewal, renewal_date=sub.period_end,
+            request_id=request_id)
         s.add(quote)
         s.flush()
         self._hold(s, quote, [seat.id for seat in seats], now)
         self._audit_ok(s, caller, "quote.upgrade", f"quote:{quote.id}",
                        {"pool": pool.id, "users": len(seats), "from": plan_a.code, "to": plan_b.code,
-                        "due_now": totals.due_now, "renewal": renewal})
+                        "due_now": due_now, "carried": carried, "renewal": renewal})
         return self._quote_view(s, quote)
 
     def quote_purchase(self, actor: Actor, lines, *, quote_id: str | None = None) -> QuoteView:
@@ -823,9 +841,10 @@ class Licensing:
             renewal_total += renewal
             renewal_date = end if renewal_date is None else min(renewal_date, end)
         totals = pricing.totals(priced)
+        due_now, carried = self._carry_split(s, caller, totals.due_now)
         quote = self._new_quote(caller, "purchase", now, expires, lines=line_dicts, user_ids=[],
                                 discount_label=d.label if d else None, discount_percent=d.percent_off if d else None,
-                                gross=totals.gross, discount=totals.discount, due_now=totals.due_now,
+                                gross=totals.gross, discount=totals.discount, due_now=due_now, carried=carried,
                                 renewal_amount=renewal_total, renewal_date=renewal_date)
         if quote_id:
             quote.id = quote_id
@@ -833,7 +852,7 @@ class Licensing:
             s.add(quote)
             s.flush()
             self._audit_ok(s, caller, "quote.purchase", f"quote:{quote.id}",
-                           {"lines": [[p.code, i, q] for p, i, q in cart], "due_now": totals.due_now})
+                           {"lines": [[p.code, i, q] for p, i, q in cart], "due_now": due_now, "carried": carried})
         return self._quote_view(s, quote)
 
     def _load_quote(self, s: Session, caller: CallerView | None, quote_id, *, lock: bool = False) -> Quote:
@@ -879,7 +898,7 @@ class Licensing:
             discount_percent=quote.discount_percent, due_now=quote.due_now, renewal_amount=quote.renewal_amount,
             renewal_date=quote.renewal_date, payment_url=payment.url if payment else None,
             payment_provider=payment.provider if payment else None, closed_at=quote.closed_at, note=quote.note,
-            request_id=quote.request_id)
+            request_id=quote.request_id, carried=quote.carried or 0)
 
     def quote(self, actor: Actor, quote_id) -> QuoteView:
         return self._query(actor, "quote.view", lambda s, c: self._quote_view(s, self._load_quote(s, c, quote_id)),
@@ -922,6 +941,11 @@ class Licensing:
                 return view, False
             if self.gateway is None:
                 raise PaymentUnavailable(Message("Payments are not configured on this server. Ask your administrator."))
+            if request.amount < self._minimum_charge(request.currency):
+                raise PaymentUnavailable(Message(
+                    "The amount due now is below the smallest card payment the payment service accepts, and "
+                    "this account has no billing profile there to add it to the next invoice. Include more "
+                    "users or licenses in this change."))
             try:
                 link = self.gateway.create_link(request)
             except PaymentProviderError as e:
@@ -1145,11 +1169,14 @@ class Licensing:
             self._outbox(s, account_id=quote.account_id, channel="chat", kind="purchase_paid",
                          user_id=quote.created_by, dedupe_key=f"quote:{quote.id}:buyer",
                          payload={"quote_id": quote.id})
+        if quote.carried:  # billed with the next invoice, through the provider, once (outbox + key)
+            self._outbox(s, account_id=quote.account_id, channel="billing", kind="carry_forward",
+                         dedupe_key=f"billing:carry:{quote.id}", payload={"quote_id": quote.id})
         self._close_quote(s, quote, "paid", None)
         self._audit(s, account_id=quote.account_id, tenant_id=None, actor_id=None, actor=provider,
                     action="quote.settled", target=f"quote:{quote.id}",
-                    detail={"kind": quote.kind, "due_now": quote.due_now, "users": len(quote.user_ids),
-                            "event": event_id})
+                    detail={"kind": quote.kind, "due_now": quote.due_now, "carried": quote.carried or 0,
+                            "users": len(quote.user_ids), "event": event_id})
         s.flush()
         for sub in touched.values():
             self._queue_billing_sync(s, sub, f"quote:{quote.id}:{sub.id}")
@@ -1907,6 +1934,25 @@ class Licensing:
         digest = hashlib.sha256(repr([(i.plan_code, i.quantity, i.unit_amount) for i in items]).encode()).hexdigest()
         return SubscriptionSync(subscription_ref=sub.external_ref, items=items,
                                 idempotency_key=f"sync-{sub.id}-{digest[:24]}")
+
+    def carry_request(self, payload: dict) -> CarryForward | None:
+        """What a ``carry_forward`` billing message asks the provider for, read now (None: nothing
+        to carry, or the account has no customer at the provider any more: logged)."""
+        with self.db.read() as s:
+            quote = s.get(Quote, str(payload.get("quote_id")))
+            if quote is None or not quote.carried:
+                return None
+            account = s.get(Account, quote.account_id)
+            view = self._quote_view(s, quote)
+        if not account.billing_ref:
+            log.warning("quote %s: %d carried to the next invoice, but account %s has no billing profile",
+                        quote.id, quote.carried, account.id)
+            return None
+        what = (f"{len(view.users)} × {view.from_plan_name} → {view.to_plan_name}" if quote.kind == "upgrade"
+                else ", ".join(f"{ln.quantity} × {ln.plan_name}" for ln in view.lines))
+        return CarryForward(customer_ref=account.billing_ref, amount=quote.carried, currency=quote.currency,
+                            description=f"License Desk, prorated {what} (under the minimum card payment)",
+                            quote_id=quote.id, idempotency_key=f"quote-{quote.id}-carry")
 
     # ------------------------------------------------------------------ for the chat layer
 

@@ -156,6 +156,7 @@ class QuoteView:
     closed_at: datetime | None = None
     note: str | None = None
     request_id: int | None = None
+    carried: int = 0  # owed now, below the payment minimum: added to the next invoice (due_now is 0)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import stripe
 from babel.numbers import get_currency_precision
 
 from core.payments import (
+    CarryForward,
     PaymentEvent,
     PaymentLink,
     PaymentProviderError,
@@ -40,6 +41,10 @@ _SESSION_MAX_LIFETIME = timedelta(hours=24)
 _CLOCK_MARGIN = timedelta(minutes=2)
 _DESCRIPTION_MAX_CHARS = 500  # our own limit for the per-line breakdown shown on the pay page
 PRODUCT_ID_PREFIX = "license-desk-"
+# Stripe's minimum charge per currency, minor units (its "minimum and maximum charge amounts"
+# table); a currency not listed here is taken as 50.
+MINIMUM_CHARGE = {"usd": 50, "eur": 50, "gbp": 30, "chf": 50, "cad": 50, "aud": 50, "nzd": 50, "sgd": 50,
+                  "jpy": 50, "brl": 50, "dkk": 250, "nok": 300, "sek": 300, "pln": 200, "hkd": 400, "mxn": 1000}
 DEFAULT_RETURN_URL = "https://teams.microsoft.com/"  # back to Teams, where the bot confirms payment
 
 
@@ -267,6 +272,28 @@ class StripeGateway:
             amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
             currency=currency.upper() if isinstance(currency, str) else None,
         )
+
+    # ------------------------------------------------------------------ amounts under the minimum
+
+    def minimum_charge(self, currency: str) -> int:
+        """Stripe's minimum charge in ``currency`` (https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts)."""
+        return MINIMUM_CHARGE.get(currency.lower(), 50)
+
+    def carry_forward(self, carry: CarryForward) -> None:
+        """A customer balance transaction: a positive amount is added to the customer's next
+        invoice (what Stripe does itself with an invoice under its minimum). Once per
+        idempotency key, so a retried or replayed delivery adds it once."""
+        if isinstance(carry.amount, bool) or not isinstance(carry.amount, int) or carry.amount <= 0:
+            raise ValueError("an amount carried forward is a positive integer in minor units")
+        try:
+            self._client.v1.customers.balance_transactions.create(
+                carry.customer_ref,
+                {"amount": carry.amount, "currency": carry.currency.lower(), "description": carry.description[:350],
+                 "metadata": {"quote_id": carry.quote_id}},
+                {"idempotency_key": carry.idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise self._provider_error("add the amount to the next invoice", exc) from None
 
     # ------------------------------------------------------------------ subscriptions
 

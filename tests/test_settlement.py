@@ -391,3 +391,96 @@ async def test_settlement_updates_the_linked_stripe_subscription(stripe_client, 
     updates = [r for r in fake_stripe.requests if r.method == "POST" and re.search(r"/v1/subscriptions/", r.path)]
     assert updates and all(r.params.get("proration_behavior") == "none" for r in updates)
     assert await billing_sync_once(stripe_lic, "test-worker") == 0
+
+
+# ---------------------------------------------------------------------------- under Stripe's minimum charge
+
+
+def _near_period_end(lic: Licensing, clock, before: timedelta) -> None:
+    """Move the clock to ``before`` the end of the Eco monthly pool's period."""
+    with lic.db.read() as s:
+        end = s.get(Subscription, eco_pool(lic).subscription_id).period_end
+    clock.now = (end if end.tzinfo else end.replace(tzinfo=UTC)) - before
+
+
+def _link_customer(lic: Licensing, customer: str | None) -> None:
+    from core.models import Account
+
+    def work(s):
+        for account in s.scalars(select(Account)):
+            account.billing_ref = customer
+
+    lic.db.write(work)
+
+
+async def test_an_amount_under_stripes_minimum_is_added_to_the_next_invoice_once(stripe_lic, fake_stripe, admin,
+                                                                                 clock):
+    customer = fake_stripe.add_customer()
+    _link_customer(stripe_lic, customer)
+    _near_period_end(stripe_lic, clock, timedelta(hours=12))  # one user's upgrade costs a few cents now
+    pool = eco_pool(stripe_lic)
+    [user] = first_users(stripe_lic, admin, pool.id, 1)
+    q = stripe_lic.quote_upgrade(admin, pool.id, [user], "pro")
+    owed = sum(ln.amount for ln in q.lines)
+    assert 0 < owed < 50  # below Stripe's 0.50 USD
+    assert (q.due_now, q.carried) == (0, owed) and q.gross + q.discount == owed
+
+    from cards.i18n import Reader
+    from cards.upgrade import paid_card, quote_card
+    from tests.cardcheck import assert_valid_cards
+    from tests.harness import amount_rows, find_action, text_of
+
+    card = quote_card(Reader("en-US"), q)
+    assert ("Added to your next invoice (below the minimum card payment)", f"-${owed / 100:.2f}") in [
+        (label, amount.replace("−", "-")) for label, amount in amount_rows(card)]
+    assert ("Due now", "$0.00") in amount_rows(card)
+    assert f"Nothing is charged now: ${owed / 100:.2f} is too small for a card payment" in text_of(card)
+    find_action(card, "Confirm")
+
+    done = stripe_lic.confirm_without_payment(admin, q.id)
+    assert done.status == "paid" and fake_stripe.sessions == {}  # no Checkout for a few cents
+    with stripe_lic.db.read() as s:
+        held = s.scalars(select(Pool.plan_code).join(Seat, Seat.pool_id == Pool.id).where(Seat.user_id == user)).all()
+    assert "pro" in held and "eco" not in held
+    assert f"${owed / 100:.2f}" in text_of(paid_card(Reader("en-US"), done))
+    assert_valid_cards([card, paid_card(Reader("en-US"), done), quote_card(Reader("fr-FR"), q)])
+
+    assert await billing_sync_once(stripe_lic, "test-worker") == 1
+    [txn] = fake_stripe.balance_transactions
+    assert (txn["customer"], txn["amount"], txn["currency"]) == (customer, owed, "usd")
+    assert txn["metadata"] == {"quote_id": q.id} and "Eco → Pro" in txn["description"]
+    assert fake_stripe.customers[customer]["balance"] == owed  # owed on the next invoice
+    [post] = fake_stripe.requests_to("POST", f"/v1/customers/{customer}/balance_transactions")
+    assert post.idempotency_key == f"quote-{q.id}-carry"
+    assert await billing_sync_once(stripe_lic, "test-worker") == 0
+    with pytest.raises(QuoteNotOpen):  # confirmed once: never carried twice
+        stripe_lic.confirm_without_payment(admin, q.id)
+    assert len(fake_stripe.balance_transactions) == 1
+
+
+async def test_carrying_forward_is_retried_while_stripe_is_down_and_made_once(stripe_lic, fake_stripe, admin, clock):
+    customer = fake_stripe.add_customer()
+    _link_customer(stripe_lic, customer)
+    _near_period_end(stripe_lic, clock, timedelta(hours=12))
+    pool = eco_pool(stripe_lic)
+    q = stripe_lic.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
+    stripe_lic.confirm_without_payment(admin, q.id)
+    fake_stripe.fail_next(status=500, count=1)
+    assert await billing_sync_once(stripe_lic, "test-worker") == 1  # failed: retried later
+    assert fake_stripe.balance_transactions == []
+    clock.advance(minutes=5)
+    assert await billing_sync_once(stripe_lic, "test-worker") == 1
+    assert [t["amount"] for t in fake_stripe.balance_transactions] == [q.carried]
+
+
+async def test_under_the_minimum_without_a_billing_profile_the_link_says_why(stripe_lic, fake_stripe, admin, clock):
+    from core.errors import PaymentUnavailable
+
+    _link_customer(stripe_lic, None)
+    _near_period_end(stripe_lic, clock, timedelta(hours=12))
+    pool = eco_pool(stripe_lic)
+    q = stripe_lic.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
+    assert 0 < q.due_now < 50 and q.carried == 0
+    with pytest.raises(PaymentUnavailable, match="below the smallest card payment"):
+        stripe_lic.payment_link(admin, q.id)
+    assert fake_stripe.requests == []  # refused before asking Stripe

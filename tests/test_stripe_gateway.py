@@ -11,12 +11,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import stripe
 from stripe._request_options import RequestOptions
+from stripe.params import _customer_balance_transaction_create_params as balance_create
 from stripe.params import _product_create_params as product_create
 from stripe.params import _subscription_item_list_params as item_list
 from stripe.params import _subscription_update_params as sub_update
 from stripe.params.checkout import _session_create_params as session_create
 
 from core.payments import (
+    CarryForward,
     PaymentLine,
     PaymentProviderError,
     PaymentRequest,
@@ -266,6 +268,29 @@ def test_amount_below_stripes_minimum_charge_is_refused(fake, gateway):
         gateway.create_link(quote(amount=30, lines=(PaymentLine("Prorated", 30),)))
 
     assert fake.sessions == {}
+
+
+def test_minimum_charge_follows_stripes_table(gateway):
+    assert [gateway.minimum_charge(c) for c in ("USD", "eur", "GBP", "JPY", "XYZ")] == [50, 50, 30, 50, 50]
+
+
+def carry(customer: str, amount: int = 12, key: str = "quote-Q-7-carry") -> CarryForward:
+    return CarryForward(customer_ref=customer, amount=amount, currency="USD", description="1 × Eco → Pro",
+                        quote_id="Q-7", idempotency_key=key)
+
+
+def test_carry_forward_adds_the_amount_to_the_customers_next_invoice_once(fake, gateway):
+    customer = fake.add_customer()
+    gateway.carry_forward(carry(customer))
+    gateway.carry_forward(carry(customer))  # a redelivery: Stripe replays the first answer
+    [txn] = fake.balance_transactions
+    assert (txn["amount"], txn["currency"], txn["metadata"]) == (12, "usd", {"quote_id": "Q-7"})
+    assert fake.customers[customer]["balance"] == 12
+    with pytest.raises(PaymentProviderError, match="refused"):
+        gateway.carry_forward(carry("cus_unknown", key="quote-Q-8-carry"))
+    with pytest.raises(ValueError):
+        gateway.carry_forward(carry(customer, amount=0, key="quote-Q-9-carry"))
+    assert len(fake.balance_transactions) == 1
 
 
 def test_constructor_requires_the_secrets():
@@ -587,6 +612,7 @@ def test_sync_refuses_an_empty_or_ambiguous_desired_state(gateway):
         ),
         (fake_stripe.SUBSCRIPTION_ITEM_LIST, item_list.SubscriptionItemListParams),
         (fake_stripe.PRODUCT_CREATE, product_create.ProductCreateParams),
+        (fake_stripe.CUSTOMER_BALANCE_TRANSACTION_CREATE, balance_create.CustomerBalanceTransactionCreateParams),
     ],
 )
 def test_fake_schemas_only_accept_parameters_that_stripe_defines(schema, typed_dict):

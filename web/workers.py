@@ -43,9 +43,14 @@ async def billing_sync_once(lic: Licensing, worker: str) -> int:
     items = await asyncio.to_thread(lic.claim_outbox, worker, channels=("billing",), limit=10)
     for item in items:
         try:
-            sync = await asyncio.to_thread(lic.subscription_sync, item.payload)
-            if sync is not None:
-                await asyncio.to_thread(lic.gateway.sync_subscription, sync)
+            if item.kind == "carry_forward":  # an amount under the payment minimum, to the next invoice
+                carry = await asyncio.to_thread(lic.carry_request, item.payload)
+                if carry is not None:
+                    await asyncio.to_thread(lic.gateway.carry_forward, carry)
+            else:
+                sync = await asyncio.to_thread(lic.subscription_sync, item.payload)
+                if sync is not None:
+                    await asyncio.to_thread(lic.gateway.sync_subscription, sync)
         except PaymentProviderError as e:
             await asyncio.to_thread(lic.outbox_retry, item.id, worker, backoff(item.attempts), str(e))
         except Exception as e:

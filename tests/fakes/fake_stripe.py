@@ -33,7 +33,8 @@ What it checks, like Stripe (see https://docs.stripe.com/api):
 
 State for tests: ``requests`` (every request received, decoded), ``sessions``,
 ``line_items`` (per session), ``subscriptions`` (items as a plain list), ``products``,
-``prices``, ``prorations`` (proration side effects that ``proration_behavior=none`` avoids).
+``prices``, ``prorations`` (proration side effects that ``proration_behavior=none`` avoids),
+``customers`` (``add_customer``: balance and its currency) and ``balance_transactions``.
 Faults: ``fail_next(status, count)``, ``delay_next(seconds, count)`` (the request is still
 executed after the delay, as when a client times out but Stripe completes the request).
 """
@@ -230,6 +231,14 @@ PRODUCT_CREATE = obj(
     expand=EXPAND,
 )
 
+CUSTOMER_BALANCE_TRANSACTION_CREATE = obj(
+    amount=integer(required=True),
+    currency=currency(required=True),
+    description=string(max_length=350),
+    metadata=metadata(),
+    expand=EXPAND,
+)
+
 _INTEGER = re.compile(r"^-?\d+$")
 _CURRENCY = re.compile(r"^[a-z]{3}$")
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
@@ -406,6 +415,8 @@ class FakeStripe(ThreadedServer):
         self.products: dict[str, dict[str, Any]] = {}
         self.prices: dict[str, dict[str, Any]] = {}
         self.prorations: list[dict[str, Any]] = []
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.balance_transactions: list[dict[str, Any]] = []
         self.embedded_list_limit = EMBEDDED_LIST_LIMIT
         self._idempotency: dict[str, tuple[tuple[str, str, Any], int, dict[str, Any]]] = {}
         self._faults: deque[_Fault] = deque()
@@ -422,6 +433,12 @@ class FakeStripe(ThreadedServer):
             ("GET", re.compile(r"^/v1/subscription_items$"), SUBSCRIPTION_ITEM_LIST, self._list_items),
             ("GET", re.compile(r"^/v1/products/(?P<id>[^/]+)$"), PRODUCT_RETRIEVE, self._get_product),
             ("POST", re.compile(r"^/v1/products$"), PRODUCT_CREATE, self._create_product),
+            (
+                "POST",
+                re.compile(r"^/v1/customers/(?P<id>[^/]+)/balance_transactions$"),
+                CUSTOMER_BALANCE_TRANSACTION_CREATE,
+                self._create_balance_transaction,
+            ),
         ]
         self.base_url = ""
 
@@ -466,6 +483,13 @@ class FakeStripe(ThreadedServer):
             if product not in self.products:
                 self._add_product(product, product, {})
             return self._add_price(product, unit_amount, currency, interval, interval_count, metadata, lookup_key)
+
+    def add_customer(self, customer_id: str | None = None) -> str:
+        """A customer (what the account's billing profile names), with an empty balance."""
+        customer_id = customer_id or _new_id("cus")
+        with self._lock:
+            self.customers[customer_id] = {"id": customer_id, "balance": 0, "currency": None}
+        return customer_id
 
     def seed_subscription(
         self,
@@ -889,6 +913,37 @@ class FakeStripe(ThreadedServer):
             "has_more": start + limit < len(items),
             "url": "/v1/subscription_items",
         }
+
+    def _create_balance_transaction(self, p: dict[str, Any], id: str) -> dict[str, Any]:
+        """A customer balance adjustment: a positive amount is added to the next invoice (a
+        debit), a negative one is a credit; the balance has one currency, set by its first use."""
+        customer = self.customers.get(id)
+        if customer is None:
+            raise _no_such("customer", id, "customer")
+        if p["amount"] == 0:
+            raise StripeApiError("Amount must be non-zero.", param="amount")
+        if customer["currency"] not in (None, p["currency"]):
+            raise StripeApiError(
+                f"The customer's balance is in {customer['currency']}; it cannot take {p['currency']}.",
+                param="currency",
+            )
+        customer["currency"] = p["currency"]
+        customer["balance"] += p["amount"]
+        txn = {
+            "id": _new_id("cbtxn"),
+            "object": "customer_balance_transaction",
+            "amount": p["amount"],
+            "currency": p["currency"],
+            "customer": id,
+            "description": p.get("description"),
+            "ending_balance": customer["balance"],
+            "metadata": p.get("metadata", {}),
+            "type": "adjustment",
+            "created": int(time.time()),
+            "livemode": False,
+        }
+        self.balance_transactions.append(txn)
+        return copy.deepcopy(txn)
 
     def _get_product(self, p: dict[str, Any], id: str) -> dict[str, Any]:
         product = self.products.get(id)
