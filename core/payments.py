@@ -65,8 +65,8 @@ class SubscriptionSync:
 @dataclass(frozen=True)
 class CarryForward:
     """An amount owed now that is below the provider's minimum charge: added to the customer's
-    next invoice instead of being collected through a link (as Stripe itself does for an invoice
-    under its minimum)."""
+    next invoice instead of being collected through a link (as billing providers do with an
+    invoice under their minimum)."""
 
     customer_ref: str  # provider's customer id
     amount: int  # minor units, > 0, already prorated and discounted

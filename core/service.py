@@ -690,8 +690,8 @@ class Licensing:
 
     def _carry_split(self, s: Session, caller: CallerView, owed: int) -> tuple[int, int]:
         """(due now, carried) for an amount owed now. Below the provider's minimum charge it cannot
-        be paid by card: it is carried to the account's next invoice instead (as Stripe does with
-        an invoice under its minimum), where the account has a customer at the provider; else it
+        be paid by card: it is carried to the account's next invoice instead (as billing providers
+        do with an invoice under their minimum), where the account has a customer at the provider; else it
         stays due now, and the payment link says why it cannot be made."""
         if not 0 < owed < self._minimum_charge(caller.currency):
             return owed, 0
