@@ -980,12 +980,16 @@ class Licensing:
             self._refused(actor, "payment.link", e, target)
             raise
 
+    @staticmethod
+    def _billed_as(view: QuoteView) -> str:
+        """What a quote buys, as the provider's page or invoice line names it."""
+        if view.kind == "upgrade":
+            return f"Upgrade {len(view.users)} × {view.from_plan_name} → {view.to_plan_name}"
+        return "Licenses: " + ", ".join(f"{ln.quantity} × {ln.plan_name} ({ln.interval}ly)" for ln in view.lines)
+
     def _payment_request(self, s: Session, quote: Quote, account: Account) -> PaymentRequest:
         view = self._quote_view(s, quote)
-        if quote.kind == "upgrade":
-            desc = f"Upgrade {len(view.users)} × {view.from_plan_name} → {view.to_plan_name}"
-        else:
-            desc = "Licenses: " + ", ".join(f"{ln.quantity} × {ln.plan_name} ({ln.interval}ly)" for ln in view.lines)
+        desc = self._billed_as(view)
         lines = tuple(PaymentLine(f"{ln.kind} {ln.quantity} × {ln.plan_name}", ln.amount) for ln in view.lines)
         return PaymentRequest(quote_id=quote.id, account_id=account.id, account_name=account.name,
                               currency=quote.currency, amount=quote.due_now, description=desc[:250], lines=lines,
@@ -1948,10 +1952,9 @@ class Licensing:
             log.warning("quote %s: %d carried to the next invoice, but account %s has no billing profile",
                         quote.id, quote.carried, account.id)
             return None
-        what = (f"{len(view.users)} × {view.from_plan_name} → {view.to_plan_name}" if quote.kind == "upgrade"
-                else ", ".join(f"{ln.quantity} × {ln.plan_name}" for ln in view.lines))
         return CarryForward(customer_ref=account.billing_ref, amount=quote.carried, currency=quote.currency,
-                            description=f"License Desk, prorated {what} (under the minimum card payment)",
+                            description=f"License Desk: {self._billed_as(view)}, prorated (under the minimum card "
+                                        "payment)",
                             quote_id=quote.id, idempotency_key=f"quote-{quote.id}-carry")
 
     # ------------------------------------------------------------------ for the chat layer
