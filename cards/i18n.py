@@ -436,6 +436,21 @@ MESSAGES_FR: dict[str, str] = {
         "Incluez plus d'utilisateurs ou de licences dans ce changement.",
     "The payment service did not answer. Nothing was charged; please try again in a minute.":
         "Le service de paiement n'a pas répondu. Rien n'a été facturé ; réessayez dans une minute.",
+    "The payment service could not create the payment link just now. Nothing was charged; please try again in a "
+    "minute.":
+        "Le service de paiement n'a pas pu créer le lien de paiement pour l'instant. Rien n'a été facturé ; "
+        "réessayez dans une minute.",
+    "The payment service refused this server's credentials, so no payment link can be created. Nothing was "
+    "charged. Ask whoever runs License Desk to check its payment settings: trying again will not help until then.":
+        "Le service de paiement a refusé les identifiants de ce serveur : aucun lien de paiement ne peut être créé. "
+        "Rien n'a été facturé. Demandez à la personne qui gère License Desk de vérifier ses réglages de paiement : "
+        "réessayer n'y changera rien d'ici là.",
+    "The payment service refused to create a payment link for this quote. Nothing was charged. Ask whoever runs "
+    "License Desk to check the account's billing profile and the payment settings: trying again will not help "
+    "until then.":
+        "Le service de paiement a refusé de créer un lien de paiement pour ce devis. Rien n'a été facturé. "
+        "Demandez à la personne qui gère License Desk de vérifier le profil de facturation du compte et les "
+        "réglages de paiement : réessayer n'y changera rien d'ici là.",
     "This card does not name a quote. Start again from the license pools.":
         "Cette carte ne désigne aucun devis. Recommencez depuis les lots de licences.",
     # upgrade requests

@@ -149,5 +149,12 @@ class PaymentUnavailable(DomainError):
     code = "payment_unavailable"
 
 
+class PaymentRefused(DomainError):
+    """The payment provider refused the request itself (credentials, account, parameters):
+    trying again will not help until someone fixes the cause."""
+
+    code = "payment_refused"
+
+
 class Busy(DomainError):
     code = "busy"

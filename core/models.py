@@ -186,6 +186,13 @@ class Quote(Base):
     closed_at: Mapped[datetime | None]
     closed_by: Mapped[int | None] = mapped_column(Integer)
     note: Mapped[str | None] = mapped_column(Text)
+    # The provider replays its first answer to an idempotency key (errors included): each attempt
+    # at the payment link / at carrying the amount forward has its own key, numbered here. A retry
+    # after no answer reuses it; the attempt after a definite answer takes the next number.
+    link_attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    link_attempt_at: Mapped[datetime | None]  # when that link attempt began (None: the quote's creation)
+    carry_attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    payment_lapsed: Mapped[str | None] = mapped_column(String(16))  # the last link's payment: failed | expired
     __table_args__ = (
         Index("ix_quotes_account_status", "account_id", "status"),
         CheckConstraint("status IN ('open', 'paid', 'cancelled', 'expired', 'refund_needed')", name="status"),
@@ -208,7 +215,9 @@ class Payment(Base):
     provider: Mapped[str] = mapped_column(String(20))
     external_id: Mapped[str] = mapped_column(String(200))
     url: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16))  # pending | paid | failed | expired
+    # pending | paid | failed | expired; closing (its quote closed: the provider is asked to close the
+    # link) | closed (the provider confirmed it can no longer be paid)
+    status: Mapped[str] = mapped_column(String(16))
     amount: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime]

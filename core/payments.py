@@ -35,6 +35,10 @@ class PaymentRequest:
     expires_at: datetime  # aware UTC; the link must not outlive the quote
     customer_ref: str | None = None  # provider's customer id, when the account has one
     metadata: dict[str, str] = field(default_factory=dict)
+    # This attempt's key and start, recorded by the core: a retry of an attempt that got no answer
+    # sends the same key and the same parameters; a new attempt (after a definite answer) a new key.
+    idempotency_key: str | None = None
+    attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,21 @@ class CarryForward:
 
 
 class PaymentProviderError(Exception):
-    """The provider could not be reached or refused the call; safe to retry later."""
+    """The provider could not be reached or refused the call.
+
+    ``answered``: the provider gave a definite answer that it keeps for the request's idempotency
+    key (providers replay the first answer to a key, errors included): a new attempt needs a new
+    key. False: no answer (timeout, connection error) or one that is not kept (rate limit, a
+    concurrent request with the same key): the retry reuses the key, as the request may have run.
+    ``permanent``: the provider refused the request itself; retrying will not help until someone
+    fixes the cause. ``reason`` then says which: "credentials" (the server's keys) or "request"."""
+
+    def __init__(self, message: str, *, answered: bool = False, permanent: bool = False,
+                 reason: str | None = None):
+        super().__init__(message)
+        self.answered = answered
+        self.permanent = permanent
+        self.reason = reason
 
 
 class PaymentGateway(Protocol):
@@ -100,6 +118,14 @@ class PaymentGateway(Protocol):
 
     def carry_forward(self, carry: CarryForward) -> None:
         """Add ``carry.amount`` to the customer's next invoice, once per idempotency key.
+
+        Raises PaymentProviderError when the provider is unreachable or fails."""
+        ...
+
+    def close_link(self, external_id: str) -> bool:
+        """Make the payment link ``external_id`` unpayable. True: it is closed (now or before);
+        False: it can no longer be closed because the payment went through (or is under way):
+        the provider's event about it will follow.
 
         Raises PaymentProviderError when the provider is unreachable or fails."""
         ...
@@ -127,6 +153,9 @@ class SandboxGateway:
 
     def carry_forward(self, carry: CarryForward) -> None:
         return None
+
+    def close_link(self, external_id: str) -> bool:
+        return True  # the pay page itself refuses a quote that is no longer open
 
 
 @dataclass(frozen=True)

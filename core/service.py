@@ -40,6 +40,7 @@ from core.errors import (
     NotADowngrade,
     NotAnUpgrade,
     NotFound,
+    PaymentRefused,
     PaymentUnavailable,
     QuoteNotOpen,
     RequestClosed,
@@ -111,6 +112,17 @@ QUOTE_NOT_OPEN = {
     "paid": Message("This quote is already paid."),
     "cancelled": Message("This quote was cancelled; nothing was charged."),
     "refund_needed": Message("This quote could not be applied after payment; our team has been told to refund it."),
+}
+PAYMENT_NO_ANSWER = Message("The payment service did not answer. Nothing was charged; please try again in a minute.")
+PAYMENT_FAILED_NOW = Message("The payment service could not create the payment link just now. Nothing was charged; "
+                             "please try again in a minute.")
+PAYMENT_REFUSED = {
+    "credentials": Message("The payment service refused this server's credentials, so no payment link can be "
+                           "created. Nothing was charged. Ask whoever runs License Desk to check its payment "
+                           "settings: trying again will not help until then."),
+    "request": Message("The payment service refused to create a payment link for this quote. Nothing was charged. "
+                       "Ask whoever runs License Desk to check the account's billing profile and the payment "
+                       "settings: trying again will not help until then."),
 }
 
 
@@ -950,9 +962,11 @@ class Licensing:
                 link = self.gateway.create_link(request)
             except PaymentProviderError as e:
                 log.warning("payment provider failed for quote %s: %s", quote.id, e)
-                raise PaymentUnavailable(Message(
-                    "The payment service did not answer. Nothing was charged; please try again in a minute."
-                )) from None
+                if e.answered:  # the provider keeps that answer for the key: the next attempt gets a new one
+                    self._next_attempt(quote.id, Quote.link_attempt, quote.link_attempt)
+                if e.permanent:
+                    raise PaymentRefused(PAYMENT_REFUSED.get(e.reason or "", PAYMENT_REFUSED["request"])) from None
+                raise PaymentUnavailable(PAYMENT_FAILED_NOW if e.answered else PAYMENT_NO_ANSWER) from None
 
             def store(s: Session):
                 q = self._load_quote(s, caller, quote_id, lock=True)
@@ -993,7 +1007,17 @@ class Licensing:
         lines = tuple(PaymentLine(f"{ln.kind} {ln.quantity} × {ln.plan_name}", ln.amount) for ln in view.lines)
         return PaymentRequest(quote_id=quote.id, account_id=account.id, account_name=account.name,
                               currency=quote.currency, amount=quote.due_now, description=desc[:250], lines=lines,
-                              expires_at=quote.expires_at, customer_ref=account.billing_ref)
+                              expires_at=quote.expires_at, customer_ref=account.billing_ref,
+                              idempotency_key=_attempt_key(quote.id, "link", quote.link_attempt),
+                              attempt_at=quote.link_attempt_at or quote.created_at)
+
+    def _next_attempt(self, quote_id: str, column, tried: int) -> None:
+        """Start the next attempt (a new idempotency key) after ``tried`` got a definite answer,
+        once whatever the number of processes that saw that answer (compare and set)."""
+        values = {column.key: tried + 1}
+        if column is Quote.link_attempt:
+            values["link_attempt_at"] = self.now()
+        self.db.write(lambda s: s.execute(update(Quote).where(Quote.id == quote_id, column == tried).values(**values)))
 
     def cancel_quote(self, actor: Actor, quote_id) -> QuoteView:
         def fn(s: Session, caller: CallerView):
@@ -1955,7 +1979,15 @@ class Licensing:
         return CarryForward(customer_ref=account.billing_ref, amount=quote.carried, currency=quote.currency,
                             description=f"License Desk: {self._billed_as(view)}, prorated (under the minimum card "
                                         "payment)",
-                            quote_id=quote.id, idempotency_key=f"quote-{quote.id}-carry")
+                            quote_id=quote.id, idempotency_key=_attempt_key(quote.id, "carry", quote.carry_attempt))
+
+    def carry_answered(self, carry: CarryForward) -> None:
+        """The provider gave a definite (error) answer to ``carry``: it replays it to that key, so
+        the next attempt takes a new one (unless another process already moved on)."""
+        with self.db.read() as s:
+            tried = s.scalar(select(Quote.carry_attempt).where(Quote.id == carry.quote_id))
+        if tried is not None and _attempt_key(carry.quote_id, "carry", tried) == carry.idempotency_key:
+            self._next_attempt(carry.quote_id, Quote.carry_attempt, tried)
 
     # ------------------------------------------------------------------ for the chat layer
 
@@ -2042,6 +2074,12 @@ class Licensing:
             return s.scalar(select(PostedCard.id).where(
                 PostedCard.subject == subject, PostedCard.subject_id == str(subject_id),
                 PostedCard.message_ref == message_ref).limit(1)) is not None
+
+
+def _attempt_key(quote_id: str, what: str, attempt: int) -> str:
+    """The idempotency key of a quote's ``what`` ("link", "carry") request, attempt ``attempt``
+    (the first keeps the key used before attempts were numbered)."""
+    return f"quote-{quote_id}-{what}" + (f"-{attempt}" if attempt else "")
 
 
 def _chunks(ids: list, size: int = 500):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cards import common, upgrade, verbs
 from cards.i18n import Reader, T
-from core.errors import InvalidInput, Message, PaymentUnavailable
+from core.errors import InvalidInput, Message, PaymentRefused, PaymentUnavailable
 from core.views import QuoteView
 from dialogs.base import (
     MAX_SELECTION,
@@ -143,7 +143,7 @@ class UpgradeFlow(Flow):
             try:
                 q = self.lic.payment_link(turn.actor, q.id, posted_card=posted)
                 posted = None  # remembered by payment_link
-            except PaymentUnavailable as e:
+            except (PaymentUnavailable, PaymentRefused) as e:
                 note = e.message
         if posted:
             self.lic.record_posted_card(q.account_id, "quote", q.id, *posted)

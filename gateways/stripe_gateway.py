@@ -1,7 +1,8 @@
 """Stripe implementation of :class:`core.payments.PaymentGateway` (stripe-python v16).
 
 * ``create_link``: a hosted Checkout Session in ``payment`` mode for exactly the quoted amount,
-  one per quote (idempotency key ``quote-<id>-link``).
+  once per attempt (the idempotency key the core recorded for it; ``quote-<id>-link`` by default).
+* ``close_link``: expires a Checkout Session (when its quote is cancelled or expires).
 * ``parse_webhook``: verifies the ``Stripe-Signature`` header and translates Checkout events.
 * ``sync_subscription``: makes a subscription bill a given set of items from the next renewal,
   without proration (the prorated difference was already collected through the link).
@@ -156,57 +157,73 @@ class StripeGateway:
         }
         if request.customer_ref:
             params["customer"] = request.customer_ref
-        key = f"quote-{request.quote_id}-link"
-
-        # The first candidate is the expiry we want now; the others are what an earlier call
-        # for the same quote may have sent (the clamp depends on the time of the call). Stripe
-        # answers a reused key with different parameters by an idempotency error: replaying the
-        # earlier parameters returns the session already created, never a second one.
-        session = None
-        last_error: stripe.StripeError | None = None
-        for expires_at in self._expiry_candidates(request.expires_at):
-            attempt = dict(params)
-            if expires_at is not None:
-                attempt["expires_at"] = expires_at
+        # Stripe saves the first answer to a key, 500s included, and replays it for 24 h: the core
+        # gives each attempt its own key (a retry after no answer reuses it, with the same
+        # parameters, since the expiry is computed from the attempt's start, not from "now").
+        key = request.idempotency_key or f"quote-{request.quote_id}-link"
+        attempt = dict(params)
+        expires_at = self._session_expiry(request.expires_at, request.attempt_at or self._clock())
+        if expires_at is not None:
+            attempt["expires_at"] = expires_at
+        try:
+            session = self._client.v1.checkout.sessions.create(attempt, {"idempotency_key": key})
+        except stripe.InvalidRequestError as exc:
+            if exc.param != "expires_at":
+                raise self._provider_error("create the payment link", exc) from None
+            # A validation error is not saved for the key: nothing was created with it. The attempt
+            # began too long ago for its expiry to be accepted now: the shortest one from now.
+            attempt["expires_at"] = self._session_expiry(request.expires_at, self._clock())
             try:
                 session = self._client.v1.checkout.sessions.create(attempt, {"idempotency_key": key})
-                break
-            except stripe.IdempotencyError as exc:
-                last_error = exc
-            except stripe.StripeError as exc:
-                raise self._provider_error("create the payment link", exc) from None
-        if session is None:
-            assert last_error is not None
-            raise self._provider_error("create the payment link", last_error) from None
+            except stripe.StripeError as again:
+                raise self._provider_error("create the payment link", again) from None
+        except stripe.StripeError as exc:
+            raise self._provider_error("create the payment link", exc) from None
         if not session.url:
-            raise PaymentProviderError("Stripe returned a checkout session without a payment page.")
+            raise PaymentProviderError("Stripe returned a checkout session without a payment page.", answered=True)
         return PaymentLink(provider=self.name, external_id=session.id, url=session.url)
 
-    def _expiry_candidates(self, quote_expires_at: datetime) -> list[int | None]:
-        """``expires_at`` values for the session, preferred first (``None``: let Stripe default
-        to 24 h). Stripe refuses values outside [now + 30 min, now + 24 h]:
+    def _session_expiry(self, quote_expires_at: datetime, start: datetime) -> int | None:
+        """The session's ``expires_at`` (``None``: let Stripe default to 24 h). Stripe refuses
+        values outside [creation + 30 min, creation + 24 h]:
 
         * within range: the quote's own expiry, so the link dies with the quote;
-        * quote expires in less than 30 min: quote expiry + 30 min (+ margin). The link then
-          outlives the quote by ~32 min; a payment made after the quote expired reaches the core
-          as a normal "paid" event and the core decides (it refuses to settle an expired quote
-          unless it can do so safely). Derived from the quote expiry, not from "now", so that a
-          retry for the same quote sends the same parameters (same idempotency key);
-        * quote expires in more than 24 h: omit ``expires_at`` (Stripe's default, 24 h); the
-          link expires before the quote and Stripe sends ``checkout.session.expired``.
+        * quote expires in less than 30 min: the shortest link Stripe allows (30 min + margin after
+          the attempt's start). It may outlive the quote by up to that much; the core closes it
+          when the quote closes, and a payment after the quote expired is refunded, never applied;
+        * quote expires in more than 24 h: omitted (Stripe's default, 24 h); the link expires
+          before the quote and Stripe sends ``checkout.session.expired``.
         """
-        now = self._clock()
-        if quote_expires_at <= now:
+        if quote_expires_at <= self._clock():
             raise ValueError("the quote has already expired; no payment link can be created for it")
-        exact = int(quote_expires_at.timestamp())
-        floor = exact + int((_SESSION_MIN_LIFETIME + _CLOCK_MARGIN).total_seconds())
-        if quote_expires_at < now + _SESSION_MIN_LIFETIME + _CLOCK_MARGIN:
-            preferred: int | None = floor
-        elif quote_expires_at > now + _SESSION_MAX_LIFETIME - _CLOCK_MARGIN:
-            preferred = None
-        else:
-            preferred = exact
-        return [preferred] + [c for c in (exact, floor, None) if c != preferred]
+        shortest = start + _SESSION_MIN_LIFETIME + _CLOCK_MARGIN
+        if quote_expires_at < shortest:
+            return int(shortest.timestamp())
+        if quote_expires_at > start + _SESSION_MAX_LIFETIME - _CLOCK_MARGIN:
+            return None
+        return int(quote_expires_at.timestamp())
+
+    def close_link(self, external_id: str) -> bool:
+        """Expire the Checkout Session (``POST /v1/checkout/sessions/{id}/expire``). Stripe only
+        expires an ``open`` session and answers an error otherwise: the session is then read to
+        tell "already expired" (closed: True) from "complete" (paid or paying: False)."""
+        try:
+            self._client.v1.checkout.sessions.expire(external_id)
+            return True
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                raise self._provider_error("close the payment link", exc) from None
+            try:
+                session = self._client.v1.checkout.sessions.retrieve(external_id)
+            except stripe.StripeError as again:
+                raise self._provider_error("close the payment link", again) from None
+            if session.status == "expired":
+                return True
+            if session.status == "complete":
+                return False
+            raise self._provider_error("close the payment link", exc) from None
+        except stripe.StripeError as exc:
+            raise self._provider_error("close the payment link", exc) from None
 
     @staticmethod
     def _breakdown(request: PaymentRequest) -> str | None:
@@ -374,19 +391,33 @@ class StripeGateway:
             exc.code,
             exc.request_id,
         )
+        # Whether Stripe keeps this answer for the key (then a new attempt needs a new key): not
+        # for no answer, nor for a 429 (the rate limiter runs before the idempotency layer) or a 409
+        # (a concurrent request with the same key is running); every other answer it keeps.
+        status = exc.http_status
+        answered = not isinstance(exc, stripe.APIConnectionError) and status not in (409, 429)
+        permanent = answered and status is not None and 400 <= status < 500 and not isinstance(
+            exc, stripe.IdempotencyError)
+        kind = None
         if isinstance(exc, stripe.APIConnectionError):
             reason = "Stripe could not be reached (network error or timeout)"
-        elif isinstance(exc, stripe.RateLimitError):
+        elif isinstance(exc, stripe.RateLimitError) or status == 429:
             reason = "Stripe is receiving too many requests"
         elif isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
             reason = "Stripe refused our credentials; an administrator must check the configuration"
+            kind = "credentials"
         elif isinstance(exc, stripe.IdempotencyError):
             reason = "Stripe refused a repeated request whose details changed"
-        elif isinstance(exc, stripe.InvalidRequestError):
-            reason = "Stripe refused the request"
+        elif status == 409:
+            reason = "Stripe is already processing the same request"
+        elif isinstance(exc, stripe.InvalidRequestError) or permanent:
+            reason, kind = "Stripe refused the request", "request"
         else:
             reason = "Stripe is temporarily unavailable"
-        return PaymentProviderError(f"Could not {action}: {reason}. Please try again later.")
+        if permanent:
+            return PaymentProviderError(f"Could not {action}: {reason}.", answered=True, permanent=True,
+                                        reason=kind or "request")
+        return PaymentProviderError(f"Could not {action}: {reason}. Please try again later.", answered=answered)
 
 
 def _billed(item: dict[str, Any]) -> _Billed:

@@ -368,6 +368,72 @@ async def test_stripe_down_gives_a_clear_try_again(stripe_lic, fake_stripe, admi
     assert again.payment_url and len(fake_stripe.sessions) == 1
 
 
+def _stripe_licensing(lic: Licensing, fake: FakeStripe, clock, **gateway_options) -> Licensing:
+    """Another process on the same database (or this one after a restart)."""
+    options = {"timeout_seconds": 3, "max_network_retries": 0, **gateway_options}
+    gateway = StripeGateway(TEST_API_KEY, WEBHOOK_SECRET, api_base=fake.base_url, **options)
+    return Licensing(lic.db, Catalog.load(), gateway, clock=clock, quote_ttl=timedelta(minutes=30))
+
+
+async def test_a_500_never_blocks_the_quotes_link_the_next_attempt_has_its_own_key(stripe_lic, fake_stripe, admin,
+                                                                                   clock):
+    # Stripe replays the first answer to a key for 24 h, 500s included (docs: idempotent requests).
+    pool = eco_pool(stripe_lic)
+    q = stripe_lic.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
+    fake_stripe.fail_next(status=500, count=1)
+    from core.errors import PaymentUnavailable
+
+    with pytest.raises(PaymentUnavailable, match="try again"):
+        stripe_lic.payment_link(admin, q.id)
+    with stripe_lic.db.read() as s:
+        assert s.get(Quote, q.id).link_attempt == 1  # recorded: survives a restart, seen by every process
+    other = _stripe_licensing(stripe_lic, fake_stripe, clock)  # the next click lands on another process
+    again = other.payment_link(admin, q.id)
+    assert again.payment_url and len(fake_stripe.sessions) == 1
+    assert [r.idempotency_key for r in fake_stripe.requests_to("POST", "/v1/checkout/sessions")] == [
+        f"quote-{q.id}-link", f"quote-{q.id}-link-1"]
+    assert stripe_lic.payment_link(admin, q.id).payment_url == again.payment_url  # one link per quote
+
+
+async def test_a_request_that_got_no_answer_is_retried_with_its_key(stripe_lic, fake_stripe, admin, clock):
+    pool = eco_pool(stripe_lic)
+    q = stripe_lic.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
+    impatient = _stripe_licensing(stripe_lic, fake_stripe, clock, timeout_seconds=0.3)
+    fake_stripe.delay_next(1.0)  # Stripe creates the session, but the answer comes too late
+    from core.errors import PaymentUnavailable
+
+    with pytest.raises(PaymentUnavailable, match="did not answer"):
+        await asyncio.to_thread(impatient.payment_link, admin, q.id)
+    for _ in range(100):
+        if fake_stripe.sessions:
+            break
+        await asyncio.sleep(0.05)
+    [created] = fake_stripe.sessions
+    again = stripe_lic.payment_link(admin, q.id)
+    assert again.payment_url == fake_stripe.sessions[created]["url"] and len(fake_stripe.sessions) == 1
+    assert {r.idempotency_key for r in fake_stripe.requests_to("POST", "/v1/checkout/sessions")} == {
+        f"quote-{q.id}-link"}
+
+
+async def test_a_permanent_refusal_is_said_as_such_not_try_again(stripe_lic, fake_stripe, admin):
+    from core.errors import PaymentRefused
+
+    _link_customer(stripe_lic, "gone-customer")  # a billing profile Stripe does not know
+    pool = eco_pool(stripe_lic)
+    q = stripe_lic.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 3), "pro")
+    with pytest.raises(PaymentRefused) as raised:
+        stripe_lic.payment_link(admin, q.id)
+    assert "try again in a minute" not in str(raised.value.message)
+    assert "billing profile" in str(raised.value.message)
+    from cards.i18n import T
+
+    assert "profil de facturation" in T("fr-FR").say(raised.value.message)
+    with stripe_lic.db.read() as s:
+        refused = s.scalars(select(AuditEvent).where(AuditEvent.action == "payment.link")).one()
+        assert refused.outcome == "refused" and refused.detail == {"code": "payment_refused"}
+        assert s.scalar(select(func.count()).select_from(Payment)) == 0
+
+
 async def test_settlement_updates_the_linked_stripe_subscription(stripe_client, stripe_lic, fake_stripe, admin):
     eco = fake_stripe.add_price(product="license-desk-eco", unit_amount=800, currency="usd", interval="month",
                                 metadata={"plan_code": "eco"})
@@ -469,8 +535,27 @@ async def test_carrying_forward_is_retried_while_stripe_is_down_and_made_once(st
     assert await billing_sync_once(stripe_lic, "test-worker") == 1  # failed: retried later
     assert fake_stripe.balance_transactions == []
     clock.advance(minutes=5)
-    assert await billing_sync_once(stripe_lic, "test-worker") == 1
+    assert await billing_sync_once(stripe_lic, "test-worker") == 1  # (Stripe replays the 500 to the first key)
     assert [t["amount"] for t in fake_stripe.balance_transactions] == [q.carried]
+    posts = fake_stripe.requests_to("POST", f"/v1/customers/{customer}/balance_transactions")
+    keys = [r.idempotency_key for r in posts]
+    assert keys == [f"quote-{q.id}-carry", f"quote-{q.id}-carry-1"]
+    clock.advance(minutes=5)
+    assert await billing_sync_once(stripe_lic, "test-worker") == 0  # done: carried once
+
+
+async def test_carrying_forward_refused_by_stripe_stops_with_why(stripe_lic, fake_stripe, admin, clock):
+    _link_customer(stripe_lic, "cus_deleted_at_stripe")  # Stripe answers "No such customer"
+    _near_period_end(stripe_lic, clock, timedelta(hours=12))
+    pool = eco_pool(stripe_lic)
+    q = stripe_lic.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
+    stripe_lic.confirm_without_payment(admin, q.id)
+    assert await billing_sync_once(stripe_lic, "test-worker") == 1
+    with stripe_lic.db.read() as s:
+        message = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "carry_forward")).one()
+        assert message.status == "failed" and "refused" in message.last_error  # not retried 25 times
+    clock.advance(hours=1)
+    assert await billing_sync_once(stripe_lic, "test-worker") == 0
 
 
 async def test_under_the_minimum_without_a_billing_profile_the_link_says_why(stripe_lic, fake_stripe, admin, clock):

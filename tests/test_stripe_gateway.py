@@ -152,13 +152,15 @@ def test_different_quotes_get_different_sessions(fake, gateway):
 
 
 def test_quote_expiring_within_30_minutes_gets_the_shortest_link_stripe_allows(fake, gateway):
-    request = quote(expires_in=timedelta(minutes=10))
+    started = datetime.now(UTC).replace(microsecond=0)
+    request = quote(expires_in=timedelta(minutes=10), attempt_at=started)
 
     link = gateway.create_link(request)
 
-    # Stripe refuses less than 30 min; the link outlives the quote by 30 min + 2 min of margin,
-    # computed from the quote (not from "now") so that retries send identical parameters.
-    assert fake.sessions[link.external_id]["expires_at"] == int(request.expires_at.timestamp()) + 32 * 60
+    # Stripe refuses less than 30 min after creation: the link lives 30 min + 2 min of margin from
+    # the attempt's start (not from the quote's expiry: it outlives the quote by no more than that).
+    # Computed from the recorded start, not from "now", so that a retry sends identical parameters.
+    assert fake.sessions[link.external_id]["expires_at"] == int(started.timestamp()) + 32 * 60
 
 
 def test_quote_outliving_24_hours_gets_stripes_default_24_hour_link(fake, gateway):
@@ -170,19 +172,33 @@ def test_quote_outliving_24_hours_gets_stripes_default_24_hour_link(fake, gatewa
 
 
 def test_retry_after_crossing_the_30_minute_boundary_returns_the_first_session(fake, gateway):
-    request = quote(expires_in=timedelta(minutes=40))
+    started = datetime.now(UTC)
+    request = quote(expires_in=timedelta(minutes=40), attempt_at=started, idempotency_key="quote-Q-1001-link-3")
     first = gateway.create_link(request)  # within range: expires_at = quote expiry
-    # A retry 15 minutes later would clamp differently; Stripe answers the reused key with an
-    # idempotency error and the gateway replays the earlier parameters.
+    # A retry of the same attempt 15 minutes later (its answer was lost) sends the same parameters,
+    # computed from the attempt's recorded start: Stripe replays the session it created.
     later = make_gateway(fake, clock=lambda: datetime.now(UTC) + timedelta(minutes=15))
 
     second = later.create_link(request)
 
     assert second == first
     assert len(fake.sessions) == 1
-    sent = [r.params.get("expires_at") for r in session_posts(fake)]
     exact = str(int(request.expires_at.timestamp()))
-    assert sent == [exact, str(int(exact) + 32 * 60), exact]
+    assert [(r.idempotency_key, r.params.get("expires_at")) for r in session_posts(fake)] == [
+        ("quote-Q-1001-link-3", exact)] * 2
+
+
+def test_retry_of_an_attempt_that_never_reached_stripe_gets_a_valid_expiry(fake, gateway):
+    # The attempt began 20 minutes ago and its request never reached Stripe (nothing saved for the
+    # key): its expiry would now be less than 30 minutes ahead. Stripe refuses that before running
+    # the endpoint (a validation error is not saved), so the same key is sent with the shortest
+    # expiry from now.
+    request = quote(expires_in=timedelta(minutes=5), attempt_at=datetime.now(UTC) - timedelta(minutes=20))
+
+    link = gateway.create_link(request)
+
+    assert fake.sessions[link.external_id]["expires_at"] >= time.time() + 30 * 60
+    assert [r.idempotency_key for r in session_posts(fake)] == ["quote-Q-1001-link"] * 2
 
 
 def test_expired_quote_gets_no_link(fake, gateway):
@@ -207,14 +223,47 @@ def test_provider_500s_raise_payment_provider_error(fake, caplog):
     assert TEST_API_KEY not in caplog.text
 
 
-def test_a_transient_500_is_retried_with_the_same_key(fake):
+def test_a_500_is_replayed_to_its_key_and_the_next_attempt_needs_a_new_key(fake):
+    # Stripe saves the first answer to a key, 500s included: the SDK's retry with the same key gets
+    # the same 500. The error says the answer was definite (answered): a new attempt, a new key.
     fake.fail_next(status=500, count=1)
     gateway = make_gateway(fake, max_network_retries=1)
 
-    link = gateway.create_link(quote())
+    with pytest.raises(PaymentProviderError) as raised:
+        gateway.create_link(quote(idempotency_key="quote-Q-1001-link"))
 
+    assert raised.value.answered and not raised.value.permanent
+    assert [r.idempotency_key for r in session_posts(fake)] == ["quote-Q-1001-link"] * 2
+    assert fake.sessions == {}
+    with pytest.raises(PaymentProviderError):  # a later retry with that key: the same 500, for 24 h
+        gateway.create_link(quote(idempotency_key="quote-Q-1001-link"))
+    assert fake.sessions == {}
+
+    link = gateway.create_link(quote(idempotency_key="quote-Q-1001-link-1"))
     assert list(fake.sessions) == [link.external_id]
-    assert len(session_posts(fake)) == 2
+
+
+def test_answers_stripe_does_not_keep_are_retried_with_the_same_key(fake, gateway):
+    fake.fail_next(status=429)  # the rate limiter answers before the idempotency layer
+    with pytest.raises(PaymentProviderError) as raised:
+        gateway.create_link(quote())
+    assert not raised.value.answered
+
+    link = gateway.create_link(quote())  # the same key now runs the endpoint
+    assert list(fake.sessions) == [link.external_id]
+
+
+def test_refusals_are_permanent_and_say_which(fake):
+    with pytest.raises(PaymentProviderError) as raised:
+        make_gateway(fake).create_link(quote(customer_ref="not-a-customer"))
+    assert (raised.value.answered, raised.value.permanent, raised.value.reason) == (True, True, "request")
+
+    wrong = StripeGateway("sk_test_wrong_key_0000000000000000", WEBHOOK_SECRET, api_base=fake.base_url,
+                          max_network_retries=0)
+    with pytest.raises(PaymentProviderError) as raised:
+        wrong.create_link(quote("Q-2"))
+    assert (raised.value.permanent, raised.value.reason) == (True, "credentials")
+    assert "try again" not in str(raised.value).lower()
 
 
 def test_timeout_raises_and_a_later_call_returns_the_session_stripe_created(fake):
@@ -222,8 +271,9 @@ def test_timeout_raises_and_a_later_call_returns_the_session_stripe_created(fake
     fake.delay_next(1.0)  # the request reaches "Stripe", which answers too late
     request = quote()
 
-    with pytest.raises(PaymentProviderError, match="could not be reached"):
+    with pytest.raises(PaymentProviderError, match="could not be reached") as raised:
         gateway.create_link(request)
+    assert not raised.value.answered  # no answer: the retry must reuse the key
 
     deadline = time.monotonic() + 5
     while not fake.sessions and time.monotonic() < deadline:
@@ -681,6 +731,39 @@ def test_fake_refuses_a_reused_idempotency_key_with_other_parameters(raw_client,
         )
 
     assert len(fake.sessions) == 1
+
+
+def test_fake_saves_an_endpoints_answer_for_its_key_errors_included(raw_client, fake):
+    fake.fail_next(status=500)
+    with pytest.raises(stripe.APIError):
+        raw_client.v1.checkout.sessions.create(VALID_SESSION, {"idempotency_key": "k500"})
+    with pytest.raises(stripe.APIError):  # replayed, although Stripe is fine again
+        raw_client.v1.checkout.sessions.create(VALID_SESSION, {"idempotency_key": "k500"})
+    assert fake.sessions == {}
+    customer_txn = {"amount": 5, "currency": "usd"}
+    with pytest.raises(stripe.InvalidRequestError):  # an endpoint's error is saved too
+        raw_client.v1.customers.balance_transactions.create("cus_later", customer_txn, {"idempotency_key": "k404"})
+    fake.add_customer("cus_later")
+    with pytest.raises(stripe.InvalidRequestError):
+        raw_client.v1.customers.balance_transactions.create("cus_later", customer_txn, {"idempotency_key": "k404"})
+    with pytest.raises(stripe.InvalidRequestError):  # a validation error is not saved
+        raw_client.v1.checkout.sessions.create({**VALID_SESSION, "bogus": "1"}, {"idempotency_key": "k400"})
+    raw_client.v1.checkout.sessions.create(VALID_SESSION, {"idempotency_key": "k400"})
+    assert len(fake.sessions) == 1
+
+
+def test_fake_expires_only_open_sessions(raw_client, fake):
+    session = raw_client.v1.checkout.sessions.create(VALID_SESSION)
+    assert raw_client.v1.checkout.sessions.expire(session.id).status == "expired"
+    with pytest.raises(stripe.InvalidRequestError):  # already expired
+        raw_client.v1.checkout.sessions.expire(session.id)
+    with pytest.raises(AssertionError):  # an expired session cannot be paid
+        fake.complete_session(session.id)
+    paid = raw_client.v1.checkout.sessions.create(VALID_SESSION)
+    fake.complete_session(paid.id)
+    with pytest.raises(stripe.InvalidRequestError):
+        raw_client.v1.checkout.sessions.expire(paid.id)
+    assert raw_client.v1.checkout.sessions.retrieve(paid.id).status == "complete"
 
 
 def test_fake_refuses_a_wrong_api_key(fake):

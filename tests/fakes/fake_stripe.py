@@ -27,16 +27,26 @@ What it checks, like Stripe (see https://docs.stripe.com/api):
   no duplicate price, one billing interval unless the subscription is in flexible billing mode;
 * ``Idempotency-Key`` on POST: same key + same endpoint + same parameters -> the saved response
   (header ``Idempotent-Replayed: true``); same key + other parameters -> 400
-  ``idempotency_error``. As at Stripe, results are saved once the endpoint ran; validation
-  errors, authentication errors and injected faults are not saved, and the saved result is
-  looked up before the parameters are validated.
+  ``idempotency_error``. As at Stripe (docs.stripe.com/idempotency, "Advanced error handling"):
+  the status code and body of the first request are saved once the endpoint's execution began,
+  *whatever they are*: a 500 (``fail_next(500)``) or an endpoint's 4xx (e.g. "No such customer")
+  is replayed to every later request with that key, for 24 hours. Not saved: validation errors,
+  authentication errors, the 429 of the rate limiter (it runs before the idempotency layer), and
+  a request that never reached Stripe. The saved result is looked up before the parameters are
+  validated;
+* ``POST /v1/checkout/sessions/{id}/expire``: only an ``open`` session can be expired (Stripe:
+  "A Checkout Session can be expired when it is in one of these statuses: open"; an error
+  otherwise, e.g. for a ``complete`` one: the customer paid). An expired session can no longer be
+  completed (``complete_session`` refuses it). ``GET /v1/checkout/sessions/{id}`` retrieves one.
 
 State for tests: ``requests`` (every request received, decoded), ``sessions``,
 ``line_items`` (per session), ``subscriptions`` (items as a plain list), ``products``,
 ``prices``, ``prorations`` (proration side effects that ``proration_behavior=none`` avoids),
 ``customers`` (``add_customer``: balance and its currency) and ``balance_transactions``.
-Faults: ``fail_next(status, count)``, ``delay_next(seconds, count)`` (the request is still
-executed after the delay, as when a client times out but Stripe completes the request).
+Faults: ``fail_next(status, count)`` (a 5xx is an error inside the endpoint: saved for the
+request's idempotency key like any result; a 429 is refused before it: not saved),
+``delay_next(seconds, count)`` (the request is still executed after the delay, as when a client
+times out but Stripe completes the request).
 """
 
 from __future__ import annotations
@@ -184,6 +194,10 @@ CHECKOUT_SESSION_CREATE = obj(
 )
 
 SUBSCRIPTION_RETRIEVE = obj(expand=EXPAND)
+
+CHECKOUT_SESSION_RETRIEVE = obj(expand=EXPAND)
+
+CHECKOUT_SESSION_EXPIRE = obj(expand=EXPAND)  # Stripe: "No parameters" (expand is always accepted)
 
 SUBSCRIPTION_UPDATE = obj(
     items=array(
@@ -423,6 +437,18 @@ class FakeStripe(ThreadedServer):
         self._lock = threading.Lock()
         self._routes = [
             ("POST", re.compile(r"^/v1/checkout/sessions$"), CHECKOUT_SESSION_CREATE, self._create_session),
+            (
+                "GET",
+                re.compile(r"^/v1/checkout/sessions/(?P<id>[^/]+)$"),
+                CHECKOUT_SESSION_RETRIEVE,
+                self._get_session,
+            ),
+            (
+                "POST",
+                re.compile(r"^/v1/checkout/sessions/(?P<id>[^/]+)/expire$"),
+                CHECKOUT_SESSION_EXPIRE,
+                self._expire_session,
+            ),
             ("GET", re.compile(r"^/v1/subscriptions/(?P<id>[^/]+)$"), SUBSCRIPTION_RETRIEVE, self._get_subscription),
             (
                 "POST",
@@ -440,6 +466,9 @@ class FakeStripe(ThreadedServer):
                 self._create_balance_transaction,
             ),
         ]
+        # Endpoint rules that are parameter validation at Stripe (checked before the endpoint runs:
+        # their errors are not saved for the idempotency key): run first, in a dry run.
+        self._validators = {self._create_session: lambda p: self._create_session(p, dry=True)}
         self.base_url = ""
 
     # -- lifecycle (start, stop: ThreadedServer)
@@ -522,9 +551,12 @@ class FakeStripe(ThreadedServer):
         return sub_id
 
     def complete_session(self, session_id: str, payment_status: str = "paid") -> dict[str, Any]:
-        """Mark a session completed (as when the customer paid) and return its new state."""
+        """Mark a session completed (as when the customer paid) and return its new state. Only an
+        open session can be paid: an expired one shows the customer that it expired."""
         with self._lock:
             session = self.sessions[session_id]
+            if session["status"] != "open":
+                raise AssertionError(f"a {session['status']} Checkout Session cannot be paid")
             session["status"] = "complete"
             session["payment_status"] = payment_status
             return copy.deepcopy(session)
@@ -559,16 +591,16 @@ class FakeStripe(ThreadedServer):
         if fault is not None and fault.delay:
             await asyncio.sleep(fault.delay)
         headers = {"Request-Id": request_id}
+        server_error = None
         if fault is not None and fault.status is not None:
-            if fault.status == 429:
+            if fault.status == 429:  # the rate limiter runs before the idempotency layer: nothing saved
                 error = StripeApiError(
                     "Request rate limit exceeded. Please retry later.", status=429, code="rate_limit"
                 )
-            else:
-                error = StripeApiError("An unknown error occurred.", status=fault.status, error_type="api_error")
-            return web.json_response({"error": error.body}, status=error.status, headers=headers)
+                return web.json_response({"error": error.body}, status=error.status, headers=headers)
+            server_error = StripeApiError("An unknown error occurred.", status=fault.status, error_type="api_error")
 
-        status, payload, replayed = self._process(request, raw, parse_error, idem_key)
+        status, payload, replayed = self._process(request, raw, parse_error, idem_key, server_error)
         if idem_key:
             headers["Idempotency-Key"] = idem_key
         if replayed:
@@ -576,7 +608,12 @@ class FakeStripe(ThreadedServer):
         return web.json_response(payload, status=status, headers=headers)
 
     def _process(
-        self, request: web.Request, raw: dict[str, Any], parse_error: StripeApiError | None, idem_key: str | None
+        self,
+        request: web.Request,
+        raw: dict[str, Any],
+        parse_error: StripeApiError | None,
+        idem_key: str | None,
+        server_error: StripeApiError | None = None,
     ) -> tuple[int, dict[str, Any], bool]:
         try:
             self._authenticate(request.headers.get("Authorization"))
@@ -603,11 +640,19 @@ class FakeStripe(ThreadedServer):
                                 error_type="idempotency_error",
                             )
                         return saved[1], copy.deepcopy(saved[2]), True
-                params = validate(spec, raw)
-                result = handler(params, **match.groupdict())
+                params = validate(spec, raw)  # a validation error is not saved
+                if handler in self._validators:
+                    self._validators[handler](params)
+                # From here the endpoint runs: its result is saved for the key, errors included.
+                try:
+                    if server_error is not None:
+                        raise server_error
+                    status, result = 200, handler(params, **match.groupdict())
+                except StripeApiError as exc:
+                    status, result = exc.status, {"error": exc.body}
                 if request.method == "POST" and idem_key:
-                    self._idempotency[idem_key] = (copy.deepcopy(fingerprint), 200, copy.deepcopy(result))
-                return 200, result, False
+                    self._idempotency[idem_key] = (copy.deepcopy(fingerprint), status, copy.deepcopy(result))
+                return status, result, False
         except StripeApiError as exc:
             return exc.status, {"error": exc.body}, False
 
@@ -723,7 +768,7 @@ class FakeStripe(ThreadedServer):
 
     # -- endpoints (called with the lock held, params already validated)
 
-    def _create_session(self, p: dict[str, Any]) -> dict[str, Any]:
+    def _create_session(self, p: dict[str, Any], dry: bool = False) -> dict[str, Any]:
         mode = p["mode"]
         line_items = p.get("line_items") or []
         if mode in ("payment", "subscription") and not line_items:
@@ -792,6 +837,8 @@ class FakeStripe(ThreadedServer):
             )
         if "customer" in p and not p["customer"].startswith("cus_"):
             raise _no_such("customer", p["customer"], "customer")
+        if dry:
+            return {}
         session_id = f"cs_test_{secrets.token_hex(24)}"
         session = {
             "id": session_id,
@@ -816,6 +863,27 @@ class FakeStripe(ThreadedServer):
         }
         self.sessions[session_id] = session
         self.line_items[session_id] = copy.deepcopy(line_items)
+        return copy.deepcopy(session)
+
+    def _get_session(self, p: dict[str, Any], id: str) -> dict[str, Any]:
+        session = self.sessions.get(id)
+        if session is None:
+            raise _no_such("checkout.session", id, "session")
+        return copy.deepcopy(session)
+
+    def _expire_session(self, p: dict[str, Any], id: str) -> dict[str, Any]:
+        """Stripe: "A Checkout Session can be expired when it is in one of these statuses: open";
+        "Returns an error if the Checkout Session has already expired or isn't in an expireable
+        state" (``complete``: the customer paid, or an asynchronous payment is under way)."""
+        session = self.sessions.get(id)
+        if session is None:
+            raise _no_such("checkout.session", id, "session")
+        if session["status"] != "open":
+            raise StripeApiError(
+                f"This Checkout Session is {session['status']}: only an open Checkout Session can be expired."
+            )
+        session["status"] = "expired"
+        session["url"] = None
         return copy.deepcopy(session)
 
     def _get_subscription(self, p: dict[str, Any], id: str) -> dict[str, Any]:

@@ -1,0 +1,32 @@
+"""quotes: the payment attempts (idempotency keys recorded per attempt) and the lapsed payment
+
+Revision ID: 0005_money
+Revises: 0004
+Create Date: 2026-11-30 00:00:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+import core.db
+
+revision = "0005_money"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("quotes", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("link_attempt", sa.Integer(), server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("link_attempt_at", core.db.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("carry_attempt", sa.Integer(), server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("payment_lapsed", sa.String(length=16), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("quotes", schema=None) as batch_op:
+        batch_op.drop_column("payment_lapsed")
+        batch_op.drop_column("carry_attempt")
+        batch_op.drop_column("link_attempt_at")
+        batch_op.drop_column("link_attempt")
