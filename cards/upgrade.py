@@ -208,10 +208,14 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> 
         upgrade_quote = q.kind == "upgrade"
         body.append(text(t("quote.expires" if upgrade_quote else "quote.purchase_expires",
                            time=t.datetime(q.expires_at)), subtle=True, size_="Small"))
+        if q.payment_lapsed in ("failed", "expired"):
+            body.append(text(t(f"quote.lapsed.{q.payment_lapsed}"), color="Warning"))
         if q.due_now > 0 and q.payment_url:
             body.append(text(t("quote.pay_hint" if upgrade_quote else "quote.purchase_pay_hint"), subtle=True,
                              size_="Small"))
             actions.append(open_url(t("btn.pay", amount=t.money(q.due_now, cur)), q.payment_url, style="positive"))
+        elif q.due_now > 0 and q.payment_lapsed:  # (updated in place: the new link is made on this click)
+            actions.append(execute(t("btn.new_link"), verbs.QUOTE_REFRESH, refresh_data, style="positive"))
         elif q.due_now <= 0:
             body.append(text(t("quote.carried_hint", amount=t.money(q.carried, cur)) if q.carried
                              else t("quote.nothing_due"), subtle=True, size_="Small"))

@@ -910,7 +910,7 @@ class Licensing:
             discount_percent=quote.discount_percent, due_now=quote.due_now, renewal_amount=quote.renewal_amount,
             renewal_date=quote.renewal_date, payment_url=payment.url if payment else None,
             payment_provider=payment.provider if payment else None, closed_at=quote.closed_at, note=quote.note,
-            request_id=quote.request_id, carried=quote.carried or 0)
+            request_id=quote.request_id, carried=quote.carried or 0, payment_lapsed=quote.payment_lapsed)
 
     def quote(self, actor: Actor, quote_id) -> QuoteView:
         return self._query(actor, "quote.view", lambda s, c: self._quote_view(s, self._load_quote(s, c, quote_id)),
@@ -1050,10 +1050,14 @@ class Licensing:
         if note:
             quote.note = note
         s.execute(delete(QuoteHold).where(QuoteHold.quote_id == quote.id))
+        self._queue_quote_cards(s, quote, status)
+
+    def _queue_quote_cards(self, s: Session, quote: Quote, change: str) -> None:
+        """Queue the in-place update of every card showing the quote, once per ``change``."""
         cards = s.scalars(select(PostedCard).where(PostedCard.subject == "quote", PostedCard.subject_id == quote.id))
         for card in cards:
             self._outbox(s, account_id=quote.account_id, channel="card", kind="quote_card",
-                         dedupe_key=f"card:{card.id}:{status}", payload={"posted_card": card.id, "quote_id": quote.id})
+                         dedupe_key=f"card:{card.id}:{change}", payload={"posted_card": card.id, "quote_id": quote.id})
 
     # ------------------------------------------------------------------ settlement
 
@@ -1088,11 +1092,15 @@ class Licensing:
             return EventResult("unknown_quote", event.quote_id)
         payment = s.scalars(select(Payment).where(Payment.quote_id == quote.id).with_for_update()).first()
         if event.kind in ("failed", "expired"):
-            if payment and payment.status == "pending":
-                payment.status = event.kind
-                payment.updated_at = self.now()
-                if event.kind == "expired":
-                    s.delete(payment)  # the quote, if still open, may get a new link
+            if payment and payment.status == "pending" and event.external_id in (None, payment.external_id):
+                # That link is dead (Stripe: an expired session cannot be paid; a failed asynchronous
+                # payment completed it unpaid), and its key would replay it: the quote, while open,
+                # gets a new link under the next attempt's key, and its cards say what happened.
+                s.delete(payment)
+                quote.payment_lapsed = event.kind
+                quote.link_attempt += 1
+                quote.link_attempt_at = self.now()
+                self._queue_quote_cards(s, quote, f"lapsed:{event.event_id}")
             self._audit(s, account_id=quote.account_id, tenant_id=None, actor_id=None, actor=event.provider,
                         action=f"payment.{event.kind}", target=f"quote:{quote.id}", detail={"event": event.event_id})
             return EventResult(event.kind, quote.id)

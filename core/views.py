@@ -157,6 +157,7 @@ class QuoteView:
     note: str | None = None
     request_id: int | None = None
     carried: int = 0  # owed now, below the payment minimum: added to the next invoice (due_now is 0)
+    payment_lapsed: str | None = None  # the previous payment link's outcome: "failed" | "expired"
 
 
 @dataclass(frozen=True)

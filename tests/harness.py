@@ -73,7 +73,7 @@ from core.models import (
     User,
     UserTerm,
 )
-from core.payments import SandboxGateway
+from core.payments import PaymentGateway, SandboxGateway
 from core.periods import period_containing
 from core.service import Licensing
 from core.text import search_terms, sort_key
@@ -543,7 +543,8 @@ class Desk:
     @classmethod
     async def start(cls, *, db: Database | None = None, db_url: str | None = None,
                     clock: Callable[[], datetime] | None = None, demo: bool = True,
-                    quote_ttl: timedelta = timedelta(minutes=30), **settings) -> Desk:
+                    quote_ttl: timedelta = timedelta(minutes=30), gateway: PaymentGateway | None = None,
+                    **settings) -> Desk:
         self = cls()
         sock = _free_socket()  # bound now, so the pay links can name the port before the app exists
         try:
@@ -554,7 +555,7 @@ class Desk:
             self.settings = Settings(MicrosoftAppId="", DATABASE_URL=db.url, PUBLIC_BASE_URL=self.url,
                                      QUOTE_TTL_MINUTES=int(quote_ttl.total_seconds() // 60), **settings)
             kw = {"clock": clock} if clock is not None else {}
-            self.lic = Licensing(db, Catalog.load(), SandboxGateway(self.url), quote_ttl=quote_ttl, **kw)
+            self.lic = Licensing(db, Catalog.load(), gateway or SandboxGateway(self.url), quote_ttl=quote_ttl, **kw)
             if demo:
                 assert load_demo(self.lic)
             self.app = create_app(self.settings, self.lic)

@@ -561,6 +561,11 @@ class FakeStripe(ThreadedServer):
             session["payment_status"] = payment_status
             return copy.deepcopy(session)
 
+    def expire_session(self, session_id: str) -> dict[str, Any]:
+        """Expire an open session as Stripe does at its ``expires_at`` and return its new state."""
+        with self._lock:
+            return self._expire_session({}, session_id)
+
     # -- HTTP
 
     async def _handle(self, request: web.Request) -> web.Response:
