@@ -105,6 +105,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "quote.lapsed.failed": "The previous payment failed; nothing was charged. Pay again with a new link.",
         "quote.lapsed.expired": "The previous payment link expired unpaid. Pay with a new link.",
         "btn.new_link": "Get a new payment link",
+        "quote.closing": "The payment link is being closed. If a payment goes through meanwhile, it will be "
+                         "refunded, never applied.",
+        "quote.nothing_charged": "Nothing was charged.",
+        "cancelled.closing": "The seats are free again. The payment link is being closed: if a payment goes "
+                             "through meanwhile, it will be refunded, never applied.",
         "cancelled.body": "Nothing was charged and the seats are free again.",
         "expired.body": "This quote expired; nothing was charged.",
         "notice.upgraded.title": "Your license was upgraded",
@@ -244,6 +249,11 @@ STRINGS: dict[str, dict[str, str]] = {
                                "nouveau lien.",
         "quote.lapsed.expired": "Le lien de paiement précédent a expiré sans paiement. Payez avec un nouveau lien.",
         "btn.new_link": "Obtenir un nouveau lien de paiement",
+        "quote.closing": "Le lien de paiement est en cours de fermeture. Si un paiement aboutit entre-temps, il "
+                         "sera remboursé, jamais appliqué.",
+        "quote.nothing_charged": "Rien n'a été facturé.",
+        "cancelled.closing": "Les licences sont de nouveau libres. Le lien de paiement est en cours de fermeture : "
+                             "si un paiement aboutit entre-temps, il sera remboursé, jamais appliqué.",
         "cancelled.body": "Rien n'a été facturé et les licences sont de nouveau libres.",
         "expired.body": "Ce devis a expiré ; rien n'a été facturé.",
         "notice.upgraded.title": "Votre licence a été mise à niveau",
@@ -443,6 +453,12 @@ MESSAGES_FR: dict[str, str] = {
         "Incluez plus d'utilisateurs ou de licences dans ce changement.",
     "The payment service did not answer. Nothing was charged; please try again in a minute.":
         "Le service de paiement n'a pas répondu. Rien n'a été facturé ; réessayez dans une minute.",
+    "The payment arrived after the quote was closed (cancelled or expired); it was not applied.":
+        "Le paiement est arrivé après la clôture du devis (annulé ou expiré) ; il n'a pas été appliqué.",
+    "The payment arrived after the billing period the quote was priced in had ended; it was not applied. Prepare "
+    "a new quote for the current period.":
+        "Le paiement est arrivé après la fin de la période de facturation sur laquelle le devis était calculé ; il "
+        "n'a pas été appliqué. Préparez un nouveau devis pour la période en cours.",
     "The payment service could not create the payment link just now. Nothing was charged; please try again in a "
     "minute.":
         "Le service de paiement n'a pas pu créer le lien de paiement pour l'instant. Rien n'a été facturé ; "

@@ -7,6 +7,7 @@ from __future__ import annotations
 from cards import verbs
 from cards.base import action_set, card, choice_set, column, columns, container, execute, facts, text, title
 from cards.i18n import T, add_strings
+from core.errors import Message
 from core.views import PlanView, QuoteLineView, QuoteView
 
 BUY_ADD = "buy.add"  # data: {cart} + inputs plan, interval, qty
@@ -235,9 +236,13 @@ def purchase_paid_notice(locale: str | None, q: QuoteView) -> dict:
 
 
 def refund_notice(locale: str | None, q: QuoteView | None, reason: str) -> dict:
+    """The admin is told a payment must be refunded, why, and can prepare a new quote at once
+    (upgrade: the tiers step for the same pool and users; purchase: the cart with the same lines)."""
     t = T(locale)
     heading = t("purchase.refund.title")
     body = [title(heading)]
+    if reason and "{" not in reason and "}" not in reason:
+        reason = t.say(Message(reason))  # the core's reasons are Message templates without parameters
     if q is not None:
         body.append(text(t("purchase.refund.body", date=t.date(q.created_at)), color="Attention"))
         pairs = [(t("purchase.refund.reason"), reason)] if reason else []
@@ -246,4 +251,10 @@ def refund_notice(locale: str | None, q: QuoteView | None, reason: str) -> dict:
     elif reason:
         body.append(facts([(t("purchase.refund.reason"), reason)]))
     body.append(text(t("purchase.refund.hint"), subtle=True, size_="Small"))
-    return card(body, [execute(t("btn.licenses"), verbs.POOLS)], fallback_text=heading)
+    actions = []
+    if q is not None and q.kind == "upgrade" and q.pool_id and q.users:
+        actions.append(execute(t("btn.new_quote"), verbs.UPGRADE_TIERS,
+                               {"pool": q.pool_id, "sel": [u.id for u in q.users]}, style="positive"))
+    elif q is not None and q.kind == "purchase" and q.lines:
+        actions.append(execute(t("btn.new_quote"), BUY_CART, {"cart": cart_lines(q)}, style="positive"))
+    return card(body, [*actions, execute(t("btn.licenses"), verbs.POOLS)], fallback_text=heading)

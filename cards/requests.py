@@ -20,6 +20,11 @@ LIST_REASON = 140  # a reason is cut to this length in the list (the request car
 
 add_strings({
     "en": {
+        "requests.reopened.title": "Your upgrade request is waiting again",
+        "requests.reopened.cancelled": "The quote prepared for your request for {plan} was cancelled before it was "
+                                       "paid; nothing was charged. Your request is back with the administrators.",
+        "requests.reopened.expired": "The quote prepared for your request for {plan} expired before it was paid; "
+                                     "nothing was charged. Your request is back with the administrators.",
         "requests.title": "Upgrade request from {name}",
         "requests.requester": "Requested by",
         "requests.change": "Change",
@@ -48,6 +53,11 @@ add_strings({
         "requests.unknown": "someone",
     },
     "fr": {
+        "requests.reopened.title": "Votre demande de mise à niveau est de nouveau en attente",
+        "requests.reopened.cancelled": "Le devis préparé pour votre demande de {plan} a été annulé avant d'être "
+                                       "payé ; rien n'a été facturé. Votre demande revient aux administrateurs.",
+        "requests.reopened.expired": "Le devis préparé pour votre demande de {plan} a expiré avant d'être payé ; "
+                                     "rien n'a été facturé. Votre demande revient aux administrateurs.",
         "requests.title": "Demande de mise à niveau de {name}",
         "requests.requester": "Demandée par",
         "requests.change": "Changement",
@@ -80,6 +90,15 @@ add_strings({
 
 def _change(r: RequestView) -> str:
     return f"{r.from_plan_name or '?'} → {r.to_plan_name}"
+
+
+def reopened_notice(locale: str | None, r: RequestView, why: str) -> dict:
+    """The requester is told that the quote for their approved request closed unpaid (``why``:
+    cancelled or expired) and that the request waits for the administrators again."""
+    t = T(locale)
+    heading = t("requests.reopened.title")
+    key = "requests.reopened.cancelled" if why == "cancelled" else "requests.reopened.expired"
+    return card([title(heading), text(t(key, plan=r.to_plan_name))], fallback_text=heading)
 
 
 def already_note(locale: str | None, r: RequestView) -> str:

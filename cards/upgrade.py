@@ -179,6 +179,9 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> 
         body.append(text(t.say(note), color="Warning"))
     if q.status != "open":
         body.append(text(f"{t('label.status')}: {t('status.' + q.status)}", weight="Bolder", color="Attention"))
+    if q.status in ("cancelled", "expired"):  # the truth about the link while the provider closes it
+        body.append(text(t("quote.closing") if q.payment_status == "closing" else t("quote.nothing_charged"),
+                         color="Warning" if q.payment_status == "closing" else None))
     info = []
     if q.kind == "upgrade":
         info += [(t("quote.users"), _names(t, q.users, len(q.users))),

@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -76,6 +76,7 @@ from core.payments import (
     PaymentLine,
     PaymentProviderError,
     PaymentRequest,
+    SandboxGateway,
     SubscriptionItemChange,
     SubscriptionSync,
 )
@@ -113,6 +114,9 @@ QUOTE_NOT_OPEN = {
     "cancelled": Message("This quote was cancelled; nothing was charged."),
     "refund_needed": Message("This quote could not be applied after payment; our team has been told to refund it."),
 }
+REFUND_CLOSED = Message("The payment arrived after the quote was closed (cancelled or expired); it was not applied.")
+REFUND_OTHER_PERIOD = Message("The payment arrived after the billing period the quote was priced in had ended; it "
+                              "was not applied. Prepare a new quote for the current period.")
 PAYMENT_NO_ANSWER = Message("The payment service did not answer. Nothing was charged; please try again in a minute.")
 PAYMENT_FAILED_NOW = Message("The payment service could not create the payment link just now. Nothing was charged; "
                              "please try again in a minute.")
@@ -910,7 +914,8 @@ class Licensing:
             discount_percent=quote.discount_percent, due_now=quote.due_now, renewal_amount=quote.renewal_amount,
             renewal_date=quote.renewal_date, payment_url=payment.url if payment else None,
             payment_provider=payment.provider if payment else None, closed_at=quote.closed_at, note=quote.note,
-            request_id=quote.request_id, carried=quote.carried or 0, payment_lapsed=quote.payment_lapsed)
+            request_id=quote.request_id, carried=quote.carried or 0, payment_lapsed=quote.payment_lapsed,
+            payment_status=payment.status if payment else None)
 
     def quote(self, actor: Actor, quote_id) -> QuoteView:
         return self._query(actor, "quote.view", lambda s, c: self._quote_view(s, self._load_quote(s, c, quote_id)),
@@ -1050,7 +1055,94 @@ class Licensing:
         if note:
             quote.note = note
         s.execute(delete(QuoteHold).where(QuoteHold.quote_id == quote.id))
+        if status != "paid":
+            self._close_link(s, quote)
+        if status in ("cancelled", "expired") and quote.request_id is not None:
+            self._reopen_request(s, quote, status)
         self._queue_quote_cards(s, quote, status)
+
+    def _close_link(self, s: Session, quote: Quote) -> None:
+        """A closed quote's payment link must not stay payable: the provider is asked to close it
+        through the billing outbox (retried while it does not answer). The sandbox page already
+        refuses a quote that is not open: its link is closed at once."""
+        payment = s.scalars(_QUOTE_PAYMENT, {"quote": quote.id}).first()
+        if payment is None or payment.status != "pending":
+            return
+        payment.updated_at = self.now()
+        if payment.provider == SandboxGateway.name:
+            payment.status = "closed"
+            return
+        payment.status = "closing"
+        self._outbox(s, account_id=quote.account_id, channel="billing", kind="close_link",
+                     dedupe_key=f"billing:close:{quote.id}:{payment.id}", payload={"payment_id": payment.id})
+
+    def link_to_close(self, payload: dict) -> str | None:
+        """The provider's id of the link a ``close_link`` billing message asks to close (None: done)."""
+        with self.db.read() as s:
+            payment = s.get(Payment, payload.get("payment_id"))
+            return payment.external_id if payment is not None and payment.status == "closing" else None
+
+    def link_closed(self, payload: dict, closed: bool) -> None:
+        """The provider answered a ``close_link``: closed (the quote's cards now say nothing was
+        charged), or not closable because the payment went through: its event will follow and
+        the payment is refunded, never applied (the cards keep saying so)."""
+
+        def work(s: Session) -> None:
+            payment = s.get(Payment, payload.get("payment_id"), with_for_update=True)
+            if payment is None or payment.status != "closing":
+                return
+            if not closed:
+                log.warning("quote %s: its payment link could not be closed, a payment went through; it will be "
+                            "refunded", payment.quote_id)
+                return
+            self._mark_link_closed(s, payment)
+
+        self.db.write(work)
+
+    def _mark_link_closed(self, s: Session, payment: Payment) -> None:
+        payment.status = "closed"
+        payment.updated_at = self.now()
+        self._queue_quote_cards(s, s.get(Quote, payment.quote_id), "link_closed")
+
+    def _reopen_request(self, s: Session, quote: Quote, status: str) -> None:
+        """An approved upgrade request whose quote closed unpaid goes back to the administrators:
+        pending again, its cards updated in place, the requester told."""
+        req = s.get(UpgradeRequest, quote.request_id, with_for_update=True)
+        if req is None or req.status != "approved" or req.quote_id != quote.id:
+            return
+        other = s.scalar(select(UpgradeRequest.id).where(
+            UpgradeRequest.requester_id == req.requester_id, UpgradeRequest.family == req.family,
+            UpgradeRequest.status == "pending"))
+        if other is not None:  # the requester asked again meanwhile: that request stands instead
+            return
+        req.status, req.decided_by, req.decided_at, req.quote_id = "pending", None, None, None
+        s.flush()
+        for card in s.scalars(select(PostedCard).where(PostedCard.subject == "request",
+                                                       PostedCard.subject_id == str(req.id))):
+            self._outbox(s, account_id=req.account_id, channel="card", kind="request_card",
+                         dedupe_key=f"card:{card.id}:reopened:{quote.id}",
+                         payload={"posted_card": card.id, "request_id": req.id})
+        self._outbox(s, account_id=req.account_id, channel="chat", kind="request_reopened",
+                     user_id=req.requester_id, dedupe_key=f"request:{req.id}:reopened:{quote.id}",
+                     payload={"request_id": req.id, "quote_status": status})
+        self._audit_ok(s, None, "request.reopened", f"request:{req.id}", {"quote": quote.id, "why": status},
+                       account_id=req.account_id)
+
+    def expire_quotes(self, limit: int = 200) -> int:
+        """The expiry sweep: close the open quotes whose time ran out (status expired, seats freed,
+        payment link closed at the provider, cards updated). Returns how many were closed."""
+        now = self.now()
+
+        def work(s: Session) -> int:
+            due = s.scalars(select(Quote).where(Quote.status == "open", Quote.expires_at <= now)
+                            .order_by(Quote.expires_at).limit(limit).with_for_update(skip_locked=True)).all()
+            for quote in due:
+                self._close_quote(s, quote, "expired", None)
+                self._audit(s, account_id=quote.account_id, tenant_id=None, actor_id=None, actor=SYSTEM,
+                            action="quote.expired", target=f"quote:{quote.id}")
+            return len(due)
+
+        return self.db.write(work)
 
     def _queue_quote_cards(self, s: Session, quote: Quote, change: str) -> None:
         """Queue the in-place update of every card showing the quote, once per ``change``."""
@@ -1092,7 +1184,10 @@ class Licensing:
             return EventResult("unknown_quote", event.quote_id)
         payment = s.scalars(select(Payment).where(Payment.quote_id == quote.id).with_for_update()).first()
         if event.kind in ("failed", "expired"):
-            if payment and payment.status == "pending" and event.external_id in (None, payment.external_id):
+            if (payment and payment.status == "closing" and event.kind == "expired"
+                    and event.external_id in (None, payment.external_id)):
+                self._mark_link_closed(s, payment)  # the provider confirms the link we asked it to close
+            elif payment and payment.status == "pending" and event.external_id in (None, payment.external_id):
                 # That link is dead (Stripe: an expired session cannot be paid; a failed asynchronous
                 # payment completed it unpaid), and its key would replay it: the quote, while open,
                 # gets a new link under the next attempt's key, and its cards say what happened.
@@ -1117,7 +1212,10 @@ class Licensing:
             return EventResult("already_paid", quote.id)
         if quote.status == "refund_needed":
             return EventResult("refund_needed", quote.id)
-        problem = self._still_applicable(s, quote)
+        problem = self._outside_its_period(s, quote)  # (first: the reason that says to quote again)
+        if problem is None and (quote.status != "open" or quote.expires_at <= self.now()):  # cancelled, expired
+            problem = str(REFUND_CLOSED)
+        problem = problem or self._still_applicable(s, quote)
         if problem:
             return self._refund_needed(s, quote, event, problem)
         self._apply(s, quote, event.provider, event.event_id)
@@ -1135,6 +1233,24 @@ class Licensing:
         self._outbox(s, account_id=quote.account_id, channel="chat", kind="refund_needed", user_id=quote.created_by,
                      dedupe_key=f"refund:{quote.id}:{event.event_id}", payload={"quote_id": quote.id, "reason": why})
         return EventResult("refund_needed", quote.id)
+
+    def _outside_its_period(self, s: Session, quote: Quote) -> str | None:
+        """Why a paid quote cannot be applied because a billing period it was priced in has ended
+        (its few cents would buy the change for the whole next period), or None."""
+        now = self.now()
+        for ln in quote.lines:
+            if ln.get("new_period"):
+                continue
+            if quote.kind == "upgrade":
+                pool = s.get(Pool, quote.pool_id)
+                sub = s.get(Subscription, pool.subscription_id) if pool is not None else None
+            else:
+                sub = s.scalars(select(Subscription).where(Subscription.account_id == quote.account_id,
+                                                           Subscription.interval == ln["interval"])).first()
+            if sub is None or _utc(self._current(s, sub, now).period_start) != _utc(
+                    datetime.fromisoformat(ln["period_start"])):
+                return str(REFUND_OTHER_PERIOD)
+        return None
 
     def _still_applicable(self, s: Session, quote: Quote) -> str | None:
         """Whether a paid quote can still be applied as quoted (it may have expired or been
@@ -2082,6 +2198,11 @@ class Licensing:
             return s.scalar(select(PostedCard.id).where(
                 PostedCard.subject == subject, PostedCard.subject_id == str(subject_id),
                 PostedCard.message_ref == message_ref).limit(1)) is not None
+
+
+def _utc(at: datetime) -> datetime:
+    """An instant as aware UTC (a naive one, as SQLite gives it back, is UTC)."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _attempt_key(quote_id: str, what: str, attempt: int) -> str:

@@ -158,6 +158,8 @@ class QuoteView:
     request_id: int | None = None
     carried: int = 0  # owed now, below the payment minimum: added to the next invoice (due_now is 0)
     payment_lapsed: str | None = None  # the previous payment link's outcome: "failed" | "expired"
+    # the link's state: pending | paid | closing (quote closed, the provider asked to close it) | closed
+    payment_status: str | None = None
 
 
 @dataclass(frozen=True)

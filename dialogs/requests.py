@@ -30,7 +30,7 @@ class RequestsFlow(Flow):
             cards.DECLINE: self.decline_form,
             cards.DECLINE_CONFIRM: self.decline,
         }
-        self.notifications = {"request_created": self.created_card}
+        self.notifications = {"request_created": self.created_card, "request_reopened": self.reopened_notice}
         self.card_updates = {"request_card": self.card_update}
         # Outbox kinds whose card the notifier records once sent (subject, id), so that the
         # core can queue its in-place update when the request is decided.
@@ -115,6 +115,13 @@ class RequestsFlow(Flow):
         if r is None or r.status != "pending":
             return None
         return cards.request_card(locale, r)
+
+    def reopened_notice(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
+        """The requester's notice that their approved request waits again (nothing once decided anew)."""
+        r = self.lic.request_snapshot(item.payload.get("request_id"))
+        if r is None or r.status != "pending":
+            return None
+        return cards.reopened_notice(locale, r, str(item.payload.get("quote_status") or ""))
 
     def card_update(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
         """A request card shown earlier, once decided. The approving admin's message became the

@@ -160,9 +160,11 @@ class UpgradeFlow(Flow):
         return self.show_quote(turn, self.quote_id(data))
 
     def quote_cancel(self, turn: Turn, data: dict) -> dict:
-        self.lic.cancel_quote(turn.actor, self.quote_id(data))
+        q = self.lic.cancel_quote(turn.actor, self.quote_id(data))
         t = T(turn.reader)
-        return common.dismissed_card(turn.reader, t("cancelled.title"), t("cancelled.body"))
+        closing = q.payment_status == "closing"  # not "nothing was charged" until the provider confirms
+        return common.dismissed_card(turn.reader, t("cancelled.title"), t("cancelled.closing" if closing
+                                                                         else "cancelled.body"))
 
     def quote_back(self, turn: Turn, data: dict) -> dict:
         q = self.lic.cancel_quote(turn.actor, self.quote_id(data))

@@ -324,13 +324,17 @@ async def test_payment_after_seats_changed_is_recorded_for_refund(stripe_client,
     assert outbox_by_user(stripe_lic, "refund_needed") == {view.created_by: 1}
 
 
-async def test_late_payment_still_applicable_is_settled(stripe_client, stripe_lic, fake_stripe, admin, clock):
+async def test_a_payment_after_the_quote_expired_is_refunded_never_applied(stripe_client, stripe_lic, fake_stripe,
+                                                                          admin, clock):
+    # (It used to be applied when the seats were unchanged: the quote is an offer until its expiry.)
     q, users = await _stripe_quote(stripe_lic, admin)
     clock.advance(minutes=31)
     session = fake_stripe.complete_session(next(iter(fake_stripe.sessions)))
-    resp = await _post_event(stripe_client, "checkout.session.completed", session, event_id="evt_late_ok")
-    assert (await resp.json())["result"] == "settled"
-    assert outbox_by_user(stripe_lic, "license_upgraded") == {u: 1 for u in users}
+    resp = await _post_event(stripe_client, "checkout.session.completed", session, event_id="evt_late")
+    assert (await resp.json())["result"] == "refund_needed"
+    assert outbox_by_user(stripe_lic, "license_upgraded") == {}
+    assert (await asyncio.to_thread(counts, stripe_lic))["settled"] == 0
+    assert outbox_by_user(stripe_lic, "refund_needed") == {stripe_lic.quote(admin, q.id).created_by: 1}
 
 
 async def test_amount_mismatch_is_never_settled(stripe_client, stripe_lic, fake_stripe, admin):

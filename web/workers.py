@@ -1,4 +1,5 @@
-"""Background jobs of a serving process: the period roll-over and the billing outbox.
+"""Background jobs of a serving process: the period roll-over, the expiry of quotes and the billing
+outbox.
 
 Every instance may run them: the roll-over locks the rows it changes, and the outbox is
 leased row by row, so two processes never do the same work twice."""
@@ -34,6 +35,9 @@ async def rollover_loop(lic: Licensing, every: float = 60.0) -> None:
             n = await asyncio.to_thread(lic.roll_over)
             if n:
                 log.info("rolled over %d billing period(s)", n)
+            closed = await asyncio.to_thread(lic.expire_quotes)  # (their payment links closed too)
+            if closed:
+                log.info("closed %d expired quote(s)", closed)
         except Exception:
             log.exception("period roll-over failed; will try again")
         await asyncio.sleep(every)
