@@ -779,3 +779,25 @@ def test_sign_webhook_matches_stripes_scheme():
     assert stripe.WebhookSignature.verify_header(payload, sign_webhook(payload, "whsec_x"), "whsec_x", 300)
     with pytest.raises(stripe.SignatureVerificationError):
         stripe.WebhookSignature.verify_header(payload, sign_webhook(payload, "whsec_y"), "whsec_x", 300)
+
+
+# ---------------------------------------------------------------------------- close_link
+
+
+def test_close_link_expires_an_open_session_and_says_when_it_was_paid(fake, gateway):
+    link = gateway.create_link(quote())
+    assert gateway.close_link(link.external_id) is True
+    assert fake.sessions[link.external_id]["status"] == "expired"
+    assert gateway.close_link(link.external_id) is True  # a retry: already expired is closed
+
+    paid = gateway.create_link(quote("Q-2"))
+    fake.complete_session(paid.external_id)
+    assert gateway.close_link(paid.external_id) is False  # complete: its webhook will follow
+    with pytest.raises(PaymentProviderError):
+        gateway.close_link("cs_test_unknown")
+    other = gateway.create_link(quote("Q-3"))
+    fake.fail_next(status=503)
+    with pytest.raises(PaymentProviderError) as raised:
+        gateway.close_link(other.external_id)
+    assert not raised.value.permanent
+    assert gateway.close_link(other.external_id) is True  # the next call has the SDK's new key
