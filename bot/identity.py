@@ -96,6 +96,16 @@ def person_of(address: dict | None) -> str | None:
     return aad if isinstance(aad, str) and aad else None
 
 
+def chat_member_id(address: dict | None, aad_object_id: str) -> str:
+    """Whom to name in a createConversation's ``members``: the person's channel id (Teams:
+    ``29:…``, what their activities carry in ``from.id``) when a stored address tells it, else
+    their Entra object id (Teams accepts it too). An address the notifier made when it created
+    the chat names them by object id only."""
+    user = address.get("user") if isinstance(address, dict) else None
+    told = user.get("id") if isinstance(user, dict) else None
+    return told if isinstance(told, str) and told and told != aad_object_id else aad_object_id
+
+
 def _frozen(value):
     if isinstance(value, dict | list):  # (properties, additional_properties: rarely anything in them)
         return json.dumps(value, sort_keys=True, default=repr) if value else type(value).__name__

@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from tenacity import RetryCallState, wait_random, wait_random_exponential
 
-from bot.identity import address_of, person_of, reader_now, reader_of
+from bot.identity import address_of, chat_member_id, person_of, reader_now, reader_of
 from core.service import Licensing
 from core.views import OutboxItem
 from dialogs.router import Router
@@ -156,6 +157,12 @@ async def _send_proactive(tc: TurnContext, activity: Activity):
     activity.id = None
     client = tc.turn_state.get(tc.adapter.BOT_CONNECTOR_CLIENT_KEY)
     return await client.conversations.send_to_conversation(activity.conversation.id, activity)
+
+
+def _has_chat(address: dict | None) -> bool:
+    """Whether a stored address names a conversation to post into."""
+    conversation = address.get("conversation") if isinstance(address, dict) else None
+    return isinstance(conversation, dict) and bool(conversation.get("id"))
 
 
 # ============================================================================ pacing
@@ -303,6 +310,8 @@ class Notifier:
         self._deadlines: dict[int, float] = {}  # message id -> monotonic time its lease runs out (ours)
         self._sent_queue: list[tuple[int, asyncio.Future]] = []
         self._sent_writer: asyncio.Task | None = None
+        # one 1:1 chat creation at a time per user (the lock lives while someone holds or awaits it)
+        self._creations: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # ------------------------------------------------------------------ loop
 
@@ -537,30 +546,46 @@ class Notifier:
             return
         activity = MessageFactory.attachment(CardFactory.adaptive_card(card))
         activity.channel_data = self._channel_data(item)
-        if item.address:
-            reference = ConversationReference().deserialize(item.address)
-            conversation = (item.address.get("conversation") or {}).get("id") or self._user_key(item)
-            sent = {}
-
-            async def send(tc: TurnContext):
-                sent["response"] = await self._post(item, conversation, lambda: _send_proactive(tc, activity))
-
-            await _proactive(lambda cb: self.adapter.continue_conversation(reference, cb, self.app_id), send)
-            await self._track(item, sent.get("response"), item.address)
+        if _has_chat(item.address):
+            await self._send_to(item, activity, item.address)
             return
-        await self._create_and_send(item, activity)
+        # No chat when claimed: it may have been created since for an earlier message of this
+        # user (the same batch fans out several to one new user), or be in creation right now.
+        lock = self._creations.get(self._user_key(item))
+        if lock is None:
+            lock = self._creations[self._user_key(item)] = asyncio.Lock()
+        async with lock:
+            stored = await asyncio.to_thread(self.lic.user_address, item.account_id, item.aad_object_id)
+            if _has_chat(stored):
+                await self._send_to(item, activity, stored)
+            else:
+                await self._create_and_send(item, activity, stored or item.address)
+
+    async def _send_to(self, item: OutboxItem, activity: Activity, address: dict) -> None:
+        """Post into the conversation of a stored address."""
+        reference = ConversationReference().deserialize(address)
+        conversation = (address.get("conversation") or {}).get("id") or self._user_key(item)
+        sent = {}
+
+        async def send(tc: TurnContext):
+            sent["response"] = await self._post(item, conversation, lambda: _send_proactive(tc, activity))
+
+        await _proactive(lambda cb: self.adapter.continue_conversation(reference, cb, self.app_id), send)
+        await self._track(item, sent.get("response"), address)
 
     @staticmethod
     def _user_key(item: OutboxItem) -> str:
         return f"user:{item.tenant_id}:{item.aad_object_id}"  # their 1:1 chat, before we know its id
 
-    async def _create_and_send(self, item: OutboxItem, activity: Activity) -> None:
-        """No stored conversation: create the 1:1 chat from tenant + user, then send."""
+    async def _create_and_send(self, item: OutboxItem, activity: Activity, known: dict | None = None) -> None:
+        """No stored conversation: create the 1:1 chat from tenant + user, then send. ``known``:
+        what is stored about the user without a chat (their channel id, if told)."""
         hint = await asyncio.to_thread(self.lic.any_address, item.account_id)
         if not hint or not item.aad_object_id or not item.tenant_id:
             raise SendFailure(None, 300.0, False, "no conversation address for this user yet")
+        member = chat_member_id(known, item.aad_object_id)
         params = ConversationParameters(
-            is_group=False, bot=ChannelAccount(id=f"28:{self.app_id}"), members=[ChannelAccount(id=item.aad_object_id)],
+            is_group=False, bot=ChannelAccount(id=f"28:{self.app_id}"), members=[ChannelAccount(id=member)],
             tenant_id=item.tenant_id, channel_data={"tenant": {"id": item.tenant_id}})
         chat, tenant = self._user_key(item), self._tenant_key(item)
         saved = {}
@@ -587,7 +612,7 @@ class Notifier:
                 await self.pacer.sent(tenant, chat)
         if saved.get("address"):
             address = dict(saved["address"], locale=hint.get("locale", "en-US"))
-            address["user"] = {"id": item.aad_object_id, "aadObjectId": item.aad_object_id}
+            address["user"] = {"id": member, "aadObjectId": item.aad_object_id}
             await asyncio.to_thread(self.lic.save_address, item.tenant_id, item.aad_object_id, address)
             await self._track(item, saved.get("response"), address)
 

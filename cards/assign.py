@@ -4,10 +4,13 @@ notice the user receives."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
+
+from babel.dates import format_timedelta
 
 from cards import verbs
 from cards.base import action_set, card, choice_set, column, columns, execute, facts, input_text, text, title
-from cards.i18n import T, add_strings
+from cards.i18n import T, add_strings, babel_locale
 from core.views import Page, PoolView, UserRow
 
 ASSIGN_SEARCH = "assign.search"  # data: {pool?}; input q
@@ -44,6 +47,8 @@ add_strings({
         "assign.directory_hint": "Search to also find people of your organisation who are not in License Desk yet.",
         "assign.directory_down": "Your organisation's directory could not be searched just now: only License Desk "
                                  "users are shown. Try again in a minute.",
+        "assign.directory_busy": "Your organisation's directory is busy: it can be searched again in {wait}. Only "
+                                 "License Desk users are shown meanwhile.",
         "assign.pool_full": "There is no free seat in {plan} ({interval}). Buy one, or unassign someone first.",
         "assign.pick_first": "Choose a user first.",
         "assign.btn.plans": "Choose plan",
@@ -89,6 +94,9 @@ add_strings({
                                  "sont pas encore dans License Desk.",
         "assign.directory_down": "L'annuaire de votre organisation n'a pas pu être consulté : seuls les utilisateurs "
                                  "de License Desk sont affichés. Réessayez dans une minute.",
+        "assign.directory_busy": "L'annuaire de votre organisation est surchargé : il pourra de nouveau être "
+                                 "consulté dans {wait}. En attendant, seuls les utilisateurs de License Desk sont "
+                                 "affichés.",
         "assign.pool_full": "Il n'y a plus de licence libre en {plan} ({interval}). Achetez-en une, ou retirez "
                             "d'abord une licence à quelqu'un.",
         "assign.pick_first": "Choisissez d'abord un utilisateur.",
@@ -146,9 +154,15 @@ def buy_action(locale: str | None, buy: dict) -> dict:
     return execute(T(locale)("assign.btn.buy"), verbs.BUY_START, buy, inputs="none")
 
 
+def directory_busy(locale, seconds: int) -> str:
+    """The directory is throttled for ``seconds`` more: when it can be searched again."""
+    wait = format_timedelta(timedelta(seconds=seconds), granularity="second", locale=babel_locale(locale))
+    return T(locale)("assign.directory_busy", wait=wait)
+
+
 def picker_card(locale: str | None, page: Page, people: list[DirectoryChoice], plan_names: dict[str, str], *,
                 dataset: str, pool: PoolView | None = None, graph: bool = False, graph_down: bool = False,
-                note: str | None = None) -> dict:
+                graph_busy: int | None = None, note: str | None = None) -> dict:
     """Step 1: find the user: a search box with paged results (works everywhere, the Agents
     Playground included), and a typeahead over the same directory for Teams."""
     t = T(locale)
@@ -165,7 +179,9 @@ def picker_card(locale: str | None, page: Page, people: list[DirectoryChoice], p
         body.append(text(t("assign.pool_full", plan=pool.plan_name, interval=t.interval(pool.interval)),
                          color="Warning"))
         body.append(action_set([buy_action(locale, {"plan": pool.plan_code, "interval": pool.interval})]))
-    if graph_down:
+    if graph_busy:
+        body.append(text(directory_busy(locale, graph_busy), color="Warning", size_="Small"))
+    elif graph_down:
         body.append(text(t("assign.directory_down"), color="Warning", size_="Small"))
     search_data = {"pool": pool.id} if pool is not None else {}
     body.append(columns([

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 VERSION = "1.5"
 CARD_BUDGET = 28 * 1024
 CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+MAX_REFRESH_USERS = 60  # Teams: userIds names at most 60 users
 
 
 def card(body: list[dict], actions: list[dict] | None = None, *, refresh: dict | None = None,
@@ -22,6 +24,14 @@ def card(body: list[dict], actions: list[dict] | None = None, *, refresh: dict |
     if fallback_text:
         out["fallbackText"] = fallback_text
     return out
+
+
+def refresh_for(action: dict, user_ids: Iterable[str]) -> dict:
+    """A card's ``refresh`` that Teams runs automatically only for ``user_ids`` (at most 60).
+    Teams (Universal Actions, user IDs in refresh): without ``userIds``, every viewer of a chat of
+    up to 60 people triggers the refresh, so members would be refused it; with ``userIds: []``
+    nobody is refreshed automatically (the card menu still offers a manual refresh)."""
+    return {"action": action, "userIds": list(dict.fromkeys(user_ids))[:MAX_REFRESH_USERS]}
 
 
 def size(c: dict) -> int:

@@ -4,8 +4,10 @@ the decline form, and the list of pending requests."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from cards import verbs
-from cards.base import action_set, card, container, execute, facts, input_text, text, title
+from cards.base import action_set, card, container, execute, facts, input_text, refresh_for, text, title
 from cards.i18n import T, add_strings
 from core.views import Page, RequestView
 
@@ -109,9 +111,11 @@ def already_note(locale: str | None, r: RequestView) -> str:
     return t(key, name=r.decided_by_name or t("requests.unknown"), time=when)
 
 
-def request_card(locale: str | None, r: RequestView, *, note: str | None = None) -> dict:
+def request_card(locale: str | None, r: RequestView, *, note: str | None = None,
+                 admins: Iterable[str] = ()) -> dict:
     """A request as an administrator sees it: Approve / Decline while pending (refreshed for
-    every viewer, so each admin sees the live status), who decided and how once decided."""
+    ``admins``, the chat ids of the administrators who may act, so each sees the live status),
+    who decided and how once decided."""
     t = T(locale)
     heading = t("requests.title", name=r.requester_name)
     body = [title(heading)]
@@ -129,8 +133,7 @@ def request_card(locale: str | None, r: RequestView, *, note: str | None = None)
         body.append(text(t("requests.hint"), subtle=True, size_="Small"))
         actions = [execute(t("requests.btn.approve"), APPROVE, data, style="positive"),
                    execute(t("requests.btn.decline"), DECLINE, data, style="destructive")]
-        # No userIds: a 1:1 chat has fewer than 60 members, so Teams refreshes for everyone.
-        refresh = {"action": execute(t("btn.refresh"), REFRESH, data)}
+        refresh = refresh_for(execute(t("btn.refresh"), REFRESH, data), admins)
         return card(body, actions, refresh=refresh, fallback_text=heading)
     who = r.decided_by_name or t("requests.unknown")
     when = t.datetime(r.decided_at) if r.decided_at else ""

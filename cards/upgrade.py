@@ -3,6 +3,8 @@ summary and the notice a user receives."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from cards import verbs
 from cards.base import (
     action_set,
@@ -15,6 +17,7 @@ from cards.base import (
     facts,
     input_text,
     open_url,
+    refresh_for,
     text,
     title,
 )
@@ -167,8 +170,9 @@ def _amount_row(label: str, amount: str, *, bold: bool = False, subtle: bool = F
                    spacing="Small")
 
 
-def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> dict:
-    """The quote while open; once paid the paid summary; once expired or cancelled, its state."""
+def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, admins: Iterable[str] = ()) -> dict:
+    """The quote while open; once paid the paid summary; once expired or cancelled, its state.
+    Refreshed automatically for ``admins`` only (the chat ids of who may act on it)."""
     if q.status == "paid":
         return paid_card(locale, q, note=note)
     t = T(locale)
@@ -231,7 +235,7 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> 
             actions.append(execute(t("btn.new_quote"), verbs.UPGRADE_TIERS,
                                    {"pool": q.pool_id, "sel": [u.id for u in q.users]}))
         actions.append(execute(t("btn.licenses"), verbs.POOLS))
-    refresh = {"action": execute(t("btn.refresh"), verbs.QUOTE_REFRESH, refresh_data)}
+    refresh = refresh_for(execute(t("btn.refresh"), verbs.QUOTE_REFRESH, refresh_data), admins)
     return card(body, actions, refresh=refresh, fallback_text=heading)
 
 

@@ -1621,7 +1621,8 @@ class Licensing:
                            from_plan=req.from_plan, from_plan_name=self._plan_name(req.from_plan),
                            to_plan=req.to_plan, to_plan_name=self._plan_name(req.to_plan), reason=req.reason,
                            created_at=req.created_at, decided_by_name=decider.name if decider else None,
-                           decided_at=req.decided_at, decline_reason=req.decline_reason, quote_id=req.quote_id)
+                           decided_at=req.decided_at, decline_reason=req.decline_reason, quote_id=req.quote_id,
+                           account_id=req.account_id)
 
     def request_upgrade(self, actor: Actor, to_plan, reason=None) -> RequestView:
         def fn(s: Session, caller: CallerView):
@@ -2190,6 +2191,19 @@ class Licensing:
             return list(s.scalars(select(User.name).join(AccountTenant, AccountTenant.account_id == User.account_id)
                                   .where(AccountTenant.tenant_id == tenant, User.role == "admin")
                                   .order_by(User.sort_key, User.id).limit(max(1, min(limit, 20)))))
+
+    def account_admin_chat_ids(self, account_id: int, limit: int = 60) -> list[str]:
+        """The ids the chat layer knows the account's administrators by (the ``user.id`` of their
+        stored delivery addresses), most recently seen first, at most ``limit``: whom a card that
+        only administrators may act on is kept live for."""
+        with self.db.read() as s:
+            rows = s.scalars(select(DeliveryAddress.address).join(User, User.id == DeliveryAddress.user_id)
+                             .where(User.account_id == account_id, User.role == "admin")
+                             .order_by(DeliveryAddress.updated_at.desc(), User.id))
+            users = [a.get("user") for a in rows if isinstance(a, dict) and isinstance(a.get("user"), dict)]
+        # (an address made when the chat was created for them names them by directory id only)
+        ids = [u.get("id") for u in users if u.get("id") != u.get("aadObjectId")]
+        return list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))[:max(0, limit)]
 
     def posted_card_shows(self, subject: str, subject_id: str, message_ref: str) -> bool:
         """Whether a message was recorded as showing that subject's card (e.g. a request card

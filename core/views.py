@@ -194,6 +194,7 @@ class RequestView:
     decided_at: datetime | None
     decline_reason: str | None
     quote_id: str | None
+    account_id: int = 0
 
 
 @dataclass(frozen=True)

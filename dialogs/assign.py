@@ -67,20 +67,22 @@ class AssignFlow(Flow):
             back["pool"] = origin
         return back
 
-    def directory_people(self, turn: Turn, query: str, top: int) -> tuple[list[cards.DirectoryChoice], bool]:
+    def directory_people(self, turn: Turn, query: str, top: int) -> tuple[list[cards.DirectoryChoice], bool,
+                                                                            int | None]:
         """People of the tenant's directory matching ``query`` who are not users of the account
-        yet, and whether the directory failed."""
+        yet; whether the directory failed; and, when it is throttled (busy), for how many more
+        seconds (the directory's error tells it as ``retry_after``)."""
         directory = self.directory
         if directory is None or not query.strip():
-            return [], False
+            return [], False, None
         try:
             found = directory.search(turn.actor.tenant_id, query, top)
         except Exception as e:  # noqa: BLE001 - any failure of the directory: the account's users only
             log.warning("directory search failed: %s", e)
-            return [], True
+            return [], True, getattr(e, "retry_after", None)
         known = self.lic.users_by_aad(turn.actor, [p.aad_object_id for p in found])
         return [cards.DirectoryChoice(p.aad_object_id, p.name, p.email) for p in found
-                if p.aad_object_id not in known], False
+                if p.aad_object_id not in known], False, None
 
     def picker(self, turn: Turn, data: dict, query: str, page: int, note: str | None = None) -> dict:
         caller = self.lic.require_admin(turn.actor, "assign.start")
@@ -89,10 +91,11 @@ class AssignFlow(Flow):
         pg = self.lic.directory(turn.actor, query=query, page=page, page_size=PICKER_PAGE)
         if page and not pg.items and pg.total:
             pg = self.lic.directory(turn.actor, query=query, page=pg.pages - 1, page_size=PICKER_PAGE)
-        people, down = self.directory_people(turn, pg.query, DIRECTORY_TOP) if pg.page == 0 else ([], False)
+        people, down, busy = (self.directory_people(turn, pg.query, DIRECTORY_TOP) if pg.page == 0
+                              else ([], False, None))
         return cards.picker_card(turn.reader, pg, people, self.plan_names(), pool=pool, note=note,
                                  dataset=f"{cards.DATASET_DIRECTORY}:{caller.account_id}",
-                                 graph=self.directory is not None, graph_down=down)
+                                 graph=self.directory is not None, graph_down=down, graph_busy=busy)
 
     def start(self, turn: Turn, data: dict) -> dict:
         return self.picker(turn, data, text_of(data, "cq"), page_of(data))
@@ -105,7 +108,7 @@ class AssignFlow(Flow):
         if int(ref) != caller.account_id:
             return []
         query = query[:100]
-        people, _ = self.directory_people(turn, query, min(DIRECTORY_TOP, top)) if skip == 0 else ([], False)
+        people = self.directory_people(turn, query, min(DIRECTORY_TOP, top))[0] if skip == 0 else []
         pg = self.lic.directory(turn.actor, query=query, page=skip // top, page_size=top)
         users = pg.items[: max(0, top - len(people))]
         return [{"title": title, "value": value}
@@ -143,7 +146,9 @@ class AssignFlow(Flow):
         except Exception as e:  # noqa: BLE001 - the directory failed: say so, change nothing
             log.warning("directory lookup failed: %s", e)
             t = T(turn.reader)
-            card = self.picker(turn, data, text_of(data, "cq"), page_of(data), note=t("assign.directory_down"))
+            busy = getattr(e, "retry_after", None)
+            card = self.picker(turn, data, text_of(data, "cq"), page_of(data),
+                               note=cards.directory_busy(turn.reader, busy) if busy else t("assign.directory_down"))
             self.lic.record_refusal(turn.actor, f"card.{cards.ASSIGN_PLANS}",
                                     InvalidInput(Message("The organisation's directory could not be read.")),
                                     f"aad:{aad}")

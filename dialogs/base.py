@@ -77,6 +77,11 @@ class Flow:
         # outbox kind -> (subject, subject id) of a sent card to remember, so that it can be updated in place
         self.tracked: dict[str, Callable[[OutboxItem], tuple[str, str] | None]] = {}
 
+    def admins(self, account_id: int) -> list[str]:
+        """The chat ids of the account's administrators: whom a card only they may act on is
+        refreshed for automatically (at most 60)."""
+        return self.lic.account_admin_chat_ids(account_id)
+
 
 # ---------------------------------------------------------------------------- card data
 

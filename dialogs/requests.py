@@ -53,14 +53,19 @@ class RequestsFlow(Flow):
         self.lic.require_admin(turn.actor, action)
         return self.lic.request(turn.actor, request_id)
 
+    def request_card(self, reader: Reader | str | None, r: RequestView, *, note: str | None = None) -> dict:
+        """The request card, kept live (refreshed) for the administrators while pending."""
+        return cards.request_card(reader, r, note=note, admins=self.admins(r.account_id) if r.status == "pending"
+                                  else ())
+
     def decided(self, turn: Turn, request_id: int) -> dict:
         """The request in its decided state, with who decided first."""
         r = self.lic.request(turn.actor, request_id)
-        return cards.request_card(turn.reader, r, note=cards.already_note(turn.reader, r))
+        return self.request_card(turn.reader, r, note=cards.already_note(turn.reader, r))
 
     def refresh(self, turn: Turn, data: dict) -> dict:
         rid = data_int(data, "request", "request")
-        return cards.request_card(turn.reader, self._view(turn, rid, "request.view"))
+        return self.request_card(turn.reader, self._view(turn, rid, "request.view"))
 
     def approve(self, turn: Turn, data: dict) -> dict:
         rid = data_int(data, "request", "request")
@@ -74,7 +79,7 @@ class RequestsFlow(Flow):
         note = cards.already_note(turn.reader, r)
         self.lic.record_refusal(turn.actor, f"card.{verb}", RequestClosed.decided(r.status, r.decided_by_name,
                                                                                   r.decided_at), f"request:{r.id}")
-        return cards.request_card(turn.reader, r, note=note)
+        return self.request_card(turn.reader, r, note=note)
 
     def decline_form(self, turn: Turn, data: dict) -> dict:
         rid = data_int(data, "request", "request")
@@ -100,7 +105,7 @@ class RequestsFlow(Flow):
             t = T(turn.reader)
             return self.show_list(turn, {"page": page_of(data)}, note=t("requests.declined", name=r.decided_by_name,
                                                                    time=t.datetime(r.decided_at)))
-        return cards.request_card(turn.reader, r)
+        return self.request_card(turn.reader, r)
 
     # ------------------------------------------------------------------ notifications
 
@@ -114,7 +119,7 @@ class RequestsFlow(Flow):
         r = self.lic.request_snapshot(item.payload.get("request_id"))
         if r is None or r.status != "pending":
             return None
-        return cards.request_card(locale, r)
+        return self.request_card(locale, r)
 
     def reopened_notice(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
         """The requester's notice that their approved request waits again (nothing once decided anew)."""
@@ -134,5 +139,5 @@ class RequestsFlow(Flow):
                 and self.lic.posted_card_shows("quote", r.quote_id, posted.message_ref)):
             q = self.lic.quote_snapshot(r.quote_id)
             if q is not None:
-                return upgrade.quote_card(locale, q)
-        return cards.request_card(locale, r)
+                return upgrade.quote_card(locale, q, admins=self.admins(q.account_id))
+        return self.request_card(locale, r)

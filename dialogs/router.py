@@ -178,7 +178,8 @@ class Router:
             if data and "quote" in data:
                 try:
                     q = self.lic.quote(turn.actor, data["quote"])
-                    return upgrade.quote_card(turn.reader, q, note=e.message)
+                    return upgrade.quote_card(turn.reader, q, note=e.message,
+                                              admins=self.lic.account_admin_chat_ids(q.account_id))
                 except DomainError:
                     pass
             return common.error_card(turn.reader, e.message, show_pools=True)

@@ -147,7 +147,7 @@ class UpgradeFlow(Flow):
                 note = e.message
         if posted:
             self.lic.record_posted_card(q.account_id, "quote", q.id, *posted)
-        return upgrade.quote_card(turn.reader, q, note=note)
+        return upgrade.quote_card(turn.reader, q, note=note, admins=self.admins(q.account_id))
 
     @staticmethod
     def quote_id(data: dict) -> str:
@@ -175,7 +175,7 @@ class UpgradeFlow(Flow):
 
     def quote_confirm(self, turn: Turn, data: dict) -> dict:
         q = self.lic.confirm_without_payment(turn.actor, self.quote_id(data))
-        return upgrade.quote_card(turn.reader, q)
+        return upgrade.quote_card(turn.reader, q, admins=self.admins(q.account_id))
 
     # ------------------------------------------------------------------ notifications
 
@@ -186,4 +186,4 @@ class UpgradeFlow(Flow):
 
     def quote_card_update(self, item, locale: Reader | str | None) -> dict | None:
         q = self.lic.quote_snapshot(item.payload.get("quote_id") or "")
-        return upgrade.quote_card(locale, q) if q else None
+        return upgrade.quote_card(locale, q, admins=self.admins(q.account_id)) if q else None

@@ -10,15 +10,24 @@ directory objects). Permission needed: ``User.Read.All`` (application).
 Synchronous (requests), like the card flows that call it from a worker thread. Any failure
 (network, timeout, token refused, 401/403/429/5xx, a malformed answer) raises
 :class:`DirectoryUnavailable` with a short reason; secrets and raw payloads are never logged.
+
+Throttling (Graph docs, "Microsoft Graph throttling guidance"): past a limit per app and
+tenant, Graph answers 429 with a ``Retry-After``; the client must wait that long, since every
+request sent meanwhile is throttled too and still counts against the limit. So a 429 closes
+the tenant's directory here until its Retry-After has passed: calls for that tenant raise
+:class:`DirectoryThrottled` (with the seconds left) without reaching Graph.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import re
 import threading
+import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -33,6 +42,8 @@ DEFAULT_GRAPH_BASE = "https://graph.microsoft.com"
 SELECT = "id,displayName,mail,userPrincipalName"
 MAX_TOP = 50
 MAX_QUERY = 64
+DEFAULT_RETRY_AFTER = 10.0  # seconds, when a 429 comes without a usable Retry-After
+MAX_RETRY_AFTER = 3600.0
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,99}$")  # a GUID or a verified domain name
 _OBJECT_ID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
 # Characters that would end or escape the quoted search clause, or that carry no meaning in a
@@ -42,6 +53,28 @@ _UNSAFE = re.compile(r'["\\\x00-\x1f\x7f]')
 
 class DirectoryUnavailable(Exception):
     """The directory could not be searched (the picker falls back to the account's users)."""
+
+
+class DirectoryThrottled(DirectoryUnavailable):
+    """Graph throttles this tenant: nothing is asked for it for ``retry_after`` more seconds."""
+
+    def __init__(self, retry_after: float):
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(f"Graph throttles this tenant (429): retry after {self.retry_after} s")
+
+
+def retry_after_seconds(value, now: float | None = None) -> float:
+    """The wait a ``Retry-After`` header asks for (delay-seconds or an HTTP date), bounded."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        try:
+            seconds = parsedate_to_datetime(str(value)).timestamp() - (time.time() if now is None else now)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            seconds = DEFAULT_RETRY_AFTER
+    if math.isnan(seconds):
+        seconds = DEFAULT_RETRY_AFTER
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 @dataclass(frozen=True)
@@ -69,7 +102,7 @@ def _session(timeout: float) -> requests.Session:
 class GraphDirectory:
     def __init__(self, client_id: str, client_secret: str, *, authority_host: str = DEFAULT_AUTHORITY_HOST,
                  graph_base: str = DEFAULT_GRAPH_BASE, http_client: requests.Session | None = None,
-                 timeout: float = 5.0, token_cache: msal.TokenCache | None = None):
+                 timeout: float = 5.0, token_cache: msal.TokenCache | None = None, clock=time.monotonic):
         if not client_id or not client_secret:
             raise ValueError("the Graph directory needs the bot's MicrosoftAppId and MicrosoftAppPassword")
         self.client_id = client_id
@@ -81,6 +114,8 @@ class GraphDirectory:
         self.token_cache = token_cache or msal.TokenCache()
         self._apps: dict[str, msal.ConfidentialClientApplication] = {}
         self._lock = threading.Lock()
+        self.clock = clock
+        self._throttled_until: dict[str, float] = {}  # tenant -> clock time its Retry-After ends
 
     @classmethod
     def from_settings(cls, settings, **kw) -> GraphDirectory:
@@ -115,7 +150,29 @@ class GraphDirectory:
 
     # ------------------------------------------------------------------ Graph
 
+    def throttled_for(self, tenant_id: str) -> float:
+        """Seconds left before Graph may be asked again for this tenant (0: now)."""
+        key = tenant_id.lower() if isinstance(tenant_id, str) else ""
+        with self._lock:
+            until = self._throttled_until.get(key)
+            left = until - self.clock() if until is not None else 0.0
+            if until is not None and left <= 0:
+                del self._throttled_until[key]
+        return max(0.0, left)
+
+    def _throttled(self, tenant_id: str, resp: requests.Response) -> DirectoryThrottled:
+        """Graph answered 429: remember its Retry-After for the tenant's next calls."""
+        wait = retry_after_seconds(resp.headers.get("Retry-After"))
+        key = tenant_id.lower()
+        with self._lock:
+            self._throttled_until[key] = max(self._throttled_until.get(key, 0.0), self.clock() + wait)
+        log.info("Graph throttles tenant %s for %.0f s", key, wait)
+        return DirectoryThrottled(wait)
+
     def _get(self, tenant_id: str, path_and_query: str) -> requests.Response:
+        left = self.throttled_for(tenant_id)
+        if left > 0:
+            raise DirectoryThrottled(left)
         for attempt in (1, 2):
             token = self._token(tenant_id)
             try:
@@ -124,6 +181,8 @@ class GraphDirectory:
                                               "Accept": "application/json"})
             except requests.RequestException as e:
                 raise DirectoryUnavailable(f"Graph unreachable: {type(e).__name__}") from None
+            if resp.status_code == 429:
+                raise self._throttled(tenant_id, resp)
             if resp.status_code != 401 or attempt == 2:
                 return resp
             # a cached token Graph no longer takes (revoked, rotated secret): drop it, ask once more

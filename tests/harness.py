@@ -341,14 +341,18 @@ class HttpResult:
 # ============================================================================ the Teams user
 
 
+TEAMS_AUTO_REFRESH_MAX_MEMBERS = 60
+
+
 class TeamsClient:
-    """One Teams user in their personal (1:1) chat with the bot."""
+    """One Teams user in their personal (1:1) chat with the bot (or in a group chat: see
+    :meth:`Desk.group_chat`)."""
 
     _ids = itertools.count(1)
 
     def __init__(self, desk: Desk, aad_object_id: str, *, tenant_id: str = TENANT, locale: str = "en-US",
                  name: str | None = None, user_id: str | None = None, conversation_id: str | None = None,
-                 email: str | None = None, timezone: str | None = None):
+                 email: str | None = None, timezone: str | None = None, conversation_type: str = "personal"):
         self.desk = desk
         self.aad_object_id = aad_object_id
         self.tenant_id = tenant_id
@@ -357,6 +361,8 @@ class TeamsClient:
         self.name = name or aad_object_id
         self.user_id = user_id or f"29:{aad_object_id}"
         self.conversation_id = conversation_id or personal_chat_id(aad_object_id, tenant_id)
+        self.conversation_type = conversation_type  # personal | groupChat
+        self.email = email
         self.last_activity: dict | None = None  # the last activity this user sent
         desk.connector.add_member(self.user_id, aad_object_id, self.name, tenant_id, email)
 
@@ -374,7 +380,9 @@ class TeamsClient:
             "channelId": "msteams",
             "from": {"id": self.user_id, "name": self.name, "aadObjectId": self.aad_object_id},
             "recipient": {"id": BOT_ID, "name": BOT_NAME},
-            "conversation": {"conversationType": "personal", "tenantId": self.tenant_id, "id": self.conversation_id},
+            "conversation": {"conversationType": self.conversation_type, "tenantId": self.tenant_id,
+                             "id": self.conversation_id, **({"isGroup": True} if self.conversation_type != "personal"
+                                                           else {})},
             "channelData": {"tenant": {"id": self.tenant_id}},
             "locale": self.locale,
         }
@@ -483,6 +491,24 @@ class TeamsClient:
         return await self.execute(action.get("verb"), dict(action.get("data") or {}), message_id=mid,
                                   trigger="automatic")
 
+    async def view(self, card: dict, *, message_id: str | None = None) -> InvokeReply | None:
+        """What Teams does when this user looks at a card in this chat: the refresh invoke's
+        answer when Teams refreshes it automatically for them, else None (nothing is sent).
+        Teams (Universal Actions for Adaptive Cards, "User IDs in refresh"): a card whose
+        ``refresh`` has ``userIds`` is refreshed automatically only for the users listed (the
+        MRIs their activities carry in ``from.id``; ``userIds: []``: for nobody, a manual
+        "Refresh card" stays in the menu); without ``userIds``, for every viewer of a chat or
+        channel of at most 60 members, and for nobody in a larger one."""
+        refresh = card.get("refresh")
+        if not isinstance(refresh, dict) or not refresh.get("action"):
+            return None
+        if "userIds" in refresh:
+            if self.user_id not in refresh["userIds"]:
+                return None
+        elif len(self.desk.chat_members.get(self.conversation_id, [self.user_id])) > TEAMS_AUTO_REFRESH_MAX_MEMBERS:
+            return None
+        return await self.refresh(card, message_id=message_id)
+
     async def search(self, card: dict, input_id: str, query: str, *, skip: int = 0, top: int = 15) -> InvokeReply:
         """Type in a typeahead ChoiceSet: an ``application/search`` invoke for its dataset."""
         el = inputs_of(card)[input_id]
@@ -539,6 +565,7 @@ class Desk:
         self.settings: Settings
         self.url = ""
         self._own_db: Database | None = None
+        self.chat_members: dict[str, list[str]] = {}  # group chat id -> its members' Teams ids
 
     @classmethod
     async def start(cls, *, db: Database | None = None, db_url: str | None = None,
@@ -603,6 +630,16 @@ class Desk:
     def client_named(self, name: str, *, tenant_id: str = TENANT, locale: str = "en-US") -> TeamsClient:
         u = self.user(name, tenant_id)
         return self.client(u.aad_object_id, tenant_id=tenant_id, locale=locale, name=u.name, email=u.email)
+
+    def group_chat(self, *people: TeamsClient, size: int | None = None) -> list[TeamsClient]:
+        """The same people in one new group chat with the bot (a client each, in that chat).
+        ``size``: the chat's member count when it has more people than those given."""
+        cid = f"19:group-{uuid.uuid4().hex[:12]}@thread.v2"
+        ids = [p.user_id for p in people]
+        self.chat_members[cid] = ids + [f"29:other-{i}" for i in range(max(0, (size or 0) - len(ids)))]
+        return [TeamsClient(self, p.aad_object_id, tenant_id=p.tenant_id, locale=p.locale, name=p.name,
+                            user_id=p.user_id, conversation_id=cid, email=p.email, timezone=p.timezone,
+                            conversation_type="groupChat") for p in people]
 
     def chat_of(self, aad_object_id: str, tenant_id: str = TENANT) -> str:
         """The 1:1 chat id of a user (the one a notification creates, or their client uses)."""

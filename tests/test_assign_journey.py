@@ -17,7 +17,7 @@ from core.models import Pool, Seat, User
 from core.views import Actor
 from gateways.graph_directory import GraphDirectory
 from tests.cardcheck import assert_valid_cards
-from tests.fakes.graph import FakeGraph, fake_person
+from tests.fakes.graph import FakeGraph, ManualClock, fake_person
 from tests.harness import (
     MEGAN,
     Watch,
@@ -46,13 +46,13 @@ def graph(desk):
     """The tenant's directory through a fake Graph, plugged into the running app."""
     desk.lic.db.write(lambda s: s.execute(update(User).where(User.name == "Adele Vance").values(
         aad_object_id=ADELE_AAD)))  # the demo's ids are not GUID-shaped like Azure AD's
-    fake = FakeGraph(tenant=TENANT).start()
+    fake = FakeGraph(tenant=TENANT, clock=ManualClock()).start()  # fake.clock: Graph's time and the gateway's
     fake.people += [fake_person("Ada Lovelace", "Ada.Lovelace@contoso.com", oid=ADA),
                     fake_person("Mallory Evil", "mallory@fabrikam.com", oid=MALLORY),
                     fake_person("Adele Vance", "adele.vance@contoso.com", oid=ADELE_AAD)]
     router = desk.app[bot.app.BOT].router
     router.directory = GraphDirectory(fake.client_id, fake.client_secret, graph_base=fake.base_url,
-                                      http_client=fake.session(), timeout=2.0)
+                                      http_client=fake.session(), timeout=2.0, clock=fake.clock)
     yield fake
     router.directory = None
     fake.stop()
@@ -431,13 +431,14 @@ async def test_directory_refusals_and_outages(desk, graph):
     typed = await alex.search(down, "pick", "henrietta g")
     assert [r["title"].split(" — ")[0] for r in typed.value["results"]] == ["Henrietta Gupta"]  # Graph back up
 
-    # ... also when reading the picked person: nothing added
+    # ... also when reading the picked person: nothing added (throttled: Graph's Retry-After is told)
     graph.fail_graph(429)
     watch = Watch(desk)
     card = (await alex.act(found, "Choose plan", user=f"aad:{MALLORY}")).expect_card()
-    assert "directory could not be searched just now" in text_of(card)
+    assert "directory is busy: it can be searched again in 2 seconds" in text_of(card)
     watch.refused("card.assign.plans")
     watch.unchanged()
+    graph.clock.advance(2)
 
     # in French
     graph.fail_graph(500)
@@ -447,3 +448,43 @@ async def test_directory_refusals_and_outages(desk, graph):
     assert "L'annuaire de votre organisation n'a pas pu être consulté" in text_of(down_fr)
     assert len(choices_of(down_fr, "user")) == 3
     check_cards([refused, down, card, down_fr])
+
+
+async def test_a_throttled_directory_is_not_asked_again_before_its_retry_after(desk, graph):
+    """Graph throttling guidance: a 429 comes with Retry-After, and every request sent before it
+    has passed is throttled too. The picker stops asking Graph for the tenant until then, says
+    for how long, and lists the account's users meanwhile."""
+    graph.throttle(limit=2, window=10.0)  # 2 directory requests per tenant per 10 s
+    alex = desk.admin()
+    [picker] = await alex.say("assign")
+    found = (await alex.act(picker, "Search", q="ada")).expect_card()
+    assert any("Ada Lovelace" in t for t, _ in choices_of(found, "user"))
+    await alex.act(picker, "Search", q="mall")
+    busy = (await alex.act(picker, "Search", q="henr")).expect_card()  # the 3rd: throttled, Retry-After 10
+    assert len(graph.graph_requests) == 3 and len(graph.throttled) == 1
+    assert "directory is busy: it can be searched again in 10 seconds" in text_of(busy)
+    assert [t.split(" — ")[0] for t, _ in choices_of(busy, "user")] == [
+        "Henrietta Gupta", "Henrietta Narayan", "Henrietta Rodríguez"]  # the account's users meanwhile
+
+    # while throttled: searches, typeahead and lookups are answered without asking Graph
+    graph.clock.advance(4)
+    again = (await alex.act(busy, "Search", q="ada")).expect_card()
+    assert "can be searched again in 6 seconds" in text_of(again)
+    assert "Ada Lovelace" not in str(again)  # (nobody of the account matches "ada")
+    typed = await alex.search(again, "pick", "henrietta g")
+    assert [r["title"].split(" — ")[0] for r in typed.value["results"]] == ["Henrietta Gupta"]
+    looked_up = (await alex.act(found, "Choose plan", user=f"aad:{ADA}")).expect_card()
+    assert "can be searched again in 6 seconds" in text_of(looked_up)
+    fr = desk.admin("fr-FR")
+    [picker_fr] = await fr.say("attribuer")
+    busy_fr = (await fr.act(picker_fr, "Rechercher", q="ada")).expect_card()
+    assert "L'annuaire de votre organisation est surchargé : il pourra de nouveau être consulté dans 6\u00a0secondes" \
+        in text_of(busy_fr)
+    assert len(graph.graph_requests) == 3  # none of those reached Graph
+
+    # once the Retry-After has passed, Graph is asked again
+    graph.clock.advance(6)
+    back = (await alex.act(busy, "Search", q="ada")).expect_card()
+    assert any("Ada Lovelace" in t for t, _ in choices_of(back, "user")) and "busy" not in text_of(back)
+    assert len(graph.graph_requests) == 4 and len(graph.throttled) == 1
+    check_cards([busy, again, looked_up, busy_fr, back])

@@ -9,8 +9,15 @@ import requests
 
 from bot.app import build_directory
 from core.config import Settings
-from gateways.graph_directory import DirectoryPerson, DirectoryUnavailable, GraphDirectory, search_text
-from tests.fakes.graph import FakeGraph, fake_person
+from gateways.graph_directory import (
+    DirectoryPerson,
+    DirectoryThrottled,
+    DirectoryUnavailable,
+    GraphDirectory,
+    retry_after_seconds,
+    search_text,
+)
+from tests.fakes.graph import FakeGraph, ManualClock, fake_person
 
 TENANT = "00000000-0000-0000-0000-0000000000001"
 ADA = "7c1e2f3a-0000-4000-8000-00000000ada1"
@@ -113,11 +120,54 @@ def test_a_token_graph_refuses_is_dropped_and_asked_again_once(fake):
 
 @pytest.mark.parametrize("status", [401, 403, 429, 500, 503])
 def test_graph_errors_become_directory_unavailable(fake, status):
-    d = directory(fake)
+    clock = ManualClock()
+    d = directory(fake, clock=clock)
     fake.fail_graph(status, count=2 if status == 401 else 1)  # a 401 is retried once with a new token
     with pytest.raises(DirectoryUnavailable, match=str(status)):
         d.search(TENANT, "ada")
+    if status == 429:  # (the injected 429 says Retry-After: 2) not asked again before that
+        with pytest.raises(DirectoryThrottled):
+            d.search(TENANT, "ada")
+        clock.advance(2)
     assert d.search(TENANT, "ada")  # the next search works again
+
+
+def test_a_throttled_tenant_is_not_asked_again_before_its_retry_after():
+    """Graph: past the limit, 429 + Retry-After, and every request sent meanwhile is throttled
+    too. Five searches within 2 s, for a limit of 3 per 2 s: the fourth is throttled, the fifth
+    is not sent; the other tenant is not affected; after the Retry-After, Graph is asked again."""
+    clock = ManualClock()
+    other = "contoso.onmicrosoft.com"
+    fake = FakeGraph(tenant=(TENANT, other), client_id="app-123", client_secret="s3cret", clock=clock).start()
+    try:
+        fake.people.append(fake_person("Ada Lovelace", "ada@contoso.com", oid=ADA))
+        fake.throttle(limit=3, window=2.0)
+        d = directory(fake, clock=clock)
+        for _ in range(3):
+            assert d.search(TENANT, "ada")
+            clock.advance(0.25)
+        with pytest.raises(DirectoryThrottled) as first:
+            d.search(TENANT, "ada")  # the 4th in 2 s: Graph throttles
+        assert first.value.retry_after == 2  # Graph's Retry-After: room once the 2nd request leaves the window
+        clock.advance(0.5)
+        with pytest.raises(DirectoryThrottled) as second:
+            d.search(TENANT, "ada")  # the 5th: not sent, with what is left of the wait
+        assert second.value.retry_after == 2 and isinstance(second.value, DirectoryUnavailable)
+        with pytest.raises(DirectoryThrottled):
+            d.person(TENANT, ADA)  # lookups wait too
+        assert len(fake.graph_requests) == 4 and len(fake.throttled) == 1
+        assert d.search(other, "ada")  # (another tenant's limit is its own)
+        clock.advance(1.5)  # the Retry-After has passed
+        assert d.search(TENANT, "ada") and len(fake.graph_requests) == 6
+    finally:
+        fake.stop()
+
+
+def test_retry_after_in_seconds_or_as_a_date():
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert retry_after_seconds(None) == retry_after_seconds("soon") == 10.0  # none usable: a default
+    assert retry_after_seconds("-3") == 0.0 and retry_after_seconds("1e9") == 3600.0
 
 
 def test_timeout_wrong_secret_unknown_tenant_and_unreachable(fake):

@@ -270,6 +270,44 @@ async def test_users_who_blocked_the_bot_are_unreachable_kept_and_not_retried(db
     lic.db.dispose()
 
 
+async def test_several_notices_to_new_users_create_each_chat_once(db_url, fake):
+    """Three notices to each of 10 users without a chat, in one batch: one createConversation
+    per user (Teams would answer the same chat again, but each call is a request against its
+    limits), the other notices go into the chat created; no activity told their Teams ids,
+    so they are named by object id."""
+    lic = core_on(db_url)
+    seeded = seed_outbox(lic, fake.service_url, tenants=1, users=11, without_address=10, messages_per_user=3)
+    new_users = {aad for aad in seeded.users.values() if not aad.endswith("-000000")}
+    async with notifier_on(lic) as notifier, running(notifier):
+        await until_drained(lic)
+    assert_exactly_once(fake, seeded.outbox_ids)
+    assert fake.created_per_user() == {aad: 1 for aad in new_users}
+    assert {c.body["members"][0]["id"] for c in fake.created()} == new_users
+    assert {seeded.chats[oid]: len(fake.sent(seeded.chats[oid])) for oid in seeded.outbox_ids} == {
+        chat: 3 for chat in seeded.chats.values()}
+    lic.db.dispose()
+
+
+async def test_a_chat_is_created_with_the_teams_id_an_activity_told(db_url, fake):
+    """Bot Framework: createConversation's ``members[].id`` is the user's channel id (Teams:
+    ``29:…``); the object id only when no activity told it. A stored address that names the
+    user without a chat to post into: the chat is created for their Teams id."""
+    lic = core_on(db_url)
+    seeded = seed_outbox(lic, fake.service_url, tenants=1, users=2, without_address=1)
+    [oid] = [i for i, aad in seeded.users.items() if aad.endswith("-000001")]
+    aad = seeded.users[oid]
+    fake.add_member(f"29:{aad}", aad, "User 1", seeded.tenants[0])
+    assert lic.save_address(seeded.tenants[0], aad, {"channelId": "msteams", "serviceUrl": fake.service_url,
+                                                      "user": {"id": f"29:{aad}", "aadObjectId": aad}})
+    async with notifier_on(lic) as notifier, running(notifier):
+        await until_drained(lic)
+    assert_exactly_once(fake, seeded.outbox_ids)
+    [created] = fake.created()
+    assert created.body["members"][0]["id"] == f"29:{aad}" and created.new_id == seeded.chats[oid]
+    assert lic.user_address(seeded.account_ids[0], aad)["user"] == {"id": f"29:{aad}", "aadObjectId": aad}
+    lic.db.dispose()
+
+
 async def test_a_worker_whose_lease_ran_out_sends_nothing_another_took(db_url, fake):
     clock = Clock(datetime.now(UTC))
     lic = core_on(db_url, clock)

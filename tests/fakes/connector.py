@@ -25,9 +25,13 @@ Endpoints (shapes from the Bot Framework Connector API / Teams):
 * ``PUT  /v3/conversations/{cid}/activities/{aid}``  update -> 200 ``{"id": aid}``
 * ``DELETE /v3/conversations/{cid}/activities/{aid}`` delete -> 200
 * ``POST /v3/conversations`` create a 1:1 chat (``members``, ``tenantId``, ``bot``) -> 201
-  ``{"id": chat id}``: the chat id is deterministic per member (:func:`personal_chat_id`), so
-  the same user always gets the same chat, the one a :class:`tests.harness.TeamsClient` of that
-  user talks in.
+  ``{"id": chat id}``. Teams keeps one 1:1 chat per bot and user: creating it again answers the
+  same id, whether the member is named by their channel id (``29:…``, Bot Framework:
+  ``members[].id`` is the user's channel account id) or by their Entra object id (Teams
+  accepts that too); people registered with :meth:`FakeConnector.add_member` are known by
+  both. So the chat id is deterministic per user (:func:`personal_chat_id`): the one a
+  :class:`tests.harness.TeamsClient` of that user talks in. :meth:`created_per_user` counts
+  the creations for each user.
 * ``GET /v3/conversations/{cid}/members/{mid}``, ``GET .../members``, ``GET .../pagedmembers``:
   answered from the people registered with :meth:`FakeConnector.add_member` (botbuilder's
   ``TeamsActivityHandler`` looks up every non-bot member of a ``membersAdded`` this way).
@@ -236,6 +240,16 @@ class FakeConnector:
     def created(self) -> list[Call]:
         """The ``POST /v3/conversations`` calls (1:1 chats created); ``new_id`` is the chat."""
         return self._select("create", None)
+
+    def created_per_user(self) -> dict[str, int]:
+        """How many 1:1 chat creations Teams answered for each user (by object id when known)."""
+        out: dict[str, int] = {}
+        for c in self.created():
+            member = (c.body.get("members") or [{}])[0].get("id")
+            known = self.members.get(member)
+            user = known.aad_object_id if known else member
+            out[user] = out.get(user, 0) + 1
+        return out
 
     def sent_per_conversation(self) -> dict[str, int]:
         """How many proactive messages each conversation received."""

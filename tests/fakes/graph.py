@@ -29,15 +29,26 @@ What it speaks and checks (shapes from the Microsoft identity platform and Graph
   "userPrincipalName"}]}`` with only the ``$select``-ed properties.
 * ``GET /v1.0/users/{id}?$select=...``: one person, or 404 ``Request_ResourceNotFound``.
 
+* Throttling (Graph docs, "Microsoft Graph throttling guidance"; the directory's limits are
+  per app and tenant): with :meth:`FakeGraph.throttle` (``limit`` requests per ``window``
+  seconds, per tenant), a request beyond the limit is answered 429 ``TooManyRequests`` with a
+  ``Retry-After`` (whole seconds until the window has room again). Every request counts,
+  throttled ones included ("all requests accrue against your usage limits"): a client that
+  keeps sending stays throttled.
+
 State for tests: ``requests`` (each with method, path, query, headers, form), ``token_hits``,
-``graph_requests``. Faults: ``fail_graph(status, count)``, ``delay_graph(seconds, count)``.
+``graph_requests``, ``throttled`` (the 429s answered). Faults: ``fail_graph(status, count)``,
+``delay_graph(seconds, count)``; ``throttle(limit, window)``; ``clock`` (a
+:class:`ManualClock` to move time without sleeping).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -72,6 +83,20 @@ def fake_person(name: str, email: str, *, oid: str | None = None, upn: str | Non
             "userPrincipalName": upn or email}
 
 
+class ManualClock:
+    """Monotonic seconds that only move when told (share one between the fake and the client)."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
 class _Route(HTTPAdapter):
     """Sends requests for the authority host (https) to the fake server; refuses other hosts."""
 
@@ -95,7 +120,11 @@ class FakeGraph(ThreadedServer):
     what = "fake Graph"
 
     def __init__(self, *, tenant: str | tuple[str, ...], client_id: str = "fake-app-id",
-                 client_secret: str = "fake-app-secret"):  # noqa: S107
+                 client_secret: str = "fake-app-secret", clock=time.monotonic):  # noqa: S107
+        self.clock = clock
+        self.limit: tuple[int, float] | None = None  # (requests, seconds) per tenant, once throttle() is called
+        self._seen: dict[str, deque[float]] = {}  # tenant -> times of its Graph requests in the window
+        self.throttled: list[Recorded] = []
         self.tenants = {t.lower() for t in ((tenant,) if isinstance(tenant, str) else tenant)}
         self.client_id = client_id
         self.client_secret = client_secret
@@ -136,6 +165,27 @@ class FakeGraph(ThreadedServer):
     def delay_graph(self, seconds: float, count: int = 1) -> None:
         with self._lock:
             self._faults.extend((None, seconds) for _ in range(count))
+
+    def throttle(self, limit: int, window: float) -> None:
+        """Throttle each tenant past ``limit`` Graph requests in any ``window`` seconds."""
+        with self._lock:
+            self.limit = (limit, window)
+
+    def _over_limit(self, tenant: str) -> int | None:
+        """Count this request for the tenant; the Retry-After (seconds) when it is over the limit."""
+        if self.limit is None:
+            return None
+        limit, window = self.limit
+        now = self.clock()
+        with self._lock:
+            times = self._seen.setdefault(tenant, deque())
+            while times and times[0] <= now - window:
+                times.popleft()
+            times.append(now)  # throttled requests count too
+            if len(times) <= limit:
+                return None
+            # room again once the limit-th most recent request has left the window
+            return max(1, math.ceil(times[-limit] + window - now))
 
     @property
     def token_hits(self) -> int:
@@ -221,6 +271,13 @@ class FakeGraph(ThreadedServer):
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
             return self._graph_error(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+        tenant = auth[7:].removeprefix("fake-token-").rpartition("-")[0]  # (the tenant the token was issued for)
+        retry_after = self._over_limit(tenant)
+        if retry_after is not None:
+            self.throttled.append(self.requests[-1])
+            resp = self._graph_error(429, "TooManyRequests", "Too many requests. Please try again later.")
+            resp.headers["Retry-After"] = str(retry_after)
+            return resp
         return None
 
     def _select(self, person: dict, select: str | None) -> dict:
