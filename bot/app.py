@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 from types import SimpleNamespace
 
@@ -20,6 +19,7 @@ from bot.auth import (
     authenticate,
     botbuilder_settings,
     channel_issuer,
+    check_bearer,
     install_log_redaction,
     settings_secrets,
 )
@@ -108,13 +108,17 @@ async def messages(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": "Local mode (no MicrosoftAppId) accepts loopback callers only."},
                                  status=403)
     header = request.headers.get("Authorization", "")
-    if production and not header.startswith("Bearer "):  # refused before the body is read
-        return _unauthorized(request, "no bearer token" if not header else "not a bearer token")
+    if production:  # a missing or malformed token is refused before the body is read
+        try:
+            check_bearer(header)
+        except Unauthorized as e:
+            return _unauthorized(request, e.reason)
     if "application/json" not in request.headers.get("Content-Type", ""):
         return web.json_response({"error": "Expected application/json."}, status=415)
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
+    except (ValueError, LookupError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, an integer of
+        # over 4,300 digits (CPython's int_max_str_digits); LookupError: an unknown charset; too deeply nested
         return web.json_response({"error": "The body is not valid JSON."}, status=400)
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):
         return web.json_response({"error": "The body is not an activity."}, status=400)

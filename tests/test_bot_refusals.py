@@ -493,6 +493,11 @@ async def test_http_level_refusals(desk):
         ("bad timestamp", json.dumps(dict(good, timestamp="yesterday")), "application/json", 400),
         ("attachments not a list", json.dumps(dict(good, attachments="x")), "application/json", 400),
         ("entities not objects", json.dumps(dict(good, entities=[1])), "application/json", 400),
+        # CPython refuses to parse an integer of more than 4,300 digits (int_max_str_digits): a
+        # ValueError that is not a JSONDecodeError
+        ("an integer of 5,000 digits", json.dumps(good)[:-1] + ', "n": ' + "7" * 5000 + "}", "application/json", 400),
+        ("an unknown charset", json.dumps(good), "application/json; charset=no-such-charset", 400),
+        ("not the charset it names", "{\"type\": \"é\"}".encode("utf-16"), "application/json; charset=utf-8", 400),
     ]
     for case, body, ctype, status in cases:
         res = await desk.post_raw("/api/messages", body, content_type=ctype)
@@ -525,3 +530,28 @@ async def test_local_mode_refuses_callers_that_are_not_loopback(desk):
         assert health.status == 200
     finally:
         await site.stop()
+
+
+async def test_an_unreadable_pay_form_is_400_and_does_nothing(desk):
+    """What no browser sends (a multipart body without its boundary or with a part without a
+    name, bytes that are not the charset, an unknown charset) is refused with the page as it
+    is, HTTP 400: never a 500, nothing paid."""
+    alex = desk.admin()
+    quote = await quote_card(alex)
+    url = alex.open_url(quote, "Pay …")
+    path = url[len(desk.url):]
+    watch = Watch(desk)
+    part = b'--zz\r\nContent-Type: text/plain\r\n\r\npay\r\n--zz--\r\n'
+    cases = [
+        ("multipart without a boundary", b"action=pay", "multipart/form-data"),
+        ("a part that is not a part", b"--zz\r\nbad", "multipart/form-data; boundary=zz"),
+        ("a part without a name", part, "multipart/form-data; boundary=zz"),
+        ("not the charset", b"action=pay&\xff\xfe=%ff", "application/x-www-form-urlencoded"),
+        ("an unknown charset", b"action=pay", "application/x-www-form-urlencoded; charset=no-such-charset"),
+    ]
+    for case, body, ctype in cases:
+        res = await desk.post_raw(path, body, content_type=ctype)
+        assert res.status == 400, f"{case}: {res.status} {res.text[:200]}"
+        assert "Review and pay" in res.text, case  # the page, in words, still payable
+    assert watch.events() == []
+    watch.unchanged()

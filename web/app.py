@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy import text
 
 from core.catalog import Catalog
@@ -59,10 +60,10 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "payments": request.app[SETTINGS].payments})
 
 
-def _html(request: web.Request, page: PayPage, token: str) -> web.Response:
+def _html(request: web.Request, page: PayPage, token: str, *, status: int | None = None) -> web.Response:
     """The payment page in the language the browser asks for (Accept-Language; English by default),
     its style and script allowed by this response's nonce only."""
-    status = 404 if page.state == "unknown" else 200
+    status = status or (404 if page.state == "unknown" else 200)
     locale = page_locale(request.headers.get("Accept-Language"))
     nonce = new_nonce()
     return web.Response(text=render_pay_page(page, token, locale, nonce=nonce), content_type="text/html",
@@ -79,8 +80,13 @@ async def pay_get(request: web.Request) -> web.Response:
 
 async def pay_post(request: web.Request) -> web.Response:
     token = request.match_info["token"]
-    form = await request.post()
     lic = request.app[LICENSING]
+    try:
+        form = await request.post()
+    except (ValueError, LookupError, HttpProcessingError) as e:  # no boundary, a bad part, bytes that are
+        # not the charset or an unknown charset: no browser sends these; the page as it is, nothing done
+        log.info("pay page: unreadable form (%s)", type(e).__name__)
+        return _html(request, await asyncio.to_thread(lic.pay_page, token), token, status=400)
     action = form.get("action")
     if action == "pay":
         page = await asyncio.to_thread(lic.sandbox_pay, token)
