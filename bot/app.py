@@ -143,8 +143,10 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if invoke_response is None:
         return web.Response(status=201)
     payload = invoke_response.body
-    if payload is not None and not isinstance(payload, dict | list):
-        payload = serializer_helper(payload)  # botbuilder's own models (other invokes)
+    if payload is None:  # an invoke answered without a body (bot/invoke.py)
+        return web.Response(status=invoke_response.status or 200)
+    if not isinstance(payload, dict | list):
+        payload = serializer_helper(payload)  # botbuilder's own models
     return web.json_response(payload, status=invoke_response.status or 200)
 
 

@@ -86,6 +86,7 @@ class LicenseDeskBot(TeamsActivityHandler):
         self._welcomed = _Recent()
         self._addresses = _Recent(ttl=3600.0)
         self._refused_quietly = _Recent()  # other tenants' activities that get no answer: audited once in 5 min
+        self._unsupported_logged = _Recent(size=1000, ttl=3600.0)  # invoke names answered "unsupported"
 
     # ------------------------------------------------------------------ every activity: rate limit, then tenant
 
@@ -279,7 +280,16 @@ class LicenseDeskBot(TeamsActivityHandler):
             return await self._card_action(tc)
         if name == "application/search":
             return await self._search(tc)
-        return await super().on_invoke_activity(tc)
+        return self._unsupported(tc)
+
+    def _unsupported(self, tc: TurnContext) -> InvokeResponse:
+        """Any other invoke (botbuilder's own handlers answer 501, a null body): as documented for
+        its kind (:func:`bot.invoke.unsupported_response`); logged once an hour per name."""
+        name = tc.activity.name if isinstance(tc.activity.name, str) else None
+        response = invoke.unsupported_response(name, self._turn(tc).locale)
+        if not self._unsupported_logged.seen(repr(name)[:80]):  # bounded memory: a flood logs each name once
+            log.warning("unhandled invoke %.80r answered %d (logged once an hour per name)", name, response.status)
+        return response
 
     async def _card_action(self, tc: TurnContext) -> InvokeResponse:
         turn = self._turn(tc)

@@ -503,9 +503,6 @@ async def test_http_level_refusals(desk):
         res = await desk.post_raw("/api/messages", body, content_type=ctype)
         assert res.status == status, f"{case}: {res.status} {res.text[:200]}"
         assert "error" in res.json(), case
-    # an invoke nobody handles is answered "not implemented" (botbuilder's answer), not crashed
-    res = await alex.send(alex.activity("invoke", name="composeExtension/query", value={"x": 1}))
-    assert res.status == 501
     assert desk.connector.calls[mark:] == []
     assert watch.events() == []
     watch.unchanged()
@@ -553,5 +550,50 @@ async def test_an_unreadable_pay_form_is_400_and_does_nothing(desk):
         res = await desk.post_raw(path, body, content_type=ctype)
         assert res.status == 400, f"{case}: {res.status} {res.text[:200]}"
         assert "Review and pay" in res.text, case  # the page, in words, still payable
+    assert watch.events() == []
+    watch.unchanged()
+
+
+UNSUPPORTED = {"en-US": "License Desk does not offer this.", "fr-FR": "License Desk ne propose pas cela."}
+
+
+@pytest.mark.parametrize("locale", list(UNSUPPORTED))
+async def test_invokes_the_bot_does_not_handle_get_the_documented_answer_logged_once(desk, caplog, locale):
+    """botbuilder answers these 501 with a null body. Teams documents, per kind: a dialog fetch or
+    submit answered with a TaskModuleResponse of type "message" (shown in a pop-up; a non-200 is
+    shown as an error), a message extension with a MessagingExtensionResult of type "message",
+    a bot configuration with a config response of type "message", message/submitAction with a
+    bare 200; any other name (or none) gets 400. Each name is logged once, however many come."""
+    caplog.set_level(logging.INFO)
+    alex = desk.admin(locale)
+    text = UNSUPPORTED[locale]
+    watch, mark = Watch(desk), desk.connector.mark()
+    cases = [
+        ("task/fetch", 200, lambda b: b["task"]["type"] == "message" and b["task"]["value"].startswith(text)),
+        ("task/submit", 200, lambda b: b["task"]["type"] == "message" and b["task"]["value"].startswith(text)),
+        ("composeExtension/fetchTask", 200, lambda b: b["task"]["value"].startswith(text)),
+        ("composeExtension/query", 200,
+         lambda b: b["composeExtension"]["type"] == "message" and b["composeExtension"]["text"].startswith(text)),
+        ("composeExtension/submitAction", 200, lambda b: b["composeExtension"]["text"].startswith(text)),
+        ("config/fetch", 200, lambda b: b["config"]["type"] == "message" and b["config"]["value"].startswith(text)),
+        ("message/submitAction", 200, lambda b: b is None),
+        ("", 400, lambda b: b["statusCode"] == 400 and b["value"]["message"].startswith(text)),
+        (None, 400, lambda b: b["statusCode"] == 400 and b["value"]["message"].startswith(text)),
+        ("no/such-invoke", 400, lambda b: b["statusCode"] == 400 and b["value"]["message"].startswith(text)),
+        ("signin/verifyState", 400, lambda b: b["statusCode"] == 400),
+    ]
+    log_mark = len(caplog.records)
+    for _ in range(3):  # a flood
+        for name, status, body_ok in cases:
+            fields = {"name": name} if name is not None else {}
+            activity = alex.activity("invoke", value={"commandId": "x"}, **fields)
+            res = await alex.send(activity)
+            assert res.status == status, (name, res.status, res.text[:200])
+            body = res.json()
+            assert body_ok(body), (name, body)
+    logged = [r.getMessage() for r in caplog.records[log_mark:] if "unhandled invoke" in r.getMessage()]
+    assert len(logged) == len(cases), logged  # once per name
+    assert not [r for r in caplog.records[log_mark:] if r.levelno >= logging.ERROR]
+    assert desk.connector.calls[mark:] == []
     assert watch.events() == []
     watch.unchanged()
