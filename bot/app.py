@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from types import SimpleNamespace
 
@@ -21,6 +20,8 @@ from bot.auth import (
     channel_issuer,
     check_bearer,
     install_log_redaction,
+    is_loopback,
+    local_service_url,
     settings_secrets,
 )
 from bot.connector import FastDeserializer, LicenseDeskAuthentication
@@ -70,13 +71,6 @@ def build_adapter(settings: Settings) -> CloudAdapter:
     return adapter
 
 
-def _loopback(remote: str | None) -> bool:
-    try:
-        return ipaddress.ip_address(remote or "").is_loopback
-    except ValueError:
-        return False
-
-
 def _unauthorized(request: web.Request, reason: str) -> web.Response:
     """401, saying nothing that helps an attacker; the reason goes to the log (never the token)."""
     log.warning("refused an unauthenticated request to %s from %s: %s", request.path, request.remote, reason)
@@ -104,7 +98,7 @@ async def _authenticate(request: web.Request, adapter: CloudAdapter, activity: A
 async def messages(request: web.Request) -> web.StreamResponse:
     settings: Settings = request.app[SETTINGS]
     production = bool(settings.app_id)  # production: every request carries the Bot Connector's JWT
-    if not production and not _loopback(request.remote):
+    if not production and not is_loopback(request.remote):
         return web.json_response({"error": "Local mode (no MicrosoftAppId) accepts loopback callers only."},
                                  status=403)
     header = request.headers.get("Authorization", "")
@@ -135,6 +129,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
     except (ValueError, TypeError, AttributeError, RecursionError):  # msrest's DeserializationError: ValueError
         return web.json_response({"error": "The body is not a valid activity."}, status=400)
     if not production:  # botbuilder's anonymous path (it reads the activity)
+        if not local_service_url(activity.service_url):  # replies and stored addresses: loopback only
+            return web.json_response({"error": "Local mode (no MicrosoftAppId) replies to a loopback http(s) "
+                                               "serviceUrl only."}, status=400)
         auth = await _authenticate(request, adapter, activity, header, settings)
         if isinstance(auth, web.Response):
             return auth

@@ -24,9 +24,11 @@ whatever the loggers' levels.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Callable, Iterable
+from urllib.parse import urlsplit
 
 import jwt
 import requests
@@ -147,6 +149,31 @@ async def authenticate(bfa: BotFrameworkAuthentication, activity: Activity, head
         if claims.get(AuthenticationConstants.SERVICE_URL_CLAIM) != activity.service_url:
             raise Unauthorized("serviceurl claim does not match the activity")
     return result
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether an IP address (or host name "localhost") is this machine's: 127.0.0.0/8, ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def local_service_url(url: str | None) -> bool:
+    """Whether local mode (no app id, loopback callers) may reply to and store ``url``: an
+    http(s) URL on a loopback host (any port), nothing else. Without a token nothing vouches for
+    a ``serviceUrl``; a loopback caller naming ``http://169.254.169.254/``, ``file://`` or a
+    host of the network would make the bot post there now and in every later notification."""
+    if not isinstance(url, str):
+        return False
+    try:
+        parsed = urlsplit(url)
+        parsed.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError:
+        return False
+    return parsed.scheme in ("http", "https") and parsed.username is None and is_loopback(parsed.hostname)
 
 
 # ============================================================================ inbound text

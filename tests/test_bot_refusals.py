@@ -597,3 +597,33 @@ async def test_invokes_the_bot_does_not_handle_get_the_documented_answer_logged_
     assert desk.connector.calls[mark:] == []
     assert watch.events() == []
     watch.unchanged()
+
+
+async def test_local_mode_replies_to_and_stores_only_loopback_service_urls(desk):
+    """Local mode has no token to vouch for a serviceUrl: a loopback caller naming the cloud's
+    metadata service, a file, a host of the network or a URL with credentials is refused (400)
+    before any turn: nothing is posted there and no delivery address is stored."""
+    alex = desk.admin()
+    watch, mark = Watch(desk), desk.connector.mark()
+    bad = ["http://169.254.169.254/latest/meta-data/", "file:///etc/passwd", "http://10.1.2.3:3978/",
+           "ftp://127.0.0.1/", "http://127.0.0.1@evil.example/", "http://localhost.evil.example/",
+           "gopher://localhost:6379/_FLUSHALL", "http://0x7f000001/", "", None]
+    for url in bad:
+        for activity in (alex.activity("message", text="licenses", serviceUrl=url),
+                         alex.activity("conversationUpdate", serviceUrl=url,
+                                       membersAdded=[{"id": alex.user_id, "aadObjectId": alex.aad_object_id}]),
+                         alex.activity("invoke", name="adaptiveCard/action", serviceUrl=url,
+                                       value={"action": {"type": "Action.Execute", "verb": "pools"}})):
+            res = await alex.send(activity)
+            assert res.status == 400 and "loopback" in res.json()["error"], (url, activity["type"], res.status)
+    assert desk.connector.calls[mark:] == []
+    with desk.lic.db.read() as s:
+        assert s.scalars(select(DeliveryAddress)).all() == []
+    assert watch.events() == []
+    watch.unchanged()
+    # the fake connector's own loopback URL (any port) is served, and its address stored
+    [card] = await alex.say("licenses")
+    assert heading_of(card).startswith("License pools")
+    with desk.lic.db.read() as s:
+        [stored] = s.scalars(select(DeliveryAddress)).all()
+    assert stored.address["serviceUrl"] == desk.connector.service_url
