@@ -97,7 +97,7 @@ def cmd_serve(args) -> int:
 
     from core.demo import load_demo
     from core.migrate import upgrade
-    from web.app import create_app
+    from web.app import SERVER_OPTIONS, create_app
 
     settings = _settings()
     upgrade(settings.database_url)
@@ -107,7 +107,7 @@ def cmd_serve(args) -> int:
     app = create_app(settings, lic, background=True)
     print(f"License Desk on http://127.0.0.1:{settings.port} (payments: {settings.payments}, "
           f"database: {lic.db.engine.url.render_as_string(hide_password=True)})", flush=True)
-    web.run_app(app, host=args.host, port=settings.port, print=None, access_log=None)
+    web.run_app(app, host=args.host, port=settings.port, print=None, access_log=None, **SERVER_OPTIONS)
     return 0
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
 from types import SimpleNamespace
 
@@ -20,7 +18,10 @@ from bot.auth import (
     authenticate,
     botbuilder_settings,
     channel_issuer,
+    check_bearer,
     install_log_redaction,
+    is_loopback,
+    local_service_url,
     settings_secrets,
 )
 from bot.connector import FastDeserializer, LicenseDeskAuthentication
@@ -70,13 +71,6 @@ def build_adapter(settings: Settings) -> CloudAdapter:
     return adapter
 
 
-def _loopback(remote: str | None) -> bool:
-    try:
-        return ipaddress.ip_address(remote or "").is_loopback
-    except ValueError:
-        return False
-
-
 def _unauthorized(request: web.Request, reason: str) -> web.Response:
     """401, saying nothing that helps an attacker; the reason goes to the log (never the token)."""
     log.warning("refused an unauthenticated request to %s from %s: %s", request.path, request.remote, reason)
@@ -104,17 +98,21 @@ async def _authenticate(request: web.Request, adapter: CloudAdapter, activity: A
 async def messages(request: web.Request) -> web.StreamResponse:
     settings: Settings = request.app[SETTINGS]
     production = bool(settings.app_id)  # production: every request carries the Bot Connector's JWT
-    if not production and not _loopback(request.remote):
+    if not production and not is_loopback(request.remote):
         return web.json_response({"error": "Local mode (no MicrosoftAppId) accepts loopback callers only."},
                                  status=403)
     header = request.headers.get("Authorization", "")
-    if production and not header.startswith("Bearer "):  # refused before the body is read
-        return _unauthorized(request, "no bearer token" if not header else "not a bearer token")
+    if production:  # a missing or malformed token is refused before the body is read
+        try:
+            check_bearer(header)
+        except Unauthorized as e:
+            return _unauthorized(request, e.reason)
     if "application/json" not in request.headers.get("Content-Type", ""):
         return web.json_response({"error": "Expected application/json."}, status=415)
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
+    except (ValueError, LookupError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, an integer of
+        # over 4,300 digits (CPython's int_max_str_digits); LookupError: an unknown charset; too deeply nested
         return web.json_response({"error": "The body is not valid JSON."}, status=400)
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):
         return web.json_response({"error": "The body is not an activity."}, status=400)
@@ -131,6 +129,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
     except (ValueError, TypeError, AttributeError, RecursionError):  # msrest's DeserializationError: ValueError
         return web.json_response({"error": "The body is not a valid activity."}, status=400)
     if not production:  # botbuilder's anonymous path (it reads the activity)
+        if not local_service_url(activity.service_url):  # replies and stored addresses: loopback only
+            return web.json_response({"error": "Local mode (no MicrosoftAppId) replies to a loopback http(s) "
+                                               "serviceUrl only."}, status=400)
         auth = await _authenticate(request, adapter, activity, header, settings)
         if isinstance(auth, web.Response):
             return auth
@@ -139,8 +140,10 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if invoke_response is None:
         return web.Response(status=201)
     payload = invoke_response.body
-    if payload is not None and not isinstance(payload, dict | list):
-        payload = serializer_helper(payload)  # botbuilder's own models (other invokes)
+    if payload is None:  # an invoke answered without a body (bot/invoke.py)
+        return web.Response(status=invoke_response.status or 200)
+    if not isinstance(payload, dict | list):
+        payload = serializer_helper(payload)  # botbuilder's own models
     return web.json_response(payload, status=invoke_response.status or 200)
 
 

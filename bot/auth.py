@@ -24,9 +24,11 @@ whatever the loggers' levels.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Callable, Iterable
+from urllib.parse import urlsplit
 
 import jwt
 import requests
@@ -108,15 +110,30 @@ def _why(error: Exception) -> str:
     return redact(f"{type(error).__name__}: {error}")[:160]
 
 
+_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")  # RFC 7515 compact serialization
+
+
+def check_bearer(header: str | None) -> None:
+    """Refuse (:class:`Unauthorized`) an ``Authorization`` header that cannot hold a Bot
+    Connector token: not ``Bearer <one JWS>`` (RFC 6750 §2.1; RFC 7515 §7.1: three base64url
+    parts) whose JOSE header decodes. Cheap (~10 µs), so a request is refused on it before its
+    body is read; the signature and claims are checked later, by :func:`authenticate`."""
+    scheme, _, token = (header or "").partition(" ")
+    if scheme != "Bearer" or not _JWS.fullmatch(token.strip()):
+        raise Unauthorized("no bearer token" if not header else "not a bearer token")
+    try:
+        jwt.get_unverified_header(token.strip())
+    except jwt.PyJWTError:
+        raise Unauthorized("malformed token") from None
+
+
 async def authenticate(bfa: BotFrameworkAuthentication, activity: Activity, header: str | None, *,
                        required: bool, issuer: str) -> AuthenticateRequestResult:
     """botbuilder's ``authenticate_request``, with every failure mapped to :class:`Unauthorized`
     (or :class:`AuthUnavailable`) and, when ``required`` (production), the checks it skips."""
     header = header or None  # botbuilder's anonymous path (local mode) wants None, not ""
     if required:
-        scheme, _, token = (header or "").partition(" ")
-        if scheme != "Bearer" or not token.strip() or " " in token.strip():
-            raise Unauthorized("no bearer token" if not header else "not a bearer token")
+        check_bearer(header)
         if not activity.service_url or not activity.channel_id:
             raise Unauthorized("activity without serviceUrl or channelId")  # botbuilder would skip checks
     try:
@@ -132,6 +149,31 @@ async def authenticate(bfa: BotFrameworkAuthentication, activity: Activity, head
         if claims.get(AuthenticationConstants.SERVICE_URL_CLAIM) != activity.service_url:
             raise Unauthorized("serviceurl claim does not match the activity")
     return result
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether an IP address (or host name "localhost") is this machine's: 127.0.0.0/8, ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def local_service_url(url: str | None) -> bool:
+    """Whether local mode (no app id, loopback callers) may reply to and store ``url``: an
+    http(s) URL on a loopback host (any port), nothing else. Without a token nothing vouches for
+    a ``serviceUrl``; a loopback caller naming ``http://169.254.169.254/``, ``file://`` or a
+    host of the network would make the bot post there now and in every later notification."""
+    if not isinstance(url, str):
+        return False
+    try:
+        parsed = urlsplit(url)
+        parsed.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError:
+        return False
+    return parsed.scheme in ("http", "https") and parsed.username is None and is_loopback(parsed.hostname)
 
 
 # ============================================================================ inbound text

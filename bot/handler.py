@@ -75,6 +75,33 @@ class _Recent:
         self._d.pop(key, None)
 
 
+class _LastSaved:
+    """Per user, the key of the delivery address last saved (bounded, least recently used out).
+    An address is due when its key differs from the user's last one (a new locale, time zone,
+    conversation...: saved at once, also when going back to one seen before) or that one is
+    older than ``ttl`` (another instance may have saved another address since)."""
+
+    def __init__(self, size: int = 10_000, ttl: float = 300.0):
+        self.size, self.ttl, self._d = size, ttl, OrderedDict()
+
+    def due(self, user: tuple, key: tuple) -> bool:
+        """Whether to save ``key`` for ``user`` (it is taken as saved: :meth:`forget` if not)."""
+        now = time.monotonic()
+        last = self._d.get(user)
+        if last is not None and last[0] == key and now - last[1] < self.ttl:
+            self._d.move_to_end(user)
+            return False
+        self._d[user] = (key, now)
+        self._d.move_to_end(user)
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+        return True
+
+    def forget(self, user: tuple, key: tuple) -> None:
+        if self._d.get(user, (None,))[0] == key:
+            del self._d[user]
+
+
 class LicenseDeskBot(TeamsActivityHandler):
     def __init__(self, router: Router, lic: Licensing, *, allowed_tenants: frozenset[str] = frozenset(),
                  limiter: RateLimiter | None = None):
@@ -84,8 +111,9 @@ class LicenseDeskBot(TeamsActivityHandler):
         self.allowed_tenants = allowed_tenants
         self.limiter = limiter
         self._welcomed = _Recent()
-        self._addresses = _Recent(ttl=3600.0)
+        self._addresses = _LastSaved()
         self._refused_quietly = _Recent()  # other tenants' activities that get no answer: audited once in 5 min
+        self._unsupported_logged = _Recent(size=1000, ttl=3600.0)  # invoke names answered "unsupported"
 
     # ------------------------------------------------------------------ every activity: rate limit, then tenant
 
@@ -184,16 +212,16 @@ class LicenseDeskBot(TeamsActivityHandler):
         return turn
 
     def _address_due(self, tc: TurnContext, turn: Turn) -> tuple | None:
-        """The key of this user's delivery address when it must be saved (not saved unchanged in
-        the last hour), else None. Read from the activity (~5 µs): the address itself is only
-        built to be saved."""
+        """(user, key of this user's delivery address) when it must be saved (:class:`_LastSaved`),
+        else None. Read from the activity (~5 µs): the address itself is only built to be saved."""
         a = tc.activity
         if not (turn.actor.tenant_id and turn.actor.aad_object_id and a.conversation and a.service_url):
             return None
         if a.conversation.conversation_type not in (None, "personal"):
             return None  # notifications go to the person's 1:1 chat, not to a group
-        key = (turn.actor.tenant_id, turn.actor.aad_object_id, address_key(a))
-        return None if self._addresses.seen(key) else key
+        user = (turn.actor.tenant_id, turn.actor.aad_object_id)
+        key = address_key(a)
+        return (user, key) if self._addresses.due(user, key) else None
 
     def _save_address(self, turn: Turn) -> bool:
         """(In a worker thread.) Store where to reach this user (proactive messages)."""
@@ -217,7 +245,7 @@ class LicenseDeskBot(TeamsActivityHandler):
             return await asyncio.to_thread(work)
         finally:
             if not saved:  # not a user yet: try again next time (they may have been added since)
-                self._addresses.forget(address_key_)
+                self._addresses.forget(*address_key_)
 
     async def _remember(self, tc: TurnContext, turn: Turn) -> None:
         """Store where to reach this user (proactive messages); nothing to do when unchanged."""
@@ -279,7 +307,16 @@ class LicenseDeskBot(TeamsActivityHandler):
             return await self._card_action(tc)
         if name == "application/search":
             return await self._search(tc)
-        return await super().on_invoke_activity(tc)
+        return self._unsupported(tc)
+
+    def _unsupported(self, tc: TurnContext) -> InvokeResponse:
+        """Any other invoke (botbuilder's own handlers answer 501, a null body): as documented for
+        its kind (:func:`bot.invoke.unsupported_response`); logged once an hour per name."""
+        name = tc.activity.name if isinstance(tc.activity.name, str) else None
+        response = invoke.unsupported_response(name, self._turn(tc).locale)
+        if not self._unsupported_logged.seen(repr(name)[:80]):  # bounded memory: a flood logs each name once
+            log.warning("unhandled invoke %.80r answered %d (logged once an hour per name)", name, response.status)
+        return response
 
     async def _card_action(self, tc: TurnContext) -> InvokeResponse:
         turn = self._turn(tc)

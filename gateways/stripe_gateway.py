@@ -13,7 +13,9 @@ environment) and are never logged; errors carry short messages, never a raw Stri
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,6 +49,24 @@ PRODUCT_ID_PREFIX = "license-desk-"
 MINIMUM_CHARGE = {"usd": 50, "eur": 50, "gbp": 30, "chf": 50, "cad": 50, "aud": 50, "nzd": 50, "sgd": 50,
                   "jpy": 50, "brl": 50, "dkk": 250, "nok": 300, "sek": 300, "pln": 200, "hkd": 400, "mxn": 1000}
 DEFAULT_RETURN_URL = "https://teams.microsoft.com/"  # back to Teams, where the bot confirms payment
+
+
+# Stripe's object ids ("evt_1Nq..."): a prefix, "_", letters and digits; at most 255 characters
+# (Stripe's changelog 2018-05-21 on ids). The core stores an event id with a few more words in
+# 200 characters: a longer or odd id is stored as a digest of it (see _stored_event_id).
+_STRIPE_ID = re.compile(r"[A-Za-z0-9_]{1,100}")
+_STRIPE_ID_MAX_CHARS = 255
+_QUOTE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # ours are 32 hex digits: anything else names no quote
+
+
+def _stored_event_id(event_id: str) -> str:
+    """The event id as stored: Stripe's when it has Stripe's shape, else a digest of it (the
+    same id, the same digest: a redelivery is still told apart from a new event)."""
+    if _STRIPE_ID.fullmatch(event_id):
+        return event_id
+    digest = "evt_sha256_" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+    log.warning("stripe event id of %d characters not of Stripe's shape, stored as %s", len(event_id), digest)
+    return digest
 
 
 class WebhookSignatureError(Exception):
@@ -243,6 +263,13 @@ class StripeGateway:
     # ------------------------------------------------------------------ webhooks
 
     def parse_webhook(self, payload: bytes, signature_header: str) -> PaymentEvent:
+        """The event of an authentic webhook (else :class:`WebhookSignatureError`: answered 400).
+
+        A signed event whose fields have odd types or sizes is read, never raised on (Stripe
+        retries every non-2xx answer for up to three days, and such an event would fail each
+        time): a field of the wrong type is absent; an event id that is not Stripe's shape is
+        replaced by a digest of it (the same id, the same digest: still processed once); a paid
+        session whose amount cannot be read is not settled ("ignored", logged as an error)."""
         try:
             event = self._client.construct_event(
                 payload, signature_header, self._webhook_secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
@@ -257,8 +284,9 @@ class StripeGateway:
         event_type = data.get("type")
         container = data.get("data")
         obj = container.get("object") if isinstance(container, dict) else None
-        if not isinstance(event_id, str) or not isinstance(event_type, str) or not isinstance(obj, dict):
+        if not (isinstance(event_id, str) and event_id and isinstance(event_type, str) and isinstance(obj, dict)):
             raise WebhookSignatureError("malformed Stripe webhook payload")
+        event_id = _stored_event_id(event_id)
 
         if obj.get("object") != "checkout.session":
             return PaymentEvent(self.name, event_id, "ignored", quote_id=None, external_id=None)
@@ -276,18 +304,31 @@ class StripeGateway:
         else:
             kind = "ignored"
 
-        metadata = obj.get("metadata") or {}
-        quote_id = metadata.get("quote_id") or obj.get("client_reference_id")
+        metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        quote_id = next((q for q in (metadata.get("quote_id"), obj.get("client_reference_id"))
+                         if isinstance(q, str) and q), None)
+        if quote_id is not None and not _QUOTE_ID.fullmatch(quote_id):
+            log.warning("stripe event %s names a quote id that cannot be one of ours (%d characters)", event_id,
+                        len(quote_id))
+            quote_id = None
         amount = obj.get("amount_total")
+        amount = amount if isinstance(amount, int) and not isinstance(amount, bool) else None
         currency = obj.get("currency")
+        currency = currency.upper() if isinstance(currency, str) else None
+        external_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+        if kind == "paid" and (amount is None or currency is None):
+            # Stripe sets both on a payment-mode session; without them the amount cannot be checked
+            log.error("stripe event %s: a paid Checkout Session without a readable amount_total and currency; "
+                      "not applied (see the event in the Stripe Dashboard)", event_id)
+            kind = "ignored"
         return PaymentEvent(
             provider=self.name,
             event_id=event_id,
             kind=kind,
-            quote_id=quote_id if isinstance(quote_id, str) else None,
-            external_id=obj.get("id") if isinstance(obj.get("id"), str) else None,
-            amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
-            currency=currency.upper() if isinstance(currency, str) else None,
+            quote_id=quote_id,
+            external_id=external_id[:_STRIPE_ID_MAX_CHARS] if external_id else None,
+            amount=amount,
+            currency=currency[:3] if currency else None,
         )
 
     # ------------------------------------------------------------------ amounts under the minimum

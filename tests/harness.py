@@ -57,6 +57,7 @@ from aiohttp import web
 from sqlalchemy import func, insert, select, update
 
 import bot.app
+import web.app as web_app
 from core.catalog import Catalog
 from core.config import Settings
 from core.db import Database
@@ -586,7 +587,7 @@ class Desk:
             if demo:
                 assert load_demo(self.lic)
             self.app = create_app(self.settings, self.lic)
-            self.runner = web.AppRunner(self.app, access_log=None)
+            self.runner = web.AppRunner(self.app, access_log=None, **web_app.SERVER_OPTIONS)  # as `app.py serve`
             await self.runner.setup()
             await web.SockSite(self.runner, sock).start()
             self.http = aiohttp.ClientSession()

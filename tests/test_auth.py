@@ -194,10 +194,20 @@ async def test_the_activity_must_match_the_token(desk, idp):
 async def test_a_refusal_is_decided_before_the_body_is_read(desk, idp):
     """No token: 401 even for a body that is not JSON or is larger than the app accepts; a bad
     token: 401 before the activity is deserialized (an invalid one is not told apart)."""
-    for body in (b"{not json", b"x" * (2 * 1024 * 1024)):
+    alex = desk.admin()
+    huge = json.dumps(alex.activity("message", text="hi"))[:-1] + ', "n": ' + "7" * 5000 + "}"
+    for body in (b"{not json", b"x" * (2 * 1024 * 1024), huge):
         res = await desk.post_raw("/api/messages", body)
         _assert_refused(res, f"{len(body)} bytes")
-    alex = desk.admin()
+        # a header that cannot hold a token (RFC 6750 "Bearer" + an RFC 7515 compact JWS): the same
+        for header in ("Bearer", "Bearer not-a-jwt", "Bearer a.b", "Bearer eyJub3Q.anNvbg.x", "bearer a.b.c",
+                       "Bearer a.b.c d.e.f"):
+            res = await desk.post_raw("/api/messages", body, headers={"Authorization": header})
+            _assert_refused(res, f"{len(body)} bytes, {header!r}")
+    # with a good token, an unparsable body (an integer over CPython's 4,300 digits) is a 400
+    good_token = f"Bearer {idp.token(alex.activity('message')['serviceUrl'])}"
+    res = await desk.post_raw("/api/messages", huge, headers={"Authorization": good_token})
+    assert res.status == 400 and res.json() == {"error": "The body is not valid JSON."}, (res.status, res.text[:300])
     invalid = alex.activity("message", text="hi", attachments="not a list", entities=[1])
     forged = f"Bearer {idp.token(invalid['serviceUrl'], key=idp.rogue_key)}"
     _assert_refused(await _post(desk, invalid, forged), "invalid activity, forged token")

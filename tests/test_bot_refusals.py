@@ -493,14 +493,16 @@ async def test_http_level_refusals(desk):
         ("bad timestamp", json.dumps(dict(good, timestamp="yesterday")), "application/json", 400),
         ("attachments not a list", json.dumps(dict(good, attachments="x")), "application/json", 400),
         ("entities not objects", json.dumps(dict(good, entities=[1])), "application/json", 400),
+        # CPython refuses to parse an integer of more than 4,300 digits (int_max_str_digits): a
+        # ValueError that is not a JSONDecodeError
+        ("an integer of 5,000 digits", json.dumps(good)[:-1] + ', "n": ' + "7" * 5000 + "}", "application/json", 400),
+        ("an unknown charset", json.dumps(good), "application/json; charset=no-such-charset", 400),
+        ("not the charset it names", "{\"type\": \"é\"}".encode("utf-16"), "application/json; charset=utf-8", 400),
     ]
     for case, body, ctype, status in cases:
         res = await desk.post_raw("/api/messages", body, content_type=ctype)
         assert res.status == status, f"{case}: {res.status} {res.text[:200]}"
         assert "error" in res.json(), case
-    # an invoke nobody handles is answered "not implemented" (botbuilder's answer), not crashed
-    res = await alex.send(alex.activity("invoke", name="composeExtension/query", value={"x": 1}))
-    assert res.status == 501
     assert desk.connector.calls[mark:] == []
     assert watch.events() == []
     watch.unchanged()
@@ -525,3 +527,103 @@ async def test_local_mode_refuses_callers_that_are_not_loopback(desk):
         assert health.status == 200
     finally:
         await site.stop()
+
+
+async def test_an_unreadable_pay_form_is_400_and_does_nothing(desk):
+    """What no browser sends (a multipart body without its boundary or with a part without a
+    name, bytes that are not the charset, an unknown charset) is refused with the page as it
+    is, HTTP 400: never a 500, nothing paid."""
+    alex = desk.admin()
+    quote = await quote_card(alex)
+    url = alex.open_url(quote, "Pay …")
+    path = url[len(desk.url):]
+    watch = Watch(desk)
+    part = b'--zz\r\nContent-Type: text/plain\r\n\r\npay\r\n--zz--\r\n'
+    cases = [
+        ("multipart without a boundary", b"action=pay", "multipart/form-data"),
+        ("a part that is not a part", b"--zz\r\nbad", "multipart/form-data; boundary=zz"),
+        ("a part without a name", part, "multipart/form-data; boundary=zz"),
+        ("not the charset", b"action=pay&\xff\xfe=%ff", "application/x-www-form-urlencoded"),
+        ("an unknown charset", b"action=pay", "application/x-www-form-urlencoded; charset=no-such-charset"),
+    ]
+    for case, body, ctype in cases:
+        res = await desk.post_raw(path, body, content_type=ctype)
+        assert res.status == 400, f"{case}: {res.status} {res.text[:200]}"
+        assert "Review and pay" in res.text, case  # the page, in words, still payable
+    assert watch.events() == []
+    watch.unchanged()
+
+
+UNSUPPORTED = {"en-US": "License Desk does not offer this.", "fr-FR": "License Desk ne propose pas cela."}
+
+
+@pytest.mark.parametrize("locale", list(UNSUPPORTED))
+async def test_invokes_the_bot_does_not_handle_get_the_documented_answer_logged_once(desk, caplog, locale):
+    """botbuilder answers these 501 with a null body. Teams documents, per kind: a dialog fetch or
+    submit answered with a TaskModuleResponse of type "message" (shown in a pop-up; a non-200 is
+    shown as an error), a message extension with a MessagingExtensionResult of type "message",
+    a bot configuration with a config response of type "message", message/submitAction with a
+    bare 200; any other name (or none) gets 400. Each name is logged once, however many come."""
+    caplog.set_level(logging.INFO)
+    alex = desk.admin(locale)
+    text = UNSUPPORTED[locale]
+    watch, mark = Watch(desk), desk.connector.mark()
+    cases = [
+        ("task/fetch", 200, lambda b: b["task"]["type"] == "message" and b["task"]["value"].startswith(text)),
+        ("task/submit", 200, lambda b: b["task"]["type"] == "message" and b["task"]["value"].startswith(text)),
+        ("composeExtension/fetchTask", 200, lambda b: b["task"]["value"].startswith(text)),
+        ("composeExtension/query", 200,
+         lambda b: b["composeExtension"]["type"] == "message" and b["composeExtension"]["text"].startswith(text)),
+        ("composeExtension/submitAction", 200, lambda b: b["composeExtension"]["text"].startswith(text)),
+        ("config/fetch", 200, lambda b: b["config"]["type"] == "message" and b["config"]["value"].startswith(text)),
+        ("message/submitAction", 200, lambda b: b is None),
+        ("", 400, lambda b: b["statusCode"] == 400 and b["value"]["message"].startswith(text)),
+        (None, 400, lambda b: b["statusCode"] == 400 and b["value"]["message"].startswith(text)),
+        ("no/such-invoke", 400, lambda b: b["statusCode"] == 400 and b["value"]["message"].startswith(text)),
+        ("signin/verifyState", 400, lambda b: b["statusCode"] == 400),
+    ]
+    log_mark = len(caplog.records)
+    for _ in range(3):  # a flood
+        for name, status, body_ok in cases:
+            fields = {"name": name} if name is not None else {}
+            activity = alex.activity("invoke", value={"commandId": "x"}, **fields)
+            res = await alex.send(activity)
+            assert res.status == status, (name, res.status, res.text[:200])
+            body = res.json()
+            assert body_ok(body), (name, body)
+    logged = [r.getMessage() for r in caplog.records[log_mark:] if "unhandled invoke" in r.getMessage()]
+    assert len(logged) == len(cases), logged  # once per name
+    assert not [r for r in caplog.records[log_mark:] if r.levelno >= logging.ERROR]
+    assert desk.connector.calls[mark:] == []
+    assert watch.events() == []
+    watch.unchanged()
+
+
+async def test_local_mode_replies_to_and_stores_only_loopback_service_urls(desk):
+    """Local mode has no token to vouch for a serviceUrl: a loopback caller naming the cloud's
+    metadata service, a file, a host of the network or a URL with credentials is refused (400)
+    before any turn: nothing is posted there and no delivery address is stored."""
+    alex = desk.admin()
+    watch, mark = Watch(desk), desk.connector.mark()
+    bad = ["http://169.254.169.254/latest/meta-data/", "file:///etc/passwd", "http://10.1.2.3:3978/",
+           "ftp://127.0.0.1/", "http://127.0.0.1@evil.example/", "http://localhost.evil.example/",
+           "gopher://localhost:6379/_FLUSHALL", "http://0x7f000001/", "", None]
+    for url in bad:
+        for activity in (alex.activity("message", text="licenses", serviceUrl=url),
+                         alex.activity("conversationUpdate", serviceUrl=url,
+                                       membersAdded=[{"id": alex.user_id, "aadObjectId": alex.aad_object_id}]),
+                         alex.activity("invoke", name="adaptiveCard/action", serviceUrl=url,
+                                       value={"action": {"type": "Action.Execute", "verb": "pools"}})):
+            res = await alex.send(activity)
+            assert res.status == 400 and "loopback" in res.json()["error"], (url, activity["type"], res.status)
+    assert desk.connector.calls[mark:] == []
+    with desk.lic.db.read() as s:
+        assert s.scalars(select(DeliveryAddress)).all() == []
+    assert watch.events() == []
+    watch.unchanged()
+    # the fake connector's own loopback URL (any port) is served, and its address stored
+    [card] = await alex.say("licenses")
+    assert heading_of(card).startswith("License pools")
+    with desk.lic.db.read() as s:
+        [stored] = s.scalars(select(DeliveryAddress)).all()
+    assert stored.address["serviceUrl"] == desk.connector.service_url

@@ -171,3 +171,48 @@ def test_configured_secrets_are_redacted_in_messages_arguments_and_tracebacks(ca
     assert caplog.text.count("[redacted]") >= 3
     assert "ValueError" in caplog.text and "Traceback" in caplog.text  # the traceback is kept
     assert len(caplog.records) == 4
+
+
+async def _abort_post(port: int, path: str, content_type: str, *, total: int = 4000, sent: int = 100) -> None:
+    """A POST whose client goes away after ``sent`` of the ``total`` bytes it announced."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+                 f"Content-Length: {total}\r\n\r\n".encode() + b"a" * sent)
+    await writer.drain()
+    await asyncio.sleep(0.02)
+    writer.close()
+
+
+async def test_an_upload_aborted_by_the_client_is_one_log_line(desk, caplog):
+    """100 POSTs whose clients go away in the middle of the body (to a pay page, the messages
+    endpoint, the webhook): one short line each, no traceback, nothing done."""
+    import asyncio
+
+    from tests.harness import Watch
+
+    caplog.set_level(logging.DEBUG)
+    alex = desk.admin()
+    [pools] = await alex.say("licenses")
+    port = int(desk.url.rsplit(":", 1)[1])
+    watch, mark = Watch(desk), len(caplog.records)
+    targets = [("/pay/" + "t" * 32, "application/x-www-form-urlencoded"), ("/api/messages", "application/json"),
+               ("/pay/" + "t" * 32, "multipart/form-data; boundary=zz")]
+    for i in range(100):
+        path, ctype = targets[i % len(targets)]
+        await _abort_post(port, path, ctype)
+    for _ in range(100):  # the server has seen every disconnect
+        if sum("went away" in r.getMessage() for r in caplog.records[mark:]) >= 100:
+            break
+        await asyncio.sleep(0.05)
+    records = caplog.records[mark:]
+    aborted = [r for r in records if "went away" in r.getMessage()]
+    assert len(aborted) == 100, [r.getMessage() for r in records][:5]
+    assert all(r.levelno == logging.INFO and r.name == "web.app" for r in aborted)
+    assert "t" * 32 not in " ".join(r.getMessage() for r in aborted)  # the route, not the path (a pay token)
+    assert not [r for r in records if r.exc_info or r.levelno >= logging.ERROR], \
+        [(r.name, r.getMessage()) for r in records if r.exc_info or r.levelno >= logging.ERROR][:3]
+    assert sum(len(r.getMessage()) for r in records) < 100 * 200
+    watch.unchanged()
+    assert heading_of((await alex.say("licenses"))[0]).startswith("License pools")  # still serving

@@ -467,6 +467,52 @@ def test_malformed_payload_is_refused_even_when_signed(gateway, payload):
         gateway.parse_webhook(payload, signed(payload))
 
 
+# A correctly signed event with odd fields. Stripe retries every delivery not answered 2xx for up
+# to three days (Stripe docs, "Webhooks: retry behaviour"), so an event that can never be
+# processed is answered 200 and logged, never 5xx; only a body that is not an event at all (not
+# JSON, no id/type/data.object) is 400.
+ODD_SESSIONS = [
+    ("metadata not an object", {"metadata": "quote_id=Q-1001"}),
+    ("metadata a list", {"metadata": ["Q-1001"]}),
+    ("quote id not text", {"metadata": {"quote_id": 1001}}),
+    ("quote id too long", {"metadata": {"quote_id": "Q" * 5000}, "client_reference_id": None}),
+    ("quote id with a NUL", {"metadata": {"quote_id": "Q-10\x0001"}, "client_reference_id": None}),
+    ("amount not an integer", {"amount_total": "4350"}),
+    ("amount missing", {"amount_total": None}),
+    ("currency not text", {"currency": 840}),
+    ("session id not text", {"id": {"x": 1}}),
+    ("payment status an object", {"payment_status": {"paid": True}}),
+]
+
+
+@pytest.mark.parametrize(("case", "changes"), ODD_SESSIONS, ids=[c for c, _ in ODD_SESSIONS])
+def test_a_signed_event_with_odd_fields_is_read_not_raised(fake, gateway, open_session, case, changes):
+    session = {**fake.complete_session(open_session["id"], payment_status="paid"), **changes}
+    payload = event_payload("checkout.session.completed", session, event_id="evt_odd_1")
+
+    event = gateway.parse_webhook(payload, signed(payload))
+
+    assert event.event_id == "evt_odd_1"
+    assert event.quote_id in ("Q-1001", None), case  # an odd quote id names no quote; the other field is read
+    if case.startswith(("amount", "currency")):
+        assert event.kind == "ignored", case  # a paid session whose amount cannot be checked is not settled
+    for value in (event.quote_id, event.external_id, event.currency):
+        assert value is None or (isinstance(value, str) and "\x00" not in value and len(value) <= 255), case
+    assert event.amount is None or isinstance(event.amount, int)
+
+
+def test_an_event_id_not_of_stripes_shape_is_stored_as_its_digest(gateway, open_session):
+    ids = ["evt_" + "x" * 300, "evt_\x00bad", "evt_😀"]
+    seen = []
+    for raw in ids:
+        payload = event_payload("checkout.session.expired", open_session, event_id=raw)
+        first = gateway.parse_webhook(payload, signed(payload)).event_id
+        again = gateway.parse_webhook(payload, signed(payload)).event_id  # a redelivery: the same id
+        assert first == again and first.startswith("evt_sha256_") and len(first) <= 100, raw
+        seen.append(first)
+    assert len(set(seen)) == len(ids)
+
+
 # ---------------------------------------------------------------------------- sync_subscription
 
 
@@ -801,3 +847,63 @@ def test_close_link_expires_an_open_session_and_says_when_it_was_paid(fake, gate
         gateway.close_link(other.external_id)
     assert not raised.value.permanent
     assert gateway.close_link(other.external_id) is True  # the next call has the SDK's new key
+
+
+# ---------------------------------------------------------------------------- the webhook route, on the database
+
+
+async def test_the_webhook_route_never_answers_5xx_to_a_signed_odd_event(fake, db, db_url, clock, aiohttp_client,
+                                                                         caplog):
+    """Through HTTP and the database (on PostgreSQL too, whose columns are bounded): signed odd
+    events are answered 2xx (Stripe stops retrying) or 400 (not an event); a real payment under
+    an over-long event id still settles, once."""
+    from core.catalog import Catalog
+    from core.config import Settings
+    from core.demo import ADMIN_AAD, TENANT, load_demo
+    from core.service import Licensing
+    from core.views import Actor
+    from tests.test_settlement import eco_pool, first_users
+    from web.app import create_app
+
+    clock.now = datetime.now(UTC).replace(microsecond=0)  # Stripe checks expiries against real time
+    lic = Licensing(db, Catalog.load(), make_gateway(fake), clock=clock, quote_ttl=timedelta(minutes=30))
+    load_demo(lic)
+    admin = Actor(TENANT, ADMIN_AAD)
+    pool = eco_pool(lic)
+    q = lic.payment_link(admin, lic.quote_upgrade(admin, pool.id, first_users(lic, admin, pool.id, 2), "pro").id)
+    settings = Settings(DATABASE_URL=db_url, PAYMENTS="stripe", STRIPE_API_KEY=TEST_API_KEY,
+                        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    client = await aiohttp_client(create_app(settings, lic))
+    session = fake.complete_session(next(iter(fake.sessions)), payment_status="paid")
+
+    async def post(payload: bytes):
+        resp = await client.post("/api/stripe/webhook", data=payload,
+                                 headers={"Stripe-Signature": signed(payload), "Content-Type": "application/json"})
+        return resp.status, await resp.json()
+
+    odd_objects = [{**session, **changes, "metadata": {"quote_id": "0" * 32}, "client_reference_id": None}
+                   for _, changes in ODD_SESSIONS]  # a quote that does not exist: audited, nothing applied
+    odd_objects += [{**session, "amount_total": "1"}]  # the real quote, an amount that cannot be checked
+    for i, obj in enumerate(odd_objects):
+        status, body = await post(event_payload("checkout.session.completed", obj, event_id=f"evt_odd_{i}"))
+        assert status == 200 and body["received"] is True, (i, status, body)
+    for raw_id in ("evt_" + "9" * 5000, "evt_\x00x"):
+        status, _ = await post(event_payload("checkout.session.expired",
+                                             {**session, "metadata": "x", "client_reference_id": None},
+                                             event_id=raw_id))
+        assert status == 200, raw_id
+    not_events = [b"[1]", json.dumps({"id": "evt_1", "type": "x", "data": {"object": "session"}}).encode(),
+                  json.dumps({"id": ["evt_1"], "type": "x", "data": {"object": {}}}).encode(),
+                  b'{"id": "evt_1", "n": ' + b"7" * 5000 + b"}"]
+    for payload in not_events:
+        status, _ = await post(payload)
+        assert status == 400, payload[:40]
+    assert lic.quote(admin, q.id).status == "open"  # nothing above paid it
+
+    long_id = "evt_" + "7" * 300  # longer than what the database keeps: its digest is kept
+    status, body = await post(event_payload("checkout.session.completed", session, event_id=long_id))
+    assert (status, body["result"]) == (200, "settled")
+    status, body = await post(event_payload("checkout.session.completed", session, event_id=long_id))
+    assert (status, body["result"]) == (200, "duplicate")
+    assert lic.quote(admin, q.id).status == "paid"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]  # no traceback

@@ -498,7 +498,8 @@ async def test_rate_limit_window_moves_and_searches(db, clock):
         results = [(await alex.invoke("application/search", search)).value["results"] for _ in range(4)]
         assert [bool(r) for r in results] == [True, True, False, False]  # over the limit: no results
         other = [await alex.invoke("composeExtension/query", {}) for _ in range(4)]
-        assert [r.http_status for r in other[:3]] == [501, 501, 501]  # botbuilder's answer, within the limit
+        assert [r.http_status for r in other[:3]] == [200, 200, 200]  # within the limit: the documented answer
+        assert all(r["composeExtension"]["type"] == "message" for r in other[:3])
         assert other[3].http_status == 200 and other[3].status_code == 429 and other[3].type == INVOKE_ERROR
         events = audit_since(desk.lic, 0)
         assert sorted(e.target for e in events if e.action == "rate.limited") == [
@@ -520,3 +521,56 @@ def test_rate_limit_defaults():
     assert off.items["action"] is None and off.items["search"] is not None
     with pytest.raises(ValueError):
         Settings(RATE_LIMIT_ACTIONS="lots")
+
+
+# ============================================================================ slow clients
+
+
+async def _trickle(port: int, first: bytes, rest: bytes, *, every: float, limit: float) -> float | None:
+    """Send ``first`` at once, then ``rest`` one byte every ``every`` seconds; how long until the
+    server closed the connection, or None if it was still open after ``limit`` seconds."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(first)
+        for i in range(len(rest)):
+            if loop.time() - start > limit:
+                return None
+            writer.write(rest[i:i + 1])
+            await writer.drain()
+            try:  # the server closing shows as EOF (or a reset) on the next read
+                if await asyncio.wait_for(reader.read(1024), every) == b"":
+                    return loop.time() - start
+            except TimeoutError:
+                pass
+    except (ConnectionError, OSError):
+        return loop.time() - start
+    finally:
+        writer.close()
+    return None
+
+
+async def test_slow_clients_are_dropped_in_the_header_and_the_body_phase(db, clock, monkeypatch, caplog):
+    """Slow loris: connections trickling a byte at a time are closed once the header phase
+    (aiohttp's keep-alive timer, armed when a connection opens) or the body phase (the app's
+    body timeout) has lasted its limit, here shortened to 1 s; meanwhile the app serves others."""
+    import web.app as web_app
+
+    monkeypatch.setattr(web_app, "SERVER_OPTIONS", {**web_app.SERVER_OPTIONS, "keepalive_timeout": 1.0})
+    monkeypatch.setattr(web_app, "BODY_SECONDS", 1.0)
+    async with running_desk(db=db, clock=clock) as desk:
+        port = int(desk.url.rsplit(":", 1)[1])
+        header = b"POST /pay/" + b"t" * 32 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        body = (b"POST /api/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 5000\r\n\r\n")
+        slow = [_trickle(port, header, b"X-Pad: " + b"p" * 500, every=0.1, limit=8.0) for _ in range(10)]
+        slow += [_trickle(port, body, b" " * 5000, every=0.1, limit=8.0) for _ in range(10)]
+        tasks = [asyncio.ensure_future(t) for t in slow]
+        await asyncio.sleep(0.3)
+        [card] = await desk.admin().say("licenses")  # served while they trickle
+        assert heading_of(card).startswith("License pools")
+        closed_after = await asyncio.gather(*tasks)
+    assert all(t is not None and t < 4.0 for t in closed_after), closed_after
+    dropped = [r for r in caplog.records if "body not received within" in r.getMessage()]
+    assert len(dropped) == 10 and not [r for r in caplog.records if r.exc_info]

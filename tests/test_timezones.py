@@ -206,3 +206,25 @@ async def test_the_audit_log_is_shown_in_the_readers_zone(desk):
     [card] = await desk.client(ALEX).say("audit")
     assert "times in UTC" in text_of(card)
     assert format_datetime(event.created_at, "medium", tzinfo=UTC, locale="en_US") in text_of(card)
+
+
+async def test_a_change_of_locale_or_zone_is_saved_at_once_also_back_to_one_seen_before(desk, clock):
+    """Alex writes in English, then in French from Toronto, then in English from Paris again: the
+    stored address follows each activity at once (the bot once remembered every address it had
+    saved in the last hour, so going back to one seen before was not saved), and a card updated
+    in place later (his quote, paid) comes out in English."""
+    en = desk.client(ALEX, timezone=PARIS)
+    assert await en.install()
+    await desk.client(ALEX, locale="fr-FR", timezone="America/Toronto").say("aide")
+    with desk.lic.db.read() as s:
+        stored = s.get(DeliveryAddress, desk.user("Alex Wilber").id).address
+    assert (stored["locale"], stored["timezone"]) == ("fr-FR", "America/Toronto")
+    quote = await upgrade_quote(en, "Adele Vance")  # back to English in Paris: saved again
+    with desk.lic.db.read() as s:
+        stored = s.get(DeliveryAddress, desk.user("Alex Wilber").id).address
+    assert (stored["locale"], stored["timezone"]) == ("en-US", PARIS)
+    assert (await desk.post_form(en.open_url(quote, "Pay …"), {"action": "pay"})).status == 200
+    assert await desk.notify() >= 1
+    after = en.card_in(quote.message_id)
+    assert en.updates(quote.message_id), "the quote card was updated in place"
+    assert heading_of(after) == T("en-US")("paid.title") != T("fr-FR")("paid.title")

@@ -221,6 +221,26 @@ def test_the_address_key_changes_with_the_address():
     assert address_key(Activity().deserialize({**TEAMS_MESSAGE, "id": "other", "text": "x"})) == address_key(base)
 
 
+def test_an_address_is_saved_when_its_key_is_not_the_users_last_one(monkeypatch):
+    """Unchanged: not saved again (no write per turn); changed, also back to a key seen before:
+    saved at once; a save that failed (forget) is tried again."""
+    from bot import handler
+
+    last, alex, megan = handler._LastSaved(ttl=300.0), ("t", "alex"), ("t", "megan")
+    en, fr = ("en-US",), ("fr-FR",)
+    assert [last.due(alex, k) for k in (en, en, fr, fr, en, en)] == [True, False, True, False, True, False]
+    assert last.due(megan, en) and not last.due(megan, en) and not last.due(alex, en)  # per user
+    last.forget(alex, fr)  # not the last one: nothing forgotten
+    assert not last.due(alex, en)
+    last.forget(alex, en)
+    assert last.due(alex, en)
+    now = handler.time.monotonic()
+    monkeypatch.setattr(handler.time, "monotonic", lambda: now + 301)  # stale: another instance may have saved
+    assert last.due(alex, en)
+    small = handler._LastSaved(size=2)
+    assert all(small.due(("t", str(i)), en) for i in range(3)) and small.due(("t", "0"), en)  # bounded
+
+
 def test_a_turn_builds_its_address_on_first_use_only():
     activity = Activity().deserialize(TEAMS_MESSAGE)
     with mock.patch("bot.handler.address_of", wraps=address_of) as spy:

@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy import text
 
 from core.catalog import Catalog
@@ -19,6 +20,15 @@ from core.views import PayPage
 from web.pay_pages import content_security_policy, new_nonce, page_locale, render_pay_page
 
 log = logging.getLogger(__name__)
+
+# Slow clients (slow loris) are bounded in both phases of a request. Headers: aiohttp (3.14)
+# arms its keep-alive timer when a connection opens and closes a connection still waiting for
+# a complete request when it fires, so ``keepalive_timeout`` bounds the header phase (and the
+# idle time between requests); run_app's default is 75 s. Body: aiohttp has no timeout of its
+# own for a handler's body read, :func:`bounded_body` gives one.
+HEADER_SECONDS = 15.0
+BODY_SECONDS = 20.0
+SERVER_OPTIONS = {"keepalive_timeout": HEADER_SECONDS}  # for web.run_app / web.AppRunner
 
 LICENSING = web.AppKey("licensing", Licensing)
 SETTINGS = web.AppKey("settings", Settings)
@@ -59,10 +69,10 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "payments": request.app[SETTINGS].payments})
 
 
-def _html(request: web.Request, page: PayPage, token: str) -> web.Response:
+def _html(request: web.Request, page: PayPage, token: str, *, status: int | None = None) -> web.Response:
     """The payment page in the language the browser asks for (Accept-Language; English by default),
     its style and script allowed by this response's nonce only."""
-    status = 404 if page.state == "unknown" else 200
+    status = status or (404 if page.state == "unknown" else 200)
     locale = page_locale(request.headers.get("Accept-Language"))
     nonce = new_nonce()
     return web.Response(text=render_pay_page(page, token, locale, nonce=nonce), content_type="text/html",
@@ -79,8 +89,13 @@ async def pay_get(request: web.Request) -> web.Response:
 
 async def pay_post(request: web.Request) -> web.Response:
     token = request.match_info["token"]
-    form = await request.post()
     lic = request.app[LICENSING]
+    try:
+        form = await request.post()
+    except (ValueError, LookupError, HttpProcessingError) as e:  # no boundary, a bad part, bytes that are
+        # not the charset or an unknown charset: no browser sends these; the page as it is, nothing done
+        log.info("pay page: unreadable form (%s)", type(e).__name__)
+        return _html(request, await asyncio.to_thread(lic.pay_page, token), token, status=400)
     action = form.get("action")
     if action == "pay":
         page = await asyncio.to_thread(lic.sandbox_pay, token)
@@ -109,9 +124,46 @@ async def stripe_webhook(request: web.Request) -> web.Response:
     return web.json_response({"received": True, "result": result.result})
 
 
+def _route(request: web.Request) -> str:
+    """The route of a request for the log ("/pay/{token}"): a path can hold a secret."""
+    info = request.match_info.route.resource
+    return f"{request.method} {info.canonical if info is not None else '?'}"
+
+
+@web.middleware
+async def bounded_body(request: web.Request, handler):
+    """A request body not received within BODY_SECONDS closes its connection; a client that goes
+    away in the middle of its body is one log line (aiohttp logs a traceback per request)."""
+    if not request.body_exists:
+        return await handler(request)
+    too_slow = False
+
+    def drop_if_incomplete() -> None:
+        nonlocal too_slow
+        if not request.content.is_eof() and request.transport is not None:
+            too_slow = True
+            request.transport.close()  # the pending read raises ConnectionResetError
+
+    timer = asyncio.get_running_loop().call_later(BODY_SECONDS, drop_if_incomplete)
+    try:
+        return await handler(request)
+    except ConnectionResetError:  # aiohttp's "Connection lost" while reading the body
+        if request.content.is_eof():  # the body was all there: another connection's reset (an outgoing call)
+            raise
+        if too_slow:
+            log.warning("%s from %s: body not received within %.0f s, connection closed", _route(request),
+                        request.remote, BODY_SECONDS)
+        else:
+            log.info("%s from %s: the client went away before its body was received", _route(request),
+                     request.remote)
+        return web.Response(status=408)  # (never sent: the connection is gone)
+    finally:
+        timer.cancel()
+
+
 def create_app(settings: Settings, licensing: Licensing | None = None, *,
                background: bool = False) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[bounded_body])
     lic = licensing or build_licensing(settings)
     app[SETTINGS] = settings
     app[LICENSING] = lic
