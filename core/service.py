@@ -2050,9 +2050,12 @@ def _chunks(ids: list, size: int = 500):
 
 
 def _csv_safe(value: str | None) -> str:
-    """Neutralise spreadsheet formulas in exported text."""
+    """Neutralise spreadsheet formulas in exported text (OWASP "CSV injection": a cell beginning with
+    = + - @, a tab or a line break; spreadsheets also skip leading blanks, so " =1+1" counts too):
+    such a cell gets a leading apostrophe and is read as text."""
     value = value or ""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    risky = value[:1] in ("\t", "\r", "\n") or value.lstrip()[:1] in ("=", "+", "-", "@")
+    return "'" + value if risky else value
 
 
 def _audit_row(r: AuditEvent) -> AuditRow:

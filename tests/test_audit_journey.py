@@ -307,6 +307,26 @@ async def test_export_csv_over_http(desk):
     assert "Contoso" not in body and "Alex Wilber" not in body
 
 
+# OWASP "CSV injection": a cell that begins with = + - @, a tab or a carriage return is a formula; spreadsheets
+# skip leading blanks and line breaks before reading it, so those count as the beginning too.
+SNEAKY_FORMULAS = ["  =1+1", " \t=HYPERLINK(\"http://x\")", "\n=cmd|' /C calc'!A0", "\r\n-2+3", " @SUM(A1)",
+                   "\u00a0+1", "\tx", "\rx"]
+
+
+async def test_export_neutralises_formulas_behind_blanks_and_line_breaks(desk):
+    account_id = demo_account_id(desk.lic)
+    now = desk.lic.now()
+    desk.lic.db.write(lambda s: s.execute(insert(AuditEvent), [
+        {"account_id": account_id, "tenant_id": TENANT, "actor_id": None, "actor": value, "action": "seat.assign",
+         "outcome": "refused", "target": value, "message": value, "detail": {}, "created_at": now}
+        for value in SNEAKY_FORMULAS]))
+    rows = list(csv.reader(io.StringIO(desk.lic.export_audit_csv(account_id))))
+    cells = [r[i] for r in rows if r[4] == "seat.assign" for i in (3, 6, 7)]
+    assert cells == ["'" + value for value in SNEAKY_FORMULAS for _ in range(3)]  # as typed, behind an apostrophe
+    others = [c for r in rows[1:] if r[4] != "seat.assign" for c in r]
+    assert others and not any(c.startswith("'") for c in others)  # (ordinary cells are left alone)
+
+
 async def test_a_long_log_is_streamed_whole(desk):
     account_id = demo_account_id(desk.lic)
     now = desk.lic.now()
