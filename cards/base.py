@@ -122,6 +122,14 @@ def columns(cols: list[dict], *, separator: bool = False, spacing: str | None = 
     return out
 
 
+def amount_row(label: str, amount: str, *, bold: bool = False, subtle: bool = False) -> dict:
+    """One label | right-aligned amount row (a quote's lines and totals)."""
+    weight = "Bolder" if bold else None
+    return columns([column([text(label, weight=weight, subtle=subtle)]),
+                    column([text(amount, weight=weight, subtle=subtle, wrap=False, horizontal="Right")], "auto")],
+                   spacing="Small")
+
+
 def container(items: list[dict], *, style: str | None = None, spacing: str | None = None) -> dict:
     out: dict[str, Any] = {"type": "Container", "items": items}
     if style:

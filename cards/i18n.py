@@ -4,6 +4,7 @@ time zone."""
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo, available_timezones
@@ -83,8 +84,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "quote.credit": "Credit for unused time on {n} × {plan}",
         "quote.charge": "Charge for remaining time on {n} × {plan}",
         "quote.purchase_line": "{n} × {plan} ({interval})",
-        "quote.subtotal": "Subtotal",
-        "quote.discount": "{label} ({percent} %)",
+        "quote.discount": "Discount ({percent}%): {label}",
+        "quote.discount_unnamed": "Discount ({percent}%)",
         "quote.due": "Due now",
         "quote.renewal": "Then at the next billing cycle, {date}",
         "quote.expires": "This quote is valid until {time}. The seats are held for you until then.",
@@ -214,11 +215,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "quote.more": "et {n} autre(s)",
         "quote.change": "Changement",
         "quote.period": "Période au prorata",
-        "quote.credit": "Avoir pour le temps restant sur {n} × {plan}",
+        "quote.credit": "Avoir pour le temps non utilisé sur {n} × {plan}",
         "quote.charge": "Montant pour le temps restant sur {n} × {plan}",
         "quote.purchase_line": "{n} × {plan} ({interval})",
-        "quote.subtotal": "Sous-total",
-        "quote.discount": "{label} ({percent} %)",
+        "quote.discount": "Remise ({percent} %) : {label}",
+        "quote.discount_unnamed": "Remise ({percent} %)",
         "quote.due": "À payer maintenant",
         "quote.renewal": "Puis au prochain cycle de facturation, le {date}",
         "quote.expires": "Ce devis est valable jusqu'à {time}. Les licences vous sont réservées d'ici là.",
@@ -495,7 +496,24 @@ MESSAGES_FR: dict[str, str] = {
     "The invoke has no action.": "L'appel ne contient aucune action.",
     "Only Action.Execute is supported here.": "Seul Action.Execute est pris en charge ici.",
 }
-MESSAGES: dict[str, dict[str, str]] = {"fr": MESSAGES_FR}
+
+_PLACEHOLDER = re.compile(r"(\{[^{}]*\})")
+_FR_BEFORE = re.compile(r"[ \u00a0\u202f]*([:;!?»%])(?=[\s)»,.]|$)")  # a colon, not that of "https://" or "10:30"
+_FR_AFTER = re.compile(r"«[ \u00a0\u202f]*")
+
+
+def french_typography(template: str) -> str:
+    """A French template with a no-break space (U+00A0) before : ; ! ? % and » and after «, as
+    French typography wants (and so that a line never starts with a colon); the placeholders
+    and their format specs are left as they are."""
+    parts = _PLACEHOLDER.split(template)
+    for i in range(0, len(parts), 2):  # the text between placeholders
+        parts[i] = _FR_AFTER.sub("«\u00a0", _FR_BEFORE.sub("\u00a0\\1", parts[i]))
+    return "".join(parts)
+
+
+STRINGS["fr"] = {key: french_typography(value) for key, value in STRINGS["fr"].items()}
+MESSAGES: dict[str, dict[str, str]] = {"fr": {key: french_typography(value) for key, value in MESSAGES_FR.items()}}
 
 
 def add_strings(strings: dict[str, dict[str, str]]) -> None:
@@ -507,7 +525,7 @@ def add_strings(strings: dict[str, dict[str, str]]) -> None:
     if clash:
         raise ValueError(f"strings defined twice: {sorted(clash)}")
     STRINGS["en"].update(en)
-    STRINGS["fr"].update(fr)
+    STRINGS["fr"].update({key: french_typography(value) for key, value in fr.items()})
 
 
 @dataclass(frozen=True)
@@ -630,6 +648,40 @@ class T:
         if line.kind == "charge":
             return self("quote.charge", n=line.quantity, plan=line.plan_name)
         return self("quote.purchase_line", n=line.quantity, plan=line.plan_name, interval=self.interval(line.interval))
+
+    def signed(self, amount: int, currency: str) -> str:
+        """An amount with its sign always shown ("+$0.75", "-$1.51"): a discount on a credit adds."""
+        return ("+" if amount > 0 else "") + self.money(amount, currency)
+
+    def discount_label(self, q) -> str:
+        """The discount in our words around its name from the account's data ("Discount (15%):
+        Partner discount"), or without a name."""
+        percent = self.percent(q.discount_percent)
+        if q.discount_label:
+            return self("quote.discount", label=q.discount_label, percent=percent)
+        return self("quote.discount_unnamed", percent=percent)
+
+    def quote_amounts(self, q) -> list[tuple[str, str, int]]:
+        """A quote's amounts as the quote card, the cart and the payment page show them:
+        (role, label, amount), role one of line | discount | carried | due. The discount is
+        applied line by line (DESIGN.md), so each line's discount comes right under it: every
+        amount above "Due now" adds up to it, to the cent."""
+        rows = []
+        for ln in q.lines:
+            rows.append(("line", self.quote_line(ln), ln.gross))
+            if ln.amount != ln.gross:
+                rows.append(("discount", self.discount_label(q), ln.amount - ln.gross))
+        if q.carried:
+            rows.append(("carried", self("quote.carried"), -q.carried))
+        rows.append(("due", self("quote.due"), q.due_now))
+        return rows
+
+    @staticmethod
+    def renewals(q) -> list:
+        """The quote's renewal dates and amounts, earliest first (``RenewalView``)."""
+        from core.views import RenewalView
+
+        return list(q.renewals) or [RenewalView(q.renewal_date, q.renewal_amount)]
 
     @staticmethod
     def percent(value) -> str:

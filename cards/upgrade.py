@@ -6,6 +6,7 @@ from __future__ import annotations
 from cards import verbs
 from cards.base import (
     action_set,
+    amount_row,
     card,
     choice_set,
     column,
@@ -160,11 +161,16 @@ def tiers_card(locale: str | None, pool: PoolView, users: list[UserRow], total: 
     return card(body, actions, fallback_text=heading)
 
 
-def _amount_row(label: str, amount: str, *, bold: bool = False, subtle: bool = False) -> dict:
-    weight = "Bolder" if bold else None
-    return columns([column([text(label, weight=weight, subtle=subtle)]),
-                    column([text(amount, weight=weight, subtle=subtle, wrap=False, horizontal="Right")], "auto")],
-                   spacing="Small")
+def amount_rows(t: T, q: QuoteView) -> list[dict]:
+    """A quote's amounts (:meth:`T.quote_amounts`: each line with its discount under it, then Due
+    now), then each renewal date with what it bills."""
+    rows = []
+    for role, label, amount in t.quote_amounts(q):
+        shown = t.signed(amount, q.currency) if role == "discount" else t.money(amount, q.currency)
+        rows.append(amount_row(label, shown, bold=role == "due", subtle=role == "discount"))
+    rows += [amount_row(t("quote.renewal", date=t.date(r.date)), t.money(r.amount, q.currency), subtle=True)
+             for r in t.renewals(q)]
+    return rows
 
 
 def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> dict:
@@ -191,17 +197,7 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> 
                          t("quote.line_period", start=t.date(q.priced_at), end=t.date(ln.period_end))))
     info.append((t("label.prepared_by"), q.created_by_name))
     body.append(facts(info))
-    rows = [_amount_row(t.quote_line(ln), t.money(ln.gross, cur)) for ln in q.lines]
-    rows.append(_amount_row(t("quote.subtotal"), t.money(q.gross, cur), subtle=True))
-    if q.discount:
-        label = t("quote.discount", label=q.discount_label or "", percent=t.percent(q.discount_percent))
-        rows.append(_amount_row(label, t.money(q.discount, cur)))
-    if q.carried:
-        rows.append(_amount_row(t("quote.carried"), t.money(-q.carried, cur)))
-    rows.append(_amount_row(t("quote.due"), t.money(q.due_now, cur), bold=True))
-    rows.append(_amount_row(t("quote.renewal", date=t.date(q.renewal_date)), t.money(q.renewal_amount, cur),
-                            subtle=True))
-    body.append(container(rows, style="emphasis", spacing="Medium"))
+    body.append(container(amount_rows(t, q), style="emphasis", spacing="Medium"))
     refresh_data = {"quote": q.id}
     actions = []
     if q.status == "open":

@@ -92,6 +92,7 @@ from core.views import (
     PoolView,
     QuoteLineView,
     QuoteView,
+    RenewalView,
     RequestView,
     SeatView,
     UserRow,
@@ -838,8 +839,10 @@ class Licensing:
             priced.append(line)
             line_dicts.append(dict(line.to_dict(), period_start=start.isoformat(), period_end=end.isoformat(),
                                    new_period=new, renewal_amount=renewal))
-            renewal_total += renewal
-            renewal_date = end if renewal_date is None else min(renewal_date, end)
+            if renewal_date is None or end < renewal_date:  # the quote's renewal: the next one, and only its lines
+                renewal_total, renewal_date = renewal, end
+            elif end == renewal_date:
+                renewal_total += renewal
         totals = pricing.totals(priced)
         due_now, carried = self._carry_split(s, caller, totals.due_now)
         quote = self._new_quote(caller, "purchase", now, expires, lines=line_dicts, user_ids=[],
@@ -888,6 +891,9 @@ class Licensing:
             period_end=datetime.fromisoformat(ln["period_end"]), renewal_amount=ln["renewal_amount"],
             new_period=ln["new_period"]) for ln in quote.lines]
         interval = lines[0].interval if quote.kind == "upgrade" and lines else None
+        renewals: dict[datetime, int] = {}  # each line's period end -> what renews then
+        for ln in lines:
+            renewals[ln.period_end] = renewals.get(ln.period_end, 0) + ln.renewal_amount
         return QuoteView(
             id=quote.id, kind=quote.kind, status=self._effective_status(quote), account_id=quote.account_id,
             currency=quote.currency, created_by=quote.created_by, created_by_name=creator[0] if creator else "",
@@ -898,7 +904,8 @@ class Licensing:
             discount_percent=quote.discount_percent, due_now=quote.due_now, renewal_amount=quote.renewal_amount,
             renewal_date=quote.renewal_date, payment_url=payment.url if payment else None,
             payment_provider=payment.provider if payment else None, closed_at=quote.closed_at, note=quote.note,
-            request_id=quote.request_id, carried=quote.carried or 0)
+            request_id=quote.request_id, carried=quote.carried or 0,
+            renewals=tuple(RenewalView(date, amount) for date, amount in sorted(renewals.items())))
 
     def quote(self, actor: Actor, quote_id) -> QuoteView:
         return self._query(actor, "quote.view", lambda s, c: self._quote_view(s, self._load_quote(s, c, quote_id)),

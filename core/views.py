@@ -125,6 +125,15 @@ class QuoteLineView:
 
 
 @dataclass(frozen=True)
+class RenewalView:
+    """One renewal date of a quote's seats and what it bills then (a cart may mix intervals:
+    a monthly line renews before a yearly one)."""
+
+    date: datetime
+    amount: int
+
+
+@dataclass(frozen=True)
 class QuoteView:
     id: str
     kind: str
@@ -149,14 +158,15 @@ class QuoteView:
     discount_label: str | None
     discount_percent: Decimal | None
     due_now: int
-    renewal_amount: int
-    renewal_date: datetime
+    renewal_amount: int  # the next renewal (renewals[0]): what it bills ...
+    renewal_date: datetime  # ... and when
     payment_url: str | None = None
     payment_provider: str | None = None
     closed_at: datetime | None = None
     note: str | None = None
     request_id: int | None = None
     carried: int = 0  # owed now, below the payment minimum: added to the next invoice (due_now is 0)
+    renewals: tuple[RenewalView, ...] = ()  # every renewal date of the quote's lines, earliest first
 
 
 @dataclass(frozen=True)

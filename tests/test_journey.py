@@ -34,8 +34,8 @@ from tests.harness import (
 class Expected:
     credit_gross: str
     charge_gross: str
-    subtotal: str
-    discount: str
+    credit_discount: str  # the discount of each line (DESIGN.md applies it per line), with its sign
+    charge_discount: str
     due: str
     renewal: str
     renewal_date: str
@@ -70,14 +70,14 @@ def expected_upgrade(desk, pool_id: int, n: int, to_plan: str, locale: str) -> E
     credit_gross, charge_gross = -r(n * price_a * f), r(n * price_b * f)
     credit, charge = -r(n * price_a * f * (1 - d)), r(n * price_b * f * (1 - d))
     due = credit + charge
-    gross = credit_gross + charge_gross
     renewal = r(n * price_b * (1 - d_next))
     loc = locale.replace("-", "_")
 
     def m(amount: int) -> str:
         return money(amount, currency, loc)
 
-    return Expected(m(credit_gross), m(charge_gross), m(gross), m(due - gross), m(due), m(renewal),
+    return Expected(m(credit_gross), m(charge_gross), "+" + m(credit - credit_gross), m(charge - charge_gross),
+                    m(due), m(renewal),
                     format_date(sub.period_end, format="medium", locale=loc), f"{disc.percent_off.normalize():f}",
                     due)
 
@@ -159,11 +159,11 @@ async def test_upgrade_journey_by_clicking(desk):
     assert facts_of(quote)["Change"] == "Eco → Pro (monthly)"
     exp = expected_upgrade(desk, eco_id, 5, "pro", "en-US")
     rows = amount_rows(quote)
-    assert [a for _, a in rows] == [exp.credit_gross, exp.charge_gross, exp.subtotal, exp.discount, exp.due,
-                                    exp.renewal]
+    assert [a for _, a in rows] == [exp.credit_gross, exp.credit_discount, exp.charge_gross, exp.charge_discount,
+                                    exp.due, exp.renewal]
     labels = [label for label, _ in rows]
-    assert "5 × Eco" in labels[0] and "5 × Pro" in labels[1]
-    assert labels[3] == f"Partner discount ({exp.percent} %)" and labels[4] == "Due now"
+    assert "5 × Eco" in labels[0] and "5 × Pro" in labels[2]
+    assert labels[1] == labels[3] == f"Discount ({exp.percent}%): Partner discount" and labels[4] == "Due now"
     assert exp.renewal_date in labels[5]
 
     # the pay link: the sandbox page shows the amount; paying settles
@@ -249,13 +249,13 @@ async def test_upgrade_journey_in_french(desk):
     button = pool_button(pools, "Eco", "mensuel")
     eco_id = button["data"]["pool"]
     users = (await megan.act(pools, button)).expect_card()
-    assert heading_of(users) == "Eco (mensuel) : 24 utilisateur(s)"
+    assert heading_of(users) == "Eco (mensuel)\u00a0: 24 utilisateur(s)"
     tiers = (await megan.act(users, "Choisir l'offre", users=tick(users, "users", "Lee Gu", "Adele Vance"))
              ).expect_card()
     assert heading_of(tiers) == "Mettre à niveau 2 utilisateur(s) depuis Eco"
     assert choices_of(tiers, "plan") == [
-        (f"Advanced : {money(1500, 'USD', 'fr_FR')} par licence et par mois", "advanced"),
-        (f"Pro : {money(2900, 'USD', 'fr_FR')} par licence et par mois", "pro")]
+        (f"Advanced\u00a0: {money(1500, 'USD', 'fr_FR')} par licence et par mois", "advanced"),
+        (f"Pro\u00a0: {money(2900, 'USD', 'fr_FR')} par licence et par mois", "pro")]
     quote = (await megan.act(tiers, "Mettre à niveau", plan=choice_value(tiers, "plan", "Advanced"))
              ).expect_card()
     assert heading_of(quote) == "Devis de mise à niveau"
@@ -263,10 +263,10 @@ async def test_upgrade_journey_in_french(desk):
     exp = expected_upgrade(desk, eco_id, 2, "advanced", "fr-FR")
     rows = amount_rows(quote)
     assert rows == [
-        ("Avoir pour le temps restant sur 2 × Eco", exp.credit_gross),
+        ("Avoir pour le temps non utilisé sur 2 × Eco", exp.credit_gross),
+        (f"Remise ({exp.percent}\u00a0%)\u00a0: Partner discount", exp.credit_discount),
         ("Montant pour le temps restant sur 2 × Advanced", exp.charge_gross),
-        ("Sous-total", exp.subtotal),
-        (f"Partner discount ({exp.percent} %)", exp.discount),
+        (f"Remise ({exp.percent}\u00a0%)\u00a0: Partner discount", exp.charge_discount),
         ("À payer maintenant", exp.due),
         (f"Puis au prochain cycle de facturation, le {exp.renewal_date}", exp.renewal),
     ]
