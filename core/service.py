@@ -891,6 +891,17 @@ class Licensing:
             period_end=datetime.fromisoformat(ln["period_end"]), renewal_amount=ln["renewal_amount"],
             new_period=ln["new_period"]) for ln in quote.lines]
         interval = lines[0].interval if quote.kind == "upgrade" and lines else None
+        receipt = {}
+        if quote.status == "paid":
+            notices = s.execute(select(OutboxMessage.status, func.count()).where(
+                OutboxMessage.account_id == quote.account_id, OutboxMessage.kind == "license_upgraded",
+                OutboxMessage.dedupe_key.like(f"quote:{quote.id}:user:%")).group_by(OutboxMessage.status)).all()
+            receipt = dict(paid_at=quote.closed_at, paid_amount=payment.amount if payment else quote.due_now,
+                           paid_by=getattr(payment, "payer_email", None),  # (when a provider tells it)
+                           payment_reference=(None if payment is None else f"{quote.id[:8]}-{payment.id}"
+                                              if payment.provider == "sandbox" else payment.external_id),
+                           notices_total=sum(n for _, n in notices),
+                           notices_delivered=sum(n for status, n in notices if status == "sent"))
         renewals: dict[datetime, int] = {}  # each line's period end -> what renews then
         for ln in lines:
             renewals[ln.period_end] = renewals.get(ln.period_end, 0) + ln.renewal_amount
@@ -905,7 +916,7 @@ class Licensing:
             renewal_date=quote.renewal_date, payment_url=payment.url if payment else None,
             payment_provider=payment.provider if payment else None, closed_at=quote.closed_at, note=quote.note,
             request_id=quote.request_id, carried=quote.carried or 0,
-            renewals=tuple(RenewalView(date, amount) for date, amount in sorted(renewals.items())))
+            renewals=tuple(RenewalView(date, amount) for date, amount in sorted(renewals.items())), **receipt)
 
     def quote(self, actor: Actor, quote_id) -> QuoteView:
         return self._query(actor, "quote.view", lambda s, c: self._quote_view(s, self._load_quote(s, c, quote_id)),

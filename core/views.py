@@ -167,6 +167,13 @@ class QuoteView:
     request_id: int | None = None
     carried: int = 0  # owed now, below the payment minimum: added to the next invoice (due_now is 0)
     renewals: tuple[RenewalView, ...] = ()  # every renewal date of the quote's lines, earliest first
+    # once paid: the receipt (paid_by: the payer's e-mail when the provider told it, else None)
+    paid_at: datetime | None = None
+    paid_amount: int | None = None
+    paid_by: str | None = None
+    payment_reference: str | None = None
+    notices_total: int = 0  # the users' "license upgraded" messages of a paid upgrade ...
+    notices_delivered: int = 0  # ... and how many of them were delivered
 
 
 @dataclass(frozen=True)

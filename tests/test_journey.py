@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 from babel.dates import format_date
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from cards.i18n import T
 from core import pricing
 from core.catalog import Catalog
 from core.demo import TENANT
@@ -80,6 +82,15 @@ def expected_upgrade(desk, pool_id: int, n: int, to_plan: str, locale: str) -> E
                     m(due), m(renewal),
                     format_date(sub.period_end, format="medium", locale=loc), f"{disc.percent_off.normalize():f}",
                     due)
+
+
+def quote_id_of(card: dict) -> str:
+    return find_action(card, "Refresh")["data"]["quote"]
+
+
+def paid_at(desk, quote_id: str):
+    with desk.lic.db.read() as s:
+        return s.get(Quote, quote_id).closed_at
 
 
 def seats_by_user(desk, user_ids) -> dict[int, int]:
@@ -211,8 +222,16 @@ async def test_upgrade_journey_by_clicking(desk):
     assert update["attachments"][0]["content"] == summary
     assert heading_of(summary) == "Upgrade paid"
     assert "5 user(s) now hold Pro" in text_of(summary)
-    assert facts_of(summary)["Due now"] == exp.due
-    assert any(v == exp.renewal for v in facts_of(summary).values())
+    # a receipt, not "Due now": what was paid, when, through what, its reference
+    receipt = facts_of(summary)
+    assert "Due now" not in receipt and receipt["Amount paid"] == exp.due
+    assert receipt["Paid on"] == T("en-US").datetime(paid_at(desk, quote_id_of(quote)))
+    assert receipt["Paid by"] == "Through the payment link of the quote prepared by Alex Wilber"
+    assert receipt["Payment reference"].startswith(quote_id_of(quote)[:8])
+    assert any(v == exp.renewal for v in receipt.values())
+    # the users are told (their notices delivered above): the card says they were, and needs no refresh
+    refreshed_now = (await alex.refresh(quote)).expect_card()
+    assert "Each of them has been told in Teams." in text_of(refreshed_now) and "refresh" not in refreshed_now
 
     # paying again and notifying again change nothing and send nothing
     before, mark = snapshot(desk.lic), desk.connector.mark()
@@ -224,7 +243,7 @@ async def test_upgrade_journey_by_clicking(desk):
 
     # Refresh on the quote card (as it was before the update) shows the paid summary
     refreshed = (await alex.act(quote, "Refresh")).expect_card()
-    assert heading_of(refreshed) == "Upgrade paid" and facts_of(refreshed)["Due now"] == exp.due
+    assert heading_of(refreshed) == "Upgrade paid" and facts_of(refreshed)["Amount paid"] == exp.due
     assert (await alex.refresh(quote)).expect_card() == refreshed  # the card's automatic refresh too
     # the old users card is stale now: its selection no longer holds Eco seats
     stale = (await alex.act(users_card, "Choose tier", users=tick(users_card, "users", "Raul Ølsen"))).expect_card()
@@ -283,7 +302,7 @@ async def test_upgrade_journey_in_french(desk):
     assert len(desk.connector.sent(desk.chat_of(adele.aad_object_id))) == 1
     summary = megan.card_in(quote.message_id)
     assert heading_of(summary) == "Mise à niveau payée"
-    assert facts_of(summary)["À payer maintenant"] == exp.due
+    assert facts_of(summary)["Montant payé"] == exp.due and "À payer maintenant" not in facts_of(summary)
     refreshed = (await megan.act(quote, "Actualiser")).expect_card()
     assert heading_of(refreshed) == "Mise à niveau payée"
 
@@ -322,3 +341,21 @@ async def test_notices_when_a_chat_is_throttled_or_blocked(desk):
     expected = {desk.user(name).id: "sent" for name in quote_names} | {blocked[0].id: "unreachable"}
     assert statuses == expected
     assert heading_of(alex.card_in(quote.message_id)) == "Upgrade paid"
+
+
+@pytest.mark.parametrize(("locale", "telling", "told"), [
+    ("en-US", "Each of them will be told in Teams (0 of 2 told so far).", "Each of them has been told in Teams."),
+    ("fr-FR", "Chacun sera prévenu dans Teams (0 sur 2 pour l'instant).", "Chacun a été prévenu dans Teams.")])
+def test_a_paid_card_says_will_be_told_until_the_notices_are_delivered(demo, admin, locale, telling, told):
+    from cards.upgrade import quote_card
+
+    pool = next(p for p in demo.list_pools(admin) if p.plan_code == "eco" and p.interval == "month")
+    users = [u.id for u in demo.pool_users(admin, pool.id, page_size=2).items]
+    q = demo.payment_link(admin, demo.quote_upgrade(admin, pool.id, users, "pro").id)
+    demo.sandbox_pay(q.payment_url.rsplit("/", 1)[1])
+    pending = quote_card(locale, demo.quote(admin, q.id))
+    assert telling in text_of(pending) and "refresh" in pending  # Teams refreshes it when it is viewed
+    demo.db.write(lambda s: s.execute(update(OutboxMessage).where(OutboxMessage.kind == "license_upgraded")
+                                      .values(status="sent")))
+    done = quote_card(locale, demo.quote(admin, q.id))
+    assert told in text_of(done) and telling not in text_of(done) and "refresh" not in done
