@@ -208,7 +208,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "users.none": "Personne ne correspond.",
         "users.selected": "{n} utilisateur(s) sélectionné(s)",
         "users.select": "Cochez les utilisateurs à mettre à niveau",
-        "users.held": "réservé par un devis jusqu'à {time}",
+        "users.held": "réservé par un devis jusqu'au {time}",
         "users.downgrade": "passage à {plan} prévu",
         "tiers.title": "Mettre à niveau {n} utilisateur(s) depuis {plan}",
         "tiers.choose": "Nouvelle offre",
@@ -229,7 +229,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "quote.discount_unnamed": "Remise ({percent} %)",
         "quote.due": "À payer maintenant",
         "quote.renewal": "Puis au prochain cycle de facturation, le {date}",
-        "quote.expires": "Ce devis est valable jusqu'à {time}. Les licences vous sont réservées d'ici là.",
+        "quote.expires": "Ce devis est valable jusqu'au {time}. Les licences vous sont réservées d'ici là.",
         "quote.nothing_due": "Rien n'est dû maintenant : confirmez pour l'appliquer.",
         "quote.carried": "Ajouté à votre prochaine facture (sous le paiement par carte minimal)",
         "quote.carried_hint": "Rien n'est débité maintenant : {amount} est trop faible pour un paiement par carte "
@@ -281,7 +281,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "users.pool_actions": "Ce lot :",
         "tiers.missing": "Choisissez d'abord la nouvelle offre.",
         "quote.line_period": "{start} → {end}",
-        "quote.purchase_expires": "Ce devis est valable jusqu'à {time}.",
+        "quote.purchase_expires": "Ce devis est valable jusqu'au {time}.",
         "quote.purchase_pay_hint": "Payez par le lien sécurisé ; les licences sont ajoutées dès réception du "
                                    "paiement.",
         "error.ask.one": "Demandez à {a} de vous ajouter.",
@@ -511,6 +511,7 @@ MESSAGES_FR: dict[str, str] = {
     "Only Action.Execute is supported here.": "Seul Action.Execute est pris en charge ici.",
 }
 
+_FR_VOWELS = frozenset("aeiouyàâäéèêëîïôöùûüœæ")
 _PLACEHOLDER = re.compile(r"(\{[^{}]*\})")
 _FR_BEFORE = re.compile(r"[ \u00a0\u202f]*([:;!?»%])(?=[\s)»,.]|$)")  # a colon, not that of "https://" or "10:30"
 _FR_AFTER = re.compile(r"«[ \u00a0\u202f]*")
@@ -607,7 +608,15 @@ class T:
     def __call__(self, key: str, **kw) -> str:
         """The string ``key`` formatted with ``kw``; a value that is a Message is said first."""
         text = STRINGS[self.lang].get(key) or STRINGS["en"][key]
-        return text.format(**{k: self.say(v) if isinstance(v, Message) else v for k, v in kw.items()}) if kw else text
+        if not kw:
+            return text
+        values = {k: self.say(v) if isinstance(v, Message) else v for k, v in kw.items()}
+        if self.lang == "fr":  # "de API Pro" is "d'API Pro": French elides "de" before a vowel
+            for k, v in values.items():
+                if isinstance(v, str) and v[:1].lower() in _FR_VOWELS:
+                    text = re.sub(r"\b(de|De) \{" + re.escape(k) + r"\}", lambda m, k=k: m[1][0] + "'{" + k + "}",
+                                  text)
+        return text.format(**values)
 
     def say(self, message) -> str:
         """A :class:`~core.errors.Message` in this language: its template's translation formatted

@@ -208,3 +208,13 @@ def test_french_punctuation_has_its_no_break_space():
              if re.search(r"(?:[^\u00a0]|^)[:;!?»%](?=[\s)»,.]|$)|«(?!\u00a0)", text)]
     assert wrong == []
     assert any("\u00a0:" in text for text in outside) and any("«\u00a0" in text for text in outside)
+
+
+def test_french_elides_de_before_a_vowel_and_dates_read_jusquau():
+    import cards.pool_admin  # noqa: F401 - (its strings)
+
+    fr = T("fr-FR")
+    assert fr("pool_admin.remove.title", pool="API Pro (mensuel)") == "Supprimer des licences d'API Pro (mensuel)"
+    assert fr("pool_admin.remove.title", pool="Pro (mensuel)") == "Supprimer des licences de Pro (mensuel)"
+    assert fr("users.held", time="3 déc. 2026") == "réservé par un devis jusqu'au 3 déc. 2026"
+    assert fr("quote.credit", n=2, plan="Eco") == "Avoir pour le temps non utilisé sur 2 × Eco"
