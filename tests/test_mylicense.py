@@ -65,7 +65,7 @@ def seat_facts(card: dict, plan: str) -> dict:
                "pending": "Changement prévu", "moves": "Passe à API Advanced au renouvellement, le {date}",
                "top": "C'est l'offre la plus haute de sa famille.", "request": "Demander une mise à niveau",
                "send": "Envoyer la demande", "asked": "Demande de mise à niveau",
-               "choice": "{plan} (Standard, au lieu de Eco)"}),
+               "choice": "{plan} (Standard, au lieu d'Eco)"}),
 ])
 async def test_my_license_shows_each_seat_with_its_dates_and_pending_changes(desk, locale, labels):
     """Debra Deyoung holds Eco (monthly) and API Pro (yearly), with a downgrade of API Pro to

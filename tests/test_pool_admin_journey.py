@@ -381,7 +381,7 @@ async def test_downgrade_and_removal_in_french(desk):
     [pools] = await megan.say("licences")
     users = (await megan.act(pools, pool_button(pools, "Eco", "mensuel"))).expect_card()
     form = (await megan.act(users, "Supprimer des licences libres")).expect_card()
-    assert heading_of(form) == "Supprimer des licences de Eco (mensuel)"
+    assert heading_of(form) == "Supprimer des licences d'Eco (mensuel)"
     assert facts_of(form)["Libres à supprimer"] == "6"
     done = (await megan.act(form, "Supprimer au renouvellement", qty="1")).expect_card()
     assert heading_of(done) == "Licences supprimées au renouvellement"
