@@ -385,7 +385,7 @@ async def test_downgrade_and_removal_in_french(desk):
     assert facts_of(form)["Libres à supprimer"] == "6"
     done = (await megan.act(form, "Supprimer au renouvellement", qty="1")).expect_card()
     assert heading_of(done) == "Licences supprimées au renouvellement"
-    assert "1 licence(s) de Eco (mensuel) partent le 1 avr. 2026." in text_of(done)
+    assert "1 licence(s) d'Eco (mensuel) partent le 1 avr. 2026." in text_of(done)
 
     # Lee (in French) moves from Eco to Advanced, then is downgraded at renewal
     lee_id = desk.user("Lee Gu").id
