@@ -105,7 +105,8 @@ add_strings({
         "audit.empty": "Nothing has been recorded yet.",
         "audit.refused": "Refused",
         "audit.system": "License Desk",
-        "audit.card_action": "Card action “{verb}”",
+        "audit.card_action": "A card button",
+        "audit.other_action": "Another action",
         "audit.target.user": "user #{id}",
         "audit.target.pool": "pool #{id}",
         "audit.target.quote": "quote {id}",
@@ -128,7 +129,8 @@ add_strings({
         "audit.empty": "Rien n'a encore été enregistré.",
         "audit.refused": "Refusé",
         "audit.system": "License Desk",
-        "audit.card_action": "Action de carte « {verb} »",
+        "audit.card_action": "Un bouton de carte",
+        "audit.other_action": "Une autre action",
         "audit.target.user": "utilisateur n° {id}",
         "audit.target.pool": "lot n° {id}",
         "audit.target.quote": "devis {id}",
@@ -158,7 +160,7 @@ def clip(value: str | None, limit: int) -> str:
 
 def action_label(t: T, action: str, outcome: str = "ok") -> str:
     """An action name in words: what was attempted for a refusal, what happened otherwise;
-    ``card.<verb>`` refusals name the button's verb; anything else is shown as it is."""
+    a ``card.<verb>`` refusal or an action without words is said generically, never as a code."""
     action = action or ""
     order = ("tried", "done") if outcome == "refused" else ("done", "tried")
     for kind in order:
@@ -166,8 +168,8 @@ def action_label(t: T, action: str, outcome: str = "ok") -> str:
         if key in STRINGS["en"]:
             return t(key)
     if action.startswith("card."):
-        return t("audit.card_action", verb=action[5:])
-    return action
+        return t("audit.card_action")
+    return t("audit.other_action")  # (never a raw code: an action this version has no words for)
 
 
 def target_label(t: T, target: str | None, users: dict[int, str], pools: dict[int, PoolView]) -> str:

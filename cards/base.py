@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,6 +35,26 @@ def refresh_for(action: dict, user_ids: Iterable[str]) -> dict:
     return {"action": action, "userIds": list(dict.fromkeys(user_ids))[:MAX_REFRESH_USERS]}
 
 
+# Markdown that Teams renders in TextBlock text and Fact titles and values (Teams: "Text formatting in
+# cards"; Adaptive Cards: "a subset of CommonMark"): emphasis, links, lists, and whatever else a
+# client's CommonMark renderer takes (headings, code, raw HTML, block quotes). A CommonMark
+# backslash escape before ASCII punctuation shows the character itself.
+_MD_INLINE = re.compile(r"[\\`*_\[\]<~]")  # emphasis, links and images, code, HTML and autolinks, strikethrough
+_MD_BLOCK = re.compile(  # at the start of a line only: headings, lists, quotes, rules, setext underlines
+    r"^(?:(?P<mark>#{1,6}(?=[ \t]|$)|[-+](?=[ \t]|$)|>|(?=[=-]+[ \t]*$)[=-])|(?P<num>\d{1,9})(?=[.)](?:[ \t]|$)))",
+    re.M)
+_LEADING = re.compile(r"^[ \t]+", re.M)  # four spaces or a tab would start a code block
+
+
+def plain(value: str) -> str:
+    """``value`` as literal text for a TextBlock or a Fact: every character that could start
+    Markdown escaped, so that a name or a reason typed by a person (``**URGENT** [Approve](url)``)
+    shows as typed, never as bold or a link. Text without Markdown characters is unchanged."""
+    value = _LEADING.sub("", str(value).replace("\r\n", "\n").replace("\r", "\n"))
+    value = _MD_INLINE.sub(lambda m: "\\" + m[0], value)
+    return _MD_BLOCK.sub(lambda m: m["num"] + "\\" if m["num"] else "\\" + m["mark"], value)
+
+
 def size(c: dict) -> int:
     return len(json.dumps(c, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
@@ -41,7 +62,8 @@ def size(c: dict) -> int:
 def text(value: str, *, weight: str | None = None, size_: str | None = None, color: str | None = None,
          subtle: bool = False, wrap: bool = True, spacing: str | None = None, style: str | None = None,
          horizontal: str | None = None) -> dict:
-    out: dict[str, Any] = {"type": "TextBlock", "text": value, "wrap": wrap}
+    """A TextBlock showing ``value`` as it is (see :func:`plain`: no card text is Markdown)."""
+    out: dict[str, Any] = {"type": "TextBlock", "text": plain(value), "wrap": wrap}
     if weight:
         out["weight"] = weight
     if size_:
@@ -64,7 +86,8 @@ def title(value: str) -> dict:
 
 
 def facts(pairs: list[tuple[str, str]]) -> dict:
-    return {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in pairs]}
+    """Title/value pairs, shown as they are (Teams renders Markdown in both: see :func:`plain`)."""
+    return {"type": "FactSet", "facts": [{"title": plain(k), "value": plain(v)} for k, v in pairs]}
 
 
 def execute(title_: str, verb: str, data: dict | None = None, *, style: str | None = None,
@@ -107,6 +130,14 @@ def columns(cols: list[dict], *, separator: bool = False, spacing: str | None = 
     if spacing:
         out["spacing"] = spacing
     return out
+
+
+def amount_row(label: str, amount: str, *, bold: bool = False, subtle: bool = False) -> dict:
+    """One label | right-aligned amount row (a quote's lines and totals)."""
+    weight = "Bolder" if bold else None
+    return columns([column([text(label, weight=weight, subtle=subtle)]),
+                    column([text(amount, weight=weight, subtle=subtle, wrap=False, horizontal="Right")], "auto")],
+                   spacing="Small")
 
 
 def container(items: list[dict], *, style: str | None = None, spacing: str | None = None) -> dict:

@@ -4,6 +4,7 @@ time zone."""
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo, available_timezones
@@ -83,8 +84,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "quote.credit": "Credit for unused time on {n} × {plan}",
         "quote.charge": "Charge for remaining time on {n} × {plan}",
         "quote.purchase_line": "{n} × {plan} ({interval})",
-        "quote.subtotal": "Subtotal",
-        "quote.discount": "{label} ({percent} %)",
+        "quote.discount": "Discount ({percent}%): {label}",
+        "quote.discount_unnamed": "Discount ({percent}%)",
         "quote.due": "Due now",
         "quote.renewal": "Then at the next billing cycle, {date}",
         "quote.expires": "This quote is valid until {time}. The seats are held for you until then.",
@@ -99,7 +100,14 @@ STRINGS: dict[str, dict[str, str]] = {
         "status.cancelled": "Cancelled",
         "status.refund_needed": "Payment to be refunded",
         "paid.title": "Upgrade paid",
-        "paid.body": "{n} user(s) now hold {plan}, effective now. Each of them has been told in Teams.",
+        "paid.body": "{n} user(s) now hold {plan}, effective now.",
+        "paid.told": "Each of them has been told in Teams.",
+        "paid.telling": "Each of them will be told in Teams ({done} of {total} told so far).",
+        "paid.amount": "Amount paid",
+        "paid.at": "Paid on",
+        "paid.by": "Paid by",
+        "paid.via_link": "Through the payment link of the quote prepared by {name}",
+        "paid.reference": "Payment reference",
         "paid.purchase_body": "The licenses are added to your pools.",
         "cancelled.title": "Quote cancelled",
         "quote.lapsed.failed": "The previous payment failed; nothing was charged. Pay again with a new link.",
@@ -208,7 +216,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "users.none": "Personne ne correspond.",
         "users.selected": "{n} utilisateur(s) sélectionné(s)",
         "users.select": "Cochez les utilisateurs à mettre à niveau",
-        "users.held": "réservé par un devis jusqu'à {time}",
+        "users.held": "réservé par un devis jusqu'au {time}",
         "users.downgrade": "passage à {plan} prévu",
         "tiers.title": "Mettre à niveau {n} utilisateur(s) depuis {plan}",
         "tiers.choose": "Nouvelle offre",
@@ -222,14 +230,14 @@ STRINGS: dict[str, dict[str, str]] = {
         "quote.more": "et {n} autre(s)",
         "quote.change": "Changement",
         "quote.period": "Période au prorata",
-        "quote.credit": "Avoir pour le temps restant sur {n} × {plan}",
+        "quote.credit": "Avoir pour le temps non utilisé sur {n} × {plan}",
         "quote.charge": "Montant pour le temps restant sur {n} × {plan}",
         "quote.purchase_line": "{n} × {plan} ({interval})",
-        "quote.subtotal": "Sous-total",
-        "quote.discount": "{label} ({percent} %)",
+        "quote.discount": "Remise ({percent} %) : {label}",
+        "quote.discount_unnamed": "Remise ({percent} %)",
         "quote.due": "À payer maintenant",
         "quote.renewal": "Puis au prochain cycle de facturation, le {date}",
-        "quote.expires": "Ce devis est valable jusqu'à {time}. Les licences vous sont réservées d'ici là.",
+        "quote.expires": "Ce devis est valable jusqu'au {time}. Les licences vous sont réservées d'ici là.",
         "quote.nothing_due": "Rien n'est dû maintenant : confirmez pour l'appliquer.",
         "quote.carried": "Ajouté à votre prochaine facture (sous le paiement par carte minimal)",
         "quote.carried_hint": "Rien n'est débité maintenant : {amount} est trop faible pour un paiement par carte "
@@ -242,7 +250,14 @@ STRINGS: dict[str, dict[str, str]] = {
         "status.cancelled": "Annulé",
         "status.refund_needed": "Paiement à rembourser",
         "paid.title": "Mise à niveau payée",
-        "paid.body": "{n} utilisateur(s) ont maintenant {plan}, dès maintenant. Chacun a été prévenu dans Teams.",
+        "paid.body": "{n} utilisateur(s) ont maintenant {plan}, dès maintenant.",
+        "paid.told": "Chacun a été prévenu dans Teams.",
+        "paid.telling": "Chacun sera prévenu dans Teams ({done} sur {total} pour l'instant).",
+        "paid.amount": "Montant payé",
+        "paid.at": "Payé le",
+        "paid.by": "Payé par",
+        "paid.via_link": "Par le lien de paiement du devis préparé par {name}",
+        "paid.reference": "Référence du paiement",
         "paid.purchase_body": "Les licences sont ajoutées à vos lots.",
         "cancelled.title": "Devis annulé",
         "quote.lapsed.failed": "Le paiement précédent a échoué ; rien n'a été facturé. Payez de nouveau avec un "
@@ -283,7 +298,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "users.pool_actions": "Ce lot :",
         "tiers.missing": "Choisissez d'abord la nouvelle offre.",
         "quote.line_period": "{start} → {end}",
-        "quote.purchase_expires": "Ce devis est valable jusqu'à {time}.",
+        "quote.purchase_expires": "Ce devis est valable jusqu'au {time}.",
         "quote.purchase_pay_hint": "Payez par le lien sécurisé ; les licences sont ajoutées dès réception du "
                                    "paiement.",
         "error.ask.one": "Demandez à {a} de vous ajouter.",
@@ -533,7 +548,25 @@ MESSAGES_FR: dict[str, str] = {
     "The invoke has no action.": "L'appel ne contient aucune action.",
     "Only Action.Execute is supported here.": "Seul Action.Execute est pris en charge ici.",
 }
-MESSAGES: dict[str, dict[str, str]] = {"fr": MESSAGES_FR}
+
+_FR_VOWELS = frozenset("aeiouyàâäéèêëîïôöùûüœæ")
+_PLACEHOLDER = re.compile(r"(\{[^{}]*\})")
+_FR_BEFORE = re.compile(r"[ \u00a0\u202f]*([:;!?»%])(?=[\s)»,.]|$)")  # a colon, not that of "https://" or "10:30"
+_FR_AFTER = re.compile(r"«[ \u00a0\u202f]*")
+
+
+def french_typography(template: str) -> str:
+    """A French template with a no-break space (U+00A0) before : ; ! ? % and » and after «, as
+    French typography wants (and so that a line never starts with a colon); the placeholders
+    and their format specs are left as they are."""
+    parts = _PLACEHOLDER.split(template)
+    for i in range(0, len(parts), 2):  # the text between placeholders
+        parts[i] = _FR_AFTER.sub("«\u00a0", _FR_BEFORE.sub("\u00a0\\1", parts[i]))
+    return "".join(parts)
+
+
+STRINGS["fr"] = {key: french_typography(value) for key, value in STRINGS["fr"].items()}
+MESSAGES: dict[str, dict[str, str]] = {"fr": {key: french_typography(value) for key, value in MESSAGES_FR.items()}}
 
 
 def add_strings(strings: dict[str, dict[str, str]]) -> None:
@@ -545,7 +578,7 @@ def add_strings(strings: dict[str, dict[str, str]]) -> None:
     if clash:
         raise ValueError(f"strings defined twice: {sorted(clash)}")
     STRINGS["en"].update(en)
-    STRINGS["fr"].update(fr)
+    STRINGS["fr"].update({key: french_typography(value) for key, value in fr.items()})
 
 
 @dataclass(frozen=True)
@@ -613,7 +646,15 @@ class T:
     def __call__(self, key: str, **kw) -> str:
         """The string ``key`` formatted with ``kw``; a value that is a Message is said first."""
         text = STRINGS[self.lang].get(key) or STRINGS["en"][key]
-        return text.format(**{k: self.say(v) if isinstance(v, Message) else v for k, v in kw.items()}) if kw else text
+        if not kw:
+            return text
+        values = {k: self.say(v) if isinstance(v, Message) else v for k, v in kw.items()}
+        if self.lang == "fr":  # "de API Pro" is "d'API Pro": French elides "de" before a vowel
+            for k, v in values.items():
+                if isinstance(v, str) and v[:1].lower() in _FR_VOWELS:
+                    text = re.sub(r"\b(de|De) \{" + re.escape(k) + r"\}", lambda m, k=k: m[1][0] + "'{" + k + "}",
+                                  text)
+        return text.format(**values)
 
     def say(self, message) -> str:
         """A :class:`~core.errors.Message` in this language: its template's translation formatted
@@ -668,6 +709,40 @@ class T:
         if line.kind == "charge":
             return self("quote.charge", n=line.quantity, plan=line.plan_name)
         return self("quote.purchase_line", n=line.quantity, plan=line.plan_name, interval=self.interval(line.interval))
+
+    def signed(self, amount: int, currency: str) -> str:
+        """An amount with its sign always shown ("+$0.75", "-$1.51"): a discount on a credit adds."""
+        return ("+" if amount > 0 else "") + self.money(amount, currency)
+
+    def discount_label(self, q) -> str:
+        """The discount in our words around its name from the account's data ("Discount (15%):
+        Partner discount"), or without a name."""
+        percent = self.percent(q.discount_percent)
+        if q.discount_label:
+            return self("quote.discount", label=q.discount_label, percent=percent)
+        return self("quote.discount_unnamed", percent=percent)
+
+    def quote_amounts(self, q) -> list[tuple[str, str, int]]:
+        """A quote's amounts as the quote card, the cart and the payment page show them:
+        (role, label, amount), role one of line | discount | carried | due. The discount is
+        applied line by line (DESIGN.md), so each line's discount comes right under it: every
+        amount above "Due now" adds up to it, to the cent."""
+        rows = []
+        for ln in q.lines:
+            rows.append(("line", self.quote_line(ln), ln.gross))
+            if ln.amount != ln.gross:
+                rows.append(("discount", self.discount_label(q), ln.amount - ln.gross))
+        if q.carried:
+            rows.append(("carried", self("quote.carried"), -q.carried))
+        rows.append(("due", self("quote.due"), q.due_now))
+        return rows
+
+    @staticmethod
+    def renewals(q) -> list:
+        """The quote's renewal dates and amounts, earliest first (``RenewalView``)."""
+        from core.views import RenewalView
+
+        return list(q.renewals) or [RenewalView(q.renewal_date, q.renewal_amount)]
 
     @staticmethod
     def percent(value) -> str:

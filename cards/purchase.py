@@ -5,7 +5,19 @@ purchase is paid or when a payment must be refunded."""
 from __future__ import annotations
 
 from cards import verbs
-from cards.base import action_set, card, choice_set, column, columns, container, execute, facts, text, title
+from cards.base import (
+    action_set,
+    amount_row,
+    card,
+    choice_set,
+    column,
+    columns,
+    container,
+    execute,
+    facts,
+    text,
+    title,
+)
 from cards.i18n import T, add_strings
 from core.errors import Message
 from core.views import PlanView, QuoteLineView, QuoteView
@@ -36,7 +48,6 @@ add_strings({
         "purchase.cart_empty": "Your cart is empty: choose a plan, the billing and the number of seats, then Add.",
         "purchase.prorated": "For the rest of the current period, until {date}; then {amount} per {unit}",
         "purchase.new_period": "A new {interval} subscription starts today; then {amount} per {unit} from {date}",
-        "purchase.renewal": "Then at renewal",
         "purchase.max_lines": "The cart is full ({n} lines): check out or remove a line first.",
         "purchase.hint": "Amounts are prorated to the current billing period and include your discount. "
                          "Nothing is charged until you pay the quote.",
@@ -80,7 +91,6 @@ add_strings({
         "purchase.prorated": "Pour le reste de la période en cours, jusqu'au {date} ; ensuite {amount} par {unit}",
         "purchase.new_period": "Un nouvel abonnement {interval} commence aujourd'hui ; ensuite {amount} par {unit} "
                                "à partir du {date}",
-        "purchase.renewal": "Puis au renouvellement",
         "purchase.max_lines": "Le panier est plein ({n} lignes) : passez commande ou retirez d'abord une ligne.",
         "purchase.hint": "Les montants sont calculés au prorata de la période de facturation en cours et "
                          "tiennent compte de votre remise. Rien n'est facturé avant le paiement du devis.",
@@ -141,13 +151,6 @@ def _line_detail(t: T, ln: QuoteLineView, currency: str) -> str:
     return t("purchase.prorated", date=t.date(ln.period_end), amount=amount, unit=t(f"unit.{ln.interval}"))
 
 
-def _amount_row(label: str, amount: str, *, bold: bool = False, subtle: bool = False) -> dict:
-    weight = "Bolder" if bold else None
-    return columns([column([text(label, weight=weight, subtle=subtle)]),
-                    column([text(amount, weight=weight, subtle=subtle, wrap=False, horizontal="Right")], "auto")],
-                   spacing="Small")
-
-
 def cart_lines(preview: QuoteView | None) -> list[dict]:
     """The cart as card data: one {plan, interval, quantity} per priced line."""
     if preview is None:
@@ -198,23 +201,25 @@ def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str]
         rows = []
         for i, ln in enumerate(preview.lines):
             rest = cart[:i] + cart[i + 1:]
+            label, amount = [text(t.quote_line(ln), weight="Bolder")], [text(t.money(ln.gross, cur), wrap=False,
+                                                                             horizontal="Right")]
+            if ln.amount != ln.gross:  # the line's own discount, under its gross amount (applied per line)
+                label.append(text(t.discount_label(preview), subtle=True, size_="Small", spacing="None"))
+                amount.append(text(t.signed(ln.amount - ln.gross, cur), subtle=True, size_="Small", spacing="None",
+                                   wrap=False, horizontal="Right"))
+            label.append(text(_line_detail(t, ln, cur), subtle=True, size_="Small", spacing="None"))
             rows.append(columns([
-                column([text(t.quote_line(ln), weight="Bolder"),
-                        text(_line_detail(t, ln, cur), subtle=True, size_="Small", spacing="None")]),
-                column([text(t.money(ln.gross, cur), wrap=False, horizontal="Right")], "auto"),
+                column(label, vertical=None), column(amount, "auto", vertical=None),
                 column([action_set([execute(t("purchase.btn.remove"), BUY_CART, {"cart": rest}, inputs="none")])],
                        "auto"),
             ], separator=i > 0))
         body.append(container(rows))
-        totals = [_amount_row(t("quote.subtotal"), t.money(preview.gross, cur), subtle=True)]
-        if preview.discount:
-            label = t("quote.discount", label=preview.discount_label or "", percent=t.percent(preview.discount_percent))
-            totals.append(_amount_row(label, t.money(preview.discount, cur)))
+        totals = []
         if preview.carried:
-            totals.append(_amount_row(t("quote.carried"), t.money(-preview.carried, cur)))
-        totals.append(_amount_row(t("quote.due"), t.money(preview.due_now, cur), bold=True))
-        if len({ln.interval for ln in preview.lines}) == 1:  # mixed intervals: each line says its own
-            totals.append(_amount_row(t("purchase.renewal"), t.money(preview.renewal_amount, cur), subtle=True))
+            totals.append(amount_row(t("quote.carried"), t.money(-preview.carried, cur)))
+        totals.append(amount_row(t("quote.due"), t.money(preview.due_now, cur), bold=True))
+        totals += [amount_row(t("quote.renewal", date=t.date(r.date)), t.money(r.amount, cur), subtle=True)
+                   for r in t.renewals(preview)]
         body.append(container(totals, style="emphasis", spacing="Medium"))
         body.append(text(t("purchase.hint"), subtle=True, size_="Small"))
         actions.append(execute(t("purchase.btn.checkout"), BUY_CHECKOUT, {"cart": cart, "qkey": key},

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from cards import verbs
 from cards.base import (
     action_set,
+    amount_row,
     card,
     choice_set,
     column,
@@ -163,11 +164,16 @@ def tiers_card(locale: str | None, pool: PoolView, users: list[UserRow], total: 
     return card(body, actions, fallback_text=heading)
 
 
-def _amount_row(label: str, amount: str, *, bold: bool = False, subtle: bool = False) -> dict:
-    weight = "Bolder" if bold else None
-    return columns([column([text(label, weight=weight, subtle=subtle)]),
-                    column([text(amount, weight=weight, subtle=subtle, wrap=False, horizontal="Right")], "auto")],
-                   spacing="Small")
+def amount_rows(t: T, q: QuoteView) -> list[dict]:
+    """A quote's amounts (:meth:`T.quote_amounts`: each line with its discount under it, then Due
+    now), then each renewal date with what it bills."""
+    rows = []
+    for role, label, amount in t.quote_amounts(q):
+        shown = t.signed(amount, q.currency) if role == "discount" else t.money(amount, q.currency)
+        rows.append(amount_row(label, shown, bold=role == "due", subtle=role == "discount"))
+    rows += [amount_row(t("quote.renewal", date=t.date(r.date)), t.money(r.amount, q.currency), subtle=True)
+             for r in t.renewals(q)]
+    return rows
 
 
 def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, admins: Iterable[str] = ()) -> dict:
@@ -198,17 +204,7 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, adm
                          t("quote.line_period", start=t.date(q.priced_at), end=t.date(ln.period_end))))
     info.append((t("label.prepared_by"), q.created_by_name))
     body.append(facts(info))
-    rows = [_amount_row(t.quote_line(ln), t.money(ln.gross, cur)) for ln in q.lines]
-    rows.append(_amount_row(t("quote.subtotal"), t.money(q.gross, cur), subtle=True))
-    if q.discount:
-        label = t("quote.discount", label=q.discount_label or "", percent=t.percent(q.discount_percent))
-        rows.append(_amount_row(label, t.money(q.discount, cur)))
-    if q.carried:
-        rows.append(_amount_row(t("quote.carried"), t.money(-q.carried, cur)))
-    rows.append(_amount_row(t("quote.due"), t.money(q.due_now, cur), bold=True))
-    rows.append(_amount_row(t("quote.renewal", date=t.date(q.renewal_date)), t.money(q.renewal_amount, cur),
-                            subtle=True))
-    body.append(container(rows, style="emphasis", spacing="Medium"))
+    body.append(container(amount_rows(t, q), style="emphasis", spacing="Medium"))
     refresh_data = {"quote": q.id}
     actions = []
     if q.status == "open":
@@ -245,18 +241,38 @@ def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> d
     body = [title(heading)]
     if note:
         body.append(text(t.say(note), color="Warning"))
+    renewals = [(t("quote.renewal", date=t.date(r.date)), t.money(r.amount, q.currency)) for r in t.renewals(q)]
     if q.kind == "upgrade":
         body.append(text(t("paid.body", n=len(q.users), plan=q.to_plan_name), color="Good"))
-        body.append(facts([(t("quote.users"), _names(t, q.users, len(q.users))),
-                           (t("quote.change"), f"{q.from_plan_name} → {q.to_plan_name} ({t.interval(q.interval)})"),
-                           (t("quote.due"), t.money(q.due_now, q.currency)),
-                           *_carried_fact(t, q),
-                           (t("quote.renewal", date=t.date(q.renewal_date)), t.money(q.renewal_amount, q.currency))]))
+        told = q.notices_delivered >= q.notices_total
+        body.append(text(t("paid.told") if told else t("paid.telling", done=q.notices_delivered,
+                                                                      total=q.notices_total)))
+        what = [(t("quote.users"), _names(t, q.users, len(q.users))),
+                (t("quote.change"), f"{q.from_plan_name} → {q.to_plan_name} ({t.interval(q.interval)})")]
     else:
         body.append(text(t("paid.purchase_body"), color="Good"))
-        body.append(facts([(t.quote_line(ln), t.money(ln.amount, q.currency)) for ln in q.lines]
-                          + [(t("quote.due"), t.money(q.due_now, q.currency)), *_carried_fact(t, q)]))
-    return card(body, [execute(t("btn.licenses"), verbs.POOLS)], fallback_text=heading)
+        what = [(t.quote_line(ln), t.money(ln.amount, q.currency)) for ln in q.lines]
+    body.append(facts(what + _receipt(t, q) + renewals))
+    # while notices are on their way, Teams refreshes the card when it is viewed, so that it comes to say "told"
+    pending = q.notices_delivered < q.notices_total
+    refresh = {"action": execute(t("btn.refresh"), verbs.QUOTE_REFRESH, {"quote": q.id})} if pending else None
+    return card(body, [execute(t("btn.licenses"), verbs.POOLS)], refresh=refresh, fallback_text=heading)
+
+
+def _receipt(t: T, q: QuoteView) -> list[tuple[str, str]]:
+    """What was paid, when, by whom and its reference (or the amount carried to the next invoice)."""
+    out = []
+    if q.due_now or not q.carried:
+        out.append((t("paid.amount"), t.money(q.paid_amount if q.paid_amount is not None else q.due_now,
+                                              q.currency)))
+    out += _carried_fact(t, q)
+    if q.paid_at:
+        out.append((t("paid.at"), t.datetime(q.paid_at)))
+    if q.due_now:
+        out.append((t("paid.by"), q.paid_by or t("paid.via_link", name=q.created_by_name)))
+    if q.payment_reference:
+        out.append((t("paid.reference"), q.payment_reference))
+    return out
 
 
 def _carried_fact(t: T, q: QuoteView) -> list[tuple[str, str]]:

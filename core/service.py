@@ -94,6 +94,7 @@ from core.views import (
     PoolView,
     QuoteLineView,
     QuoteView,
+    RenewalView,
     RequestView,
     SeatView,
     UserRow,
@@ -854,8 +855,10 @@ class Licensing:
             priced.append(line)
             line_dicts.append(dict(line.to_dict(), period_start=start.isoformat(), period_end=end.isoformat(),
                                    new_period=new, renewal_amount=renewal))
-            renewal_total += renewal
-            renewal_date = end if renewal_date is None else min(renewal_date, end)
+            if renewal_date is None or end < renewal_date:  # the quote's renewal: the next one, and only its lines
+                renewal_total, renewal_date = renewal, end
+            elif end == renewal_date:
+                renewal_total += renewal
         totals = pricing.totals(priced)
         due_now, carried = self._carry_split(s, caller, totals.due_now)
         quote = self._new_quote(caller, "purchase", now, expires, lines=line_dicts, user_ids=[],
@@ -904,6 +907,20 @@ class Licensing:
             period_end=datetime.fromisoformat(ln["period_end"]), renewal_amount=ln["renewal_amount"],
             new_period=ln["new_period"]) for ln in quote.lines]
         interval = lines[0].interval if quote.kind == "upgrade" and lines else None
+        receipt = {}
+        if quote.status == "paid":
+            notices = s.execute(select(OutboxMessage.status, func.count()).where(
+                OutboxMessage.account_id == quote.account_id, OutboxMessage.kind == "license_upgraded",
+                OutboxMessage.dedupe_key.like(f"quote:{quote.id}:user:%")).group_by(OutboxMessage.status)).all()
+            receipt = dict(paid_at=quote.closed_at, paid_amount=payment.amount if payment else quote.due_now,
+                           paid_by=getattr(payment, "payer_email", None),  # (when a provider tells it)
+                           payment_reference=(None if payment is None else f"{quote.id[:8]}-{payment.id}"
+                                              if payment.provider == "sandbox" else payment.external_id),
+                           notices_total=sum(n for _, n in notices),
+                           notices_delivered=sum(n for status, n in notices if status == "sent"))
+        renewals: dict[datetime, int] = {}  # each line's period end -> what renews then
+        for ln in lines:
+            renewals[ln.period_end] = renewals.get(ln.period_end, 0) + ln.renewal_amount
         return QuoteView(
             id=quote.id, kind=quote.kind, status=self._effective_status(quote), account_id=quote.account_id,
             currency=quote.currency, created_by=quote.created_by, created_by_name=creator[0] if creator else "",
@@ -915,7 +932,8 @@ class Licensing:
             renewal_date=quote.renewal_date, payment_url=payment.url if payment else None,
             payment_provider=payment.provider if payment else None, closed_at=quote.closed_at, note=quote.note,
             request_id=quote.request_id, carried=quote.carried or 0, payment_lapsed=quote.payment_lapsed,
-            payment_status=payment.status if payment else None)
+            payment_status=payment.status if payment else None,
+            renewals=tuple(RenewalView(date, amount) for date, amount in sorted(renewals.items())), **receipt)
 
     def quote(self, actor: Actor, quote_id) -> QuoteView:
         return self._query(actor, "quote.view", lambda s, c: self._quote_view(s, self._load_quote(s, c, quote_id)),
@@ -2231,9 +2249,12 @@ def _chunks(ids: list, size: int = 500):
 
 
 def _csv_safe(value: str | None) -> str:
-    """Neutralise spreadsheet formulas in exported text."""
+    """Neutralise spreadsheet formulas in exported text (OWASP "CSV injection": a cell beginning with
+    = + - @, a tab or a line break; spreadsheets also skip leading blanks, so " =1+1" counts too):
+    such a cell gets a leading apostrophe and is read as text."""
     value = value or ""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+    risky = value[:1] in ("\t", "\r", "\n") or value.lstrip()[:1] in ("=", "+", "-", "@")
+    return "'" + value if risky else value
 
 
 def _audit_row(r: AuditEvent) -> AuditRow:

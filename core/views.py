@@ -125,6 +125,15 @@ class QuoteLineView:
 
 
 @dataclass(frozen=True)
+class RenewalView:
+    """One renewal date of a quote's seats and what it bills then (a cart may mix intervals:
+    a monthly line renews before a yearly one)."""
+
+    date: datetime
+    amount: int
+
+
+@dataclass(frozen=True)
 class QuoteView:
     id: str
     kind: str
@@ -149,8 +158,8 @@ class QuoteView:
     discount_label: str | None
     discount_percent: Decimal | None
     due_now: int
-    renewal_amount: int
-    renewal_date: datetime
+    renewal_amount: int  # the next renewal (renewals[0]): what it bills ...
+    renewal_date: datetime  # ... and when
     payment_url: str | None = None
     payment_provider: str | None = None
     closed_at: datetime | None = None
@@ -160,6 +169,14 @@ class QuoteView:
     payment_lapsed: str | None = None  # the previous payment link's outcome: "failed" | "expired"
     # the link's state: pending | paid | closing (quote closed, the provider asked to close it) | closed
     payment_status: str | None = None
+    renewals: tuple[RenewalView, ...] = ()  # every renewal date of the quote's lines, earliest first
+    # once paid: the receipt (paid_by: the payer's e-mail when the provider told it, else None)
+    paid_at: datetime | None = None
+    paid_amount: int | None = None
+    paid_by: str | None = None
+    payment_reference: str | None = None
+    notices_total: int = 0  # the users' "license upgraded" messages of a paid upgrade ...
+    notices_delivered: int = 0  # ... and how many of them were delivered
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ LABELS = {
                   left="Licences libres restantes dans ce lot", left_value="2 sur 15", held="Déjà attribuée",
                   already="a déjà une licence",
                   notice="Vous avez une nouvelle licence",
-                  notice_body="Alex Wilber vous a attribué une licence : Advanced (mensuel).",
+                  notice_body="Alex Wilber vous a attribué une licence\u00a0: Advanced (mensuel).",
                   install="installez le client et activez-le", only="Seules les personnes de votre compte",
                   command="attribuer"),
 }

@@ -55,7 +55,7 @@ async def pools_of(client):
 
 @pytest.mark.parametrize("locale, heading, unknown", [
     ("en-US", "What I can do", "Sorry, I don't know “frobnicate the widgets”"),
-    ("fr-FR", "Ce que je sais faire", "Désolé, je ne connais pas « frobnicate the widgets »"),
+    ("fr-FR", "Ce que je sais faire", "Désolé, je ne connais pas «\u00a0frobnicate the widgets\u00a0»"),
 ])
 async def test_unknown_command_gets_the_help_card(desk, locale, heading, unknown):
     alex = desk.admin(locale)

@@ -48,9 +48,19 @@ def cart_rows(card: dict) -> list[tuple[str, str, str]]:
             continue
         if not any(a.get("title") in ("Remove", "Retirer") for a in actions_of(cols[2])):
             continue
-        label, detail = (i["text"] for i in cols[0]["items"])
-        rows.append((label, cols[1]["items"][0]["text"], detail))
+        items = cols[0]["items"]  # the label, the line's discount when it has one, the period detail
+        rows.append((items[0]["text"], cols[1]["items"][0]["text"], items[-1]["text"]))
     return rows
+
+
+def cart_discounts(card: dict) -> list[tuple[str, str]]:
+    """Each cart line's discount, (label, amount), as shown under its gross amount."""
+    out = []
+    for el in walk(card):
+        cols = el.get("columns") or []
+        if el.get("type") == "ColumnSet" and len(cols) == 3 and len(cols[1]["items"]) == 2:
+            out.append((cols[0]["items"][1]["text"], cols[1]["items"][1]["text"]))
+    return out
 
 
 def remove_button(card: dict, label: str) -> dict:
@@ -161,11 +171,17 @@ async def test_buy_journey_end_to_end(desk):
     cart = [{"plan": "eco", "interval": "month", "quantity": 5}, {"plan": "api_pro", "interval": "year", "quantity": 2}]
     oracle = desk.lic.cart_preview(Actor(TENANT, ALEX), cart)
     assert [ln.amount for ln in oracle.lines] == [eco["amount"], api["amount"]]
-    totals = dict(amount_rows(card))
-    assert totals["Subtotal"] == money(oracle.gross, "USD")
-    assert totals["Partner discount (15 %)"] == money(oracle.discount, "USD")
-    assert totals["Due now"] == money(eco["amount"] + api["amount"], "USD") == money(oracle.due_now, "USD")
-    assert "Then at renewal" not in totals  # mixed intervals: each line says its own renewal
+    # each line's discount under it (applied per line, so they add up to the due amount)
+    assert cart_discounts(card) == [("Discount (15%): Partner discount", money(eco["amount"] - eco["gross"], "USD")),
+                                    ("Discount (15%): Partner discount", money(api["amount"] - api["gross"], "USD"))]
+    totals = amount_rows(card)
+    assert totals[0] == ("Due now", money(eco["amount"] + api["amount"], "USD")) == ("Due now", money(oracle.due_now,
+                                                                                                      "USD"))
+    # mixed intervals: each renewal date with what it bills
+    assert totals[1:] == [(f"Then at the next billing cycle, {format_date(eco['end'], 'medium', 'en_US')}",
+                           money(eco["renewal"], "USD")),
+                          (f"Then at the next billing cycle, {format_date(api['end'], 'medium', 'en_US')}",
+                           money(api["renewal"], "USD"))]
     assert quote_count(desk) == 0  # pricing a cart creates no quote
 
     # checkout: the shared quote card with the pay link; a second click gives the same quote
@@ -175,9 +191,12 @@ async def test_buy_journey_end_to_end(desk):
     seen.append(quote)
     assert heading_of(quote) == "Purchase quote"
     amounts = amount_rows(quote)
-    assert amounts[:2] == [("5 × Eco (monthly)", money(eco["gross"], "USD")),
-                           ("2 × API Pro (yearly)", money(api["gross"], "USD"))]
-    assert ("Due now", money(oracle.due_now, "USD")) in amounts
+    discount = "Discount (15%): Partner discount"
+    assert amounts[:5] == [("5 × Eco (monthly)", money(eco["gross"], "USD")),
+                           (discount, money(eco["amount"] - eco["gross"], "USD")),
+                           ("2 × API Pro (yearly)", money(api["gross"], "USD")),
+                           (discount, money(api["amount"] - api["gross"], "USD")),
+                           ("Due now", money(oracle.due_now, "USD"))]
     assert find_action(quote, "Pay …")["title"] == f"Pay {money(oracle.due_now, 'USD')}"
     quote_id = find_action(quote, "Refresh")["data"]["quote"]
     assert quote_id == find_action(cart_card, "Checkout")["data"]["qkey"]
@@ -271,7 +290,8 @@ async def test_buy_more_preselects_and_a_first_purchase_starts_a_period(desk, cl
     assert (label, amount) == ("3 × API Advanced (yearly)", money(3 * 49000, "USD"))
     assert detail == (f"A new yearly subscription starts today; then {money(3 * 49000, 'USD')} per year from "
                       f"{format_date(end, 'medium', 'en_US')}")
-    assert dict(amount_rows(card))["Then at renewal"] == money(3 * 49000, "USD")
+    assert amount_rows(card)[-1] == (f"Then at the next billing cycle, {format_date(end, 'medium', 'en_US')}",
+                                     money(3 * 49000, "USD"))
     quote = (await ada.act(card, "Checkout")).expect_card()
     assert (await desk.post_form(ada.open_url(quote, "Pay …"), {"action": "pay"})).status == 200
     with desk.lic.db.read() as s:

@@ -78,7 +78,8 @@ async def test_help_lists_the_commands_of_the_role(desk, locale, lang):
 @pytest.mark.parametrize("locale, lang", LOCALES)
 async def test_an_unknown_command_gets_the_help_of_the_role(desk, locale, lang):
     alex, lee = desk.admin(locale), desk.member(locale)
-    sorry = {"en": "Sorry, I don't know “please sing”", "fr": "Désolé, je ne connais pas « please sing »"}[lang]
+    sorry = {"en": "Sorry, I don't know “please sing”",
+             "fr": "Désolé, je ne connais pas «\u00a0please sing\u00a0»"}[lang]
     [admin_card] = await alex.say("please sing")
     [member_card] = await lee.say("please sing")
     for card, is_admin in ((admin_card, True), (member_card, False)):

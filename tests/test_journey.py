@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 from babel.dates import format_date
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from cards.i18n import T
 from core import pricing
 from core.catalog import Catalog
 from core.demo import TENANT
@@ -34,8 +36,8 @@ from tests.harness import (
 class Expected:
     credit_gross: str
     charge_gross: str
-    subtotal: str
-    discount: str
+    credit_discount: str  # the discount of each line (DESIGN.md applies it per line), with its sign
+    charge_discount: str
     due: str
     renewal: str
     renewal_date: str
@@ -70,16 +72,25 @@ def expected_upgrade(desk, pool_id: int, n: int, to_plan: str, locale: str) -> E
     credit_gross, charge_gross = -r(n * price_a * f), r(n * price_b * f)
     credit, charge = -r(n * price_a * f * (1 - d)), r(n * price_b * f * (1 - d))
     due = credit + charge
-    gross = credit_gross + charge_gross
     renewal = r(n * price_b * (1 - d_next))
     loc = locale.replace("-", "_")
 
     def m(amount: int) -> str:
         return money(amount, currency, loc)
 
-    return Expected(m(credit_gross), m(charge_gross), m(gross), m(due - gross), m(due), m(renewal),
+    return Expected(m(credit_gross), m(charge_gross), "+" + m(credit - credit_gross), m(charge - charge_gross),
+                    m(due), m(renewal),
                     format_date(sub.period_end, format="medium", locale=loc), f"{disc.percent_off.normalize():f}",
                     due)
+
+
+def quote_id_of(card: dict) -> str:
+    return find_action(card, "Refresh")["data"]["quote"]
+
+
+def paid_at(desk, quote_id: str):
+    with desk.lic.db.read() as s:
+        return s.get(Quote, quote_id).closed_at
 
 
 def seats_by_user(desk, user_ids) -> dict[int, int]:
@@ -159,11 +170,11 @@ async def test_upgrade_journey_by_clicking(desk):
     assert facts_of(quote)["Change"] == "Eco → Pro (monthly)"
     exp = expected_upgrade(desk, eco_id, 5, "pro", "en-US")
     rows = amount_rows(quote)
-    assert [a for _, a in rows] == [exp.credit_gross, exp.charge_gross, exp.subtotal, exp.discount, exp.due,
-                                    exp.renewal]
+    assert [a for _, a in rows] == [exp.credit_gross, exp.credit_discount, exp.charge_gross, exp.charge_discount,
+                                    exp.due, exp.renewal]
     labels = [label for label, _ in rows]
-    assert "5 × Eco" in labels[0] and "5 × Pro" in labels[1]
-    assert labels[3] == f"Partner discount ({exp.percent} %)" and labels[4] == "Due now"
+    assert "5 × Eco" in labels[0] and "5 × Pro" in labels[2]
+    assert labels[1] == labels[3] == f"Discount ({exp.percent}%): Partner discount" and labels[4] == "Due now"
     assert exp.renewal_date in labels[5]
 
     # the pay link: the sandbox page shows the amount; paying settles
@@ -211,8 +222,16 @@ async def test_upgrade_journey_by_clicking(desk):
     assert update["attachments"][0]["content"] == summary
     assert heading_of(summary) == "Upgrade paid"
     assert "5 user(s) now hold Pro" in text_of(summary)
-    assert facts_of(summary)["Due now"] == exp.due
-    assert any(v == exp.renewal for v in facts_of(summary).values())
+    # a receipt, not "Due now": what was paid, when, through what, its reference
+    receipt = facts_of(summary)
+    assert "Due now" not in receipt and receipt["Amount paid"] == exp.due
+    assert receipt["Paid on"] == T("en-US").datetime(paid_at(desk, quote_id_of(quote)))
+    assert receipt["Paid by"] == "Through the payment link of the quote prepared by Alex Wilber"
+    assert receipt["Payment reference"].startswith(quote_id_of(quote)[:8])
+    assert any(v == exp.renewal for v in receipt.values())
+    # the users are told (their notices delivered above): the card says they were, and needs no refresh
+    refreshed_now = (await alex.refresh(quote)).expect_card()
+    assert "Each of them has been told in Teams." in text_of(refreshed_now) and "refresh" not in refreshed_now
 
     # paying again and notifying again change nothing and send nothing
     before, mark = snapshot(desk.lic), desk.connector.mark()
@@ -224,7 +243,7 @@ async def test_upgrade_journey_by_clicking(desk):
 
     # Refresh on the quote card (as it was before the update) shows the paid summary
     refreshed = (await alex.act(quote, "Refresh")).expect_card()
-    assert heading_of(refreshed) == "Upgrade paid" and facts_of(refreshed)["Due now"] == exp.due
+    assert heading_of(refreshed) == "Upgrade paid" and facts_of(refreshed)["Amount paid"] == exp.due
     assert (await alex.refresh(quote)).expect_card() == refreshed  # the card's automatic refresh too
     # the old users card is stale now: its selection no longer holds Eco seats
     stale = (await alex.act(users_card, "Choose tier", users=tick(users_card, "users", "Raul Ølsen"))).expect_card()
@@ -249,13 +268,13 @@ async def test_upgrade_journey_in_french(desk):
     button = pool_button(pools, "Eco", "mensuel")
     eco_id = button["data"]["pool"]
     users = (await megan.act(pools, button)).expect_card()
-    assert heading_of(users) == "Eco (mensuel) : 24 utilisateur(s)"
+    assert heading_of(users) == "Eco (mensuel)\u00a0: 24 utilisateur(s)"
     tiers = (await megan.act(users, "Choisir l'offre", users=tick(users, "users", "Lee Gu", "Adele Vance"))
              ).expect_card()
     assert heading_of(tiers) == "Mettre à niveau 2 utilisateur(s) depuis Eco"
     assert choices_of(tiers, "plan") == [
-        (f"Advanced : {money(1500, 'USD', 'fr_FR')} par licence et par mois", "advanced"),
-        (f"Pro : {money(2900, 'USD', 'fr_FR')} par licence et par mois", "pro")]
+        (f"Advanced\u00a0: {money(1500, 'USD', 'fr_FR')} par licence et par mois", "advanced"),
+        (f"Pro\u00a0: {money(2900, 'USD', 'fr_FR')} par licence et par mois", "pro")]
     quote = (await megan.act(tiers, "Mettre à niveau", plan=choice_value(tiers, "plan", "Advanced"))
              ).expect_card()
     assert heading_of(quote) == "Devis de mise à niveau"
@@ -263,10 +282,10 @@ async def test_upgrade_journey_in_french(desk):
     exp = expected_upgrade(desk, eco_id, 2, "advanced", "fr-FR")
     rows = amount_rows(quote)
     assert rows == [
-        ("Avoir pour le temps restant sur 2 × Eco", exp.credit_gross),
+        ("Avoir pour le temps non utilisé sur 2 × Eco", exp.credit_gross),
+        (f"Remise ({exp.percent}\u00a0%)\u00a0: Partner discount", exp.credit_discount),
         ("Montant pour le temps restant sur 2 × Advanced", exp.charge_gross),
-        ("Sous-total", exp.subtotal),
-        (f"Partner discount ({exp.percent} %)", exp.discount),
+        (f"Remise ({exp.percent}\u00a0%)\u00a0: Partner discount", exp.charge_discount),
         ("À payer maintenant", exp.due),
         (f"Puis au prochain cycle de facturation, le {exp.renewal_date}", exp.renewal),
     ]
@@ -283,7 +302,7 @@ async def test_upgrade_journey_in_french(desk):
     assert len(desk.connector.sent(desk.chat_of(adele.aad_object_id))) == 1
     summary = megan.card_in(quote.message_id)
     assert heading_of(summary) == "Mise à niveau payée"
-    assert facts_of(summary)["À payer maintenant"] == exp.due
+    assert facts_of(summary)["Montant payé"] == exp.due and "À payer maintenant" not in facts_of(summary)
     refreshed = (await megan.act(quote, "Actualiser")).expect_card()
     assert heading_of(refreshed) == "Mise à niveau payée"
 
@@ -322,3 +341,21 @@ async def test_notices_when_a_chat_is_throttled_or_blocked(desk):
     expected = {desk.user(name).id: "sent" for name in quote_names} | {blocked[0].id: "unreachable"}
     assert statuses == expected
     assert heading_of(alex.card_in(quote.message_id)) == "Upgrade paid"
+
+
+@pytest.mark.parametrize(("locale", "telling", "told"), [
+    ("en-US", "Each of them will be told in Teams (0 of 2 told so far).", "Each of them has been told in Teams."),
+    ("fr-FR", "Chacun sera prévenu dans Teams (0 sur 2 pour l'instant).", "Chacun a été prévenu dans Teams.")])
+def test_a_paid_card_says_will_be_told_until_the_notices_are_delivered(demo, admin, locale, telling, told):
+    from cards.upgrade import quote_card
+
+    pool = next(p for p in demo.list_pools(admin) if p.plan_code == "eco" and p.interval == "month")
+    users = [u.id for u in demo.pool_users(admin, pool.id, page_size=2).items]
+    q = demo.payment_link(admin, demo.quote_upgrade(admin, pool.id, users, "pro").id)
+    demo.sandbox_pay(q.payment_url.rsplit("/", 1)[1])
+    pending = quote_card(locale, demo.quote(admin, q.id))
+    assert telling in text_of(pending) and "refresh" in pending  # Teams refreshes it when it is viewed
+    demo.db.write(lambda s: s.execute(update(OutboxMessage).where(OutboxMessage.kind == "license_upgraded")
+                                      .values(status="sent")))
+    done = quote_card(locale, demo.quote(admin, q.id))
+    assert told in text_of(done) and telling not in text_of(done) and "refresh" not in done

@@ -140,7 +140,7 @@ def test_invalid_quantity_in_the_buy_flow(router, admin, locale):
     card = router.on_action(Turn(admin, locale), purchase.BUY_ADD, {"cart": [], "plan": "eco", "interval": "month",
                                                                     "qty": "0"})
     expected = {"en-US": "That line was not added: The quantity must be a whole number from 1 to 10,000.",
-                "fr-FR": "Cette ligne n'a pas été ajoutée : La quantité doit être un nombre entier de 1 à 10 000."}
+                "fr-FR": "Cette ligne n'a pas été ajoutée\u00a0: La quantité doit être un nombre entier de 1 à 10 000."}
     assert expected[locale] in text_of(card)
 
 
@@ -150,7 +150,7 @@ def test_not_an_upgrade(router, demo, admin, locale):
     data = {"pool": pool.id, "sel": [_user_of(demo, admin, pool.id)], "plan": "eco"}
     card = router.on_action(Turn(admin, locale), verbs.UPGRADE_QUOTE, data)
     expected = {"en-US": "Eco is not above Advanced: an upgrade must go to a higher tier.",
-                "fr-FR": "L'offre Eco n'est pas au-dessus de l'offre Advanced : une mise à niveau doit aller vers "
+                "fr-FR": "L'offre Eco n'est pas au-dessus de l'offre Advanced\u00a0: une mise à niveau doit aller vers "
                          "une offre supérieure."}
     assert expected[locale] in text_of(card)
 
@@ -189,3 +189,32 @@ def test_a_dialog_refusal_is_translated_too(router, demo, admin, locale):
                 "fr-FR": "Je ne connais pas ce bouton (la carte vient peut-être d'une version plus ancienne). "
                          "Recommencez depuis les lots de licences."}
     assert expected[locale] in text_of(card)
+
+
+def _french_texts() -> list[str]:
+    import web.pay_pages  # noqa: F401 - (its strings too)
+    from cards.i18n import MESSAGES, STRINGS
+
+    return list(STRINGS["fr"].values()) + list(MESSAGES["fr"].values())
+
+
+def test_french_punctuation_has_its_no_break_space():
+    """French typography: a no-break space (U+00A0) before : ; ! ? % and », after «; never an ordinary
+    space, never none (outside placeholders and their format specs, and not in "https://" or "10:30")."""
+    import re
+
+    outside = [re.sub(r"\{[^{}]*\}", "{}", text) for text in _french_texts()]
+    wrong = [text for text in outside
+             if re.search(r"(?:[^\u00a0]|^)[:;!?»%](?=[\s)»,.]|$)|«(?!\u00a0)", text)]
+    assert wrong == []
+    assert any("\u00a0:" in text for text in outside) and any("«\u00a0" in text for text in outside)
+
+
+def test_french_elides_de_before_a_vowel_and_dates_read_jusquau():
+    import cards.pool_admin  # noqa: F401 - (its strings)
+
+    fr = T("fr-FR")
+    assert fr("pool_admin.remove.title", pool="API Pro (mensuel)") == "Supprimer des licences d'API Pro (mensuel)"
+    assert fr("pool_admin.remove.title", pool="Pro (mensuel)") == "Supprimer des licences de Pro (mensuel)"
+    assert fr("users.held", time="3 déc. 2026") == "réservé par un devis jusqu'au 3 déc. 2026"
+    assert fr("quote.credit", n=2, plan="Eco") == "Avoir pour le temps non utilisé sur 2 × Eco"

@@ -65,7 +65,7 @@ def seat_facts(card: dict, plan: str) -> dict:
                "pending": "Changement prévu", "moves": "Passe à API Advanced au renouvellement, le {date}",
                "top": "C'est l'offre la plus haute de sa famille.", "request": "Demander une mise à niveau",
                "send": "Envoyer la demande", "asked": "Demande de mise à niveau",
-               "choice": "{plan} (Standard, au lieu de Eco)"}),
+               "choice": "{plan} (Standard, au lieu d'Eco)"}),
 ])
 async def test_my_license_shows_each_seat_with_its_dates_and_pending_changes(desk, locale, labels):
     """Debra Deyoung holds Eco (monthly) and API Pro (yearly), with a downgrade of API Pro to
@@ -143,7 +143,7 @@ async def test_the_top_plan_offers_no_request(desk):
      "Ask an administrator of your account to assign one to you: Alex Wilber, Megan Bowen.",
      "You hold no Standard license yet"),
     ("fr-FR", "Vos licences", "Vous n'avez encore aucune licence.",
-     "Demandez à un administrateur de votre compte de vous en attribuer une : Alex Wilber, Megan Bowen.",
+     "Demandez à un administrateur de votre compte de vous en attribuer une\u00a0: Alex Wilber, Megan Bowen.",
      "Vous n'avez encore aucune licence de la famille Standard"),
 ])
 async def test_a_member_with_no_seat_is_told_whom_to_ask(desk, locale, heading, none, ask, refused):
@@ -163,7 +163,7 @@ async def test_a_member_with_no_seat_is_told_whom_to_ask(desk, locale, heading, 
 @pytest.mark.parametrize("locale, heading, names", [
     ("en-US", "You are not set up yet", "Ask one of its administrators to add you: Alex Wilber, Megan Bowen."),
     ("fr-FR", "Vous n'êtes pas encore inscrit",
-     "Demandez à l'un de ses administrateurs de vous ajouter : Alex Wilber, Megan Bowen."),
+     "Demandez à l'un de ses administrateurs de vous ajouter\u00a0: Alex Wilber, Megan Bowen."),
 ])
 async def test_someone_not_in_the_account_is_told_whom_to_ask(desk, locale, heading, names):
     stranger = desk.client(STRANGER, locale=locale, name="Sam Stranger")

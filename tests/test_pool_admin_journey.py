@@ -381,11 +381,11 @@ async def test_downgrade_and_removal_in_french(desk):
     [pools] = await megan.say("licences")
     users = (await megan.act(pools, pool_button(pools, "Eco", "mensuel"))).expect_card()
     form = (await megan.act(users, "Supprimer des licences libres")).expect_card()
-    assert heading_of(form) == "Supprimer des licences de Eco (mensuel)"
+    assert heading_of(form) == "Supprimer des licences d'Eco (mensuel)"
     assert facts_of(form)["Libres à supprimer"] == "6"
     done = (await megan.act(form, "Supprimer au renouvellement", qty="1")).expect_card()
     assert heading_of(done) == "Licences supprimées au renouvellement"
-    assert "1 licence(s) de Eco (mensuel) partent le 1 avr. 2026." in text_of(done)
+    assert "1 licence(s) d'Eco (mensuel) partent le 1 avr. 2026." in text_of(done)
 
     # Lee (in French) moves from Eco to Advanced, then is downgraded at renewal
     lee_id = desk.user("Lee Gu").id

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from core import pricing
 from core.demo import ADMIN_AAD, TENANT
 from core.errors import InvalidInput
-from core.models import Discount, Pool, Seat, Subscription, User
+from core.models import Discount, Pool, Quote, Seat, Subscription, User
 from core.periods import add_intervals, period_bounds, period_containing
 from tests.harness import insert_account
 
@@ -615,11 +615,15 @@ def test_cart_with_both_intervals(lic, clock, admin):
     assert (year.interval, year.fraction, year.new_period) == ("year", "1/1", True)
     assert (year.amount, year.gross, year.renewal_amount) == (24650, 29000, 24650)
     assert (year.period_start, year.period_end) == (utc(2026, 4, 10), utc(2027, 4, 10))
-    # due 3570 + 24650 = 28220, gross 33200, discount -4980; first renewal on May 1;
-    # the quote's renewal amount is the lines' total (5100 + 24650)
+    # due 3570 + 24650 = 28220, gross 33200, discount -4980; each renewal date with what it bills:
+    # 5100 on May 1 (the monthly line), 24650 on Apr 10 2027 (the yearly one); the quote's own renewal
+    # (as stored) is the next one: May 1 and only what renews then, never the sum of both dates
     assert (q.due_now, q.gross, q.discount) == (28220, 33200, -4980)
-    assert q.renewal_date == utc(2026, 5, 1)
-    assert q.renewal_amount == 29750
+    assert [(r.date, r.amount) for r in q.renewals] == [(utc(2026, 5, 1), 5100), (utc(2027, 4, 10), 24650)]
+    assert (q.renewal_date, q.renewal_amount) == (utc(2026, 5, 1), 5100)
+    with lic.db.read() as s:
+        stored = s.get(Quote, q.id)
+        assert (stored.renewal_date.replace(tzinfo=UTC), stored.renewal_amount) == (utc(2026, 5, 1), 5100)
     check_sums(q)
 
 
@@ -630,7 +634,8 @@ def test_cart_preview_prices_like_the_quote(lic, clock, admin):
     cart = [{"plan": "advanced", "interval": "month", "quantity": 4}, {"plan": "pro", "interval": "year",
                                                                        "quantity": 1}]
     preview, quote = lic.cart_preview(admin, cart), lic.quote_purchase(admin, cart)
-    assert (preview.due_now, preview.gross, preview.discount, preview.renewal_amount) == (28220, 33200, -4980, 29750)
+    assert (preview.due_now, preview.gross, preview.discount, preview.renewal_amount) == (28220, 33200, -4980, 5100)
+    assert preview.renewals == quote.renewals and len(preview.renewals) == 2
     assert [(ln.amount, ln.gross) for ln in preview.lines] == [(ln.amount, ln.gross) for ln in quote.lines]
 
 

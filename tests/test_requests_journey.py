@@ -224,7 +224,7 @@ async def test_decline_with_a_reason_tells_the_requester_and_every_admin(desk):
     assert heading_of(back) == heading_of(card_m) and has_action(back, "Approuver")
     decline = (await megan.act(back, "Refuser")).expect_card()
     done = (await megan.act(decline, "Refuser", reason="Pas ce trimestre")).expect_card()
-    assert "Refusée par Megan Bowen le" in text_of(done) and "Motif donné : Pas ce trimestre" in text_of(done)
+    assert "Refusée par Megan Bowen le" in text_of(done) and "Motif donné\u00a0: Pas ce trimestre" in text_of(done)
     [req] = requests_of(desk)
     assert (req.status, req.decline_reason, req.quote_id) == ("declined", "Pas ce trimestre", None)
     seen.add(card_m, card_a, decline, back, done)
@@ -241,7 +241,7 @@ async def test_decline_with_a_reason_tells_the_requester_and_every_admin(desk):
     [notice] = lee.proactive_cards()
     assert heading_of(notice) == "Votre demande de mise à niveau a été refusée"
     assert "Megan Bowen a refusé votre demande pour Advanced." in text_of(notice)
-    assert "Motif : Pas ce trimestre" in text_of(notice)
+    assert "Motif\u00a0: Pas ce trimestre" in text_of(notice)
     now_a = alex.card_in(card_a.message_id)
     assert "Declined by Megan Bowen on" in text_of(now_a) and "Reason given: Pas ce trimestre" in text_of(now_a)
     assert not has_action(now_a, "Approve") and "refresh" not in now_a

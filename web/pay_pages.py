@@ -41,7 +41,6 @@ add_strings({
                              "new quote in Teams.",
         "pay.quote": "quote",
         "pay.prepared_by": "prepared by {name}",
-        "pay.discount": "Discount",
         "pay.expires": "This link is valid until {time}.",
         "pay.close": "You can close this page and go back to Microsoft Teams.",
     },
@@ -65,7 +64,6 @@ add_strings({
                              "entier, ou préparez un nouveau devis dans Teams.",
         "pay.quote": "devis",
         "pay.prepared_by": "préparé par {name}",
-        "pay.discount": "Remise",
         "pay.expires": "Ce lien est valable jusqu'au {time}.",
         "pay.close": "Vous pouvez fermer cette page et revenir dans Microsoft Teams.",
     },
@@ -171,14 +169,13 @@ def render_pay_page(page: PayPage, token: str, locale: str | None = DEFAULT_LOCA
     q = page.quote
     if q is not None:
         cur = q.currency
-        label = q.discount_label or t("pay.discount")
-        if q.discount_percent is not None:
-            label = t("quote.discount", label=label, percent=t.percent(q.discount_percent))
         due_now = t.money(q.due_now, cur)
-        ctx.update(lines=[{"label": t.quote_line(ln), "amount": t.money(ln.gross, cur)} for ln in q.lines],
-                   discount=t.money(q.discount, cur), discount_label=label, due_now=due_now,
-                   renewal=t.money(q.renewal_amount, cur),
-                   renewal_label=_instant(t, "quote.renewal", "date", q.renewal_date, "date"),
+        rows = [{"role": role, "label": label,
+                 "amount": t.signed(amount, cur) if role == "discount" else t.money(amount, cur)}
+                for role, label, amount in t.quote_amounts(q) if role != "due"]
+        ctx.update(lines=rows, due_now=due_now,
+                   renewals=[{"label": _instant(t, "quote.renewal", "date", r.date, "date"),
+                              "amount": t.money(r.amount, cur)} for r in t.renewals(q)],
                    prepared_by=t("pay.prepared_by", name=q.created_by_name),
                    expires=_instant(t, "pay.expires", "time", q.expires_at, "datetime"),
                    pay=t("btn.pay", amount=due_now))
