@@ -478,7 +478,7 @@ async def test_a_throttled_directory_is_not_asked_again_before_its_retry_after(d
     fr = desk.admin("fr-FR")
     [picker_fr] = await fr.say("attribuer")
     busy_fr = (await fr.act(picker_fr, "Rechercher", q="ada")).expect_card()
-    assert "L'annuaire de votre organisation est surchargé : il pourra de nouveau être consulté dans 6\u00a0secondes" \
+    assert "L'annuaire de votre organisation est surchargé\u00a0: il pourra de nouveau être consulté dans 6\u00a0secondes" \
         in text_of(busy_fr)
     assert len(graph.graph_requests) == 3  # none of those reached Graph
 
