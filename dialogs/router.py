@@ -183,7 +183,8 @@ class Router:
                     pass
             return common.error_card(turn.reader, e.message, show_pools=True)
         except HeldByQuote as e:
-            return common.error_card(turn.reader, e.message, show_pools=True)
+            own = e.details.get("quote_id") if e.details.get("mine") else None
+            return common.error_card(turn.reader, e.message, show_pools=True, own_quote=own or None)
         except PaymentUnavailable as e:
             retry = execute(t("btn.refresh"), verb, data) if verb else None
             return common.error_card(turn.reader, e.message, retry=retry, show_pools=True)

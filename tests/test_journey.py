@@ -5,6 +5,7 @@ pool's period and the discount in the database), never taken from the quote."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from babel.dates import format_date
@@ -322,3 +323,25 @@ async def test_notices_when_a_chat_is_throttled_or_blocked(desk):
     expected = {desk.user(name).id: "sent" for name in quote_names} | {blocked[0].id: "unreachable"}
     assert statuses == expected
     assert heading_of(alex.card_in(quote.message_id)) == "Upgrade paid"
+
+
+async def test_double_click_on_upgrade_creates_one_quote(desk, clock):
+    """Two clicks of Upgrade on one tiers card (at once, then once more later) get one quote,
+    and every answer shows it; as a cart's Checkout does with its key."""
+    alex = desk.admin()
+    [pools] = await alex.say("licenses")
+    users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
+    tiers = (await alex.act(users, "Choose tier", users=tick(users, "users", "Adele Vance", "Lee Gu"))).expect_card()
+    plan = choice_value(tiers, "plan", "Pro")
+    first, second = await asyncio.gather(alex.act(tiers, "Upgrade", plan=plan), alex.act(tiers, "Upgrade", plan=plan))
+    clock.advance(seconds=20)
+    later = await alex.act(tiers, "Upgrade", plan=plan)
+    cards = [reply.expect_card() for reply in (first, second, later)]
+    assert [heading_of(c) for c in cards] == ["Upgrade quote"] * 3, [text_of(c) for c in cards]
+    ids = {find_action(c, "Refresh")["data"]["quote"] for c in cards}
+    assert len(ids) == 1
+    assert {alex.open_url(c, "Pay …") for c in cards} == {alex.open_url(cards[0], "Pay …")}
+    assert "already quoted" in text_of(cards[2])
+    with desk.lic.db.read() as s:
+        quotes = s.scalars(select(Quote).where(Quote.kind == "upgrade")).all()
+    assert [(q.id, q.status) for q in quotes] == [(ids.pop(), "open")]
