@@ -1759,6 +1759,39 @@ class Licensing:
                            address: dict) -> None:
         self.db.write(lambda s: self._posted_card(s, account_id, subject, subject_id, message_ref, address))
 
+    def message_shows(self, actor: Actor, message_ref: str, address: dict | None,
+                      shown: Collection[tuple[str, str]]) -> None:
+        """A message of the actor's account now shows ``shown`` ((subject, id) pairs) and nothing
+        else: its reader acted on it and the answer replaced its card. The posted cards tying it
+        to any other subject are dropped, so that a later in-place update of that subject (a
+        quote closed or paid, a request decided) never replaces the step its reader has moved
+        to; those shown are remembered (with ``address``) if they were not. One indexed read
+        when nothing changes (most actions)."""
+        tenant = actor.tenant_id.lower() if isinstance(actor, Actor) and actor.tenant_id else ""
+        if not tenant or not message_ref:
+            return
+        wanted = {(subject, str(subject_id)) for subject, subject_id in shown}
+        of_account = select(AccountTenant.account_id).where(AccountTenant.tenant_id == tenant)
+        with self.db.read() as s:
+            rows = s.execute(select(PostedCard.id, PostedCard.subject, PostedCard.subject_id)
+                             .where(PostedCard.message_ref == message_ref,
+                                    PostedCard.account_id == of_account.scalar_subquery())).all()
+        stale = [r.id for r in rows if (r.subject, r.subject_id) not in wanted]
+        missing = wanted - {(r.subject, r.subject_id) for r in rows} if address else set()
+        if not stale and not missing:
+            return
+
+        def work(s: Session) -> None:
+            if stale:
+                s.execute(delete(PostedCard).where(PostedCard.id.in_(stale)))
+            account_id = s.scalar(of_account) if missing else None
+            for subject, subject_id in sorted(missing) if account_id is not None else ():
+                with contextlib.suppress(IntegrityError), s.begin_nested():  # (recorded at once elsewhere: fine)
+                    self._posted_card(s, account_id, subject, subject_id, message_ref, address)
+                    s.flush()
+
+        self.db.write(work)
+
     def posted_card(self, posted_card_id: int) -> PostedCard | None:
         if not isinstance(posted_card_id, int) or isinstance(posted_card_id, bool):
             return None  # e.g. the "request paid" card item, which names no posted card

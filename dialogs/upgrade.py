@@ -155,6 +155,7 @@ class UpgradeFlow(Flow):
                 note = e.message
         if posted:
             self.lic.record_posted_card(q.account_id, "quote", q.id, *posted)
+        turn.shows("quote", q.id)
         return upgrade.quote_card(turn.reader, q, note=note)
 
     @staticmethod
@@ -181,6 +182,7 @@ class UpgradeFlow(Flow):
 
     def quote_confirm(self, turn: Turn, data: dict) -> dict:
         q = self.lic.confirm_without_payment(turn.actor, self.quote_id(data))
+        turn.shows("quote", q.id)
         return upgrade.quote_card(turn.reader, q)
 
     # ------------------------------------------------------------------ notifications

@@ -29,6 +29,7 @@ from tests.harness import (
     text_of,
     tick,
 )
+from tests.test_outbox_faults import running, until_drained
 
 
 @dataclass
@@ -345,3 +346,30 @@ async def test_double_click_on_upgrade_creates_one_quote(desk, clock):
     with desk.lic.db.read() as s:
         quotes = s.scalars(select(Quote).where(Quote.kind == "upgrade")).all()
     assert [(q.id, q.status) for q in quotes] == [(ids.pop(), "open")]
+
+
+async def test_back_on_a_quote_keeps_the_tiers_card_after_the_notifier_ran(desk):
+    """Back shows the tiers card again; the notifier, running meanwhile, does not overwrite it with
+    the cancelled quote (an in-place update never replaces a card its reader moved on from). A
+    reader who stays on a quote still sees it updated in place once paid."""
+    alex = desk.admin()
+    [pools] = await alex.say("licenses")
+    users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
+    tiers = (await alex.act(users, "Choose tier", users=tick(users, "users", "Adele Vance", "Lee Gu"))).expect_card()
+    async with running(desk.notifier, idle=0.05):
+        quote = (await alex.act(tiers, "Upgrade", plan=choice_value(tiers, "plan", "Pro"))).expect_card()
+        back = (await alex.act(quote, "Back")).expect_card()
+        assert heading_of(back) == "Upgrade 2 user(s) from Eco"
+        await until_drained(desk.lic)
+        with desk.lic.db.read() as s:  # the cancelled quote's card update was queued, and handled
+            kinds = s.scalars(select(OutboxMessage.kind).where(OutboxMessage.status != "pending")).all()
+        assert "quote_card" in kinds
+        assert heading_of(alex.card_in(quote.message_id)) == "Upgrade 2 user(s) from Eco"
+        assert alex.updates(quote.message_id) == []
+
+        # the positive case: staying on the quote card, it turns into the paid summary in place
+        again = (await alex.act(back, "Upgrade", plan=choice_value(back, "plan", "Advanced"))).expect_card()
+        assert heading_of(again) == "Upgrade quote"
+        assert (await desk.post_form(alex.open_url(again, "Pay …"), {"action": "pay"})).status == 200
+        await until_drained(desk.lic, also=lambda: bool(alex.updates(again.message_id)))
+    assert heading_of(alex.card_in(again.message_id)) == "Upgrade paid"
