@@ -1055,7 +1055,8 @@ class Licensing:
         cards = s.scalars(select(PostedCard).where(PostedCard.subject == "quote", PostedCard.subject_id == quote.id))
         for card in cards:
             self._outbox(s, account_id=quote.account_id, channel="card", kind="quote_card",
-                         dedupe_key=f"card:{card.id}:{status}", payload={"posted_card": card.id, "quote_id": quote.id})
+                         dedupe_key=f"card:{card.id}:{quote.id}:{status}",  # (a dropped card's id may be reused)
+                         payload={"posted_card": card.id, "quote_id": quote.id})
 
     # ------------------------------------------------------------------ settlement
 
@@ -1579,7 +1580,8 @@ class Licensing:
         for card in s.scalars(select(PostedCard).where(PostedCard.subject == "request",
                                                        PostedCard.subject_id == str(req.id))):
             self._outbox(s, account_id=req.account_id, channel="card", kind="request_card",
-                         dedupe_key=f"card:{card.id}:{status}", payload={"posted_card": card.id, "request_id": req.id})
+                         dedupe_key=f"card:{card.id}:{req.id}:{status}",  # (a dropped card's id may be reused)
+                         payload={"posted_card": card.id, "request_id": req.id})
         return req
 
     def approve_request(self, actor: Actor, request_id) -> QuoteView:

@@ -230,7 +230,11 @@ async function buyJourney(run, { lines, removeIndex, viaButton }) {
     await isCart('after Back');
     await waitUntil(() => botQuery(run.bot, "SELECT status FROM outbox WHERE kind = 'quote_card' "
       + `AND payload LIKE '%${quoteId}%'`).some(([status]) => status === 'sent'),
-    "the notifier to handle the cancelled quote's card update", { timeout: PAID_UPDATE_MS });
+    "the notifier to handle the cancelled quote's card update", { timeout: PAID_UPDATE_MS }).catch((e) => {
+      const outbox = botQuery(run.bot, 'SELECT id, kind, status, attempts, payload FROM outbox ORDER BY id');
+      const posted = botQuery(run.bot, 'SELECT id, subject, subject_id, message_ref FROM posted_cards ORDER BY id');
+      throw new Error(`${e.message}\noutbox: ${JSON.stringify(outbox)}\nposted cards: ${JSON.stringify(posted)}`);
+    });
     await sleep(STAY_MS);
     await run.shot(await isCart(`${secs(STAY_MS)} after the notifier ran`), 'back-cart');
     assert.equal(botQuery(run.bot, `SELECT status FROM quotes WHERE id = '${quoteId}'`)[0]?.[0], 'cancelled',

@@ -224,7 +224,11 @@ async function journey(run, { ticks = 2, searchOne = false, paging = false, toPl
       let card = await run.expectCard(t.tiersTitle(n));
       await waitUntil(() => botQuery(run.bot, "SELECT status FROM outbox WHERE kind = 'quote_card' "
         + `AND payload LIKE '%${r.firstQuote}%'`).some(([status]) => status === 'sent'),
-      "the notifier to handle the cancelled quote's card update", { timeout: PAID_UPDATE_MS });
+      "the notifier to handle the cancelled quote's card update", { timeout: PAID_UPDATE_MS }).catch((e) => {
+      const outbox = botQuery(run.bot, 'SELECT id, kind, status, attempts, payload FROM outbox ORDER BY id');
+      const posted = botQuery(run.bot, 'SELECT id, subject, subject_id, message_ref FROM posted_cards ORDER BY id');
+      throw new Error(`${e.message}\noutbox: ${JSON.stringify(outbox)}\nposted cards: ${JSON.stringify(posted)}`);
+    });
       await sleep(STAY_MS);
       card = run.card();
       const text = await cardText(card);

@@ -373,3 +373,30 @@ async def test_back_on_a_quote_keeps_the_tiers_card_after_the_notifier_ran(desk)
         assert (await desk.post_form(alex.open_url(again, "Pay …"), {"action": "pay"})).status == 200
         await until_drained(desk.lic, also=lambda: bool(alex.updates(again.message_id)))
     assert heading_of(alex.card_in(again.message_id)) == "Upgrade paid"
+
+
+async def test_a_card_dropped_then_another_on_the_same_message_is_updated_for_its_own_quote(desk):
+    """Back drops the message's posted card of the cancelled quote; the next quote shown there is
+    recorded again (SQLite may give it the dropped row's id). The cancelled quote's pending
+    update must not land on the new quote's card, and the new quote's own later update (cancelled
+    from another card's "Cancel it") must still be queued and delivered."""
+    alex = desk.admin()
+    [pools] = await alex.say("licenses")
+    users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
+    tiers = (await alex.act(users, "Choose tier", users=tick(users, "users", "Adele Vance"))).expect_card()
+    first = (await alex.act(tiers, "Upgrade", plan=choice_value(tiers, "plan", "Pro"))).expect_card()
+    back = (await alex.act(first, "Back")).expect_card()  # the notifier has not run yet
+    second = (await alex.act(back, "Upgrade", plan=choice_value(back, "plan", "Pro"))).expect_card()
+    second_id = find_action(second, "Refresh")["data"]["quote"]
+    await desk.notify()
+    shown = alex.card_in(second.message_id)
+    assert find_action(shown, "Refresh")["data"]["quote"] == second_id and "Status" not in text_of(shown)
+
+    [pools] = await alex.say("licenses")  # another card, another message: the same user again
+    users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
+    again = (await alex.act(users, "Choose tier", users=tick(users, "users", "Adele Vance"))).expect_card()
+    refusal = (await alex.act(again, "Upgrade", plan=choice_value(again, "plan", "Advanced"))).expect_card()
+    assert heading_of((await alex.act(refusal, "Cancel it")).expect_card()) == "Quote cancelled"
+    await desk.notify()
+    shown = alex.card_in(second.message_id)  # the second quote's card, updated in place: cancelled
+    assert shown["refresh"]["action"]["data"]["quote"] == second_id and "Status: Cancelled" in text_of(shown)
