@@ -38,10 +38,10 @@ class ActivityTurn(Turn):
 
     def __init__(self, activity: Activity | None = None, *, actor, locale: str = "en-US",
                  message_ref: str | None = None, address=_UNSET, activity_id: str | None = None,
-                 timezone: str | None = None):
+                 timezone: str | None = None, answer_in_place: bool = True):
         for name, value in (("actor", actor), ("locale", locale), ("message_ref", message_ref),
                             ("activity_id", activity_id), ("timezone", timezone), ("_activity", activity),
-                            ("_address", address)):
+                            ("_address", address), ("answer_in_place", answer_in_place)):
             object.__setattr__(self, name, value)  # (a frozen dataclass)
 
     @property
@@ -208,7 +208,8 @@ class LicenseDeskBot(TeamsActivityHandler):
             a = tc.activity
             turn = tc.turn_state[TURN_KEY] = ActivityTurn(a, actor=actor_of(a), locale=locale_of(a),
                                                           message_ref=a.reply_to_id, activity_id=a.id,
-                                                          timezone=timezone_of(a))
+                                                          timezone=timezone_of(a),
+                                                          answer_in_place=a.type == ActivityTypes.invoke)
         return turn
 
     def _address_due(self, tc: TurnContext, turn: Turn) -> tuple | None:

@@ -640,8 +640,8 @@ class Notifier:
             """The posted card and its new content, for its reader as known now: they may have told
             their locale or time zone since it was posted (e.g. by acting on this very card)."""
             posted = self.lic.posted_card(item.payload.get("posted_card"))
-            if posted is None:
-                return None, None
+            if posted is None or str(item.payload.get(f"{posted.subject}_id")) != posted.subject_id:
+                return None, None  # its reader moved on since: dropped (and its id maybe reused by another card)
             known = self.lic.user_address(posted.account_id, person_of(posted.address))
             return posted, self.router.card_update(item, reader_now(posted.address, known))
 

@@ -31,13 +31,19 @@ def help_card(locale: str | None, *, is_admin: bool, commands: list[str], unknow
 
 
 def error_card(locale: str | None, message: str, *, heading: str | None = None, show_pools: bool = False,
-               retry: dict | None = None) -> dict:
-    """A refusal or a failure, said plainly (a core Message in the viewer's language), with a way forward."""
+               retry: dict | None = None, own_quote: str | None = None) -> dict:
+    """A refusal or a failure, said plainly (a core Message in the viewer's language), with a way forward.
+    ``own_quote``: the id of the caller's own quote that blocks the action, to open or cancel."""
     t = T(locale)
     message = t.say(message)
     buttons = []
     if retry:
         buttons.append(retry)
+    if own_quote:
+        buttons += [execute(t("btn.open_quote"), verbs.QUOTE_REFRESH, {"quote": own_quote}, style="positive",
+                            inputs="none"),
+                    execute(t("btn.cancel_quote"), verbs.QUOTE_CANCEL, {"quote": own_quote}, style="destructive",
+                            inputs="none")]
     if show_pools:
         buttons.append(execute(t("btn.licenses"), verbs.POOLS))
     body = [title(heading or t("error.title")), text(message, color="Attention")]

@@ -48,6 +48,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "btn.confirm": "Confirm",
         "btn.refresh": "Refresh",
         "btn.new_quote": "Prepare a new quote",
+        "btn.open_quote": "Open that quote",
+        "btn.cancel_quote": "Cancel it",
         "pools.title": "License pools of {account}",
         "pools.empty": "Your account has no licenses yet.",
         "pools.plan": "Plan",
@@ -145,6 +147,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "users.selection_actions": "With the selected users:",
         "users.pool_actions": "This pool:",
         "tiers.missing": "Choose the new tier first.",
+        "tiers.already": "This upgrade was already quoted: here is its quote.",
         "quote.line_period": "{start} → {end}",
         "quote.purchase_expires": "This quote is valid until {time}.",
         "quote.purchase_pay_hint": "Pay through the secure link; the licenses are added as soon as the payment is "
@@ -197,6 +200,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "btn.confirm": "Confirmer",
         "btn.refresh": "Actualiser",
         "btn.new_quote": "Préparer un nouveau devis",
+        "btn.open_quote": "Ouvrir ce devis",
+        "btn.cancel_quote": "L'annuler",
         "pools.title": "Lots de licences de {account}",
         "pools.empty": "Votre compte n'a pas encore de licence.",
         "pools.plan": "Offre",
@@ -297,6 +302,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "users.selection_actions": "Avec les utilisateurs sélectionnés :",
         "users.pool_actions": "Ce lot :",
         "tiers.missing": "Choisissez d'abord la nouvelle offre.",
+        "tiers.already": "Un devis a déjà été préparé pour cette mise à niveau : le voici.",
         "quote.line_period": "{start} → {end}",
         "quote.purchase_expires": "Ce devis est valable jusqu'au {time}.",
         "quote.purchase_pay_hint": "Payez par le lien sécurisé ; les licences sont ajoutées dès réception du "
@@ -414,6 +420,10 @@ MESSAGES_FR: dict[str, str] = {
     "it to be paid or to expire, or ask another administrator to cancel it.":
         "Ces licences sont réservées jusqu'au {until:%Y-%m-%d à %H:%M %Z} par un devis ouvert préparé par un autre "
         "administrateur. Attendez qu'il soit payé ou qu'il expire, ou demandez à cet administrateur de l'annuler.",
+    "These seats are held by your own open quote until {until:%Y-%m-%d %H:%M %Z}. Open it to pay it, or cancel "
+    "it to go on.":
+        "Ces licences sont réservées jusqu'au {until:%Y-%m-%d à %H:%M %Z} par votre propre devis ouvert. Ouvrez-le "
+        "pour le payer, ou annulez-le pour continuer.",
     # upgrades and downgrades
     "Choose the plan to upgrade to.": "Choisissez l'offre supérieure à laquelle passer.",
     "{plan} is not in the same family as {current}; an upgrade stays within the {family} family.":
@@ -491,6 +501,8 @@ MESSAGES_FR: dict[str, str] = {
         "réglages de paiement : réessayer n'y changera rien d'ici là.",
     "This card does not name a quote. Start again from the license pools.":
         "Cette carte ne désigne aucun devis. Recommencez depuis les lots de licences.",
+    "This card is not valid. Start again from the license pools.":
+        "Cette carte n'est pas valide. Recommencez depuis les lots de licences.",
     # upgrade requests
     "Choose the plan you would like.": "Choisissez l'offre souhaitée.",
     "You hold no {family} license yet. Ask an administrator to assign one to you.":

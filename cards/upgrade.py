@@ -144,7 +144,9 @@ def _names(t: T, users: list[UserRow], total: int) -> str:
 
 
 def tiers_card(locale: str | None, pool: PoolView, users: list[UserRow], total: int, options: list[PlanView],
-               selected: list[int], *, note: str | None = None) -> dict:
+               selected: list[int], *, key: str | None = None, note: str | None = None) -> dict:
+    """The tiers to upgrade to. ``key``: the id of the quote Upgrade creates (chosen once per card
+    shown, so that a second click of the same card gets the same quote)."""
     t = T(locale)
     heading = t("tiers.title", n=total, plan=pool.plan_name)
     data = {"pool": pool.id, "sel": selected}
@@ -160,7 +162,8 @@ def tiers_card(locale: str | None, pool: PoolView, users: list[UserRow], total: 
     choices = [(t("tiers.price", plan=p.name, price=t.money(p.price(pool.interval), p.currency),
                   unit=t(f"unit.{pool.interval}")), p.code) for p in options]
     body.append(choice_set("plan", choices, label=t("tiers.choose"), value=options[0].code, required=True))
-    actions = [execute(t("btn.upgrade"), verbs.UPGRADE_QUOTE, data, style="positive"), back, cancel]
+    upgrade_data = dict(data, qkey=key) if key else data  # not "key": the Teams card renderer refuses that name
+    actions = [execute(t("btn.upgrade"), verbs.UPGRADE_QUOTE, upgrade_data, style="positive"), back, cancel]
     return card(body, actions, fallback_text=heading)
 
 

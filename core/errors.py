@@ -103,9 +103,13 @@ class HeldByQuote(DomainError):
 
     code = "held_by_quote"
 
-    def __init__(self, holder_name: str | None, expires_at: datetime, quote_id: str):
-        """``holder_name``: who prepared that quote; None when not known (another administrator)."""
-        if holder_name:
+    def __init__(self, holder_name: str | None, expires_at: datetime, quote_id: str, *, mine: bool = False):
+        """``holder_name``: who prepared that quote; None when not known (another administrator).
+        ``mine``: the caller prepared it (nobody else to ask: they may open or cancel it)."""
+        if mine:
+            message = Message("These seats are held by your own open quote until {until:%Y-%m-%d %H:%M %Z}. Open "
+                              "it to pay it, or cancel it to go on.", until=_aware(expires_at))
+        elif holder_name:
             message = Message("These seats are held by an open quote of {holder} until {until:%Y-%m-%d %H:%M %Z}. "
                               "Wait for it to be paid or to expire, or ask {holder} to cancel it.",
                               holder=holder_name, until=_aware(expires_at))
@@ -118,6 +122,7 @@ class HeldByQuote(DomainError):
             holder_name=holder_name,
             expires_at=expires_at,
             quote_id=quote_id,
+            mine=mine,
         )
 
 

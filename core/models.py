@@ -329,4 +329,5 @@ class PostedCard(Base):
     created_at: Mapped[datetime]
     __table_args__ = (
         UniqueConstraint("subject", "subject_id", "message_ref", name="uq_posted_cards_subject_message"),
+        Index("ix_posted_cards_message", "message_ref"),  # what a message shows (after an action on it)
     )

@@ -194,7 +194,7 @@ _SEATS_OF = {lock: _locked(select(Seat).where(Seat.pool_id == bindparam("pool"),
                                                Seat.user_id.in_(bindparam("users", expanding=True)))
                             .order_by(Seat.sort_key, Seat.id), lock)
              for lock in (False, True)}  # (locked?)
-_HELD = {but: (select(User.name, Quote.expires_at, Quote.id)
+_HELD = {but: (select(User.name, Quote.expires_at, Quote.id, Quote.created_by)
                .select_from(QuoteHold).join(Quote, Quote.id == QuoteHold.quote_id)
                .join(User, User.id == Quote.created_by)
                .where(QuoteHold.seat_id.in_(bindparam("seats", expanding=True)),
@@ -675,17 +675,20 @@ class Licensing:
 
     # ------------------------------------------------------------------ quotes
 
-    def _check_not_held(self, s: Session, seat_ids: list[int], now: datetime, *, except_quote: str | None = None):
+    def _check_not_held(self, s: Session, seat_ids: list[int], now: datetime, *, except_quote: str | None = None,
+                        by: int | None = None):
+        """Refuse seats held by an open quote; ``by``: the caller's user id (their own quote is
+        said to be theirs, to open or cancel, not someone to ask)."""
         if not seat_ids:
             return
         for chunk in _chunks(seat_ids):
             params = {"seats": chunk, "now": now, **({"quote": except_quote} if except_quote else {})}
             row = s.execute(_HELD[bool(except_quote)], params).first()
             if row:
-                raise HeldByQuote(row[0], row[1], row[2])
+                raise HeldByQuote(row[0], row[1], row[2], mine=by is not None and row[3] == by)
 
     def _hold(self, s: Session, quote: Quote, seat_ids: list[int], now: datetime) -> None:
-        self._check_not_held(s, seat_ids, now)
+        self._check_not_held(s, seat_ids, now, by=quote.created_by)
         for chunk in _chunks(seat_ids):
             s.execute(delete(QuoteHold).where(QuoteHold.seat_id.in_(chunk)))  # stale holds only (checked above)
         try:
@@ -693,7 +696,7 @@ class Licensing:
                 s.add_all(QuoteHold(seat_id=sid, quote_id=quote.id, expires_at=quote.expires_at) for sid in seat_ids)
                 s.flush()
         except IntegrityError:  # another transaction held them first (PostgreSQL, concurrent quotes)
-            self._check_not_held(s, seat_ids, now)
+            self._check_not_held(s, seat_ids, now, by=quote.created_by)
             raise HeldByQuote(None, now + self.quote_ttl, "") from None
 
     def _new_quote(self, caller: CallerView, kind: str, now: datetime, expires_at: datetime, **kw) -> Quote:
@@ -745,18 +748,44 @@ class Licensing:
                            renewal_amount=renewal if line.kind == "charge" else 0) for line in lines]
         return seats, sub, plan_a, plan_b, lines, line_dicts, renewal, disc
 
-    def quote_upgrade(self, actor: Actor, pool_id, user_ids, to_plan, *, request_id: int | None = None) -> QuoteView:
-        """Price moving the selected users of one pool to a higher plan, and hold their seats."""
+    def quote_upgrade(self, actor: Actor, pool_id, user_ids, to_plan, *, request_id: int | None = None,
+                      quote_id: str | None = None) -> QuoteView:
+        """Price moving the selected users of one pool to a higher plan, and hold their seats.
+        ``quote_id`` (chosen when the tiers card was shown) makes it idempotent, as for
+        :meth:`quote_purchase`: a double click gets the quote the first click created."""
 
         def fn(s: Session, caller: CallerView):
-            return self._quote_upgrade(s, caller, pool_id, parse_ids(user_ids), to_plan, request_id)
+            return self._quote_upgrade(s, caller, pool_id, parse_ids(user_ids), to_plan, request_id, quote_id)
 
-        return self._command(actor, "quote.upgrade", fn, target=f"pool:{pool_id}")
+        try:
+            return self._command(actor, "quote.upgrade", fn, target=f"pool:{pool_id}")
+        except IntegrityError:  # a concurrent click with the same key created the quote first
+            if quote_id is None:
+                raise
+            return self.quote(actor, quote_id)
+
+    def _keyed_quote(self, s: Session, caller: CallerView, quote_id: str | None, kind: str) -> QuoteView | None:
+        """The quote already created with a client-chosen key (32 hex digits), if any."""
+        if quote_id is None:
+            return None
+        if not isinstance(quote_id, str) or len(quote_id) != 32 or quote_id.strip("0123456789abcdef"):
+            if kind == "upgrade":
+                raise InvalidInput(Message("This card is not valid. Start again from the license pools."))
+            raise InvalidInput(Message("This cart card is not valid. Start again from “buy”."))
+        existing = s.get(Quote, quote_id)
+        if existing is None:
+            return None
+        if existing.account_id != caller.account_id or existing.kind != kind:
+            raise NotFound(Message("That quote does not exist in your account."))
+        return self._quote_view(s, existing)
 
     def _quote_upgrade(self, s: Session, caller: CallerView, pool_id, user_ids: list[int], to_plan,
-                       request_id: int | None) -> QuoteView:
+                       request_id: int | None, quote_id: str | None = None) -> QuoteView:
         now = self.now()
         pool = self._pool(s, caller, pool_id, lock=True)
+        existing = self._keyed_quote(s, caller, quote_id, "upgrade")  # (read under the pool's lock)
+        if existing is not None:
+            return existing
         seats, sub, plan_a, plan_b, lines, line_dicts, renewal, disc = self._price_upgrade(
             s, caller, pool, user_ids, to_plan, now)
         totals = pricing.totals(lines)
@@ -768,6 +797,8 @@ class Licensing:
             discount_percent=disc.percent_off if disc else None, gross=totals.gross, discount=totals.discount,
             due_now=due_now, carried=carried, renewal_amount=renewal, renewal_date=sub.period_end,
             request_id=request_id)
+        if quote_id:
+            quote.id = quote_id
         s.add(quote)
         s.flush()
         self._hold(s, quote, [seat.id for seat in seats], now)
@@ -782,14 +813,9 @@ class Licensing:
         (double click, replay) returns the quote created with that id instead of a second quote."""
 
         def fn(s: Session, caller: CallerView):
-            if quote_id is not None:
-                if not isinstance(quote_id, str) or len(quote_id) != 32 or quote_id.strip("0123456789abcdef"):
-                    raise InvalidInput(Message("This cart card is not valid. Start again from “buy”."))
-                existing = s.get(Quote, quote_id)
-                if existing is not None:
-                    if existing.account_id != caller.account_id or existing.kind != "purchase":
-                        raise NotFound(Message("That quote does not exist in your account."))
-                    return self._quote_view(s, existing)
+            existing = self._keyed_quote(s, caller, quote_id, "purchase")
+            if existing is not None:
+                return existing
             return self._quote_purchase(s, caller, lines, quote_id=quote_id)
 
         try:
@@ -1167,7 +1193,8 @@ class Licensing:
         cards = s.scalars(select(PostedCard).where(PostedCard.subject == "quote", PostedCard.subject_id == quote.id))
         for card in cards:
             self._outbox(s, account_id=quote.account_id, channel="card", kind="quote_card",
-                         dedupe_key=f"card:{card.id}:{change}", payload={"posted_card": card.id, "quote_id": quote.id})
+                         dedupe_key=f"card:{card.id}:{quote.id}:{change}",  # (a dropped card's id may be reused)
+                         payload={"posted_card": card.id, "quote_id": quote.id})
 
     # ------------------------------------------------------------------ settlement
 
@@ -1448,7 +1475,7 @@ class Licensing:
             pool = self._pool(s, caller, pool_id, lock=True)
             sub = self._current(s, s.get(Subscription, pool.subscription_id), now)
             seats = self._seats_of(s, pool, parse_ids(user_ids), lock=True)
-            self._check_not_held(s, [seat.id for seat in seats], now)
+            self._check_not_held(s, [seat.id for seat in seats], now, by=caller.user_id)
             for seat in seats:
                 s.delete(seat)
                 # seat ids come back on SQLite (no AUTOINCREMENT): the key also names the user and the time
@@ -1539,7 +1566,7 @@ class Licensing:
                 raise NotADowngrade(Message("{plan} is not below {current}: a downgrade goes to a lower tier.",
                                             plan=plan_b.name, current=plan_a.name))
             self.catalog.priced_plan(plan_b.code, sub.interval, caller.currency)
-            self._check_not_held(s, [seat.id for seat in seats], now)
+            self._check_not_held(s, [seat.id for seat in seats], now, by=caller.user_id)
             # a replayed schedule (double click) changes nobody and tells nobody twice
             seats = [seat for seat in seats if seat.downgrade_to != plan_b.code]
             if not seats:
@@ -1720,7 +1747,8 @@ class Licensing:
         for card in s.scalars(select(PostedCard).where(PostedCard.subject == "request",
                                                        PostedCard.subject_id == str(req.id))):
             self._outbox(s, account_id=req.account_id, channel="card", kind="request_card",
-                         dedupe_key=f"card:{card.id}:{status}", payload={"posted_card": card.id, "request_id": req.id})
+                         dedupe_key=f"card:{card.id}:{req.id}:{status}",  # (a dropped card's id may be reused)
+                         payload={"posted_card": card.id, "request_id": req.id})
         return req
 
     def approve_request(self, actor: Actor, request_id) -> QuoteView:
@@ -1899,6 +1927,39 @@ class Licensing:
     def record_posted_card(self, account_id: int, subject: str, subject_id: str, message_ref: str,
                            address: dict) -> None:
         self.db.write(lambda s: self._posted_card(s, account_id, subject, subject_id, message_ref, address))
+
+    def message_shows(self, actor: Actor, message_ref: str, address: dict | None,
+                      shown: Collection[tuple[str, str]]) -> None:
+        """A message of the actor's account now shows ``shown`` ((subject, id) pairs) and nothing
+        else: its reader acted on it and the answer replaced its card. The posted cards tying it
+        to any other subject are dropped, so that a later in-place update of that subject (a
+        quote closed or paid, a request decided) never replaces the step its reader has moved
+        to; those shown are remembered (with ``address``) if they were not. One indexed read
+        when nothing changes (most actions)."""
+        tenant = actor.tenant_id.lower() if isinstance(actor, Actor) and actor.tenant_id else ""
+        if not tenant or not message_ref:
+            return
+        wanted = {(subject, str(subject_id)) for subject, subject_id in shown}
+        of_account = select(AccountTenant.account_id).where(AccountTenant.tenant_id == tenant)
+        with self.db.read() as s:
+            rows = s.execute(select(PostedCard.id, PostedCard.subject, PostedCard.subject_id)
+                             .where(PostedCard.message_ref == message_ref,
+                                    PostedCard.account_id == of_account.scalar_subquery())).all()
+        stale = [r.id for r in rows if (r.subject, r.subject_id) not in wanted]
+        missing = wanted - {(r.subject, r.subject_id) for r in rows} if address else set()
+        if not stale and not missing:
+            return
+
+        def work(s: Session) -> None:
+            if stale:
+                s.execute(delete(PostedCard).where(PostedCard.id.in_(stale)))
+            account_id = s.scalar(of_account) if missing else None
+            for subject, subject_id in sorted(missing) if account_id is not None else ():
+                with contextlib.suppress(IntegrityError), s.begin_nested():  # (recorded at once elsewhere: fine)
+                    self._posted_card(s, account_id, subject, subject_id, message_ref, address)
+                    s.flush()
+
+        self.db.write(work)
 
     def posted_card(self, posted_card_id: int) -> PostedCard | None:
         if not isinstance(posted_card_id, int) or isinstance(posted_card_id, bool):

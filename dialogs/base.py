@@ -42,6 +42,18 @@ class Turn:
     address: dict | None = None  # opaque conversation address (for updating cards later)
     activity_id: str | None = None
     timezone: str | None = None  # the reader's IANA time zone, when their client tells it
+    answer_in_place: bool = True  # the answer replaces the card acted on (an Action.Submit's is a new message)
+
+    def shows(self, subject: str, subject_id) -> None:
+        """This turn's answer shows that subject's card (a quote, a request): its message goes on
+        being updated in place for it. Whatever else the message was recorded as showing is
+        forgotten once the answer replaces its card (:meth:`dialogs.router.Router.on_action`)."""
+        self.shown.append((subject, str(subject_id)))
+
+    @property
+    def shown(self) -> list[tuple[str, str]]:
+        """What :meth:`shows` was told so far in this turn."""
+        return self.__dict__.setdefault("_shown", [])  # (a frozen dataclass: state kept beside its fields)
 
     @property
     def reader(self) -> Reader:

@@ -61,11 +61,14 @@ class RequestsFlow(Flow):
     def decided(self, turn: Turn, request_id: int) -> dict:
         """The request in its decided state, with who decided first."""
         r = self.lic.request(turn.actor, request_id)
+        turn.shows("request", r.id)
         return self.request_card(turn.reader, r, note=cards.already_note(turn.reader, r))
 
     def refresh(self, turn: Turn, data: dict) -> dict:
         rid = data_int(data, "request", "request")
-        return self.request_card(turn.reader, self._view(turn, rid, "request.view"))
+        r = self._view(turn, rid, "request.view")
+        turn.shows("request", r.id)
+        return self.request_card(turn.reader, r)
 
     def approve(self, turn: Turn, data: dict) -> dict:
         rid = data_int(data, "request", "request")
@@ -73,12 +76,14 @@ class RequestsFlow(Flow):
             quote = self.lic.approve_request(turn.actor, rid)
         except RequestClosed:  # someone decided first (audited by the core)
             return self.decided(turn, rid)
+        turn.shows("request", rid)  # the approved request's card, on this message, is its quote (card_update)
         return self.router.flow(UpgradeFlow).show_quote(turn, quote.id)
 
     def _stale(self, turn: Turn, verb: str, r: RequestView) -> dict:
         note = cards.already_note(turn.reader, r)
         self.lic.record_refusal(turn.actor, f"card.{verb}", RequestClosed.decided(r.status, r.decided_by_name,
                                                                                   r.decided_at), f"request:{r.id}")
+        turn.shows("request", r.id)
         return self.request_card(turn.reader, r, note=note)
 
     def decline_form(self, turn: Turn, data: dict) -> dict:
@@ -105,6 +110,7 @@ class RequestsFlow(Flow):
             t = T(turn.reader)
             return self.show_list(turn, {"page": page_of(data)}, note=t("requests.declined", name=r.decided_by_name,
                                                                    time=t.datetime(r.decided_at)))
+        turn.shows("request", r.id)
         return self.request_card(turn.reader, r)
 
     # ------------------------------------------------------------------ notifications

@@ -113,8 +113,23 @@ class Router:
             err = InvalidInput(Message("This button is not one I know (the card may come from an older version). "
                                        "Start again from the license pools."))
             self.lic.record_refusal(turn.actor, "card.unknown_verb", err, verb[:64])
-            return common.error_card(turn.reader, err.message, heading=t("error.title"), show_pools=True)
-        return self._guard(turn, lambda: handler(turn, data), f"card.{verb}", data=data, verb=verb)
+            answer = common.error_card(turn.reader, err.message, heading=t("error.title"), show_pools=True)
+        else:
+            answer = self._guard(turn, lambda: handler(turn, data), f"card.{verb}", data=data, verb=verb)
+        self._moved_on(turn)
+        return answer
+
+    def _moved_on(self, turn: Turn) -> None:
+        """The answer replaces the card acted on: its message now shows what the answer said it
+        shows (:meth:`Turn.shows`) and nothing else, so that no later in-place update of another
+        subject replaces the step its reader moved to (Back from a quote, a pools card opened
+        from it...). Bookkeeping: a failure is logged, the answer still given."""
+        if not (turn.message_ref and turn.answer_in_place):
+            return
+        try:
+            self.lic.message_shows(turn.actor, turn.message_ref, turn.address if turn.shown else None, turn.shown)
+        except Exception:  # noqa: BLE001 - the reader gets their answer; a stale card may be updated later
+            log.exception("could not record what message %s shows now", turn.message_ref)
 
     def on_search(self, turn: Turn, dataset, query, skip=0, top=SEARCH_TOP) -> list[dict]:
         if not isinstance(dataset, str) or ":" not in dataset:
@@ -178,13 +193,15 @@ class Router:
             if data and "quote" in data:
                 try:
                     q = self.lic.quote(turn.actor, data["quote"])
+                    turn.shows("quote", q.id)
                     return upgrade.quote_card(turn.reader, q, note=e.message,
                                               admins=self.lic.account_admin_chat_ids(q.account_id))
                 except DomainError:
                     pass
             return common.error_card(turn.reader, e.message, show_pools=True)
         except HeldByQuote as e:
-            return common.error_card(turn.reader, e.message, show_pools=True)
+            own = e.details.get("quote_id") if e.details.get("mine") else None
+            return common.error_card(turn.reader, e.message, show_pools=True, own_quote=own or None)
         except PaymentUnavailable as e:
             retry = execute(t("btn.refresh"), verb, data) if verb else None
             return common.error_card(turn.reader, e.message, retry=retry, show_pools=True)

@@ -3,6 +3,8 @@ every quote shares (refresh, cancel, back, confirm)."""
 
 from __future__ import annotations
 
+import uuid
+
 from cards import common, upgrade, verbs
 from cards.i18n import Reader, T
 from core.errors import InvalidInput, Message, PaymentRefused, PaymentUnavailable
@@ -116,7 +118,7 @@ class UpgradeFlow(Flow):
         options = self.lic.upgrade_options(turn.actor, pool_id, sel)
         pool = self.lic.pool(turn.actor, pool_id)
         users = self.lic.directory_rows(turn.actor, sel[: upgrade.MAX_NAMES])
-        return upgrade.tiers_card(turn.reader, pool, users, len(sel), options, sel, note=note)
+        return upgrade.tiers_card(turn.reader, pool, users, len(sel), options, sel, key=uuid.uuid4().hex, note=note)
 
     def quote(self, turn: Turn, data: dict) -> dict:
         pool_id = data_int(data, "pool", "pool")
@@ -128,8 +130,14 @@ class UpgradeFlow(Flow):
         if not isinstance(plan, str) or not plan.strip():
             return self.refused_step(turn, verbs.UPGRADE_QUOTE, NO_PLAN, pool_id, self.tiers(
                 turn, {"pool": pool_id, "sel": sel}, note=T(turn.reader)("tiers.missing")))
-        quote = self.lic.quote_upgrade(turn.actor, pool_id, sel, plan.strip())
-        return self.show_quote(turn, quote.id, view=quote)
+        key = data.get("qkey")
+        started = self.lic.now()
+        quote = self.lic.quote_upgrade(turn.actor, pool_id, sel, plan.strip(),
+                                       quote_id=key if isinstance(key, str) else None)
+        note = None
+        if quote.created_at < started or quote.status != "open":  # a second click of the same card
+            note = T(turn.reader)("tiers.already")
+        return self.show_quote(turn, quote.id, note=note, view=quote)
 
     def show_quote(self, turn: Turn, quote_id: str, note: str | None = None, *,
                    view: QuoteView | None = None) -> dict:
@@ -147,6 +155,7 @@ class UpgradeFlow(Flow):
                 note = e.message
         if posted:
             self.lic.record_posted_card(q.account_id, "quote", q.id, *posted)
+        turn.shows("quote", q.id)
         return upgrade.quote_card(turn.reader, q, note=note, admins=self.admins(q.account_id))
 
     @staticmethod
@@ -175,6 +184,7 @@ class UpgradeFlow(Flow):
 
     def quote_confirm(self, turn: Turn, data: dict) -> dict:
         q = self.lic.confirm_without_payment(turn.actor, self.quote_id(data))
+        turn.shows("quote", q.id)
         return upgrade.quote_card(turn.reader, q, admins=self.admins(q.account_id))
 
     # ------------------------------------------------------------------ notifications

@@ -16,11 +16,13 @@
 import assert from 'node:assert/strict';
 import * as pg from './playground.mjs';
 import {
-  amountLine, amountLinesOf, cardText, cents, fact, payOnSandbox, PLACES, readAmountLines, readPools, runSuite, secs, spaces,
+  amountLine, amountLinesOf, botQuery, cardText, cents, fact, payOnSandbox, PLACES, readAmountLines, readPools, runSuite, secs,
+  sleep, spaces, waitUntil,
 } from './harness.mjs';
 
 const ONLY = process.env.E2E_ONLY || '';
 const PAID_UPDATE_MS = 10000; // the bot's notifier PUTs the paid card; after this, click Refresh
+const STAY_MS = 3000; // after the notifier handled a card update: a card its reader moved on from stays as it is
 const DISCOUNT_PCT = 15; // the demo account's partner discount
 
 const L = {
@@ -207,6 +209,36 @@ async function buyJourney(run, { lines, removeIndex, viaButton }) {
     checkTotals(t, after.lines, after.totals);
     r.cart = after;
     await run.shot(card, 'cart-removed');
+  });
+
+  await run.do('checkout, then Back: the cart with its lines, still shown once the notifier ran', async () => {
+    const labels = r.cart.lines.map((x) => x.label);
+    const before = botQuery(run.bot, "SELECT id FROM quotes WHERE kind = 'purchase'").map(([id]) => id);
+    await pg.clickAction(run.card(), t.checkout);
+    await run.expectCard(t.quoteTitle);
+    const [quoteId] = botQuery(run.bot, "SELECT id FROM quotes WHERE kind = 'purchase'").map(([id]) => id)
+      .filter((id) => !before.includes(id));
+    await pg.clickAction(run.card(), t.back);
+    const isCart = async (when) => {
+      const card = run.card();
+      await card.filter({ hasNotText: t.quoteTitle }).waitFor({ timeout: 15000 });
+      const text = await cardText(card);
+      assert.equal(text.split('\n')[0], t.title, `${when}: the buy card:\n${text}`);
+      assert.deepEqual((await readCart(card, t)).lines.map((x) => x.label), labels, `${when}: the cart's lines`);
+      return card;
+    };
+    await isCart('after Back');
+    await waitUntil(() => botQuery(run.bot, "SELECT status FROM outbox WHERE kind = 'quote_card' "
+      + `AND payload LIKE '%${quoteId}%'`).some(([status]) => status === 'sent'),
+    "the notifier to handle the cancelled quote's card update", { timeout: PAID_UPDATE_MS }).catch((e) => {
+      const outbox = botQuery(run.bot, 'SELECT id, kind, status, attempts, payload FROM outbox ORDER BY id');
+      const posted = botQuery(run.bot, 'SELECT id, subject, subject_id, message_ref FROM posted_cards ORDER BY id');
+      throw new Error(`${e.message}\noutbox: ${JSON.stringify(outbox)}\nposted cards: ${JSON.stringify(posted)}`);
+    });
+    await sleep(STAY_MS);
+    await run.shot(await isCart(`${secs(STAY_MS)} after the notifier ran`), 'back-cart');
+    assert.equal(botQuery(run.bot, `SELECT status FROM quotes WHERE id = '${quoteId}'`)[0]?.[0], 'cancelled',
+      'Back cancelled the quote');
   });
 
   await run.do('checkout: purchase quote', async () => {

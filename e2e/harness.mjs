@@ -13,7 +13,7 @@
 //
 // Env: E2E_HEADED=1 (show the browser), E2E_TIMEOUT_MS (watchdog, default 240000), E2E_PYTHON, CHROMIUM_PATH.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -92,6 +92,28 @@ export async function startBot(name = 'e2e') {
       throw new Error(`the bot did not answer GET /healthz with 200 within 60 s:\n${out}`);
     }
     await sleep(100);
+  }
+}
+
+// A read-only query on a bot's database (the temp SQLite file next to its log), through Python's
+// sqlite3 -> the rows, as arrays. For what the chat cannot show (how many quotes exist, whether the
+// notifier handled an outbox message).
+export function botQuery(bot, sql) {
+  const db = path.join(path.dirname(bot.logFile), 'e2e.db');
+  const code = 'import json, sqlite3, sys\n'
+    + 'c = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)\n'
+    + 'print(json.dumps(c.execute(sys.argv[2]).fetchall(), default=str))';
+  return JSON.parse(execFileSync(PYTHON, ['-c', code, db, sql], { encoding: 'utf8' }));
+}
+
+// Wait until `fn()` (sync or async) is truthy -> its value; throws `what` after `timeout` ms.
+export async function waitUntil(fn, what, { timeout = 15000, every = 200 } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`gave up after ${secs(timeout)} waiting for ${what}`);
+    await sleep(every);
   }
 }
 

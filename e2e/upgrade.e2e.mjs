@@ -9,10 +9,13 @@
 // Exits non-zero on any failure, printing the step, the card shown and the bot's log.
 import assert from 'node:assert/strict';
 import * as pg from './playground.mjs';
-import { cardText, cents, fact, fold, payOnSandbox, PLACES, readAmountLines, readPools, runSuite, secs } from './harness.mjs';
+import {
+  botQuery, cardText, cents, fact, fold, payOnSandbox, PLACES, readAmountLines, readPools, runSuite, secs, sleep, waitUntil,
+} from './harness.mjs';
 
 const ONLY = process.env.E2E_ONLY || '';
 const PAID_UPDATE_MS = 10000; // the bot's notifier PUTs the paid card; after this, click Refresh
+const STAY_MS = 3000; // after the notifier handled a card update: a card its reader moved on from stays as it is
 
 // ----------------------------------------------------------------------------- strings per language
 
@@ -72,7 +75,8 @@ const L = {
 };
 
 
-async function journey(run, { ticks = 2, searchOne = false, paging = false, toPlan, afterCheck = false, expectAssigned }) {
+async function journey(run, { ticks = 2, searchOne = false, paging = false, toPlan, afterCheck = false, expectAssigned,
+  doubleAndBack = false }) {
   const { page, t } = run;
   const r = {};
 
@@ -166,6 +170,12 @@ async function journey(run, { ticks = 2, searchOne = false, paging = false, toPl
 
   const names = picked.map((p) => p.split(' — ')[0]);
   const n = picked.length;
+  const selectTier = async (card, options) => { // -> the option chosen (toPlan's)
+    const option = options.find((o) => o.startsWith(`${toPlan} `) || o.startsWith(`${toPlan}:`));
+    await pg.selectDropdown(card, option, { input: t.newTier });
+    assert.equal(await card.locator('.fui-Combobox input[role=combobox]').inputValue(), option, 'chosen tier shown');
+    return option;
+  };
   await run.do('choose tier', async () => {
     await pg.clickAction(run.card(), t.chooseTier);
     const card = await run.expectCard(t.tiersTitle(n));
@@ -176,13 +186,59 @@ async function journey(run, { ticks = 2, searchOne = false, paging = false, toPl
     assert.equal(options.length, 2, `only two tiers above Eco: ${JSON.stringify(options)}`);
     assert.match(options[0], t.tierOption('Advanced'));
     assert.match(options[1], t.tierOption('Pro'));
-    const option = options.find((o) => o.startsWith(`${toPlan} `) || o.startsWith(`${toPlan}:`));
+    const option = await selectTier(card, options);
     if (r.toPrice) assert.ok(option.includes(r.toPrice), `tier price ${option} = pools card price ${r.toPrice}`);
-    await pg.selectDropdown(card, option, { input: t.newTier });
-    assert.equal(await card.locator('.fui-Combobox input[role=combobox]').inputValue(), option, 'chosen tier shown');
     await run.shot(card, 'tier');
     r.unitPrice = cents(option.split(/:\s/)[1]);
   });
+
+  if (doubleAndBack) {
+    const upgradeQuotes = () => botQuery(run.bot, "SELECT id, status FROM quotes WHERE kind = 'upgrade'");
+    await run.do('double-click Upgrade: one quote, both answers show it', async () => {
+      const before = upgradeQuotes().map(([id]) => id);
+      const answers = [];
+      const onResponse = (res) => { if (/\/_conversation\/v1\/invoke$/.test(res.url())) answers.push(res); };
+      page.on('response', onResponse);
+      try {
+        await run.card().locator(`.ac-actionSet button[aria-label="${t.upgrade}"]`).last().dblclick();
+        await waitUntil(() => answers.length >= 2, 'the Playground to send both clicks to the bot');
+      } finally {
+        page.off('response', onResponse);
+      }
+      const card = await run.expectCard(t.quoteTitle);
+      const created = upgradeQuotes().filter(([id]) => !before.includes(id));
+      assert.equal(created.length, 1, `one quote for two clicks: ${JSON.stringify(created)}`);
+      r.firstQuote = created[0][0];
+      const shown = (await pg.cardInfo(card)).payload?.refresh?.action?.data?.quote;
+      assert.equal(shown, r.firstQuote, 'the card shows that quote');
+      for (const [i, a] of answers.entries()) {
+        assert.ok(a.ok(), `answer ${i + 1}: HTTP ${a.status()}`);
+        const ids = [...new Set([...(await a.text()).matchAll(/quote\\?":\s*\\?"([0-9a-f]{32})/g)].map((m) => m[1]))];
+        assert.deepEqual(ids, [r.firstQuote], `answer ${i + 1} shows the one quote`);
+      }
+      await run.shot(card, 'double-click-quote');
+    });
+
+    await run.do('Back on the quote: the tiers card, still shown once the notifier ran', async () => {
+      await pg.clickAction(run.card(), t.back);
+      let card = await run.expectCard(t.tiersTitle(n));
+      await waitUntil(() => botQuery(run.bot, "SELECT status FROM outbox WHERE kind = 'quote_card' "
+        + `AND payload LIKE '%${r.firstQuote}%'`).some(([status]) => status === 'sent'),
+      "the notifier to handle the cancelled quote's card update", { timeout: PAID_UPDATE_MS }).catch((e) => {
+      const outbox = botQuery(run.bot, 'SELECT id, kind, status, attempts, payload FROM outbox ORDER BY id');
+      const posted = botQuery(run.bot, 'SELECT id, subject, subject_id, message_ref FROM posted_cards ORDER BY id');
+      throw new Error(`${e.message}\noutbox: ${JSON.stringify(outbox)}\nposted cards: ${JSON.stringify(posted)}`);
+    });
+      await sleep(STAY_MS);
+      card = run.card();
+      const text = await cardText(card);
+      assert.equal(text.split('\n')[0], t.tiersTitle(n), `still the tiers card ${secs(STAY_MS)} later:\n${text}`);
+      assert.ok(!text.includes(t.quoteTitle), `not the cancelled quote:\n${text}`);
+      assert.equal(upgradeQuotes().find(([id]) => id === r.firstQuote)?.[1], 'cancelled', 'Back cancelled the quote');
+      await run.shot(card, 'back-tiers');
+      await selectTier(card, await pg.dropdownOptions(card, { input: t.newTier }));
+    });
+  }
 
   await run.do('quote card', async () => {
     await pg.clickAction(run.card(), t.upgrade);
@@ -275,10 +331,11 @@ runSuite('upgrade', async (suite) => {
     await suite.scenario(lang === 'en' ? 'English' : 'French', async (sc) => {
       const run = await sc.chat(plays[lang], { label: lang, lang, t: L[lang] });
       if (lang === 'en') {
-        const r = await journey(run, { ticks: 2, paging: true, searchOne: true, toPlan: 'Pro', afterCheck: true, expectAssigned: 24 });
+        const r = await journey(run, { ticks: 2, paging: true, searchOne: true, toPlan: 'Pro', afterCheck: true, expectAssigned: 24,
+          doubleAndBack: true });
         ecoAfterEn = r.ecoAssigned - 3;
       } else {
-        await journey(run, { ticks: 2, searchOne: true, toPlan: 'Advanced', expectAssigned: ecoAfterEn });
+        await journey(run, { ticks: 2, searchOne: true, toPlan: 'Advanced', expectAssigned: ecoAfterEn, doubleAndBack: true });
       }
     });
   }

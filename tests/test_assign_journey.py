@@ -478,8 +478,9 @@ async def test_a_throttled_directory_is_not_asked_again_before_its_retry_after(d
     fr = desk.admin("fr-FR")
     [picker_fr] = await fr.say("attribuer")
     busy_fr = (await fr.act(picker_fr, "Rechercher", q="ada")).expect_card()
-    assert "L'annuaire de votre organisation est surchargé\u00a0: il pourra de nouveau être consulté dans 6\u00a0secondes" \
-        in text_of(busy_fr)
+    busy_text = ("L'annuaire de votre organisation est surchargé\u00a0: il pourra de nouveau être consulté "
+                 "dans 6\u00a0secondes")
+    assert busy_text in text_of(busy_fr)
     assert len(graph.graph_requests) == 3  # none of those reached Graph
 
     # once the Retry-After has passed, Graph is asked again

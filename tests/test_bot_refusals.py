@@ -389,6 +389,48 @@ async def test_stale_quote_cancelled(desk):
     watch.unchanged()
 
 
+@pytest.mark.parametrize("locale, words", [
+    ("en-US", {"pools": "licenses", "eco": "monthly", "tier": "Choose tier", "upgrade": "Upgrade",
+               "open": "Open that quote", "cancel": "Cancel it", "yours": "held by your own open quote",
+               "ask": "ask Alex Wilber", "quote": "Upgrade quote", "cancelled": "Quote cancelled"}),
+    ("fr-FR", {"pools": "licences", "eco": "mensuel", "tier": "Choisir l'offre", "upgrade": "Mettre à niveau",
+               "open": "Ouvrir ce devis", "cancel": "L'annuler", "yours": "par votre propre devis ouvert",
+               "ask": "demandez à Alex Wilber", "quote": "Devis de mise à niveau", "cancelled": "Devis annulé"}),
+])
+async def test_own_quote_holding_the_seats_offers_to_open_or_cancel_it(desk, locale, words):
+    """A caller blocked by their own quote is not told to ask themselves: the refusal offers to
+    open that quote or to cancel it, and either way forward works."""
+    alex = desk.admin(locale=locale)
+
+    async def tiers_for_adele():
+        [pools] = await alex.say(words["pools"])
+        users = (await alex.act(pools, pool_button(pools, "Eco", words["eco"]))).expect_card()
+        return (await alex.act(users, words["tier"], users=tick(users, "users", "Adele Vance"))).expect_card()
+
+    tiers = await tiers_for_adele()
+    quote = (await alex.act(tiers, words["upgrade"], plan=choice_value(tiers, "plan", "Pro"))).expect_card()
+    quote_id = next(a["data"]["quote"] for a in actions_of(quote, "Action.Execute") if "quote" in a["data"])
+
+    again = await tiers_for_adele()  # another tiers card (another key): a second quote of the same user
+    watch = Watch(desk)
+    refusal = (await alex.act(again, words["upgrade"], plan=choice_value(again, "plan", "Advanced"))).expect_card()
+    assert words["yours"] in text_of(refusal) and words["ask"] not in text_of(refusal)
+    assert find_action(refusal, words["open"])["data"] == {"quote": quote_id}
+    assert find_action(refusal, words["cancel"])["data"] == {"quote": quote_id}
+    watch.refused("quote.upgrade")
+    watch.unchanged()
+
+    opened = (await alex.act(refusal, words["open"])).expect_card()
+    assert heading_of(opened) == words["quote"]
+    assert {a["data"].get("quote") for a in actions_of(opened, "Action.Execute")} >= {quote_id}
+    done = (await alex.act(refusal, words["cancel"])).expect_card()
+    assert heading_of(done) == words["cancelled"]
+    with desk.lic.db.read() as s:
+        assert s.get(Quote, quote_id).status == "cancelled"
+    after = (await alex.act(again, words["upgrade"], plan=choice_value(again, "plan", "Advanced"))).expect_card()
+    assert heading_of(after) == words["quote"]
+
+
 # ============================================================================ callers
 
 

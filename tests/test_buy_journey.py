@@ -33,6 +33,7 @@ from tests.harness import (
     text_of,
     walk,
 )
+from tests.test_outbox_faults import running, until_drained
 
 FAB_TENANT = "44444444-4444-4444-4444-444444444444"
 FAB_ADMIN = "44444444-0000-0000-0000-000000000001"
@@ -270,6 +271,32 @@ async def test_back_from_the_quote_returns_to_the_cart_and_a_stale_checkout_chan
     fresh = (await alex.act(back, "Checkout")).expect_card()
     assert heading_of(fresh) == "Purchase quote" and has_action(fresh, "Pay …")
     assert_valid_cards([back, stale, fresh])
+
+
+async def test_back_on_a_purchase_quote_keeps_the_cart_after_the_notifier_ran(desk):
+    """Back on the purchase quote shows the cart, and it is still the cart once the notifier has
+    handled the cancelled quote's card update (the message moved on: it is not overwritten).
+    A Checkout from there, paid, still turns its quote card into the paid summary in place."""
+    alex = desk.admin()
+    [card] = await alex.say("buy")
+    card = (await alex.act(card, "Add", plan="pro", interval="year", qty="7")).expect_card()
+    card = (await alex.act(card, "Add", plan="eco", interval="month", qty="2")).expect_card()
+    lines = [label for label, _, _ in cart_rows(card)]
+    async with running(desk.notifier, idle=0.05):
+        quote = (await alex.act(card, "Checkout")).expect_card()
+        back = (await alex.act(quote, "Back")).expect_card()
+        assert heading_of(back) == "Buy licenses" and [label for label, _, _ in cart_rows(back)] == lines
+        await until_drained(desk.lic)
+        with desk.lic.db.read() as s:  # the cancelled quote's card update was queued, and handled
+            assert s.scalars(select(OutboxMessage.status).where(OutboxMessage.kind == "quote_card")).all() == ["sent"]
+        shown = alex.card_in(quote.message_id)
+        assert heading_of(shown) == "Buy licenses" and [label for label, _, _ in cart_rows(shown)] == lines
+        assert alex.updates(quote.message_id) == []
+
+        fresh = (await alex.act(back, "Checkout")).expect_card()
+        assert (await desk.post_form(alex.open_url(fresh, "Pay …"), {"action": "pay"})).status == 200
+        await until_drained(desk.lic, also=lambda: bool(alex.updates(fresh.message_id)))
+    assert heading_of(alex.card_in(fresh.message_id)) == "Paid"
 
 
 async def test_buy_more_preselects_and_a_first_purchase_starts_a_period(desk, clock):

@@ -479,6 +479,24 @@ def test_held_by_quote_names_holder_and_expiry(c):
     assert e.details["quote_id"] == c.stash["quote"].id
 
 
+def test_held_by_the_callers_own_quote_says_so(c):
+    """Whoever holds the blocking quote is told it is theirs (to open or cancel), not to ask themselves."""
+    _quote_by_admin2(c)
+    grady = c.users["Grady Sink"]
+    for call, action in ((lambda: c.lic.unassign(c.admin2, c.pools["eco"], [grady]), "seat.unassign"),
+                         (lambda: c.lic.quote_upgrade(c.admin2, c.pools["eco"], [grady], "pro"), "quote.upgrade")):
+        e = assert_refused(c, call, HeldByQuote, action)
+        assert e.details["mine"] and e.details["quote_id"] == c.stash["quote"].id, action
+        assert "your own open quote" in e.message and "Megan Bowen" not in e.message, action
+    other = assert_refused(c, lambda: c.lic.unassign(c.admin, c.pools["eco"], [grady]), HeldByQuote, "seat.unassign")
+    assert not other.details["mine"] and "ask Megan Bowen" in other.message
+    megan = c.users["Megan Bowen"]
+    held = c.lic.quote_upgrade(c.admin2, c.pools["advanced"], [megan], "pro")
+    e = assert_refused(c, lambda: c.lic.schedule_downgrade(c.admin2, c.pools["advanced"], [megan], "eco"),
+                       HeldByQuote, "downgrade.schedule")
+    assert e.details["mine"] and e.details["quote_id"] == held.id
+
+
 def test_second_decision_names_who_decided(c):
     _pending_request(c)
     c.lic.decline_request(c.admin, _r(c), "not this quarter")

@@ -5,6 +5,7 @@ pool's period and the discount in the database), never taken from the quote."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import pytest
@@ -30,6 +31,7 @@ from tests.harness import (
     text_of,
     tick,
 )
+from tests.test_outbox_faults import running, until_drained
 
 
 @dataclass
@@ -359,3 +361,79 @@ def test_a_paid_card_says_will_be_told_until_the_notices_are_delivered(demo, adm
                                       .values(status="sent")))
     done = quote_card(locale, demo.quote(admin, q.id))
     assert told in text_of(done) and telling not in text_of(done) and "refresh" not in done
+
+
+async def test_double_click_on_upgrade_creates_one_quote(desk, clock):
+    """Two clicks of Upgrade on one tiers card (at once, then once more later) get one quote,
+    and every answer shows it; as a cart's Checkout does with its key."""
+    alex = desk.admin()
+    [pools] = await alex.say("licenses")
+    users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
+    tiers = (await alex.act(users, "Choose tier", users=tick(users, "users", "Adele Vance", "Lee Gu"))).expect_card()
+    plan = choice_value(tiers, "plan", "Pro")
+    first, second = await asyncio.gather(alex.act(tiers, "Upgrade", plan=plan), alex.act(tiers, "Upgrade", plan=plan))
+    clock.advance(seconds=20)
+    later = await alex.act(tiers, "Upgrade", plan=plan)
+    cards = [reply.expect_card() for reply in (first, second, later)]
+    assert [heading_of(c) for c in cards] == ["Upgrade quote"] * 3, [text_of(c) for c in cards]
+    ids = {find_action(c, "Refresh")["data"]["quote"] for c in cards}
+    assert len(ids) == 1
+    assert {alex.open_url(c, "Pay …") for c in cards} == {alex.open_url(cards[0], "Pay …")}
+    assert "already quoted" in text_of(cards[2])
+    with desk.lic.db.read() as s:
+        quotes = s.scalars(select(Quote).where(Quote.kind == "upgrade")).all()
+    assert [(q.id, q.status) for q in quotes] == [(ids.pop(), "open")]
+
+
+async def test_back_on_a_quote_keeps_the_tiers_card_after_the_notifier_ran(desk):
+    """Back shows the tiers card again; the notifier, running meanwhile, does not overwrite it with
+    the cancelled quote (an in-place update never replaces a card its reader moved on from). A
+    reader who stays on a quote still sees it updated in place once paid."""
+    alex = desk.admin()
+    [pools] = await alex.say("licenses")
+    users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
+    tiers = (await alex.act(users, "Choose tier", users=tick(users, "users", "Adele Vance", "Lee Gu"))).expect_card()
+    async with running(desk.notifier, idle=0.05):
+        quote = (await alex.act(tiers, "Upgrade", plan=choice_value(tiers, "plan", "Pro"))).expect_card()
+        back = (await alex.act(quote, "Back")).expect_card()
+        assert heading_of(back) == "Upgrade 2 user(s) from Eco"
+        await until_drained(desk.lic)
+        with desk.lic.db.read() as s:  # the cancelled quote's card update was queued, and handled
+            kinds = s.scalars(select(OutboxMessage.kind).where(OutboxMessage.status != "pending")).all()
+        assert "quote_card" in kinds
+        assert heading_of(alex.card_in(quote.message_id)) == "Upgrade 2 user(s) from Eco"
+        assert alex.updates(quote.message_id) == []
+
+        # the positive case: staying on the quote card, it turns into the paid summary in place
+        again = (await alex.act(back, "Upgrade", plan=choice_value(back, "plan", "Advanced"))).expect_card()
+        assert heading_of(again) == "Upgrade quote"
+        assert (await desk.post_form(alex.open_url(again, "Pay …"), {"action": "pay"})).status == 200
+        await until_drained(desk.lic, also=lambda: bool(alex.updates(again.message_id)))
+    assert heading_of(alex.card_in(again.message_id)) == "Upgrade paid"
+
+
+async def test_a_card_dropped_then_another_on_the_same_message_is_updated_for_its_own_quote(desk):
+    """Back drops the message's posted card of the cancelled quote; the next quote shown there is
+    recorded again (SQLite may give it the dropped row's id). The cancelled quote's pending
+    update must not land on the new quote's card, and the new quote's own later update (cancelled
+    from another card's "Cancel it") must still be queued and delivered."""
+    alex = desk.admin()
+    [pools] = await alex.say("licenses")
+    users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
+    tiers = (await alex.act(users, "Choose tier", users=tick(users, "users", "Adele Vance"))).expect_card()
+    first = (await alex.act(tiers, "Upgrade", plan=choice_value(tiers, "plan", "Pro"))).expect_card()
+    back = (await alex.act(first, "Back")).expect_card()  # the notifier has not run yet
+    second = (await alex.act(back, "Upgrade", plan=choice_value(back, "plan", "Pro"))).expect_card()
+    second_id = find_action(second, "Refresh")["data"]["quote"]
+    await desk.notify()
+    shown = alex.card_in(second.message_id)
+    assert find_action(shown, "Refresh")["data"]["quote"] == second_id and "Status" not in text_of(shown)
+
+    [pools] = await alex.say("licenses")  # another card, another message: the same user again
+    users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
+    again = (await alex.act(users, "Choose tier", users=tick(users, "users", "Adele Vance"))).expect_card()
+    refusal = (await alex.act(again, "Upgrade", plan=choice_value(again, "plan", "Advanced"))).expect_card()
+    assert heading_of((await alex.act(refusal, "Cancel it")).expect_card()) == "Quote cancelled"
+    await desk.notify()
+    shown = alex.card_in(second.message_id)  # the second quote's card, updated in place: cancelled
+    assert shown["refresh"]["action"]["data"]["quote"] == second_id and "Status: Cancelled" in text_of(shown)

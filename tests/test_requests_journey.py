@@ -236,8 +236,11 @@ async def test_decline_with_a_reason_tells_the_requester_and_every_admin(desk):
     watch.refused("request.decline")
     seen.add(again)
 
-    # the requester is told (with the reason); Alex's card shows the decision
-    assert await desk.notify() == 3
+    # the requester is told (with the reason); Alex's card shows the decision. Megan's message is
+    # not updated in place: she had moved on to the decline form (another step) when she declined,
+    # and her own answers show the decision already
+    assert await desk.notify() == 2
+    assert megan.updates(card_m.message_id) == [] and megan.card_in(card_m.message_id) == again
     [notice] = lee.proactive_cards()
     assert heading_of(notice) == "Votre demande de mise à niveau a été refusée"
     assert "Megan Bowen a refusé votre demande pour Advanced." in text_of(notice)
