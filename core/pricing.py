@@ -4,12 +4,21 @@ Amounts are integers in minor units. ``round`` is half-up to a whole minor unit.
 For a change at ``t`` inside ``[start, end)``: ``f = (end - t) / (end - start)`` and
 ``d = percent_off / 100`` of the discount active at ``t``.
 
-- upgrade of n seats A -> B: ``credit = -round(n*pA*f*(1-d))``, ``charge = round(n*pB*f*(1-d))``
-- purchase of n seats of P joining a period: ``round(n*p*f*(1-d))`` (f = 1 for a new period)
-- renewal: ``round(n*p_new*(1-d_next))`` with d_next the discount still active at ``end``.
+Every line is priced the same way, so that a reader can check it to the cent:
 
-Each line also carries its ``gross`` amount (the same formula with d = 0) so that a quote
-can show the discount as the difference.
+    gross    = round(n * price * f)      # what the line costs before any discount
+    discount = round(gross * d)          # the discount, of the gross shown
+    amount   = gross - discount          # what is charged (credits: all three negated)
+
+- upgrade of n seats A -> B: a credit line for A (negative) and a charge line for B, same ``f``
+- purchase of n seats of P joining a period: one line (f = 1 for a new period)
+- renewal: the same with ``f = 1`` and ``d_next``, the discount still active at ``end``.
+
+DESIGN.md writes a line as ``round(n*price*f*(1-d))``; that differs from the above by at most
+one minor unit, and only where two roundings meet, but it can make a "discount" on an upgrade
+cost a cent (the credit's rounding lost against the charge's) and it cannot be re-computed from
+the figures a card shows. Here the discount is always a discount and always its percentage of
+the gross beside it.
 """
 
 from __future__ import annotations
@@ -70,9 +79,13 @@ class Line:
 
 def _line(kind: str, sign: int, plan_code: str, interval: str, n: int, price: int, f: Fraction,
           d: Fraction) -> Line:
-    base = n * price * f
-    return Line(kind, plan_code, interval, n, price, f, sign * round_half_up(base),
-                sign * round_half_up(base * (1 - d)))
+    gross = round_half_up(n * price * f)
+    return Line(kind, plan_code, interval, n, price, f, sign * gross, sign * (gross - line_discount(gross, d)))
+
+
+def line_discount(gross: int, d: Fraction) -> int:
+    """The discount on a line of ``gross`` (>= 0): its percentage of the gross, to the minor unit."""
+    return round_half_up(gross * d)
 
 
 def upgrade_lines(n: int, plan_a: str, price_a: int, plan_b: str, price_b: int, interval: str,
@@ -88,13 +101,13 @@ def purchase_line(n: int, plan: str, price: int, interval: str, f: Fraction, d: 
 
 
 def renewal_amount(n: int, price: int, d_next: Fraction) -> int:
-    return round_half_up(n * price * (1 - d_next))
+    return n * price - line_discount(n * price, d_next)
 
 
 @dataclass(frozen=True)
 class Totals:
     gross: int
-    discount: int  # <= 0
+    discount: int  # <= 0 whenever the lines' gross is >= 0 (each line's discount has the sign of its gross)
     due_now: int
 
 

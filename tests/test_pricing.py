@@ -41,6 +41,13 @@ def ref_round(x: Fraction) -> int:
     return (2 * x.numerator + x.denominator) // (2 * x.denominator)
 
 
+def ref_net(exact_gross: Fraction, rate: Fraction) -> int:
+    """A line's amount after discount: the gross rounded, less its percentage rounded (the
+    figures a card shows, so that a reader re-computes them to the cent)."""
+    gross = ref_round(exact_gross)
+    return gross - ref_round(gross * rate)
+
+
 def ref_fraction(start: datetime, end: datetime, t: datetime) -> Fraction:
     return Fraction((end - t) // SECOND, (end - start) // SECOND)
 
@@ -100,8 +107,8 @@ def test_upgrade_lines_follow_the_rules(m, n, price_a, price_b, percent):
     rf, rd = ref_fraction(start, end, t), ref_rate(percent)
 
     assert (credit.kind, charge.kind) == ("credit", "charge")
-    assert credit.amount == -ref_round(n * price_a * rf * (1 - rd))
-    assert charge.amount == ref_round(n * price_b * rf * (1 - rd))
+    assert credit.amount == -ref_net(n * price_a * rf, rd)
+    assert charge.amount == ref_net(n * price_b * rf, rd)
     assert credit.gross == -ref_round(n * price_a * rf)
     assert charge.gross == ref_round(n * price_b * rf)
     for line in (credit, charge):
@@ -131,7 +138,7 @@ def test_purchase_line_follows_the_rule(m, n, price, percent):
     line = pricing.purchase_line(n, "p", price, "year", f, pricing.discount_rate(percent))
     rf, rd = ref_fraction(start, end, t), ref_rate(percent)
     assert line.kind == "purchase"
-    assert line.amount == ref_round(n * price * rf * (1 - rd))
+    assert line.amount == ref_net(n * price * rf, rd)
     assert line.gross == ref_round(n * price * rf)
     assert is_int(line.amount) and is_int(line.gross)
     assert 0 <= line.amount <= line.gross
@@ -142,7 +149,7 @@ def test_purchase_line_follows_the_rule(m, n, price, percent):
     # a first purchase starts a new period: f = 1, the full price for the period
     new = pricing.purchase_line(n, "p", price, "year", Fraction(1), rd)
     assert new.gross == n * price
-    assert new.amount == ref_round(n * price * (1 - rd))
+    assert new.amount == ref_net(n * price, rd)
 
 
 @PURE
@@ -150,7 +157,7 @@ def test_purchase_line_follows_the_rule(m, n, price, percent):
 def test_renewal_amount_follows_the_rule(n, price, percent):
     amount = pricing.renewal_amount(n, price, pricing.discount_rate(percent))
     assert is_int(amount)
-    assert amount == ref_round(n * price * (1 - ref_rate(percent)))
+    assert amount == ref_net(n * price, ref_rate(percent))
     if percent == 100:
         assert amount == 0
     if percent == 0:
@@ -171,14 +178,21 @@ def test_rounding_is_half_up_on_constructed_values():
     # credit of 2.5 -> -3, charge of 3.5 -> 4
     credit, charge = pricing.upgrade_lines(1, "a", 5, "b", 7, "month", half, Fraction(0))
     assert (credit.amount, charge.amount) == (-3, 4)
-    # 50 % off 5 cents: 2.5 -> 3; 10 % off 5 cents: 4.5 -> 5; 30 % off 5 cents: 3.5 -> 4
-    assert pricing.renewal_amount(1, 5, Fraction(1, 2)) == 3
-    assert pricing.renewal_amount(1, 5, pricing.discount_rate(Decimal("10.00"))) == 5
-    assert pricing.renewal_amount(1, 5, pricing.discount_rate(Decimal("30"))) == 4
-    # 3 seats x 800 x 0.7 x 0.85 = 1428 exactly; 3 x 2900 x 0.7 x 0.85 = 5176.5 -> 5177
+    # the discount is rounded half-up too: 50 % of 5 cents = 2.5 -> 3 off, 2 left; 10 %: 0.5 -> 1
+    # off, 4 left; 30 %: 1.5 -> 2 off, 3 left
+    assert pricing.renewal_amount(1, 5, Fraction(1, 2)) == 2
+    assert pricing.renewal_amount(1, 5, pricing.discount_rate(Decimal("10.00"))) == 4
+    assert pricing.renewal_amount(1, 5, pricing.discount_rate(Decimal("30"))) == 3
+    # 3 seats x 800 x 0.7 = 1680, 15 % = 252 off: 1428; 3 x 2900 x 0.7 = 6090, 913.5 -> 914 off: 5176
     credit, charge = pricing.upgrade_lines(3, "eco", 800, "pro", 2900, "month", Fraction(7, 10),
                                            pricing.discount_rate(Decimal("15")))
-    assert (credit.amount, charge.amount) == (-1428, 5177)
+    assert (credit.amount, charge.amount) == (-1428, 5176)
+    # the case DESIGN.md's round(n*p*f*(1-d)) gets wrong: 0.07 % off an upgrade made it cost a cent
+    # more than without the discount (the credit's rounding lost against the charge's)
+    f = Fraction(44640 * 60 - 43470 * 60, 44640 * 60)  # 1,170 of the 44,640 minutes of a month left
+    credit, charge = pricing.upgrade_lines(1, "a", 477, "b", 1428, "month", f, pricing.discount_rate(Decimal("0.07")))
+    undiscounted = pricing.upgrade_lines(1, "a", 477, "b", 1428, "month", f, Fraction(0))
+    assert pricing.totals([credit, charge]).due_now <= pricing.totals(undiscounted).due_now
 
 
 def test_pure_functions_refuse_out_of_range_inputs():
@@ -390,10 +404,10 @@ def test_purchase_in_the_last_second_of_a_february(lic, clock, admin):
                          discounts=[("15", utc(2026, 1, 1), utc(2026, 2, 15)), ("20", utc(2026, 2, 15), None)])
     assert setup.account_id
     q = lic.quote_purchase(admin, [{"plan": "pro", "interval": "month", "quantity": 500}])
-    # gross round(0.5994) = 1; 20 % off: round(0.4795) = 0; renewal round(500*2900*0.8) = 1160000
+    # gross round(0.5994) = 1; 20 % of 1 cent: round(0.2) = 0 off, so 1; renewal 1450000 - 290000 = 1160000
     (line,) = q.lines
-    assert (line.kind, line.fraction, line.gross, line.amount) == ("purchase", "1/2419200", 1, 0)
-    assert (q.due_now, q.gross, q.discount) == (0, 1, -1)
+    assert (line.kind, line.fraction, line.gross, line.amount) == ("purchase", "1/2419200", 1, 1)
+    assert (q.due_now, q.gross, q.discount) == (1, 1, 0)
     assert q.renewal_amount == line.renewal_amount == 1_160_000
     assert q.renewal_date == utc(2026, 3, 1) and line.new_period is False
     check_sums(q)
@@ -402,12 +416,12 @@ def test_purchase_in_the_last_second_of_a_february(lic, clock, admin):
 @pytest.mark.parametrize(
     ("year", "fraction", "amounts", "renewal_date"),
     [
-        # leap: 22 of 29 days left. credit -round(3*800*22/29*0.85) = -round(1547.59) = -1548,
-        # gross -round(52800/29 = 1820.69) = -1821; charge round(3*2900*22/29*0.85) = 162690/29 = 5610,
-        # gross 191400/29 = 6600. due 4062, discount 4062 - 4779 = -717
+        # leap: 22 of 29 days left. credit gross -round(52800/29 = 1820.69) = -1821, 15 % of it
+        # round(273.15) = 273 off: -1548; charge gross 191400/29 = 6600, 990 off: 5610.
+        # due 4062, discount -990 + 273 = -717
         (2028, "22/29", (-1548, -1821, 5610, 6600), utc(2028, 3, 1)),
-        # non-leap: 21 of 28 days left = 3/4. credit -round(2400*0.75*0.85) = -1530, gross -1800;
-        # charge round(8700*0.75*0.85 = 5546.25) = 5546, gross 6525. due 4016, discount -709
+        # non-leap: 21 of 28 days left = 3/4. credit gross -1800, 270 off: -1530;
+        # charge gross 6525, round(978.75) = 979 off: 5546. due 4016, discount -979 + 270 = -709
         (2026, "3/4", (-1530, -1800, 5546, 6525), utc(2026, 3, 1)),
     ],
     ids=["leap-29-days", "non-leap-28-days"],
@@ -430,12 +444,12 @@ def test_upgrade_in_a_30_day_month_rounds_half_up(lic, clock, admin):
     setup = make_account(lic, subs={"month": (utc(2026, 1, 1), None)}, pools=[("month", "eco", 3, 3)],
                          discounts=[("15", utc(2026, 1, 1), None)])
     q = upgrade(lic, admin, setup, "month", "eco", 3, "pro")
-    # credit -round(3*800*0.7*0.85) = -1428, gross -round(1680) = -1680
-    # charge round(3*2900*0.7*0.85 = 5176.5) = 5177 (half-up), gross 6090
-    # due 3749, discount 3749 - 4410 = -661, renewal 7395 on May 1
-    assert_upgrade(q, fraction="7/10", credit=-1428, gross_credit=-1680, charge=5177, gross_charge=6090,
+    # credit gross -round(3*800*0.7) = -1680, 15 % of it 252 off: -1428
+    # charge gross 6090, 15 % of it round(913.5) = 914 off (half-up): 5176
+    # due 3748, discount -914 + 252 = -662, renewal 8700 - 1305 = 7395 on May 1
+    assert_upgrade(q, fraction="7/10", credit=-1428, gross_credit=-1680, charge=5176, gross_charge=6090,
                    renewal=7395, renewal_date=utc(2026, 5, 1))
-    assert (q.due_now, q.discount, q.discount_percent) == (3749, -661, Decimal("15"))
+    assert (q.due_now, q.discount, q.discount_percent) == (3748, -662, Decimal("15"))
 
 
 def test_upgrade_in_a_31_day_month_of_a_month_end_anchor(lic, clock, admin):
@@ -445,10 +459,10 @@ def test_upgrade_in_a_31_day_month_of_a_month_end_anchor(lic, clock, admin):
     setup = make_account(lic, subs={"month": (utc(2025, 12, 31), None)}, pools=[("month", "advanced", 2, 2)],
                          discounts=[("10", utc(2025, 12, 31), None)])
     q = upgrade(lic, admin, setup, "month", "advanced", 2, "pro")
-    # credit -round(2*1500*41/62*0.9 = 1785.48) = -1785, gross -round(123000/62 = 1983.87) = -1984
-    # charge round(2*2900*41/62*0.9 = 3451.94) = 3452, gross round(237800/62 = 3835.48) = 3835
-    # due 1667, discount 1667 - 1851 = -184, renewal round(5800*0.9) = 5220 on Mar 31
-    assert_upgrade(q, fraction="41/62", credit=-1785, gross_credit=-1984, charge=3452, gross_charge=3835,
+    # credit gross -round(123000/62 = 1983.87) = -1984, 10 % of it round(198.4) = 198 off: -1786
+    # charge gross round(237800/62 = 3835.48) = 3835, round(383.5) = 384 off: 3451
+    # due 1665, discount -384 + 198 = -186, renewal 5800 - 580 = 5220 on Mar 31
+    assert_upgrade(q, fraction="41/62", credit=-1786, gross_credit=-1984, charge=3451, gross_charge=3835,
                    renewal=5220, renewal_date=utc(2026, 3, 31))
     assert q.lines[0].period_start == utc(2026, 2, 28)
 
