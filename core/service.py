@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from core import pricing
 from core.catalog import INTERVALS, Catalog, Plan
-from core.db import Database, utcnow
+from core.db import Database, conflict_insert, utcnow
 from core.errors import (
     CurrencyMismatch,
     DomainError,
@@ -1160,11 +1160,18 @@ class Licensing:
                                                            Subscription.interval == ln["interval"])
                                 .with_for_update()).first()
                 if sub is None:
+                    # The first of this interval, unless a concurrent settlement (another quote priced
+                    # as a new period too) creates it first: then these seats join its period, which
+                    # starts at that settlement, after this quote was priced, so it ends no earlier
+                    # than quoted; the amount paid is what was quoted (a full period from its time).
                     start, end = period_bounds(now, ln["interval"], 0)
-                    sub = Subscription(account_id=quote.account_id, interval=ln["interval"], anchor_at=now,
-                                       period_number=0, period_start=start, period_end=end, created_at=now)
-                    s.add(sub)
-                    s.flush()
+                    s.execute(conflict_insert(s, Subscription).values(
+                        account_id=quote.account_id, interval=ln["interval"], anchor_at=now, period_number=0,
+                        period_start=start, period_end=end, created_at=now).on_conflict_do_nothing(
+                        index_elements=[Subscription.account_id, Subscription.interval]))
+                    sub = s.scalars(select(Subscription).where(Subscription.account_id == quote.account_id,
+                                                               Subscription.interval == ln["interval"])
+                                    .with_for_update()).one()
                 else:
                     self._current(s, sub, now)
                 pool = self._get_or_create_pool(s, sub, ln["plan_code"])

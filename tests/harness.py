@@ -348,8 +348,9 @@ class TeamsClient:
 
     def __init__(self, desk: Desk, aad_object_id: str, *, tenant_id: str = TENANT, locale: str = "en-US",
                  name: str | None = None, user_id: str | None = None, conversation_id: str | None = None,
-                 email: str | None = None, timezone: str | None = None):
+                 email: str | None = None, timezone: str | None = None, server: str | None = None):
         self.desk = desk
+        self.server = server  # the base URL of another app instance to send to (default: the desk's)
         self.aad_object_id = aad_object_id
         self.tenant_id = tenant_id
         self.locale = locale
@@ -391,7 +392,7 @@ class TeamsClient:
         if conv and isinstance(activity.get("id"), str):
             self.desk.connector.note_inbound(conv, activity["id"])
         self.last_activity = activity
-        return await self.desk.post_json("/api/messages", activity)
+        return await self.desk.post_json("/api/messages", activity, base=self.server)
 
     async def _turn(self, activity: dict) -> tuple[HttpResult, list[Card]]:
         mark = self.desk.connector.mark()
@@ -609,8 +610,8 @@ class Desk:
 
     # ------------------------------------------------------------------ HTTP
 
-    async def post_json(self, path: str, body: Any) -> HttpResult:
-        return await self.post_raw(path, json.dumps(body), content_type="application/json")
+    async def post_json(self, path: str, body: Any, *, base: str | None = None) -> HttpResult:
+        return await self.post_raw(path, json.dumps(body), content_type="application/json", base=base)
 
     async def post_raw(self, path: str, data: bytes | str, *, content_type: str = "application/json",
                        headers: dict | None = None, base: str | None = None) -> HttpResult:

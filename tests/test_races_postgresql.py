@@ -1,0 +1,139 @@
+"""Races between two server instances on one PostgreSQL database (issue 9, items 12-14).
+
+Two ``python -m tests.desk_server`` processes share the test's database; the test plays Teams
+(the harness's fake Bot Connector and Teams-shaped activities) and the payer's browser (the
+sandbox pay page) against both at once, round after round (bounded), so that the two
+transactions interleave. On SQLite these races cannot happen the same way: every write
+transaction starts with ``BEGIN IMMEDIATE`` (core/db.py), so two writers, in threads or in
+processes, run one after the other and each sees what the other committed. The tests need
+PostgreSQL (``TEST_DATABASE_URL``; ``.ci/run`` runs the ``db`` tests there) and skip otherwise.
+
+No test asserts a duration: the outcome of every round only (the waits are safety nets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from core.db import Database
+from core.models import AuditEvent, Pool, Quote, Subscription
+from tests.conftest import PG_URL
+from tests.harness import add_account, running_desk
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [
+    pytest.mark.db,
+    pytest.mark.skipif(not PG_URL, reason="two server processes racing on one database need PostgreSQL (on SQLite "
+                                          "BEGIN IMMEDIATE serialises every write): set TEST_DATABASE_URL "
+                                          "(.ci/run runs the db tests again on PostgreSQL)"),
+]
+START_WAIT = 60.0  # seconds: a safety net for a server that does not start, not a speed target
+
+
+class DeskProcess:
+    """``python -m tests.desk_server`` (the whole app) in a process of its own."""
+
+    def __init__(self, db_url: str, log: Path):
+        self.log = log
+        self._stderr = open(log, "a")  # noqa: SIM115 - closed by stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.desk_server", db_url], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+        self.url = ""
+
+    async def ready(self) -> DeskProcess:
+        line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), START_WAIT)
+        assert line.startswith("ready "), f"the server did not start: {line!r}; see {self.log}"
+        self.url = line.split()[1]
+        return self
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc.stdout.close()
+        self._stderr.close()
+
+
+@pytest.fixture
+async def local(db_url):
+    """The harness (fake Bot Connector, Teams clients, an app instance for the set-up steps) on
+    the shared database, on real time like the two server processes."""
+    db = Database(db_url)
+    try:
+        async with running_desk(db=db, demo=False) as desk:
+            yield desk
+    finally:
+        db.dispose()
+
+
+@pytest.fixture
+async def servers(db_url, tmp_path):
+    """The base URLs of two app processes on the test's database."""
+    procs = [DeskProcess(db_url, tmp_path / f"server{k}.log") for k in range(2)]
+    try:
+        await asyncio.gather(*(p.ready() for p in procs))
+        yield [p.url for p in procs]
+    finally:
+        for p in procs:
+            p.stop()
+    for p in procs:
+        log = p.log.read_text()
+        assert "Traceback" not in log, f"a server logged a traceback:\n{log[-3000:]}"
+
+
+def people(tag: str, n: int) -> list[tuple[str, str, str, str]]:
+    """An administrator and ``n`` members (aad object id, e-mail, name, role) of a Fabrikam account."""
+    out = [(f"{tag}-admin", f"admin.{tag}@fabrikam.com", f"Admin {tag}", "admin")]
+    return out + [(f"{tag}-m{i:03d}", f"m{i}.{tag}@fabrikam.com", f"Member {tag} {i:03d}", "member")
+                  for i in range(n)]
+
+
+def tenant_of(k: int) -> str:
+    return f"33333333-0000-0000-0000-{k:012d}"
+
+
+# ============================================================================ 12: first subscription of an interval
+
+ROUNDS_SETTLE = 12
+
+
+async def test_two_first_purchases_of_an_interval_paid_at_once_in_two_processes_both_settle(local, servers):
+    """Each round: a new account without a monthly subscription, two purchase quotes (each priced
+    as a new period from its own time), both paid at the same moment, one on each server. Both
+    payers get their page (never a 5xx) and both purchases are in the one monthly subscription the
+    first settlement created; the second paid a full period from its own time and its seats join
+    a period that ends no earlier than the one it was quoted (in the customer's favour)."""
+    for r in range(ROUNDS_SETTLE):
+        acc = add_account(local.lic, tenant=tenant_of(r), people=people(f"s{r}", 0), plan=None, name=f"Buyer {r}")
+        admin = acc.actors[0]
+        quotes = [local.lic.quote_purchase(admin, [{"plan": "eco", "interval": "month", "quantity": 2 + k}])
+                  for k in range(2)]
+        paths = [urlsplit(local.lic.payment_link(admin, q.id).payment_url).path for q in quotes]
+        answers = await asyncio.gather(*(local.post_form(base + path, {"action": "pay"})
+                                         for base, path in zip(servers, paths, strict=True)))
+        assert [a.status for a in answers] == [200, 200], f"round {r}: {[(a.status, a.text[:300]) for a in answers]}"
+        with local.lic.db.read() as s:
+            subs = s.scalars(select(Subscription).where(Subscription.account_id == acc.account_id)).all()
+            assert [sub.interval for sub in subs] == ["month"], f"round {r}"
+            pools = s.execute(select(Pool.plan_code, Pool.quantity).where(Pool.subscription_id == subs[0].id)).all()
+            assert pools == [("eco", 5)], f"round {r}: {pools}"
+            stored = {q.id: q for q in s.scalars(select(Quote).where(Quote.account_id == acc.account_id))}
+            assert {q.status for q in stored.values()} == {"paid"}, f"round {r}"
+            for q in quotes:
+                assert stored[q.id].due_now == q.due_now  # charged what was quoted
+                quoted_end = max(ln["period_end"] for ln in stored[q.id].lines)
+                assert subs[0].period_end.isoformat() >= quoted_end, f"round {r}: the period is shorter than quoted"
+            settled = s.scalar(select(func.count()).select_from(AuditEvent).where(
+                AuditEvent.account_id == acc.account_id, AuditEvent.action == "quote.settled"))
+            assert settled == 2, f"round {r}"
