@@ -1260,6 +1260,9 @@ class Licensing:
             now = self.now()
             pool = self._pool(s, caller, pool_id, lock=True)
             user = self._user(s, caller, user_id)
+            # one assignment of this user at a time (two pools of a family are two pool locks): the
+            # check below then sees the seat a concurrent assignment committed, and refuses clearly
+            s.execute(select(User.id).where(User.id == user.id).with_for_update())
             plan = self.catalog.plan(pool.plan_code)
             self._check_domain(s, caller.account_id, user.email)
             held = s.execute(select(Pool.plan_code).select_from(Seat).join(Pool, Pool.id == Seat.pool_id)

@@ -16,16 +16,17 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from core.db import Database
-from core.models import AuditEvent, Pool, Quote, Subscription
+from core.models import AuditEvent, OutboxMessage, Pool, Quote, Seat, Subscription
 from tests.conftest import PG_URL
-from tests.harness import add_account, running_desk
+from tests.harness import add_account, audit_mark, heading_of, running_desk, text_of
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [
@@ -35,6 +36,7 @@ pytestmark = [
                                           "(.ci/run runs the db tests again on PostgreSQL)"),
 ]
 START_WAIT = 60.0  # seconds: a safety net for a server that does not start, not a speed target
+APOLOGY = "something went wrong"
 
 
 class DeskProcess:
@@ -137,3 +139,58 @@ async def test_two_first_purchases_of_an_interval_paid_at_once_in_two_processes_
             settled = s.scalar(select(func.count()).select_from(AuditEvent).where(
                 AuditEvent.account_id == acc.account_id, AuditEvent.action == "quote.settled"))
             assert settled == 2, f"round {r}"
+
+
+# ============================================================================ 13: one user, two pools of a family
+
+
+ROUNDS_ASSIGN = 15
+
+
+def add_second_pool(lic, account_id: int, plan: str, quantity: int) -> int:
+    """A pool of ``plan`` in the account's monthly subscription."""
+
+    def work(s) -> int:
+        sub = s.scalars(select(Subscription).where(Subscription.account_id == account_id)).one()
+        return s.execute(insert(Pool).values(account_id=account_id, subscription_id=sub.id, plan_code=plan,
+                                             quantity=quantity, removal_scheduled=0, created_at=lic.now())
+                         .returning(Pool.id)).scalar_one()
+
+    return lic.db.write(work)
+
+
+async def test_one_user_assigned_into_two_pools_of_a_family_at_once_gets_already_holds(local, servers):
+    """Each round: the administrator saves the same user into Eco on one server and into Advanced
+    (same family) on the other, at the same moment. One assignment is made; the other answer is
+    the "already holds" refusal a second, later assignment gets, audited as refused, and nothing
+    else is written for it."""
+    tenant = tenant_of(100)
+    acc = add_account(local.lic, tenant=tenant, people=people("a", ROUNDS_ASSIGN), plan="eco",
+                      quantity=ROUNDS_ASSIGN, age=timedelta(days=3))
+    eco = acc.pool_id
+    adv = add_second_pool(local.lic, acc.account_id, "advanced", ROUNDS_ASSIGN)
+    admin_aad = acc.actors[0].aad_object_id
+    alex = local.client(admin_aad, tenant_id=tenant, name="Admin a")
+    at = [local.client(admin_aad, tenant_id=tenant, name="Admin a", server=url) for url in servers]
+    [picker] = await alex.say("assign")
+    for r, uid in enumerate(acc.user_ids[1:]):
+        plans = (await alex.act(picker, "Choose plan", user=str(uid))).expect_card()
+        mark = audit_mark(local.lic)
+        replies = await asyncio.gather(at[0].act(plans, "Save", to_pool=str(eco)),
+                                       at[1].act(plans, "Save", to_pool=str(adv)))
+        cards = [reply.expect_card() for reply in replies]
+        shown = [(heading_of(c), text_of(c)) for c in cards]
+        assert not any(APOLOGY in t.lower() for _, t in shown), f"round {r}: {shown}"
+        assert sorted(h for h, _ in shown) == ["Already assigned", "License assigned"], f"round {r}: {shown}"
+        refusal = next(t for h, t in shown if h == "Already assigned")
+        assert "already holds a" in refusal and "(Standard family)" in refusal, refusal
+        with local.lic.db.read() as s:
+            seats = s.scalars(select(Seat.pool_id).where(Seat.user_id == uid)).all()
+            assert len(seats) == 1 and seats[0] in (eco, adv), f"round {r}: {seats}"
+            told = s.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.user_id == uid))
+            assert told == 1, f"round {r}: {told} notices for one assignment"
+            events = s.execute(select(AuditEvent.action, AuditEvent.outcome, AuditEvent.detail)
+                               .where(AuditEvent.id > mark).order_by(AuditEvent.id)).all()
+        assert sorted((a, o) for a, o, _ in events) == [("seat.assign", "refused"), ("seat.assigned", "ok")], \
+            f"round {r}: {events}"
+        assert next(d for a, _, d in events if a == "seat.assign") == {"code": "seat_already_held"}
