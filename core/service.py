@@ -1720,8 +1720,10 @@ class Licensing:
                 new = {**new, "locale": known.get("locale") or "en-US"}
             if "timezone" not in new and known.get("timezone"):  # the same for the time zone (none: UTC)
                 new = {**new, "timezone": known["timezone"]}
-            if row is None:
-                s.add(DeliveryAddress(user_id=uid, address=new, updated_at=self.now()))
+            if row is None:  # an upsert: the user's first activities may reach two instances at once
+                stmt = conflict_insert(s, DeliveryAddress).values(user_id=uid, address=new, updated_at=self.now())
+                s.execute(stmt.on_conflict_do_update(index_elements=[DeliveryAddress.user_id], set_={
+                    "address": stmt.excluded.address, "updated_at": stmt.excluded.updated_at}))
             elif row.address != new:
                 row.address = new
                 row.updated_at = self.now()

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from core.db import Database
-from core.models import AuditEvent, OutboxMessage, Pool, Quote, Seat, Subscription
+from core.models import AuditEvent, DeliveryAddress, OutboxMessage, Pool, Quote, Seat, Subscription
 from tests.conftest import PG_URL
 from tests.harness import add_account, audit_mark, heading_of, running_desk, text_of
 
@@ -194,3 +194,34 @@ async def test_one_user_assigned_into_two_pools_of_a_family_at_once_gets_already
         assert sorted((a, o) for a, o, _ in events) == [("seat.assign", "refused"), ("seat.assigned", "ok")], \
             f"round {r}: {events}"
         assert next(d for a, _, d in events if a == "seat.assign") == {"code": "seat_already_held"}
+
+
+# ============================================================================ 14: a new user's first activities
+
+
+USERS_FIRST = 50  # 100 activities
+
+
+async def test_a_new_users_first_activities_at_two_instances_at_once_all_go_through(local, servers):
+    """Each of 50 new users sends their first message to both servers at once (Teams delivers a
+    user's activities to any instance): both are answered normally, never with the apology, and
+    one delivery address is stored for the user."""
+    tenant = tenant_of(200)
+    acc = add_account(local.lic, tenant=tenant, people=people("f", USERS_FIRST), plan=None)
+    members = acc.actors[1:]
+    for r, actor in enumerate(members):
+        clients = [local.client(actor.aad_object_id, tenant_id=tenant, name=f"Member {r}", server=url)
+                   for url in servers]
+        mark = local.connector.mark()
+        results = await asyncio.gather(*(c.send(c.activity("message", text="my license", textFormat="plain"))
+                                         for c in clients))
+        assert all(res.status < 300 for res in results), f"user {r}: {[(x.status, x.text[:300]) for x in results]}"
+        cards = [c for call in local.connector.since(mark, conversation_id=clients[0].conversation_id)
+                 if call.kind == "reply" for c in call.cards]
+        shown = [(heading_of(c), text_of(c)) for c in cards]
+        assert len(shown) == 2 and not any(APOLOGY in t.lower() for _, t in shown), f"user {r}: {shown}"
+        assert [h for h, _ in shown] == ["Your licenses", "Your licenses"], f"user {r}: {shown}"
+    with local.lic.db.read() as s:
+        stored = s.scalar(select(func.count()).select_from(DeliveryAddress).where(
+            DeliveryAddress.user_id.in_(acc.user_ids[1:])))
+    assert stored == USERS_FIRST
