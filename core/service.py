@@ -386,6 +386,7 @@ class Licensing:
             source.quantity -= 1
             target.quantity += 1
             seat.pool_id = target.id
+            seat.plan_since = boundary
             to_code = seat.downgrade_to
             seat.downgrade_to = None
             self._outbox(s, account_id=sub.account_id, channel="chat", kind="downgrade_applied",
@@ -1144,7 +1145,8 @@ class Licensing:
             n = len(seat_ids)
             for chunk in _chunks(seat_ids):
                 # one statement per chunk: each seat changes pool in place, never unassigned
-                s.execute(update(Seat).where(Seat.id.in_(chunk)).values(pool_id=target.id, downgrade_to=None))
+                s.execute(update(Seat).where(Seat.id.in_(chunk)).values(pool_id=target.id, downgrade_to=None,
+                                                                        plan_since=now))
             source.quantity -= n
             source.removal_scheduled = min(source.removal_scheduled, source.quantity - self._assigned(s, source.id))
             target.quantity += n
@@ -1276,7 +1278,7 @@ class Licensing:
                 raise NoFreeSeat(Message("There is no free {plan} seat in this pool. Buy one, or unassign someone "
                                          "first.", plan=plan.name), plan=plan.code, interval=sub.interval)
             s.add(Seat(account_id=caller.account_id, pool_id=pool.id, user_id=user.id, family=plan.family,
-                       sort_key=user.sort_key, assigned_at=now))
+                       sort_key=user.sort_key, assigned_at=now, plan_since=now))
             s.flush()
             self._outbox(s, account_id=caller.account_id, channel="chat", kind="license_assigned", user_id=user.id,
                          dedupe_key=f"assign:{pool.id}:{user.id}:{uuid.uuid4().hex}",
@@ -1435,7 +1437,7 @@ class Licensing:
             for seat, pool, sub in rows:
                 plan = self.catalog.plan(pool.plan_code)
                 out.append(SeatView(plan_code=plan.code, plan_name=plan.name, family=plan.family,
-                                    interval=sub.interval, pool_id=pool.id, since=seat.assigned_at,
+                                    interval=sub.interval, pool_id=pool.id, since=seat.plan_since,
                                     renewal_date=sub.period_end, downgrade_to=seat.downgrade_to,
                                     downgrade_to_name=self._plan_name(seat.downgrade_to),
                                     higher_plans=[self.plan_view(p) for p in self.catalog.higher_plans(plan)
