@@ -1121,13 +1121,16 @@ class Licensing:
         return None
 
     def _get_or_create_pool(self, s: Session, sub: Subscription, plan_code: str) -> Pool:
-        pool = s.scalars(select(Pool).where(Pool.subscription_id == sub.id, Pool.plan_code == plan_code)
-                         .with_for_update()).first()
+        """The subscription's pool of that plan, locked; created once even when two settlements (in
+        two processes) need it at the same moment."""
+        q = select(Pool).where(Pool.subscription_id == sub.id, Pool.plan_code == plan_code).with_for_update()
+        pool = s.scalars(q).first()
         if pool is None:
-            pool = Pool(account_id=sub.account_id, subscription_id=sub.id, plan_code=plan_code, quantity=0,
-                        removal_scheduled=0, created_at=self.now())
-            s.add(pool)
-            s.flush()
+            s.execute(conflict_insert(s, Pool).values(
+                account_id=sub.account_id, subscription_id=sub.id, plan_code=plan_code, quantity=0,
+                removal_scheduled=0, created_at=self.now()).on_conflict_do_nothing(
+                index_elements=[Pool.subscription_id, Pool.plan_code]))
+            pool = s.scalars(q).one()
         return pool
 
     def _apply(self, s: Session, quote: Quote, provider: str, event_id: str | None) -> None:

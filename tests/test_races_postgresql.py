@@ -141,6 +141,32 @@ async def test_two_first_purchases_of_an_interval_paid_at_once_in_two_processes_
             assert settled == 2, f"round {r}"
 
 
+async def test_two_upgrades_into_a_plan_without_a_pool_yet_paid_at_once_in_two_processes_both_settle(local, servers):
+    """Each round: an account with Eco and Advanced pools and no Pro pool yet; one user of each
+    pool is quoted an upgrade to Pro, and both quotes are paid at the same moment, one on each
+    server. Both settle into the one Pro pool the first settlement created."""
+    for r in range(ROUNDS_SETTLE):
+        acc = add_account(local.lic, tenant=tenant_of(300 + r), people=people(f"u{r}", 2), plan="eco", quantity=3,
+                          seats=[1], name=f"Upgrader {r}")
+        adv = add_second_pool(local.lic, acc.account_id, "advanced", 3)
+        admin = acc.actors[0]
+        local.lic.assign(admin, acc.user_ids[2], adv)
+        quotes = [local.lic.quote_upgrade(admin, pool, [uid], "pro")
+                  for pool, uid in ((acc.pool_id, acc.user_ids[1]), (adv, acc.user_ids[2]))]
+        paths = [urlsplit(local.lic.payment_link(admin, q.id).payment_url).path for q in quotes]
+        answers = await asyncio.gather(*(local.post_form(base + path, {"action": "pay"})
+                                         for base, path in zip(servers, paths, strict=True)))
+        assert [a.status for a in answers] == [200, 200], f"round {r}: {[(a.status, a.text[:300]) for a in answers]}"
+        with local.lic.db.read() as s:
+            pools = dict(s.execute(select(Pool.plan_code, Pool.quantity)
+                                   .where(Pool.account_id == acc.account_id)).all())
+            assert pools == {"eco": 2, "advanced": 2, "pro": 2}, f"round {r}: {pools}"
+            held = s.execute(select(Seat.user_id, Pool.plan_code).join(Pool, Pool.id == Seat.pool_id)
+                             .where(Seat.account_id == acc.account_id)).all()
+            assert sorted(held) == [(acc.user_ids[1], "pro"), (acc.user_ids[2], "pro")], f"round {r}"
+            assert {q.status for q in s.scalars(select(Quote).where(Quote.account_id == acc.account_id))} == {"paid"}
+
+
 # ============================================================================ 13: one user, two pools of a family
 
 
