@@ -1161,9 +1161,9 @@ class Licensing:
                                       "effective": now.isoformat()})
         else:
             for ln in quote.lines:
-                sub = s.scalars(select(Subscription).where(Subscription.account_id == quote.account_id,
-                                                           Subscription.interval == ln["interval"])
-                                .with_for_update()).first()
+                of_interval = select(Subscription).where(Subscription.account_id == quote.account_id,
+                                                         Subscription.interval == ln["interval"]).with_for_update()
+                sub = s.scalars(of_interval).first()
                 if sub is None:
                     # The first of this interval, unless a concurrent settlement (another quote priced
                     # as a new period too) creates it first: then these seats join its period, which
@@ -1174,9 +1174,7 @@ class Licensing:
                         account_id=quote.account_id, interval=ln["interval"], anchor_at=now, period_number=0,
                         period_start=start, period_end=end, created_at=now).on_conflict_do_nothing(
                         index_elements=[Subscription.account_id, Subscription.interval]))
-                    sub = s.scalars(select(Subscription).where(Subscription.account_id == quote.account_id,
-                                                               Subscription.interval == ln["interval"])
-                                    .with_for_update()).one()
+                    sub = s.scalars(of_interval).one()
                 else:
                     self._current(s, sub, now)
                 pool = self._get_or_create_pool(s, sub, ln["plan_code"])
