@@ -27,6 +27,7 @@ from core.db import Database
 from core.models import AuditEvent, DeliveryAddress, OutboxMessage, Pool, Quote, Seat, Subscription
 from tests.conftest import PG_URL
 from tests.harness import add_account, audit_mark, heading_of, running_desk, text_of
+from tests.test_outbox_faults import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [
@@ -39,8 +40,9 @@ START_WAIT = 60.0  # seconds: a safety net for a server that does not start, not
 APOLOGY = "something went wrong"
 
 
-class DeskProcess:
-    """``python -m tests.desk_server`` (the whole app) in a process of its own."""
+class DeskProcess(Worker):
+    """``python -m tests.desk_server`` (the whole app) in a process of its own (stopped as the
+    notifier worker process is)."""
 
     def __init__(self, db_url: str, log: Path):
         self.log = log
@@ -54,17 +56,6 @@ class DeskProcess:
         assert line.startswith("ready "), f"the server did not start: {line!r}; see {self.log}"
         self.url = line.split()[1]
         return self
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc.stdout.close()
-        self._stderr.close()
 
 
 @pytest.fixture
