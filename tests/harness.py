@@ -392,7 +392,9 @@ class TeamsClient:
         if conv and isinstance(activity.get("id"), str):
             self.desk.connector.note_inbound(conv, activity["id"])
         self.last_activity = activity
-        return await self.desk.post_json("/api/messages", activity, base=self.server)
+        if self.server:  # another app instance (local mode: no token to sign)
+            return await self.desk.post_raw("/api/messages", json.dumps(activity), base=self.server)
+        return await self.desk.post_json("/api/messages", activity)
 
     async def _turn(self, activity: dict) -> tuple[HttpResult, list[Card]]:
         mark = self.desk.connector.mark()
@@ -610,8 +612,8 @@ class Desk:
 
     # ------------------------------------------------------------------ HTTP
 
-    async def post_json(self, path: str, body: Any, *, base: str | None = None) -> HttpResult:
-        return await self.post_raw(path, json.dumps(body), content_type="application/json", base=base)
+    async def post_json(self, path: str, body: Any) -> HttpResult:
+        return await self.post_raw(path, json.dumps(body), content_type="application/json")
 
     async def post_raw(self, path: str, data: bytes | str, *, content_type: str = "application/json",
                        headers: dict | None = None, base: str | None = None) -> HttpResult:
