@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import DateTime, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,6 +45,13 @@ class UTCDateTime(TypeDecorator):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def conflict_insert(s: Session, model):
+    """``INSERT`` with ``ON CONFLICT`` clauses (``on_conflict_do_nothing`` / ``_do_update``) in the
+    session's dialect (PostgreSQL and SQLite both have them): a row that another transaction may
+    be inserting at the same moment is written without a unique-violation error."""
+    return (sqlite.insert if s.get_bind().dialect.name == "sqlite" else postgresql.insert)(model)
 
 
 def _is_transient(exc: BaseException) -> bool:

@@ -147,6 +147,8 @@ class Seat(Base):
     family: Mapped[str] = mapped_column(String(40))
     sort_key: Mapped[str] = mapped_column(String(200))  # the user's, for paging without a sort
     assigned_at: Mapped[datetime]
+    # since when the seat has its current plan: its assignment, unless an upgrade or a downgrade came later
+    plan_since: Mapped[datetime] = mapped_column(default=lambda ctx: ctx.get_current_parameters()["assigned_at"])
     downgrade_to: Mapped[str | None] = mapped_column(String(40))  # plan code, applied at period end
     __table_args__ = (
         UniqueConstraint("user_id", "family", name="uq_seats_user_family"),

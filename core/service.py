@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from core import pricing
 from core.catalog import INTERVALS, Catalog, Plan
-from core.db import Database, utcnow
+from core.db import Database, conflict_insert, utcnow
 from core.errors import (
     CurrencyMismatch,
     DomainError,
@@ -403,6 +403,7 @@ class Licensing:
             source.quantity -= 1
             target.quantity += 1
             seat.pool_id = target.id
+            seat.plan_since = boundary
             to_code = seat.downgrade_to
             seat.downgrade_to = None
             self._outbox(s, account_id=sub.account_id, channel="chat", kind="downgrade_applied",
@@ -1313,13 +1314,16 @@ class Licensing:
         return None
 
     def _get_or_create_pool(self, s: Session, sub: Subscription, plan_code: str) -> Pool:
-        pool = s.scalars(select(Pool).where(Pool.subscription_id == sub.id, Pool.plan_code == plan_code)
-                         .with_for_update()).first()
+        """The subscription's pool of that plan, locked; created once even when two settlements (in
+        two processes) need it at the same moment."""
+        q = select(Pool).where(Pool.subscription_id == sub.id, Pool.plan_code == plan_code).with_for_update()
+        pool = s.scalars(q).first()
         if pool is None:
-            pool = Pool(account_id=sub.account_id, subscription_id=sub.id, plan_code=plan_code, quantity=0,
-                        removal_scheduled=0, created_at=self.now())
-            s.add(pool)
-            s.flush()
+            s.execute(conflict_insert(s, Pool).values(
+                account_id=sub.account_id, subscription_id=sub.id, plan_code=plan_code, quantity=0,
+                removal_scheduled=0, created_at=self.now()).on_conflict_do_nothing(
+                index_elements=[Pool.subscription_id, Pool.plan_code]))
+            pool = s.scalars(q).one()
         return pool
 
     def _apply(self, s: Session, quote: Quote, provider: str, event_id: str | None) -> None:
@@ -1337,7 +1341,8 @@ class Licensing:
             n = len(seat_ids)
             for chunk in _chunks(seat_ids):
                 # one statement per chunk: each seat changes pool in place, never unassigned
-                s.execute(update(Seat).where(Seat.id.in_(chunk)).values(pool_id=target.id, downgrade_to=None))
+                s.execute(update(Seat).where(Seat.id.in_(chunk)).values(pool_id=target.id, downgrade_to=None,
+                                                                        plan_since=now))
             source.quantity -= n
             source.removal_scheduled = min(source.removal_scheduled, source.quantity - self._assigned(s, source.id))
             target.quantity += n
@@ -1349,15 +1354,20 @@ class Licensing:
                                       "effective": now.isoformat()})
         else:
             for ln in quote.lines:
-                sub = s.scalars(select(Subscription).where(Subscription.account_id == quote.account_id,
-                                                           Subscription.interval == ln["interval"])
-                                .with_for_update()).first()
+                of_interval = select(Subscription).where(Subscription.account_id == quote.account_id,
+                                                         Subscription.interval == ln["interval"]).with_for_update()
+                sub = s.scalars(of_interval).first()
                 if sub is None:
+                    # The first of this interval, unless a concurrent settlement (another quote priced
+                    # as a new period too) creates it first: then these seats join its period, which
+                    # starts at that settlement, after this quote was priced, so it ends no earlier
+                    # than quoted; the amount paid is what was quoted (a full period from its time).
                     start, end = period_bounds(now, ln["interval"], 0)
-                    sub = Subscription(account_id=quote.account_id, interval=ln["interval"], anchor_at=now,
-                                       period_number=0, period_start=start, period_end=end, created_at=now)
-                    s.add(sub)
-                    s.flush()
+                    s.execute(conflict_insert(s, Subscription).values(
+                        account_id=quote.account_id, interval=ln["interval"], anchor_at=now, period_number=0,
+                        period_start=start, period_end=end, created_at=now).on_conflict_do_nothing(
+                        index_elements=[Subscription.account_id, Subscription.interval]))
+                    sub = s.scalars(of_interval).one()
                 else:
                     self._current(s, sub, now)
                 pool = self._get_or_create_pool(s, sub, ln["plan_code"])
@@ -1446,6 +1456,9 @@ class Licensing:
             now = self.now()
             pool = self._pool(s, caller, pool_id, lock=True)
             user = self._user(s, caller, user_id)
+            # one assignment of this user at a time (two pools of a family are two pool locks): the
+            # check below then sees the seat a concurrent assignment committed, and refuses clearly
+            s.execute(select(User.id).where(User.id == user.id).with_for_update())
             plan = self.catalog.plan(pool.plan_code)
             self._check_domain(s, caller.account_id, user.email)
             held = s.execute(select(Pool.plan_code).select_from(Seat).join(Pool, Pool.id == Seat.pool_id)
@@ -1459,7 +1472,7 @@ class Licensing:
                 raise NoFreeSeat(Message("There is no free {plan} seat in this pool. Buy one, or unassign someone "
                                          "first.", plan=plan.name), plan=plan.code, interval=sub.interval)
             s.add(Seat(account_id=caller.account_id, pool_id=pool.id, user_id=user.id, family=plan.family,
-                       sort_key=user.sort_key, assigned_at=now))
+                       sort_key=user.sort_key, assigned_at=now, plan_since=now))
             s.flush()
             self._outbox(s, account_id=caller.account_id, channel="chat", kind="license_assigned", user_id=user.id,
                          dedupe_key=f"assign:{pool.id}:{user.id}:{uuid.uuid4().hex}",
@@ -1618,7 +1631,7 @@ class Licensing:
             for seat, pool, sub in rows:
                 plan = self.catalog.plan(pool.plan_code)
                 out.append(SeatView(plan_code=plan.code, plan_name=plan.name, family=plan.family,
-                                    interval=sub.interval, pool_id=pool.id, since=seat.assigned_at,
+                                    interval=sub.interval, pool_id=pool.id, since=seat.plan_since,
                                     renewal_date=sub.period_end, downgrade_to=seat.downgrade_to,
                                     downgrade_to_name=self._plan_name(seat.downgrade_to),
                                     higher_plans=[self.plan_view(p) for p in self.catalog.higher_plans(plan)
@@ -1905,8 +1918,10 @@ class Licensing:
                 new = {**new, "locale": known.get("locale") or "en-US"}
             if "timezone" not in new and known.get("timezone"):  # the same for the time zone (none: UTC)
                 new = {**new, "timezone": known["timezone"]}
-            if row is None:
-                s.add(DeliveryAddress(user_id=uid, address=new, updated_at=self.now()))
+            if row is None:  # an upsert: the user's first activities may reach two instances at once
+                stmt = conflict_insert(s, DeliveryAddress).values(user_id=uid, address=new, updated_at=self.now())
+                s.execute(stmt.on_conflict_do_update(index_elements=[DeliveryAddress.user_id], set_={
+                    "address": stmt.excluded.address, "updated_at": stmt.excluded.updated_at}))
             elif row.address != new:
                 row.address = new
                 row.updated_at = self.now()

@@ -353,8 +353,10 @@ class TeamsClient:
 
     def __init__(self, desk: Desk, aad_object_id: str, *, tenant_id: str = TENANT, locale: str = "en-US",
                  name: str | None = None, user_id: str | None = None, conversation_id: str | None = None,
-                 email: str | None = None, timezone: str | None = None, conversation_type: str = "personal"):
+                 email: str | None = None, timezone: str | None = None, conversation_type: str = "personal",
+                 server: str | None = None):
         self.desk = desk
+        self.server = server  # the base URL of another app instance to send to (default: the desk's)
         self.aad_object_id = aad_object_id
         self.tenant_id = tenant_id
         self.locale = locale
@@ -400,6 +402,8 @@ class TeamsClient:
         if conv and isinstance(activity.get("id"), str):
             self.desk.connector.note_inbound(conv, activity["id"])
         self.last_activity = activity
+        if self.server:  # another app instance (local mode: no token to sign)
+            return await self.desk.post_raw("/api/messages", json.dumps(activity), base=self.server)
         return await self.desk.post_json("/api/messages", activity)
 
     async def _turn(self, activity: dict) -> tuple[HttpResult, list[Card]]:

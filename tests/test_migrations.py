@@ -108,3 +108,54 @@ def test_app_migrate_command_twice(empty_url):
         assert out.returncode == 0, out.stderr
         assert "up to date" in out.stdout
     assert _current(empty_url) == _head()
+
+
+
+def test_seats_plan_since_is_backfilled_from_assignments_upgrades_and_downgrades(empty_url):
+    """0005_pg: a seat's plan_since is its assignment, or the later settlement of a paid upgrade
+    into its plan, or the later downgrade into it at a renewal; the quote holds survive the
+    table rebuild SQLite needs for it."""
+    from datetime import datetime
+
+    upgrade(empty_url, "0004")
+    jan, feb, mar, apr = (datetime(2026, 1, 5, 9), datetime(2026, 2, 7, 10), datetime(2026, 3, 5, 9, 1),
+                          datetime(2026, 3, 20, 8))
+    engine = sa.create_engine(empty_url)
+    old = sa.MetaData()
+    old.reflect(engine)
+    t = old.tables
+    with engine.begin() as c:
+        c.execute(t["accounts"].insert(), [{"id": 1, "name": "A", "currency": "USD", "created_at": jan}])
+        c.execute(t["users"].insert(), [
+            {"id": u, "account_id": 1, "aad_object_id": f"aad{u}", "email": f"u{u}@a.example", "name": f"U{u}",
+             "sort_key": f"u{u}", "role": "member", "unreachable": False, "created_at": jan} for u in (1, 2, 3, 4)])
+        c.execute(t["subscriptions"].insert(), [
+            {"id": 1, "account_id": 1, "interval": "month", "anchor_at": jan, "period_number": 2, "period_start": jan,
+             "period_end": datetime(2026, 4, 5, 9), "created_at": jan}])
+        c.execute(t["pools"].insert(), [
+            {"id": p, "account_id": 1, "subscription_id": 1, "plan_code": plan, "quantity": 5, "removal_scheduled": 0,
+             "created_at": jan} for p, plan in ((1, "eco"), (2, "pro"), (3, "advanced"))])
+        # 1: assigned Eco in January; 2: upgraded Eco -> Pro in February; 3: moved to Advanced at the
+        # March renewal; 4: in the same upgrade, then unassigned and assigned Pro again in late March
+        c.execute(t["seats"].insert(), [
+            {"id": sid, "account_id": 1, "pool_id": pid, "user_id": uid, "family": "standard", "sort_key": f"u{uid}",
+             "assigned_at": at} for sid, pid, uid, at in ((1, 1, 1, jan), (2, 2, 2, jan), (3, 3, 3, jan),
+                                                          (4, 2, 4, apr))])
+        c.execute(t["quotes"].insert(), [
+            {"id": qid, "account_id": 1, "kind": "upgrade", "status": status, "created_by": 1, "created_at": at,
+             "priced_at": at, "expires_at": at, "currency": "USD", "pool_id": 1, "from_plan": "eco", "to_plan": "pro",
+             "user_ids": users, "lines": [], "gross": 0, "discount": 0, "due_now": 0, "renewal_amount": 0,
+             "renewal_date": at, "carried": 0, "closed_at": closed}
+            for qid, status, at, users, closed in (("q-paid", "paid", feb, [2, 4], feb),
+                                                   ("q-open", "open", apr, [1], None))])
+        c.execute(t["quote_holds"].insert(), [{"seat_id": 1, "quote_id": "q-open", "expires_at": apr}])
+        c.execute(t["audit_events"].insert(), [
+            {"account_id": 1, "actor": "system", "action": "seat.downgraded", "outcome": "ok", "target": "user:3",
+             "detail": {"from": "pro", "to": "advanced"}, "created_at": mar}])
+    upgrade(empty_url)
+    with engine.connect() as c:
+        since = dict(c.exec_driver_sql("SELECT id, plan_since FROM seats").all())
+        holds = c.exec_driver_sql("SELECT seat_id, quote_id FROM quote_holds").all()
+    engine.dispose()
+    assert {k: str(v)[:19] for k, v in since.items()} == {1: str(jan), 2: str(feb), 3: str(mar), 4: str(apr)}
+    assert holds == [(1, "q-open")]

@@ -4,6 +4,8 @@ with no seat, people not in the account, and bad or stale input (audited, nothin
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from babel.dates import format_date
 from sqlalchemy import select
@@ -37,9 +39,9 @@ def refused_once(desk, mark: int, before: dict, action: str, case: str = ""):
 
 
 def seat_dates(desk, name: str, plan: str) -> tuple:
-    """(since, renewal) of a user's seat of that plan, from the database."""
+    """(since when they have the plan, renewal) of a user's seat of that plan, from the database."""
     with desk.lic.db.read() as s:
-        return s.execute(select(Seat.assigned_at, Subscription.period_end)
+        return s.execute(select(Seat.plan_since, Subscription.period_end)
                          .join(Pool, Pool.id == Seat.pool_id)
                          .join(Subscription, Subscription.id == Pool.subscription_id)
                          .where(Seat.user_id == desk.user(name).id, Pool.plan_code == plan)).one()
@@ -104,6 +106,36 @@ async def test_my_license_shows_each_seat_with_its_dates_and_pending_changes(des
     for c in cards:
         assert_card_budget(c)
     assert_valid_cards(cards)
+
+
+async def test_since_is_when_the_user_got_the_plan_upgraded_or_moved_at_renewal(desk, clock):
+    """"Since" is the date the user got the plan they hold: the settlement of an upgrade, the
+    renewal a scheduled downgrade applied at; not when the seat was first assigned (the period
+    start of the demo's pools)."""
+    lic, alex = desk.lic, Actor(TENANT, ALEX)
+    debra = desk.client_named("Debra Deyoung")
+    uid = desk.user("Debra Deyoung").id
+    assigned, renewal = seat_dates(desk, "Debra Deyoung", "eco")
+    day = lambda t: format_date(t, format="medium", locale="en_US")  # noqa: E731
+    clock.advance(days=2)
+    upgraded = clock.now
+    assert day(upgraded) != day(assigned)
+    quote = lic.quote_upgrade(alex, pool_id(desk, "eco", "month"), [uid], "advanced")
+    paid = await desk.post_form(lic.payment_link(alex, quote.id).payment_url, {"action": "pay"})
+    assert paid.status == 200 and lic.quote(alex, quote.id).status == "paid"
+    [mine] = await debra.say("my license")
+    assert seat_facts(mine, "Advanced")["Since"] == day(upgraded)
+    assert seat_facts(mine, "API Pro")["Since"] == day(seat_dates(desk, "Debra Deyoung", "api_pro")[0])
+
+    lic.schedule_downgrade(alex, pool_id(desk, "advanced", "month"), [uid], "eco")
+    [mine] = await debra.say("my license")
+    assert seat_facts(mine, "Advanced")["Since"] == day(upgraded)  # scheduled: not moved yet
+    clock.now = renewal + timedelta(hours=1)
+    assert lic.roll_over() >= 1
+    [mine] = await debra.say("my license")
+    assert seat_facts(mine, "Eco")["Since"] == day(renewal)
+    assert seat_dates(desk, "Debra Deyoung", "eco")[0] == renewal
+    assert_valid_cards([mine])
 
 
 async def test_requests_are_per_family(desk):
