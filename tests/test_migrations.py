@@ -112,7 +112,7 @@ def test_app_migrate_command_twice(empty_url):
 
 
 def test_seats_plan_since_is_backfilled_from_assignments_upgrades_and_downgrades(empty_url):
-    """0005_pg: a seat's plan_since is its assignment, or the later settlement of a paid upgrade
+    """0007: a seat's plan_since is its assignment, or the later settlement of a paid upgrade
     into its plan, or the later downgrade into it at a renewal; the quote holds survive the
     table rebuild SQLite needs for it."""
     from datetime import datetime

@@ -1,6 +1,6 @@
 """quotes: the payment attempts (idempotency keys recorded per attempt) and the lapsed payment
 
-Revision ID: 0005_money
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-30 00:00:00
 """
@@ -10,7 +10,7 @@ from alembic import op
 
 import core.db
 
-revision = "0005_money"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None

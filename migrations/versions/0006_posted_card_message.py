@@ -1,14 +1,14 @@
 """posted_cards: an index on the message, to find what a message was recorded as showing
 
-Revision ID: 0005_dialogs
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-04 19:00:00
 """
 
 from alembic import op
 
-revision = "0005_dialogs"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -4,8 +4,8 @@ Backfill: the seat's assignment, or, when later, the settlement of the latest pa
 moved its user into the seat's plan, or the latest downgrade into it applied at a renewal (the
 audit event written by the roll-over that applied it).
 
-Revision ID: 0005_pg
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-04 00:00:00
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 import core.db
 
-revision = "0005_pg"
-down_revision = "0004"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
