@@ -28,6 +28,7 @@ _DONE = {
     "quote.purchase": ("Purchase quote prepared", "Devis d'achat préparé"),
     "payment.link_created": ("Payment link created", "Lien de paiement créé"),
     "quote.cancelled": ("Quote cancelled", "Devis annulé"),
+    "quote.expired": ("Quote expired", "Devis expiré"),
     "quote.confirmed": ("Quote confirmed", "Devis confirmé"),
     "quote.settled": ("Quote paid and applied", "Devis payé et appliqué"),
     "payment.failed": ("Payment failed", "Échec du paiement"),

@@ -72,9 +72,10 @@ def expected_upgrade(desk, pool_id: int, n: int, to_plan: str, locale: str) -> E
     price_b = catalog.plan(to_plan).price(sub.interval)
     r = pricing.round_half_up
     credit_gross, charge_gross = -r(n * price_a * f), r(n * price_b * f)
-    credit, charge = -r(n * price_a * f * (1 - d)), r(n * price_b * f * (1 - d))
+    # each line's discount is its percentage of the gross shown, to the cent (core/pricing.py)
+    credit, charge = credit_gross + r(-credit_gross * d), charge_gross - r(charge_gross * d)
     due = credit + charge
-    renewal = r(n * price_b * (1 - d_next))
+    renewal = n * price_b - r(n * price_b * d_next)
     loc = locale.replace("-", "_")
 
     def m(amount: int) -> str:
