@@ -222,6 +222,7 @@ class Payment(Base):
     status: Mapped[str] = mapped_column(String(16))
     amount: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3))
+    payer_email: Mapped[str | None] = mapped_column(String(254))  # who paid, when the provider tells it
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     __table_args__ = (UniqueConstraint("provider", "external_id", name="uq_payments_provider_external"),)

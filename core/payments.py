@@ -172,3 +172,4 @@ class PaymentEvent:
     external_id: str | None  # the payment's external id (Checkout Session id)
     amount: int | None = None  # what the provider collected, minor units
     currency: str | None = None  # upper case
+    payer: str | None = None  # the payer's e-mail, when the provider tells it (the receipt names it)

@@ -940,7 +940,7 @@ class Licensing:
                 OutboxMessage.account_id == quote.account_id, OutboxMessage.kind == "license_upgraded",
                 OutboxMessage.dedupe_key.like(f"quote:{quote.id}:user:%")).group_by(OutboxMessage.status)).all()
             receipt = dict(paid_at=quote.closed_at, paid_amount=payment.amount if payment else quote.due_now,
-                           paid_by=getattr(payment, "payer_email", None),  # (when a provider tells it)
+                           paid_by=payment.payer_email if payment else None,  # (when the provider told it)
                            payment_reference=(None if payment is None else f"{quote.id[:8]}-{payment.id}"
                                               if payment.provider == "sandbox" else payment.external_id),
                            notices_total=sum(n for _, n in notices),
@@ -1254,6 +1254,7 @@ class Licensing:
             return self._refund_needed(s, quote, event, "The amount paid differs from the quoted amount.")
         payment.status = "paid"
         payment.updated_at = self.now()
+        payment.payer_email = event.payer or payment.payer_email
         if quote.status == "paid":
             return EventResult("already_paid", quote.id)
         if quote.status == "refund_needed":

@@ -56,6 +56,7 @@ DEFAULT_RETURN_URL = "https://teams.microsoft.com/"  # back to Teams, where the 
 # 200 characters: a longer or odd id is stored as a digest of it (see _stored_event_id).
 _STRIPE_ID = re.compile(r"[A-Za-z0-9_]{1,100}")
 _STRIPE_ID_MAX_CHARS = 255
+PAYER_MAX_CHARS = 254  # an e-mail address's longest path (RFC 5321), the column's size
 _QUOTE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # ours are 32 hex digits: anything else names no quote
 
 
@@ -316,6 +317,8 @@ class StripeGateway:
         currency = obj.get("currency")
         currency = currency.upper() if isinstance(currency, str) else None
         external_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+        details = obj.get("customer_details") if isinstance(obj.get("customer_details"), dict) else {}
+        payer = details.get("email") if isinstance(details.get("email"), str) else None  # (the Checkout form's)
         if kind == "paid" and (amount is None or currency is None):
             # Stripe sets both on a payment-mode session; without them the amount cannot be checked
             log.error("stripe event %s: a paid Checkout Session without a readable amount_total and currency; "
@@ -329,6 +332,7 @@ class StripeGateway:
             external_id=external_id[:_STRIPE_ID_MAX_CHARS] if external_id else None,
             amount=amount,
             currency=currency[:3] if currency else None,
+            payer=(payer.strip()[:PAYER_MAX_CHARS] or None) if payer else None,
         )
 
     # ------------------------------------------------------------------ amounts under the minimum

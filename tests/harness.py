@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -211,16 +212,27 @@ def untick(card: dict, input_id: str, *titles) -> str:
     return ",".join(v for v in selected(card, input_id) if v not in drop)
 
 
+_MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def shown(markdown) -> str:
+    """A TextBlock's or Fact's text as Teams shows it: its Markdown renderer (CommonMark) shows a
+    backslash-escaped punctuation character as the character itself (the cards escape people's text)."""
+    return _MARKDOWN_ESCAPE.sub(r"\1", str(markdown))
+
+
 def texts_of(card: dict) -> list[str]:
-    """Every visible string: TextBlocks, RichTextBlock runs, facts (as "title: value"),
+    """Every visible string, as shown: TextBlocks, RichTextBlock runs, facts (as "title: value"),
     choice titles, action titles."""
     out = []
     for el in walk(card):
         t = el.get("type")
-        if t in ("TextBlock", "TextRun"):
+        if t == "TextBlock":
+            out.append(shown(el.get("text", "")))
+        elif t == "TextRun":  # (no Markdown in a TextRun)
             out.append(str(el.get("text", "")))
         elif t == "FactSet":
-            out.extend(f"{f.get('title')}: {f.get('value')}" for f in el.get("facts") or [])
+            out.extend(f"{shown(f.get('title'))}: {shown(f.get('value'))}" for f in el.get("facts") or [])
         elif t == "Input.ChoiceSet":
             out.extend(str(c.get("title", "")) for c in el.get("choices") or [])
         elif str(t).startswith("Action."):
@@ -235,12 +247,13 @@ def text_of(card: dict) -> str:
 def heading_of(card: dict) -> str:
     for el in walk(card):
         if el.get("type") == "TextBlock":
-            return str(el.get("text", ""))
+            return shown(el.get("text", ""))
     return ""
 
 
 def facts_of(card: dict) -> dict[str, str]:
-    return {f["title"]: f["value"] for el in walk(card) if el.get("type") == "FactSet" for f in el.get("facts") or []}
+    return {shown(f["title"]): shown(f["value"])
+            for el in walk(card) if el.get("type") == "FactSet" for f in el.get("facts") or []}
 
 
 def amount_rows(card: dict) -> list[tuple[str, str]]:
@@ -253,7 +266,7 @@ def amount_rows(card: dict) -> list[tuple[str, str]]:
         li = [i for i in left.get("items") or [] if i.get("type") == "TextBlock"]
         ri = [i for i in right.get("items") or [] if i.get("type") == "TextBlock"]
         if len(li) == 1 and len(ri) == 1 and ri[0].get("horizontalAlignment") == "Right":
-            rows.append((li[0]["text"], ri[0]["text"]))
+            rows.append((shown(li[0]["text"]), shown(ri[0]["text"])))
     return rows
 
 

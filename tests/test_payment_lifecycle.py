@@ -12,7 +12,17 @@ from sqlalchemy import select
 from core.models import Quote
 from gateways.stripe_gateway import StripeGateway
 from tests.fakes.fake_stripe import TEST_API_KEY, FakeStripe, event_payload, sign_webhook
-from tests.harness import choice_value, find_action, has_action, heading_of, pool_button, running_desk, text_of, tick
+from tests.harness import (
+    choice_value,
+    facts_of,
+    find_action,
+    has_action,
+    heading_of,
+    pool_button,
+    running_desk,
+    text_of,
+    tick,
+)
 
 WEBHOOK_SECRET = "whsec_test_lifecycle"
 
@@ -366,3 +376,18 @@ def _actor(aad: str):
     from core.views import Actor
 
     return Actor(TENANT, aad)
+
+
+async def test_a_card_paid_through_stripe_is_a_receipt_naming_the_payer(desk, fake_stripe):
+    """Stripe fills the Checkout Session's ``customer_details.email`` from the Checkout form when
+    the customer pays: the paid card names that payer and the session as the payment reference."""
+    alex = desk.admin()
+    quote = await upgrade_quote(desk, alex, "Adele Vance")
+    session = session_of(fake_stripe, alex.open_url(quote, "Pay …"))
+    paid = fake_stripe.complete_session(session["id"], email="ap@contoso.example")
+    assert await stripe_event(desk, "checkout.session.completed", paid) == "settled"
+    receipt = (await alex.act(quote, "Refresh")).expect_card()
+    facts = facts_of(receipt)
+    assert heading_of(receipt) == "Upgrade paid"
+    assert facts["Paid by"] == r"ap@contoso.example" and facts["Payment reference"] == session["id"]
+    assert "Due now" not in facts

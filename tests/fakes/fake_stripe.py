@@ -550,15 +550,20 @@ class FakeStripe(ThreadedServer):
             }
         return sub_id
 
-    def complete_session(self, session_id: str, payment_status: str = "paid") -> dict[str, Any]:
+    def complete_session(self, session_id: str, payment_status: str = "paid",
+                         email: str | None = "payer@contoso.example") -> dict[str, Any]:
         """Mark a session completed (as when the customer paid) and return its new state. Only an
-        open session can be paid: an expired one shows the customer that it expired."""
+        open session can be paid: an expired one shows the customer that it expired. Stripe fills
+        ``customer_details`` from the Checkout form (``email``: what the payer typed, or the
+        customer's) once the session is completed."""
         with self._lock:
             session = self.sessions[session_id]
             if session["status"] != "open":
                 raise AssertionError(f"a {session['status']} Checkout Session cannot be paid")
             session["status"] = "complete"
             session["payment_status"] = payment_status
+            session["customer_details"] = {"email": email or session.get("customer_email"), "name": None,
+                                           "phone": None, "address": None, "tax_exempt": "none", "tax_ids": []}
             return copy.deepcopy(session)
 
     def expire_session(self, session_id: str) -> dict[str, Any]:
@@ -856,6 +861,7 @@ class FakeStripe(ThreadedServer):
             "currency": session_currency,
             "customer": p.get("customer"),
             "customer_email": p.get("customer_email"),
+            "customer_details": None,  # Stripe: filled from the Checkout form once the session is completed
             "expires_at": expires_at,
             "livemode": False,
             "metadata": p.get("metadata", {}),
