@@ -1234,7 +1234,7 @@ class Licensing:
                     and event.external_id in (None, payment.external_id)):
                 self._mark_link_closed(s, payment)  # the provider confirms the link we asked it to close
             elif payment and payment.status == "pending" and event.external_id in (None, payment.external_id):
-                # That link is dead (Stripe: an expired session cannot be paid; a failed asynchronous
+                # That link is dead (an expired link cannot be paid; a failed asynchronous
                 # payment completed it unpaid), and its key would replay it: the quote, while open,
                 # gets a new link under the next attempt's key, and its cards say what happened.
                 s.delete(payment)
