@@ -250,7 +250,13 @@ export function fact(cardText, title) {
   return lines[i + 1];
 }
 
-export const cardText = async (card) => (await card.innerText()).split('\n').map((l) => l.trim()).filter(Boolean).join('\n');
+// A card's visible text, one trimmed line per line. People's text is Markdown-escaped in the cards
+// ("Ann\\_Lee"); the Playground renders Markdown, so no escape may show: the reader sees the plain text.
+export async function cardText(card) {
+  const text = (await card.innerText()).split('\n').map((l) => l.trim()).filter(Boolean).join('\n');
+  assert.ok(!/\\[\\`*_{}[\]()#+\-.!>|~<]/.test(text), `a Markdown escape shows on the card:\n${text}`);
+  return text;
+}
 
 // The sandbox payment page's words: it follows the browser's Accept-Language (the French runs'
 // browser contexts are fr-FR), so a run's page is in the run's language.
