@@ -202,6 +202,7 @@ async function requestCard(run, { before, name, email, from, to, reason, shot })
   assert.equal(fact(text, t.change), `${from} → ${to}`, 'change');
   fact(text, t.askedOn);
   assert.equal(fact(text, t.reason), reason, 'reason');
+  assert.equal(await card.locator('a[href*="evil.example"], strong, b').count(), 0, 'the reason is text: no link, no bold');
   await has(card, t.waiting);
   assert.deepEqual(await pg.actionTitles(card), [t.approve, t.decline], 'request card buttons');
   await run.shot(card, shot);
@@ -314,9 +315,10 @@ async function english(sc, plays) {
     sc.chat(plays.alex, { label: 'alex', t }), sc.chat(plays.megan, { label: 'megan', t }),
     sc.chat(plays.lee, { label: 'lee', t })]);
   const lee1 = { name: 'Lee Gu', email: 'lee.gu@contoso.com', from: 'Eco' };
-  const why1 = 'I need the reporting features of Advanced';
+  // people's text with Markdown in it: the cards show it as text (no bold, no link), escapes unseen
+  const why1 = '**URGENT** I need the reporting_features of [Advanced](https://evil.example/login)';
   const why2 = 'I now build the API integrations';
-  const no = 'Not this quarter, sorry';
+  const no = 'Not this quarter, *sorry*';
 
   let a0; let m0;
   await lee.do('mylicense: Eco, can ask', () => myLicense(lee, { seats: [['Eco', 'standard']], canRequest: true, shot: 'mylicense' }));
