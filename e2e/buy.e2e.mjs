@@ -16,8 +16,8 @@
 import assert from 'node:assert/strict';
 import * as pg from './playground.mjs';
 import {
-  amountLine, amountLinesOf, botQuery, cardText, cents, fact, payOnSandbox, PLACES, readAmountLines, readPools, runSuite, secs,
-  sleep, spaces, waitUntil,
+  amountLinesOf, botQuery, cardText, cents, checkFigures, fact, figuresOf, payOnSandbox, percentOf, PLACES, readAmountLines,
+  readPools, runSuite, secs, sleep, spaces, waitUntil,
 } from './harness.mjs';
 
 const ONLY = process.env.E2E_ONLY || '';
@@ -40,13 +40,15 @@ const L = {
     line: (n, plan, iv) => `${n} × ${plan} (${iv})`,
     prorated: /^For the rest of the current period, until (.+); then (.+) per (month|year)$/,
     unit: { month: 'month', year: 'year' },
-    subtotal: 'Subtotal', discount: /^Partner discount \((\d+) %\)$/, due: 'Due now', cartRenewal: 'Then at renewal',
+    discount: /^Discount \((\d+)%\): Partner discount$/, due: 'Due now',
+    carried: 'Added to your next invoice (below the minimum card payment)', renewal: /^Then at the next billing cycle, /,
     hint: 'Amounts are prorated to the current billing period and include your discount. Nothing is charged until you pay the quote.',
     quoteTitle: 'Purchase quote', preparedBy: 'Prepared by', period: /^(.+) → (.+)$/,
-    quoteRenewal: /^Then at the next billing cycle, /,
     payHint: 'Pay through the secure link; the licenses are added as soon as the payment is received.',
     pay: (amount) => `Pay ${amount}`, refresh: 'Refresh', back: 'Back',
     paidTitle: 'Paid', paidBody: 'The licenses are added to your pools.',
+    amountPaid: 'Amount paid', paidOn: 'Paid on', paidBy: 'Paid by', reference: 'Payment reference',
+    paidVia: (name) => `Through the payment link of the quote prepared by ${name}`,
     noticeTitle: 'Licenses added',
     noticeBody: (amount) => `Your payment of ${amount} was received. These licenses are in your pools now:`,
   },
@@ -66,14 +68,16 @@ const L = {
     line: (n, plan, iv) => `${n} × ${plan} (${iv})`,
     prorated: /^Pour le reste de la période en cours, jusqu'au (.+) ; ensuite (.+) par (mois|an)$/,
     unit: { month: 'mois', year: 'an' },
-    subtotal: 'Sous-total', discount: /^Partner discount \((\d+) %\)$/, due: 'À payer maintenant',
-    cartRenewal: 'Puis au renouvellement',
+    discount: /^Remise \((\d+)\u00a0%\)\u00a0: Partner discount$/, due: 'À payer maintenant',
+    carried: 'Ajouté à votre prochaine facture (sous le paiement par carte minimal)',
+    renewal: /^Puis au prochain cycle de facturation, le /,
     hint: 'Les montants sont calculés au prorata de la période de facturation en cours et tiennent compte de votre remise. Rien n\'est facturé avant le paiement du devis.',
     quoteTitle: "Devis d'achat", preparedBy: 'Préparé par', period: /^(.+) → (.+)$/,
-    quoteRenewal: /^Puis au prochain cycle de facturation, le /,
     payHint: 'Payez par le lien sécurisé ; les licences sont ajoutées dès réception du paiement.',
     pay: (amount) => `Payer ${amount}`, refresh: 'Actualiser', back: 'Retour',
     paidTitle: 'Payé', paidBody: 'Les licences sont ajoutées à vos lots.',
+    amountPaid: 'Montant payé', paidOn: 'Payé le', paidBy: 'Payé par', reference: 'Référence du paiement',
+    paidVia: (name) => `Par le lien de paiement du devis préparé par ${name}`,
     noticeTitle: 'Licences ajoutées',
     noticeBody: (amount) => `Votre paiement de ${amount} a été reçu. Ces licences sont maintenant dans vos lots :`,
   },
@@ -97,15 +101,26 @@ async function readCatalog(card, t) {
   return prices;
 }
 
-// Cart lines (rows of 3 cells whose 3rd is the Remove button) and the totals below them.
+// Cart lines (rows of 3 cells whose 3rd is the Remove button: the line, its own discount under it,
+// its detail | its gross, the discount under it) and the totals below them (carried, Due now, renewals).
 async function readCart(card, t) {
   const rows = await pg.cardRows(card);
   const lines = rows.filter((r) => r.cells.length === 3 && r.cells[2] === t.remove).map((r) => {
-    const [label, detail = ''] = r.cells[0].split('\n');
-    return { label, detail, text: r.cells[1], cents: cents(r.cells[1]), row: r };
+    const left = r.cells[0].split('\n');
+    const right = r.cells[1].split('\n');
+    const label = left[0];
+    const detail = left.at(-1);
+    let discount = null;
+    if (left.length === 3) {
+      const m = t.discount.exec(left[1]);
+      assert.ok(m && right.length === 2, `cart line ${label}: its discount under it: ${JSON.stringify(r.cells)}`);
+      discount = { label: left[1], text: right[1], cents: cents(right[1]), pct: m[1] };
+    } else {
+      assert.ok(left.length === 2 && right.length === 1, `cart line ${label}: ${JSON.stringify(r.cells)}`);
+    }
+    return { label, detail, text: right[0], cents: cents(right[0]), discount, row: r };
   });
-  const totals = amountLinesOf(rows).filter((l) => !lines.some((x) => x.label === l.label));
-  return { lines, totals };
+  return { lines, totals: amountLinesOf(rows) };
 }
 
 const near = (a, b, tol, what) => assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} vs ${b} (±${tol} cents)`);
@@ -179,9 +194,10 @@ async function buyJourney(run, { lines, removeIndex, viaButton }) {
       const m = t.prorated.exec(spaces(line.detail));
       assert.ok(m, `line detail: ${JSON.stringify(line.detail)}`);
       const full = l.qty * r.prices[l.plan][l.interval];
-      assert.equal(cents(m[2]), Math.round((full * (100 - DISCOUNT_PCT)) / 100), `renewal of ${label} = n × price less ${DISCOUNT_PCT} %`);
+      assert.equal(cents(m[2]), full - percentOf(full, DISCOUNT_PCT), `renewal of ${label} = n × price less ${DISCOUNT_PCT} %`);
       assert.equal(m[3], t.unit[l.interval], 'renewal unit');
       assert.ok(line.cents > 0 && line.cents <= full, `prorated ${label}: 0 < ${line.cents} <= ${full}`);
+      assert.ok(line.discount, `${label} has its discount`);
       for (const [i, prev] of added.entries()) near(got[i].cents, prev.cents, 1, `${prev.label} unchanged by the Add`);
       checkTotals(t, got, totals);
       // the form keeps the plan and billing just added; the quantity is back to 1
@@ -206,8 +222,8 @@ async function buyJourney(run, { lines, removeIndex, viaButton }) {
     const after = await readCart(card, t);
     assert.deepEqual(after.lines.map((x) => x.label), keep.map((x) => x.label), 'cart lines after Remove');
     for (const [i, k] of keep.entries()) near(after.lines[i].cents, k.cents, 1, `${k.label} after Remove`);
-    checkTotals(t, after.lines, after.totals);
     r.cart = after;
+    r.cartFig = checkTotals(t, after.lines, after.totals);
     await run.shot(card, 'cart-removed');
   });
 
@@ -263,20 +279,18 @@ async function buyJourney(run, { lines, removeIndex, viaButton }) {
     const kept = lines.filter((_, i) => i !== removeIndex);
     for (const l of kept) assert.match(fact(text, `${l.plan} (${iv(l)})`), t.period, `period of ${l.plan}`);
     assert.equal(fact(text, t.preparedBy), 'Alex Wilber', 'prepared by');
-    const amounts = await readAmountLines(card);
-    // the cart's lines and amounts, priced again at Checkout (prorated to the microsecond: ±1 cent)
-    for (const c of r.cart.lines) near(amountLine(amounts, c.label).cents, c.cents, 1, `quote line ${c.label} = the cart's`);
-    const q = {
-      lines: r.cart.lines.map((c) => amountLine(amounts, c.label)),
-      subtotal: amountLine(amounts, t.subtotal), discount: amountLine(amounts, t.discount),
-      due: amountLine(amounts, t.due), renewal: amountLine(amounts, t.quoteRenewal),
-    };
-    for (const k of ['subtotal', 'discount', 'due']) {
-      near(q[k].cents, amountLine(r.cart.totals, k === 'discount' ? t.discount : t[k]).cents, kept.length, `quote ${k} = the cart's`);
+    // each line, its discount (15 % of its gross, to the cent) under it, adding up to Due now
+    const q = checkFigures(figuresOf(await readAmountLines(card), t, 'quote'), DISCOUNT_PCT, 'quote');
+    // the cart's lines and amounts, priced again at Checkout (prorated to the microsecond: ±1 cent a line)
+    assert.deepEqual(q.lines.map((l) => l.label), r.cart.lines.map((c) => c.label), 'quote lines = the cart\'s');
+    for (const [i, c] of r.cart.lines.entries()) {
+      near(q.lines[i].cents, c.cents, 1, `quote line ${c.label} = the cart's`);
+      assert.ok(q.lines[i].discount, `quote line ${c.label} has its discount`);
     }
-    assert.equal(q.lines.reduce((a, l) => a + l.cents, 0), q.subtotal.cents, 'quote lines add up to the subtotal');
-    assert.equal(q.subtotal.cents + q.discount.cents, q.due.cents, 'subtotal - discount = due now');
-    assert.ok(q.renewal.cents > 0, 'renewal amount');
+    assert.equal(q.carried, null, 'nothing carried to the next invoice');
+    near(q.due.cents, r.cartFig.due.cents, kept.length, 'quote due now = the cart\'s');
+    assert.deepEqual(q.renewals.map((x) => [x.label, x.cents]), r.cartFig.renewals.map((x) => [x.label, x.cents]),
+      'quote renewal rows (one per date) = the cart\'s');
     assert.ok(spaces(text).includes(spaces(t.payHint)), 'pay hint');
     assert.deepEqual(await pg.actionTitles(card), [t.pay(q.due.text), t.refresh, t.back, t.cancel], 'quote card buttons');
     assert.equal((await pg.cardInfo(card)).activityId, r.activityId, 'the quote replaced the buy card in place');
@@ -288,10 +302,7 @@ async function buyJourney(run, { lines, removeIndex, viaButton }) {
   });
 
   await run.do('sandbox payment page', async () => {
-    const { rows } = await payOnSandbox(run, r.payUrl, {
-      dueCents: r.quote.due.cents, renewal: r.quote.renewal,
-      amounts: [...r.quote.lines.map((l) => [l.label, l.cents]), ['discount', r.quote.discount.cents], ['renewal', r.quote.renewal.cents]],
-    });
+    const { rows } = await payOnSandbox(run, r.payUrl, { figures: r.quote });
     r.payRows = rows;
   });
 
@@ -307,14 +318,20 @@ async function buyJourney(run, { lines, removeIndex, viaButton }) {
     }
     const text = await cardText(card);
     assert.equal(text.split('\n')[0], t.paidTitle, 'paid card title');
-    assert.equal(cents(fact(text, t.due)), r.quote.due.cents, 'paid: due now = the quote\'s');
+    // a receipt: each line after its discount, what was paid, when, by whom, its reference, the renewals
+    assert.ok(!text.split('\n').includes(t.due), `no "${t.due}" on a paid card:\n${text}`);
     let net = 0;
     for (const l of r.quote.lines) {
-      const amount = cents(fact(text, l.label)); // each line after the discount
-      assert.ok(amount > 0 && amount <= l.cents, `paid line ${l.label}: ${amount} <= ${l.cents}`);
+      const amount = cents(fact(text, l.label));
+      assert.equal(amount, l.cents + l.discount.cents, `paid line ${l.label}: its gross less its discount`);
       net += amount;
     }
+    assert.equal(cents(fact(text, t.amountPaid)), r.quote.due.cents, 'amount paid = the quote\'s due now');
     assert.equal(net, r.quote.due.cents, 'paid lines add up to the amount paid');
+    assert.ok(fact(text, t.paidOn).length > 0, 'paid on');
+    assert.equal(fact(text, t.paidBy), t.paidVia('Alex Wilber'), 'paid by (the sandbox tells no payer e-mail)');
+    assert.match(fact(text, t.reference), /\S{6,}/, 'payment reference');
+    for (const x of r.quote.renewals) assert.equal(cents(fact(text, x.label)), x.cents, `paid card: ${x.label}`);
     assert.equal((await pg.cardInfo(card)).activityId, r.activityId, 'same message, updated in place');
     assert.deepEqual(await pg.actionTitles(card), [t.poolsButton], 'paid card button');
     await run.shot(card, 'paid');
@@ -350,19 +367,24 @@ async function buyJourney(run, { lines, removeIndex, viaButton }) {
   return r;
 }
 
-// Subtotal = Σ lines; discount = 15 % (each line rounded: ±1 cent per line); due = subtotal + discount;
-// "Then at renewal" only when every line has the same billing.
+// The cart's figures: each line's discount is 15 % of its gross (to the cent), the amounts above Due
+// now add up to it, and each renewal date has its row: the sum of the renewals of the lines renewing
+// then (each line's "then <n × price less 15 %>"). -> the figures (figuresOf)
 function checkTotals(t, lines, totals) {
-  const subtotal = amountLine(totals, t.subtotal);
-  const discount = amountLine(totals, t.discount);
-  const due = amountLine(totals, t.due);
-  assert.equal(subtotal.cents, lines.reduce((a, l) => a + l.cents, 0), 'cart subtotal = Σ lines');
-  assert.equal(Number(t.discount.exec(discount.label)[1]), DISCOUNT_PCT, 'discount percent');
-  near(-discount.cents, (subtotal.cents * DISCOUNT_PCT) / 100, lines.length, 'discount = 15 % of the subtotal');
-  assert.equal(subtotal.cents + discount.cents, due.cents, 'cart due = subtotal - discount');
-  const intervals = new Set(lines.map((l) => l.label.match(/\((\S+)\)$/)[1]));
-  const renewal = totals.find((x) => x.label === t.cartRenewal);
-  assert.equal(!!renewal, intervals.size === 1, `"${t.cartRenewal}" only when the lines share a billing`);
+  const amounts = lines.flatMap((l) => [l, ...(l.discount ? [l.discount] : [])]);
+  const fig = checkFigures(figuresOf([...amounts, ...totals], t, 'cart'), DISCOUNT_PCT, 'cart');
+  const byDate = new Map(); // "until <date>" -> Σ renewals of its lines
+  for (const l of lines) {
+    const [, date, then] = t.prorated.exec(spaces(l.detail));
+    byDate.set(date, (byDate.get(date) || 0) + cents(then));
+  }
+  assert.equal(fig.renewals.length, byDate.size, `one renewal row per date: ${JSON.stringify([...byDate.keys()])}`);
+  for (const [date, sum] of byDate) {
+    const row = fig.renewals.find((x) => spaces(x.label).endsWith(` ${date}`));
+    assert.ok(row, `a renewal row for ${date}: ${JSON.stringify(fig.renewals.map((x) => x.label))}`);
+    assert.equal(row.cents, sum, `renewal on ${date} = the lines renewing then`);
+  }
+  return fig;
 }
 
 runSuite('buy', async (suite) => {

@@ -174,6 +174,74 @@ export function amountLine(lines, label) {
   return l;
 }
 
+// round_half_up(|amount| × pct / 100) in whole cents, exactly (pct like 15 or "12.5"), as core/pricing.py rounds.
+export function percentOf(amount, pct) {
+  const [whole, frac = ''] = String(pct).split(/[.,]/);
+  const scale = 10 ** frac.length;
+  const p = Number(whole) * scale + Number(frac || 0); // pct × scale, an integer
+  return Math.floor((2 * Math.abs(amount) * p + 100 * scale) / (200 * scale));
+}
+
+// A quote's figures, as its card, the cart and the pay page show them (cards/i18n.py quote_amounts):
+// each line with its own discount right under it, then any carried amount, then Due now, then one
+// row per renewal date. `amounts`: the amount lines in order (amountLinesOf); `t`: the run's words
+// ({discount: RegExp with the percent as group 1, carried, due, renewal: RegExp}).
+// -> {lines: [{label, text, cents, discount: {label, text, cents, pct} | null}], carried, due, renewals}
+export function figuresOf(amounts, t, what = 'figures') {
+  const fig = { lines: [], carried: null, due: null, renewals: [] };
+  const seen = () => JSON.stringify(amounts.map((x) => [x.label, x.text]));
+  for (const a of amounts) {
+    if (t.renewal.test(a.label)) {
+      assert.ok(fig.due, `${what}: a renewal row before Due now: ${seen()}`);
+      fig.renewals.push(a);
+      continue;
+    }
+    assert.ok(!fig.due, `${what}: "${a.label}" after Due now: ${seen()}`);
+    const m = t.discount.exec(a.label);
+    if (m) {
+      const line = fig.lines.at(-1);
+      assert.ok(line && !line.discount && !fig.carried, `${what}: a discount not right under a line: ${seen()}`);
+      line.discount = { ...a, pct: m[1] };
+    } else if (a.label === t.carried) {
+      fig.carried = a;
+    } else if (a.label === t.due) {
+      fig.due = a;
+    } else {
+      assert.ok(!fig.carried, `${what}: line "${a.label}" after the carried amount: ${seen()}`);
+      fig.lines.push({ ...a, discount: null });
+    }
+  }
+  assert.ok(fig.lines.length && fig.due && fig.renewals.length, `${what}: lines, Due now and a renewal row: ${seen()}`);
+  return fig;
+}
+
+// The figures' arithmetic, to the cent: each line's discount is `pct` % of the gross above it
+// (half-up; a deduction from a charge, an addition to a credit; none only where it rounds to 0),
+// and every amount above Due now adds up to it. -> fig
+export function checkFigures(fig, pct, what = 'figures') {
+  let sum = 0;
+  for (const l of fig.lines) {
+    const off = percentOf(l.cents, pct);
+    if (l.discount) {
+      assert.equal(Number(String(l.discount.pct).replace(',', '.')), Number(pct), `${what}: ${l.label}: discount percent`);
+      assert.equal(l.discount.cents, -Math.sign(l.cents) * off,
+        `${what}: ${l.label} ${l.text}: its discount ${l.discount.text} = ${pct} % of it (half-up)`);
+    } else {
+      assert.equal(off, 0, `${what}: ${l.label} ${l.text} has no discount row`);
+    }
+    sum += l.cents + (l.discount?.cents ?? 0);
+  }
+  sum += fig.carried?.cents ?? 0;
+  assert.equal(sum, fig.due.cents, `${what}: the amounts above Due now add up to it (${fig.due.text})`);
+  return fig;
+}
+
+// The figures' rows in order, as [label, cents] (what the pay page lists, Due now and renewals included).
+export const figureRows = (fig) => [
+  ...fig.lines.flatMap((l) => [l, ...(l.discount ? [l.discount] : [])]),
+  ...(fig.carried ? [fig.carried] : []), fig.due, ...fig.renewals,
+].map((a) => [a.label, a.cents]);
+
 // FactSet title -> value (the renderer shows title and value as consecutive lines).
 export function fact(cardText, title) {
   const lines = cardText.split('\n').map((l) => l.trim()).filter(Boolean);
@@ -182,7 +250,13 @@ export function fact(cardText, title) {
   return lines[i + 1];
 }
 
-export const cardText = async (card) => (await card.innerText()).split('\n').map((l) => l.trim()).filter(Boolean).join('\n');
+// A card's visible text, one trimmed line per line. People's text is Markdown-escaped in the cards
+// ("Ann\\_Lee"); the Playground renders Markdown, so no escape may show: the reader sees the plain text.
+export async function cardText(card) {
+  const text = (await card.innerText()).split('\n').map((l) => l.trim()).filter(Boolean).join('\n');
+  assert.ok(!/\\[\\`*_{}[\]()#+\-.!>|~<]/.test(text), `a Markdown escape shows on the card:\n${text}`);
+  return text;
+}
 
 // The sandbox payment page's words: it follows the browser's Accept-Language (the French runs'
 // browser contexts are fr-FR), so a run's page is in the run's language.
@@ -192,13 +266,15 @@ export const SANDBOX = {
 };
 
 // The sandbox payment page of `url`, in a new page of the run's browser context (the run's
-// language and time zone): checks it is in the run's language, its due amount equals `dueCents`
-// (and each of `amounts` is shown), its style and script ran under its Content-Security-Policy,
-// its instants are in the browser's zone and, given the quote card's `renewal` line, that its
-// renewal row reads as the card's (same words, same date: the page's script and the card put the
-// instant in the same zone); pays, waits for "paid". -> {rows, due, times}
-export async function payOnSandbox(run, url, { dueCents, amounts = [], renewal, shot = 'pay-page' }) {
+// language and time zone): checks it is in the run's language, it lists the quote card's `figures`
+// (figuresOf) row for row, same words and amounts (each line, its discount, any carried amount, Due
+// now, each renewal date with its amount), its style and script ran under its
+// Content-Security-Policy, its instants are in the browser's zone and read as the card's (the
+// renewal dates: the page's script and the card put an instant in the same zone); pays, waits for
+// "paid". -> {rows, due, times}
+export async function payOnSandbox(run, url, { figures, shot = 'pay-page' }) {
   const w = SANDBOX[run.lang] || SANDBOX.en;
+  const dueCents = figures.due.cents;
   const pay = await run.page.context().newPage();
   const problems = []; // blocked by the page's policy, or a script error
   pay.on('console', (m) => { if (/Content.Security.Policy/i.test(m.text())) problems.push(m.text()); });
@@ -212,8 +288,8 @@ export async function payOnSandbox(run, url, { dueCents, amounts = [], renewal, 
     const due = (await pay.locator('#due').innerText()).trim();
     assert.equal(cents(due), dueCents, `pay page due ${due} = the quote card's due now`);
     const rows = await pay.locator('table#lines tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.innerText.trim())));
-    const shown = rows.map(([, a]) => cents(a));
-    for (const [what, c] of amounts) assert.ok(shown.includes(c), `pay page shows the ${what} (${c} cents): ${JSON.stringify(rows)}`);
+    assert.deepEqual(rows.map(([label, amount]) => [spaces(label), cents(amount)]),
+      figureRows(figures).map(([label, c]) => [spaces(label), c]), 'pay page rows = the quote card\'s figures');
     assert.equal(cents((await pay.locator('#pay').innerText()).replace(w.pay, '')), dueCents, 'Pay button amount');
     assert.equal(await pay.locator('#pay').evaluate((b) => getComputedStyle(b).backgroundColor), 'rgb(91, 95, 199)',
       'the page\'s style applies (its nonce)');
@@ -223,25 +299,27 @@ export async function payOnSandbox(run, url, { dueCents, amounts = [], renewal, 
       assert.equal(zone, new Intl.DateTimeFormat('en', { timeZone: run.timezone }).resolvedOptions().timeZone,
         'the pay page\'s browser is in the run\'s zone');
     }
-    assert.deepEqual(times.map((x) => x.format), ['date', 'datetime'], `pay page instants (renewal, expiry): ${JSON.stringify(times)}`);
-    const [date, expiry] = times;
+    assert.deepEqual(times.map((x) => x.format), [...figures.renewals.map(() => 'date'), 'datetime'],
+      `pay page instants (each renewal, expiry): ${JSON.stringify(times)}`);
+    const dates = times.slice(0, -1);
+    const expiry = times.at(-1);
     // the script wrote the expiry in the browser's zone ("… UTC+1", "… GMT+1"); "… UTC" (the server's) only in UTC
     assert.equal(/\sUTC$/.test(expiry.text), /^(Etc\/)?UTC$/.test(zone), `link expiry "${expiry.text}" in ${zone}`);
-    const row = rows.find(([label]) => label.includes(date.text));
-    assert.ok(row, `the renewal date ${date.text} in a row: ${JSON.stringify(rows)}`);
-    if (renewal) {
-      assert.ok(spaces(renewal.label).endsWith(spaces(date.text)),
-        `pay page renewal date "${date.text}" (${date.iso} in ${zone}) = the quote card's: "${renewal.label}"`);
-      assert.equal(spaces(row[0]), spaces(renewal.label), 'pay page renewal row = the quote card\'s');
-      assert.equal(cents(row[1]), renewal.cents, 'pay page renewal amount = the quote card\'s');
+    const renewalRows = rows.slice(-figures.renewals.length);
+    for (const [i, date] of dates.entries()) {
+      const card = figures.renewals[i];
+      assert.ok(spaces(renewalRows[i][0]).endsWith(spaces(date.text)), `renewal date ${date.text} in its row: ${JSON.stringify(rows)}`);
+      assert.ok(spaces(card.label).endsWith(spaces(date.text)),
+        `pay page renewal date "${date.text}" (${date.iso} in ${zone}) = the quote card's: "${card.label}"`);
     }
+    assert.ok(dates.every((d, i) => i === 0 || dates[i - 1].iso < d.iso), `renewal dates earliest first: ${JSON.stringify(dates)}`);
     await run.shot(pay, shot);
     await pay.locator('#pay').click(); // a form POST; the answer is the page in its new state
     const state = pay.locator('#state[data-state="paid"]');
     await state.waitFor();
     assert.match(await state.innerText(), w.paid);
     assert.equal(await pay.locator('#pay').count(), 0, 'no Pay button once paid');
-    assert.deepEqual((await readTimes(pay)).map((x) => x.text), [date.text], 'paid page: the same renewal date, no expiry');
+    assert.deepEqual((await readTimes(pay)).map((x) => x.text), dates.map((d) => d.text), 'paid page: the same renewal dates, no expiry');
     assert.deepEqual(problems, [], 'the pay page ran without a blocked resource or a script error');
     await run.shot(pay, `${shot}-paid`);
     return { rows, due, times };

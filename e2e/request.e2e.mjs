@@ -21,13 +21,18 @@
 // Screenshots: test-results/request-<who>-NN-<step>.png; the bot's log: test-results/request-bot.log.
 import assert from 'node:assert/strict';
 import * as pg from './playground.mjs';
-import { amountLine, cardText, cents, fact, payOnSandbox, PLACES, readAmountLines, runSuite, secs, spaces } from './harness.mjs';
+import {
+  cardText, cents, checkFigures, fact, figuresOf, payOnSandbox, percentOf, PLACES, readAmountLines, runSuite, secs, spaces,
+} from './harness.mjs';
 
 const ONLY = process.env.E2E_ONLY || '';
 const UPDATE_MS = 10000; // a card the bot updates in place (PUT) or sends proactively
 const DISCOUNT_PCT = 15;
 // how a time ends on a card: the zone's abbreviation or offset ("UTC", "CET", "UTC+14", "SST")
 const ZONE_ABBR = '(?:UTC|GMT)(?:[+-]\\d{1,2}(?::\\d\\d)?)?|[A-Z]{3,5}';
+
+// French elides "de" before a vowel ("d'Eco", "d'API Advanced"), as the bot's cards do.
+const de = (w) => (/^[aeiouyàâäéèêëîïôöùûüœæ]/i.test(w) ? `d'${w}` : `de ${w}`);
 
 const L = {
   en: {
@@ -62,9 +67,11 @@ const L = {
     upgradedBody: (plan, old) => `You now have ${plan} (was ${old}), effective now. No action is needed.`,
     quoteTitle: 'Upgrade quote', users: 'Users', changeValue: (from, to) => `${from} → ${to} (monthly)`,
     preparedBy: 'Prepared by', credit: (n, p) => `Credit for unused time on ${n} × ${p}`,
-    charge: (n, p) => `Charge for remaining time on ${n} × ${p}`, subtotal: 'Subtotal', discount: /\((\d+) %\)$/,
-    due: 'Due now', renewal: /^Then at the next billing cycle, /, pay: (a) => `Pay ${a}`, cancel: 'Cancel',
-    paidTitle: 'Upgrade paid', paidBody: (n, plan) => `${n} user(s) now hold ${plan}, effective now. Each of them has been told in Teams.`,
+    charge: (n, p) => `Charge for remaining time on ${n} × ${p}`, discount: /^Discount \((\d+)%\): Partner discount$/,
+    carried: 'Added to your next invoice (below the minimum card payment)', due: 'Due now', renewal: /^Then at the next billing cycle, /, pay: (a) => `Pay ${a}`, cancel: 'Cancel',
+    paidTitle: 'Upgrade paid', paidBody: (n, plan) => `${n} user(s) now hold ${plan}, effective now.`,
+    told: 'Each of them has been told in Teams.', amountPaid: 'Amount paid', paidOn: 'Paid on', paidBy: 'Paid by',
+    reference: 'Payment reference', paidVia: (name) => `Through the payment link of the quote prepared by ${name}`,
     poolsButton: 'License pools',
   },
   fr: {
@@ -79,18 +86,18 @@ const L = {
     requestBtn: 'Demander une mise à niveau', refresh: 'Actualiser', myLicenseBtn: 'Ma licence',
     formTitle: 'Demander une mise à niveau',
     formBody: "Vos administrateurs seront sollicités ; l'un d'eux approuve (et paie) ou refuse.",
-    formPlan: "L'offre souhaitée", choice: (plan, family, cur) => `${plan} (${family}, au lieu de ${cur})`,
+    formPlan: "L'offre souhaitée", choice: (plan, family, cur) => `${plan} (${family}, au lieu ${de(cur)})`,
     formReason: 'Pourquoi ? (facultatif, vos administrateurs le verront)', send: 'Envoyer la demande', back: 'Retour',
     sentTitle: 'Demande envoyée',
-    sentBody: (old, plan) => `Vos administrateurs ont été sollicités pour vous faire passer de ${old} à ${plan}. Vous serez prévenu ici dès que l'un d'eux aura décidé.`,
+    sentBody: (old, plan) => `Vos administrateurs ont été sollicités pour vous faire passer ${de(old)} à ${plan}. Vous serez prévenu ici dès que l'un d'eux aura décidé.`,
     reason: 'Motif',
-    reqTitle: (name) => `Demande de mise à niveau de ${name}`, requestedBy: 'Demandée par', change: 'Changement',
+    reqTitle: (name) => `Demande de mise à niveau ${de(name)}`, requestedBy: 'Demandée par', change: 'Changement',
     askedOn: 'Demandée le', waiting: 'En attente de décision.', approve: 'Approuver', decline: 'Refuser',
     openQuote: 'Ouvrir le devis', all: 'Toutes les demandes',
     approvedLine: (name) => new RegExp(`Approuvée par ${name} le .+\\. Le devis de mise à niveau a été envoyé à ${name}\\.`),
     declinedLine: (name) => new RegExp(`Refusée par ${name} le .+ (?:${ZONE_ABBR})\\.`),
     declinedReasonLine: (reason) => `Motif donné : ${reason}`,
-    declineTitle: (name) => `Refuser la demande de ${name}`, declineReason: (name) => `Motif (facultatif, ${name} le verra)`,
+    declineTitle: (name) => `Refuser la demande ${de(name)}`, declineReason: (name) => `Motif (facultatif, ${name} le verra)`,
     listTitle: (n) => `Demandes de mise à niveau en attente (${n})`,
     listEmpty: "Aucune demande de mise à niveau n'attend de décision.",
     listItem: (name, from, to) => `${name} : ${from} → ${to}`,
@@ -101,11 +108,15 @@ const L = {
     upgradedTitle: 'Votre licence a été mise à niveau',
     upgradedBody: (plan, old) => `Vous avez maintenant ${plan} (auparavant ${old}), dès maintenant. Vous n'avez rien à faire.`,
     quoteTitle: 'Devis de mise à niveau', users: 'Utilisateurs', changeValue: (from, to) => `${from} → ${to} (mensuel)`,
-    preparedBy: 'Préparé par', credit: (n, p) => `Avoir pour le temps restant sur ${n} × ${p}`,
-    charge: (n, p) => `Montant pour le temps restant sur ${n} × ${p}`, subtotal: 'Sous-total', discount: /\((\d+) %\)$/,
+    preparedBy: 'Préparé par', credit: (n, p) => `Avoir pour le temps non utilisé sur ${n} × ${p}`,
+    charge: (n, p) => `Montant pour le temps restant sur ${n} × ${p}`,
+    discount: /^Remise \((\d+)\u00a0%\)\u00a0: Partner discount$/,
+    carried: 'Ajouté à votre prochaine facture (sous le paiement par carte minimal)',
     due: 'À payer maintenant', renewal: /^Puis au prochain cycle de facturation, le /, pay: (a) => `Payer ${a}`,
     cancel: 'Annuler', paidTitle: 'Mise à niveau payée',
-    paidBody: (n, plan) => `${n} utilisateur(s) ont maintenant ${plan}, dès maintenant. Chacun a été prévenu dans Teams.`,
+    paidBody: (n, plan) => `${n} utilisateur(s) ont maintenant ${plan}, dès maintenant.`,
+    told: 'Chacun a été prévenu dans Teams.', amountPaid: 'Montant payé', paidOn: 'Payé le', paidBy: 'Payé par',
+    reference: 'Référence du paiement', paidVia: (name) => `Par le lien de paiement du devis préparé par ${name}`,
     poolsButton: 'Lots de licences',
   },
 };
@@ -191,6 +202,7 @@ async function requestCard(run, { before, name, email, from, to, reason, shot })
   assert.equal(fact(text, t.change), `${from} → ${to}`, 'change');
   fact(text, t.askedOn);
   assert.equal(fact(text, t.reason), reason, 'reason');
+  assert.equal(await card.locator('a[href*="evil.example"], strong, b').count(), 0, 'the reason is text: no link, no bold');
   await has(card, t.waiting);
   assert.deepEqual(await pg.actionTitles(card), [t.approve, t.decline], 'request card buttons');
   await run.shot(card, shot);
@@ -213,7 +225,7 @@ async function decidedInPlace(run, { line, reasonLine, buttons, shot }) {
   await run.shot(card, shot);
 }
 
-// Approve on the pinned request card -> the upgrade quote in place; checks it; -> {due, renewal, url, amounts, activityId}
+// Approve on the pinned request card -> the upgrade quote in place; checks it; -> {due, fig (its figures), url, activityId}
 async function approveToQuote(run, { name, from, to }) {
   const { t } = run;
   const activityId = (await pg.cardInfo(run.card())).activityId;
@@ -223,20 +235,23 @@ async function approveToQuote(run, { name, from, to }) {
   assert.equal(fact(text, t.users), name, 'quote users');
   assert.equal(fact(text, t.change), t.changeValue(from, to), 'quote change');
   assert.equal(fact(text, t.preparedBy), 'Alex Wilber', 'prepared by the approver');
-  const amounts = await readAmountLines(card);
-  const credit = amountLine(amounts, t.credit(1, from)); const charge = amountLine(amounts, t.charge(1, to));
-  const subtotal = amountLine(amounts, t.subtotal); const discount = amountLine(amounts, t.discount);
-  const due = amountLine(amounts, t.due); const renewal = amountLine(amounts, t.renewal);
+  // each line with its own discount (15 % of its gross, to the cent) under it; they add up to Due now
+  const fig = checkFigures(figuresOf(await readAmountLines(card), t, 'quote'), DISCOUNT_PCT, 'quote');
+  assert.deepEqual(fig.lines.map((l) => l.label), [t.credit(1, from), t.charge(1, to)], 'quote lines');
+  const [credit, charge] = fig.lines;
+  const { due } = fig;
   assert.ok(credit.cents < 0 && charge.cents > 0, 'credit negative, charge positive');
-  assert.equal(credit.cents + charge.cents, subtotal.cents, 'credit + charge = subtotal');
-  assert.equal(subtotal.cents + discount.cents, due.cents, 'subtotal - discount = due now');
-  assert.equal(renewal.cents, Math.round((PRICES[to] * (100 - DISCOUNT_PCT)) / 100), `renewal = 1 × ${to} less ${DISCOUNT_PCT} %`);
+  assert.ok(credit.discount && charge.discount, 'the credit and the charge each have their discount');
+  assert.equal(fig.carried, null, 'nothing carried to the next invoice');
+  assert.equal(fig.renewals.length, 1, 'one renewal date');
+  const [renewal] = fig.renewals;
+  assert.equal(renewal.cents, PRICES[to] - percentOf(PRICES[to], DISCOUNT_PCT), `renewal = 1 × ${to} less ${DISCOUNT_PCT} %`);
   assert.deepEqual(await pg.actionTitles(card), [t.pay(due.text), t.refresh, t.back, t.cancel], 'quote buttons');
   assert.equal((await pg.cardInfo(card)).activityId, activityId, 'the quote replaced the request card in place');
   await run.shot(card, 'quote');
   const url = await pg.openUrlOf(card, t.pay(due.text));
   assert.ok(url?.startsWith(`${run.bot.base}/pay/`), `Pay opens the sandbox page: ${url}`);
-  return { due, renewal, url, amounts: [['credit', credit.cents], ['charge', charge.cents], ['discount', discount.cents], ['renewal', renewal.cents]], activityId };
+  return { due, fig, url, activityId };
 }
 
 async function paidInPlace(run, q, { name, from, to }) {
@@ -250,11 +265,19 @@ async function paidInPlace(run, q, { name, from, to }) {
     await pg.clickAction(run.card(), t.refresh);
     card = await run.expectCard(t.paidTitle);
   }
-  const text = await cardText(card);
   await has(card, t.paidBody(1, to));
+  // the member has a chat: the notice is delivered, and the card comes to say so (it said "will be told" until then)
+  card = await run.expectCard(t.told, { timeout: UPDATE_MS });
+  const text = await cardText(card);
   assert.equal(fact(text, t.users), name, 'paid users');
   assert.equal(fact(text, t.change), t.changeValue(from, to), 'paid change');
-  assert.equal(cents(fact(text, t.due)), q.due.cents, 'paid amount = the quote\'s due now');
+  // a receipt: what was paid, when, by whom, its reference, the renewal
+  assert.ok(!text.split('\n').includes(t.due), `no "${t.due}" on a paid card:\n${text}`);
+  assert.equal(cents(fact(text, t.amountPaid)), q.due.cents, 'amount paid = the quote\'s due now');
+  assert.ok(fact(text, t.paidOn).length > 0, 'paid on');
+  assert.equal(fact(text, t.paidBy), t.paidVia('Alex Wilber'), 'paid by (the sandbox tells no payer e-mail)');
+  assert.match(fact(text, t.reference), /\S{6,}/, 'payment reference');
+  assert.equal(fact(text, q.fig.renewals[0].label), q.fig.renewals[0].text, 'paid card: the renewal date and amount');
   assert.equal((await pg.cardInfo(card)).activityId, q.activityId, 'same message, updated in place');
   assert.deepEqual(await pg.actionTitles(card), [t.poolsButton], 'paid card button');
   await run.shot(card, 'paid');
@@ -292,9 +315,10 @@ async function english(sc, plays) {
     sc.chat(plays.alex, { label: 'alex', t }), sc.chat(plays.megan, { label: 'megan', t }),
     sc.chat(plays.lee, { label: 'lee', t })]);
   const lee1 = { name: 'Lee Gu', email: 'lee.gu@contoso.com', from: 'Eco' };
-  const why1 = 'I need the reporting features of Advanced';
+  // people's text with Markdown in it: the cards show it as text (no bold, no link), escapes unseen
+  const why1 = '**URGENT** I need the reporting_features of [Advanced](https://evil.example/login)';
   const why2 = 'I now build the API integrations';
-  const no = 'Not this quarter, sorry';
+  const no = 'Not this quarter, *sorry*';
 
   let a0; let m0;
   await lee.do('mylicense: Eco, can ask', () => myLicense(lee, { seats: [['Eco', 'standard']], canRequest: true, shot: 'mylicense' }));
@@ -359,7 +383,7 @@ async function english(sc, plays) {
 
   await alex.do('pay on the sandbox page', async () => {
     l0 = await lee.cardCount();
-    await payOnSandbox(alex, q.url, { dueCents: q.due.cents, renewal: q.renewal, amounts: q.amounts });
+    await payOnSandbox(alex, q.url, { figures: q.fig });
   });
   await alex.do('"Upgrade paid" in place', () => paidInPlace(alex, q, { name: 'Lee Gu', from: 'Eco', to: 'Pro' }));
   await lee.do('"Your license was upgraded" (proactive)', () => notice(lee, {
@@ -395,7 +419,7 @@ async function french(sc, plays) {
     before: n0, title: t.approvedTitle, body: t.approvedBody('Alex Wilber', 'API Pro'), buttons: [t.myLicenseBtn], shot: 'approved' }));
   await alex.do('payer sur la page de paiement', async () => {
     n0 = await nestor.cardCount();
-    await payOnSandbox(alex, q.url, { dueCents: q.due.cents, renewal: q.renewal, amounts: q.amounts });
+    await payOnSandbox(alex, q.url, { figures: q.fig });
   });
   await alex.do('« Mise à niveau payée » en place', () => paidInPlace(alex, q, { name: 'Nestor Wilke', from: 'API Advanced', to: 'API Pro' }));
   await nestor.do('« Votre licence a été mise à niveau »', () => notice(nestor, {

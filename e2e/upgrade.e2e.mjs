@@ -10,12 +10,14 @@
 import assert from 'node:assert/strict';
 import * as pg from './playground.mjs';
 import {
-  botQuery, cardText, cents, fact, fold, payOnSandbox, PLACES, readAmountLines, readPools, runSuite, secs, sleep, waitUntil,
+  botQuery, cardText, cents, checkFigures, fact, figuresOf, fold, payOnSandbox, percentOf, PLACES, readAmountLines, readPools,
+  runSuite, secs, sleep, waitUntil,
 } from './harness.mjs';
 
 const ONLY = process.env.E2E_ONLY || '';
 const PAID_UPDATE_MS = 10000; // the bot's notifier PUTs the paid card; after this, click Refresh
 const STAY_MS = 3000; // after the notifier handled a card update: a card its reader moved on from stays as it is
+const DISCOUNT_PCT = 15; // the demo account's partner discount
 
 // ----------------------------------------------------------------------------- strings per language
 
@@ -33,17 +35,21 @@ const L = {
     chooseTier: 'Choose tier',
     tiersTitle: (n) => `Upgrade ${n} user(s) from Eco`,
     newTier: 'New tier',
-    tierOption: (plan) => new RegExp(`^${plan}:\\s\\$\\d+\\.\\d\\d\\sper seat per month$`),
+    tierOption: (plan) => new RegExp(`^${plan}: \\$\\d+\\.\\d\\d per seat per month$`),
     upgrade: 'Upgrade',
     quoteTitle: 'Upgrade quote',
     users: 'Users', change: 'Change', changeValue: (to) => `Eco → ${to} (monthly)`,
     credit: (n) => `Credit for unused time on ${n} × Eco`,
     charge: (n, to) => `Charge for remaining time on ${n} × ${to}`,
-    subtotal: 'Subtotal', discount: /\((\d+(?:[.,]\d+)?)\s%\)$/, due: 'Due now',
+    discount: /^Discount \((\d+)%\): Partner discount$/, due: 'Due now',
+    carried: 'Added to your next invoice (below the minimum card payment)',
     renewal: /^Then at the next billing cycle, /,
     pay: (amount) => `Pay ${amount}`, refresh: 'Refresh', back: 'Back', cancel: 'Cancel',
     paidTitle: 'Upgrade paid',
     paidBody: (n, to) => `${n} user(s) now hold ${to}, effective now.`,
+    told: 'Each of them has been told in Teams.', telling: /^Each of them will be told in Teams \((\d+) of (\d+) told so far\)\.$/,
+    amountPaid: 'Amount paid', paidOn: 'Paid on', paidBy: 'Paid by', reference: 'Payment reference',
+    paidVia: (name) => `Through the payment link of the quote prepared by ${name}`,
     poolsButton: 'License pools',
   },
   fr: {
@@ -59,17 +65,21 @@ const L = {
     chooseTier: "Choisir l'offre",
     tiersTitle: (n) => `Mettre à niveau ${n} utilisateur(s) depuis Eco`,
     newTier: 'Nouvelle offre',
-    tierOption: (plan) => new RegExp(`^${plan}\\s:\\s\\d+,\\d\\d\\s\\$US\\spar licence et par mois$`),
+    tierOption: (plan) => new RegExp(`^${plan}\\u00a0: \\d+,\\d\\d\\s\\$US par licence et par mois$`),
     upgrade: 'Mettre à niveau',
     quoteTitle: 'Devis de mise à niveau',
     users: 'Utilisateurs', change: 'Changement', changeValue: (to) => `Eco → ${to} (mensuel)`,
-    credit: (n) => `Avoir pour le temps restant sur ${n} × Eco`,
+    credit: (n) => `Avoir pour le temps non utilisé sur ${n} × Eco`,
     charge: (n, to) => `Montant pour le temps restant sur ${n} × ${to}`,
-    subtotal: 'Sous-total', discount: /\((\d+(?:[.,]\d+)?)\s%\)$/, due: 'À payer maintenant',
+    discount: /^Remise \((\d+)\u00a0%\)\u00a0: Partner discount$/, due: 'À payer maintenant',
+    carried: 'Ajouté à votre prochaine facture (sous le paiement par carte minimal)',
     renewal: /^Puis au prochain cycle de facturation, le /,
     pay: (amount) => `Payer ${amount}`, refresh: 'Actualiser', back: 'Retour', cancel: 'Annuler',
     paidTitle: 'Mise à niveau payée',
     paidBody: (n, to) => `${n} utilisateur(s) ont maintenant ${to}, dès maintenant.`,
+    told: 'Chacun a été prévenu dans Teams.', telling: /^Chacun sera prévenu dans Teams \((\d+) sur (\d+) pour l'instant\)\.$/,
+    amountPaid: 'Montant payé', paidOn: 'Payé le', paidBy: 'Payé par', reference: 'Référence du paiement',
+    paidVia: (name) => `Par le lien de paiement du devis préparé par ${name}`,
     poolsButton: 'Lots de licences',
   },
 };
@@ -171,7 +181,7 @@ async function journey(run, { ticks = 2, searchOne = false, paging = false, toPl
   const names = picked.map((p) => p.split(' — ')[0]);
   const n = picked.length;
   const selectTier = async (card, options) => { // -> the option chosen (toPlan's)
-    const option = options.find((o) => o.startsWith(`${toPlan} `) || o.startsWith(`${toPlan}:`));
+    const option = options.find((o) => t.tierOption(toPlan).test(o));
     await pg.selectDropdown(card, option, { input: t.newTier });
     assert.equal(await card.locator('.fui-Combobox input[role=combobox]').inputValue(), option, 'chosen tier shown');
     return option;
@@ -246,38 +256,32 @@ async function journey(run, { ticks = 2, searchOne = false, paging = false, toPl
     const text = await cardText(card);
     assert.deepEqual(fact(text, t.users).split(', ').sort(), [...names].sort(), 'quote users');
     assert.equal(fact(text, t.change), t.changeValue(toPlan), 'quote change');
-    const lines = await readAmountLines(card);
-    const get = (label) => {
-      const l = lines.find((x) => (label instanceof RegExp ? label.test(x.label) : x.label === label));
-      assert.ok(l, `no quote line ${label}; lines: ${JSON.stringify(lines.map((x) => [x.label, x.text]))}`);
-      return l;
-    };
-    const credit = get(t.credit(n)); const charge = get(t.charge(n, toPlan)); const subtotal = get(t.subtotal);
-    const discount = get(t.discount); const due = get(t.due); const renewal = get(t.renewal);
+    // each line with its own discount (15 % of its gross, to the cent) under it; they add up to Due now
+    const fig = checkFigures(figuresOf(await readAmountLines(card), t, 'quote'), DISCOUNT_PCT, 'quote');
+    assert.deepEqual(fig.lines.map((l) => l.label), [t.credit(n), t.charge(n, toPlan)], 'quote lines');
+    const [credit, charge] = fig.lines;
+    const { due } = fig;
     assert.ok(credit.cents < 0 && charge.cents > 0, 'credit negative, charge positive');
-    assert.equal(credit.cents + charge.cents, subtotal.cents, 'credit + charge = subtotal');
-    assert.ok(discount.cents <= 0, 'discount is a deduction');
-    assert.equal(subtotal.cents + discount.cents, due.cents, 'subtotal - discount = due now');
+    assert.ok(credit.discount && charge.discount, 'the credit and the charge each have their discount');
+    assert.equal(fig.carried, null, 'nothing carried to the next invoice');
     assert.ok(due.cents > 0, 'something is due now');
-    const pct = Number(t.discount.exec(discount.label)[1].replace(',', '.'));
-    const full = n * r.unitPrice; // renewal: n seats at the new tier's price, discounted (half-up)
-    assert.equal(renewal.cents, full - Math.round((full * pct) / 100), `renewal = ${n} × ${toPlan} less ${pct} %`);
+    assert.equal(fig.renewals.length, 1, 'one renewal date');
+    const [renewal] = fig.renewals;
+    const full = n * r.unitPrice; // renewal: n seats at the new tier's price, less its discount (half-up)
+    assert.equal(renewal.cents, full - percentOf(full, DISCOUNT_PCT), `renewal = ${n} × ${toPlan} less ${DISCOUNT_PCT} %`);
     const actions = await pg.actionTitles(card);
     assert.deepEqual(actions, [t.pay(due.text), t.refresh, t.back, t.cancel], 'quote card buttons');
     const info = await pg.cardInfo(card);
     assert.equal(info.activityId, r.activityId, 'the quote replaced the pools card in place');
     await run.shot(card, 'quote');
-    Object.assign(r, { credit, charge, discount, due, renewal });
+    Object.assign(r, { fig, due });
     r.payUrl = await pg.openUrlOf(card, t.pay(due.text));
     assert.ok(r.payUrl?.startsWith(`${run.bot.base}/pay/`), `Pay opens the sandbox page: ${r.payUrl}`);
   });
 
   await run.do('sandbox payment page', async () => {
     // in the run's language and zone (fr: Europe/Paris, as the cards): the renewal row reads as the card's
-    await payOnSandbox(run, r.payUrl, {
-      dueCents: r.due.cents, renewal: r.renewal,
-      amounts: ['credit', 'charge', 'discount', 'due', 'renewal'].map((k) => [`${k} ${r[k].text}`, r[k].cents]),
-    });
+    await payOnSandbox(run, r.payUrl, { figures: r.fig });
   });
 
   await run.do('paid card (updated in place by the bot)', async () => {
@@ -294,7 +298,17 @@ async function journey(run, { ticks = 2, searchOne = false, paging = false, toPl
     assert.ok(text.includes(t.paidBody(n, toPlan)), `paid summary body:\n${text}`);
     assert.deepEqual(fact(text, t.users).split(', ').sort(), [...names].sort(), 'paid users');
     assert.equal(fact(text, t.change), t.changeValue(toPlan), 'paid change');
-    assert.equal(cents(fact(text, t.due)), r.due.cents, 'paid amount = quote due now');
+    // a receipt: what was paid, when, by whom, its reference; the users told (or being told)
+    assert.ok(!text.split('\n').includes(t.due), `no "${t.due}" on a paid card:\n${text}`);
+    assert.equal(cents(fact(text, t.amountPaid)), r.due.cents, 'amount paid = quote due now');
+    assert.ok(fact(text, t.paidOn).length > 0, 'paid on');
+    assert.equal(fact(text, t.paidBy), t.paidVia('Alex Wilber'), 'paid by (the sandbox tells no payer e-mail)');
+    assert.match(fact(text, t.reference), /\S{6,}/, 'payment reference');
+    assert.equal(fact(text, r.fig.renewals[0].label), r.fig.renewals[0].text, 'paid card: the renewal date and amount');
+    const told = text.split('\n').find((l) => l === t.told || t.telling.test(l));
+    assert.ok(told, `paid card says whether the users were told:\n${text}`);
+    const telling = t.telling.exec(told);
+    if (telling) assert.ok(Number(telling[1]) < n && Number(telling[2]) === n, `"${told}": of the ${n} users`);
     assert.equal((await pg.cardInfo(card)).activityId, r.activityId, 'same message, updated in place');
     assert.equal(await page.locator(pg.CARD).count(), r.cards, 'no new card message in the chat');
     assert.ok((await pg.actionTitles(card)).includes(t.poolsButton), `"${t.poolsButton}" on the paid card`);
