@@ -86,6 +86,13 @@ class LeaseLost(Exception):
     """The message's lease ran out and another worker took it: not ours to send or mark."""
 
 
+class CardBeingAnswered(Exception):
+    """The card to update is being acted on: its update waits for the action's answer."""
+
+
+ANSWER_POLL = timedelta(milliseconds=250)  # how soon an update held by an action is tried again
+
+
 def parse_retry_after(value) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP date)."""
     if value is None or value == "":
@@ -463,6 +470,9 @@ class Notifier:
         except LeaseLost:
             log.info("outbox %s: lease lost to another worker; not sent here", item.id)
             return
+        except CardBeingAnswered:  # nothing sent: tried again soon, not counted as an attempt
+            await asyncio.to_thread(self.lic.outbox_release, [item.id], self.worker, after=ANSWER_POLL)
+            return
         except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
             failure = exc if isinstance(exc, SendFailure) else classify(exc)
             if failure.blocked:
@@ -642,6 +652,8 @@ class Notifier:
             posted = self.lic.posted_card(item.payload.get("posted_card"))
             if posted is None or str(item.payload.get(f"{posted.subject}_id")) != posted.subject_id:
                 return None, None  # its reader moved on since: dropped (and its id maybe reused by another card)
+            if posted.answering_until is not None and posted.answering_until > self.lic.now():
+                raise CardBeingAnswered  # its reader is acting on it: after the answer, if it still shows this
             known = self.lic.user_address(posted.account_id, person_of(posted.address))
             return posted, self.router.card_update(item, reader_now(posted.address, known))
 

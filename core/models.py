@@ -330,6 +330,8 @@ class PostedCard(Base):
     message_ref: Mapped[str] = mapped_column(String(200))
     address: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime]
+    # its reader is acting on it: an in-place update waits until the action answered (or this passed)
+    answering_until: Mapped[datetime | None]
     __table_args__ = (
         UniqueConstraint("subject", "subject_id", "message_ref", name="uq_posted_cards_subject_message"),
         Index("ix_posted_cards_message", "message_ref"),  # what a message shows (after an action on it)

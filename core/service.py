@@ -106,6 +106,7 @@ PAGE_SIZE = 20
 MAX_PAGE_SIZE = 50
 MAX_CART_LINES = 20
 MAX_OUTBOX_ATTEMPTS = 25
+ANSWERING = timedelta(seconds=30)  # longer than Teams waits for an invoke's answer (~10-15 s)
 OUTBOX_CLAIM_LOCK = 0x4C44_4F42  # pg_advisory_xact_lock key serialising claims by account ("LDOB")
 SYSTEM = "system"
 NO_SUCH_POOL = Message("That license pool does not exist in your account (it may have been removed).")
@@ -1944,31 +1945,56 @@ class Licensing:
                            address: dict) -> None:
         self.db.write(lambda s: self._posted_card(s, account_id, subject, subject_id, message_ref, address))
 
+    def _message_cards(self, s: Session, actor: Actor, message_ref: str):
+        tenant = actor.tenant_id.lower() if isinstance(actor, Actor) and actor.tenant_id else ""
+        of_account = select(AccountTenant.account_id).where(AccountTenant.tenant_id == tenant)
+        rows = s.execute(select(PostedCard.id, PostedCard.subject, PostedCard.subject_id, PostedCard.answering_until)
+                         .where(PostedCard.message_ref == message_ref,
+                                PostedCard.account_id == of_account.scalar_subquery())).all() if tenant else []
+        return rows, of_account
+
+    def message_answering(self, actor: Actor, message_ref: str | None) -> bool:
+        """Its reader acts on a message: until the action has answered (:meth:`message_shows`), or
+        :data:`ANSWERING` has passed (a process that died meanwhile), in-place updates of the cards
+        that message shows wait, so that none lands after the answer that replaced it (Back on a
+        quote closes the quote, whose update would otherwise overwrite the step shown by Back).
+        Whether the message shows posted cards; one indexed read when it shows none (most actions)."""
+        if not message_ref:
+            return False
+        with self.db.read() as s:
+            rows, _ = self._message_cards(s, actor, message_ref)
+        if rows:
+            until = self.now() + ANSWERING
+            self.db.write(lambda s: s.execute(update(PostedCard).where(PostedCard.id.in_([r.id for r in rows]))
+                                              .values(answering_until=until)))
+        return bool(rows)
+
     def message_shows(self, actor: Actor, message_ref: str, address: dict | None,
-                      shown: Collection[tuple[str, str]]) -> None:
+                      shown: Collection[tuple[str, str]] | None) -> None:
         """A message of the actor's account now shows ``shown`` ((subject, id) pairs) and nothing
         else: its reader acted on it and the answer replaced its card. The posted cards tying it
         to any other subject are dropped, so that a later in-place update of that subject (a
         quote closed or paid, a request decided) never replaces the step its reader has moved
-        to; those shown are remembered (with ``address``) if they were not. One indexed read
-        when nothing changes (most actions)."""
-        tenant = actor.tenant_id.lower() if isinstance(actor, Actor) and actor.tenant_id else ""
-        if not tenant or not message_ref:
+        to; those shown are remembered (with ``address``) if they were not, and their updates
+        wait no more. ``shown`` None: the action failed and its card stays as it was (nothing
+        dropped). One indexed read when nothing changes."""
+        if not message_ref:
             return
-        wanted = {(subject, str(subject_id)) for subject, subject_id in shown}
-        of_account = select(AccountTenant.account_id).where(AccountTenant.tenant_id == tenant)
         with self.db.read() as s:
-            rows = s.execute(select(PostedCard.id, PostedCard.subject, PostedCard.subject_id)
-                             .where(PostedCard.message_ref == message_ref,
-                                    PostedCard.account_id == of_account.scalar_subquery())).all()
+            rows, of_account = self._message_cards(s, actor, message_ref)
+        wanted = {(r.subject, r.subject_id) for r in rows} if shown is None else {
+            (subject, str(subject_id)) for subject, subject_id in shown}
         stale = [r.id for r in rows if (r.subject, r.subject_id) not in wanted]
+        waiting = [r.id for r in rows if r.id not in stale and r.answering_until is not None]
         missing = wanted - {(r.subject, r.subject_id) for r in rows} if address else set()
-        if not stale and not missing:
+        if not stale and not missing and not waiting:
             return
 
         def work(s: Session) -> None:
             if stale:
                 s.execute(delete(PostedCard).where(PostedCard.id.in_(stale)))
+            if waiting:
+                s.execute(update(PostedCard).where(PostedCard.id.in_(waiting)).values(answering_until=None))
             account_id = s.scalar(of_account) if missing else None
             for subject, subject_id in sorted(missing) if account_id is not None else ():
                 with contextlib.suppress(IntegrityError), s.begin_nested():  # (recorded at once elsewhere: fine)
@@ -2091,10 +2117,12 @@ class Licensing:
 
         return self.db.write(work) if ids else set()
 
-    def outbox_release(self, message_ids: Collection[int], worker: str) -> None:
-        """Give back messages leased but not attempted (a worker stopping): due again at once,
-        for any worker, and the claim does not count as an attempt."""
+    def outbox_release(self, message_ids: Collection[int], worker: str, *, after: timedelta | None = None) -> None:
+        """Give back messages leased but not attempted (a worker stopping; a card its reader is
+        acting on): due again at once, or ``after`` that, for any worker, and the claim does not
+        count as an attempt."""
         ids = sorted(set(message_ids))
+        due = {"available_at": self.now() + after} if after is not None else {}
 
         def work(s: Session) -> None:
             for chunk in _chunks(ids):
@@ -2102,7 +2130,7 @@ class Licensing:
                     OutboxMessage.id.in_(chunk), OutboxMessage.locked_by == worker,
                     OutboxMessage.status == "pending").values(
                     locked_until=None, attempts=func.max(OutboxMessage.attempts - 1, 0)
-                    if self.db.is_sqlite else func.greatest(OutboxMessage.attempts - 1, 0)),
+                    if self.db.is_sqlite else func.greatest(OutboxMessage.attempts - 1, 0), **due),
                     execution_options={"synchronize_session": False})
 
         if ids:

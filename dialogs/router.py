@@ -108,26 +108,46 @@ class Router:
         if not isinstance(data, dict):
             raise ProtocolError(Message("The action's data must be an object."))
         handler = self.actions.get(verb)
-        if handler is None:
-            t = T(turn.reader)
-            err = InvalidInput(Message("This button is not one I know (the card may come from an older version). "
-                                       "Start again from the license pools."))
-            self.lic.record_refusal(turn.actor, "card.unknown_verb", err, verb[:64])
-            answer = common.error_card(turn.reader, err.message, heading=t("error.title"), show_pools=True)
-        else:
-            answer = self._guard(turn, lambda: handler(turn, data), f"card.{verb}", data=data, verb=verb)
-        self._moved_on(turn)
+        held = self._answering(turn)
+        try:
+            if handler is None:
+                t = T(turn.reader)
+                err = InvalidInput(Message("This button is not one I know (the card may come from an older "
+                                           "version). Start again from the license pools."))
+                self.lic.record_refusal(turn.actor, "card.unknown_verb", err, verb[:64])
+                answer = common.error_card(turn.reader, err.message, heading=t("error.title"), show_pools=True)
+            else:
+                answer = self._guard(turn, lambda: handler(turn, data), f"card.{verb}", data=data, verb=verb)
+        except BaseException:
+            if held:
+                self._moved_on(turn, failed=True)  # its card stays: its updates need not wait
+            raise
+        if held or turn.shown:
+            self._moved_on(turn)
         return answer
 
-    def _moved_on(self, turn: Turn) -> None:
-        """The answer replaces the card acted on: its message now shows what the answer said it
+    def _answering(self, turn: Turn) -> bool:
+        """The action's answer will replace the card acted on: until it has, in-place updates of
+        what that card shows wait (one queued by this very action, e.g. Back closing a quote,
+        would otherwise land after the answer)."""
+        if not (turn.message_ref and turn.answer_in_place):
+            return False
+        try:
+            return self.lic.message_answering(turn.actor, turn.message_ref)
+        except Exception:  # noqa: BLE001 - bookkeeping: the reader still gets an answer
+            log.exception("could not hold the in-place updates of message %s", turn.message_ref)
+            return False
+
+    def _moved_on(self, turn: Turn, *, failed: bool = False) -> None:
+        """The answer replaced the card acted on: its message now shows what the answer said it
         shows (:meth:`Turn.shows`) and nothing else, so that no later in-place update of another
         subject replaces the step its reader moved to (Back from a quote, a pools card opened
         from it...). Bookkeeping: a failure is logged, the answer still given."""
         if not (turn.message_ref and turn.answer_in_place):
             return
         try:
-            self.lic.message_shows(turn.actor, turn.message_ref, turn.address if turn.shown else None, turn.shown)
+            self.lic.message_shows(turn.actor, turn.message_ref, turn.address if turn.shown else None,
+                                   None if failed else turn.shown)
         except Exception:  # noqa: BLE001 - the reader gets their answer; a stale card may be updated later
             log.exception("could not record what message %s shows now", turn.message_ref)
 

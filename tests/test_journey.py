@@ -413,6 +413,33 @@ async def test_back_on_a_quote_keeps_the_tiers_card_after_the_notifier_ran(desk)
     assert heading_of(alex.card_in(again.message_id)) == "Upgrade paid"
 
 
+async def test_back_holds_the_update_its_own_cancel_queued_until_it_has_answered(desk, clock, monkeypatch):
+    """Back's race with a notifier in another process: the cancel commits the quote card's update,
+    and the notifier takes it before the action has answered. The update waits for the answer (the
+    card is being answered), and the answer showing the tiers, it is then dropped: the tiers stay."""
+    alex = desk.admin()
+    [pools] = await alex.say("licenses")
+    users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
+    tiers = (await alex.act(users, "Choose tier", users=tick(users, "users", "Adele Vance"))).expect_card()
+    quote = (await alex.act(tiers, "Upgrade", plan=choice_value(tiers, "plan", "Pro"))).expect_card()
+    loop, cancel, handled = asyncio.get_running_loop(), desk.lic.cancel_quote, []
+
+    def cancel_then_deliver(actor, quote_id):
+        view = cancel(actor, quote_id)  # committed: its card update is due now
+        handled.append(asyncio.run_coroutine_threadsafe(desk.notify(), loop).result(timeout=30))
+        return view
+
+    monkeypatch.setattr(desk.lic, "cancel_quote", cancel_then_deliver)
+    back = (await alex.act(quote, "Back")).expect_card()
+    assert heading_of(back) == heading_of(tiers) and handled == [1]  # the notifier did take the update
+    clock.advance(seconds=1)
+    await desk.notify()
+    with desk.lic.db.read() as s:
+        assert s.scalars(select(OutboxMessage.status).where(OutboxMessage.kind == "quote_card")).all() == ["sent"]
+    assert heading_of(alex.card_in(quote.message_id)) == heading_of(tiers)
+    assert alex.updates(quote.message_id) == []
+
+
 async def test_a_card_dropped_then_another_on_the_same_message_is_updated_for_its_own_quote(desk):
     """Back drops the message's posted card of the cancelled quote; the next quote shown there is
     recorded again (SQLite may give it the dropped row's id). The cancelled quote's pending
