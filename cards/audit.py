@@ -12,7 +12,7 @@ from babel.dates import format_datetime
 
 from cards import verbs
 from cards.base import CARD_BUDGET, action_set, card, container, execute, open_url, size, text, title
-from cards.i18n import STRINGS, T, add_strings
+from cards.i18n import STRINGS, Plural, T, add_strings
 from core.views import AuditRow, Page, PoolView
 
 LINK_MINUTES = 10
@@ -30,6 +30,7 @@ _DONE = {
     "quote.cancelled": ("Quote cancelled", "Devis annulé"),
     "quote.confirmed": ("Quote confirmed", "Devis confirmé"),
     "quote.settled": ("Quote paid and applied", "Devis payé et appliqué"),
+    "quote.expired": ("Quote expired", "Devis expiré"),
     "payment.failed": ("Payment failed", "Échec du paiement"),
     "payment.expired": ("Payment link expired", "Lien de paiement expiré"),
     "payment.refund_needed": ("Payment to be refunded", "Paiement à rembourser"),
@@ -101,7 +102,8 @@ def _key(kind: str, action: str) -> str:
 add_strings({
     "en": {
         "audit.title": "Recent changes at {account}",
-        "audit.summary": "{total} event(s), newest first · page {page} of {pages} · times in {zone}",
+        "audit.summary": Plural("{total} event, newest first · page {page} of {pages} · times in {zone}",
+                                 "{total} events, newest first · page {page} of {pages} · times in {zone}", "total"),
         "audit.empty": "Nothing has been recorded yet.",
         "audit.refused": "Refused",
         "audit.system": "License Desk",
@@ -124,8 +126,10 @@ add_strings({
     },
     "fr": {
         "audit.title": "Changements récents chez {account}",
-        "audit.summary": "{total} événement(s), du plus récent au plus ancien · page {page} sur {pages} · heures "
-                         "{zone}",
+        "audit.summary": Plural("{total} événement, du plus récent au plus ancien · page {page} sur {pages} · "
+                                 "heures {zone}",
+                                 "{total} événements, du plus récent au plus ancien · page {page} sur {pages} · "
+                                 "heures {zone}", "total"),
         "audit.empty": "Rien n'a encore été enregistré.",
         "audit.refused": "Refusé",
         "audit.system": "License Desk",

@@ -48,6 +48,7 @@ from core.errors import (
     SeatsAssigned,
     UnknownCaller,
     WrongFamily,
+    no_longer_held,
 )
 from core.models import (
     Account,
@@ -651,8 +652,7 @@ class Licensing:
         seats = list(s.scalars(_SEATS_OF[lock], {"pool": pool.id, "users": list(user_ids)}))
         if len(seats) != len(user_ids):
             missing = len(user_ids) - len(seats)
-            raise InvalidInput(Message("{missing} of the selected users no longer hold a seat in this pool. "
-                                       "Here is the pool as it is now; select again.", missing=missing), stale=True)
+            raise InvalidInput(no_longer_held(missing), stale=True)
         return seats
 
     def upgrade_options(self, actor: Actor, pool_id, user_ids) -> list[PlanView]:
@@ -1465,8 +1465,10 @@ class Licensing:
     def _check_removable(self, s: Session, pool: Pool, n: int) -> None:
         free = pool.quantity - self._assigned(s, pool.id) - pool.removal_scheduled
         if n > free:
-            raise SeatsAssigned(Message("Only {free} seat(s) of this pool are free. Unassign users first, then "
-                                        "remove their seats.", free=max(free, 0)), free=max(free, 0))
+            raise SeatsAssigned(Message.counted("Only {free} seat of this pool is free. Unassign users first, then "
+                                                "remove their seats.",
+                                                "Only {free} seats of this pool are free. Unassign users first, then "
+                                                "remove their seats.", "free", free=max(free, 0)), free=max(free, 0))
 
     def remove_seats(self, actor: Actor, pool_id, quantity, *, expected_scheduled: int | None = None) -> PoolView:
         """Remove free seats at the period end (nothing is refunded). ``expected_scheduled``: the
@@ -1478,9 +1480,13 @@ class Licensing:
             n = parse_quantity(quantity)
             sub = self._current(s, s.get(Subscription, pool.subscription_id), self.now())  # before scheduling
             if expected_scheduled is not None and pool.removal_scheduled != expected_scheduled:
-                raise InvalidInput(Message("The seats to remove from this pool changed since this card was shown: "
-                                           "{scheduled} now leave at renewal. Nothing more was removed.",
-                                           scheduled=pool.removal_scheduled), scheduled=pool.removal_scheduled)
+                raise InvalidInput(Message.counted("The seats to remove from this pool changed since this card was "
+                                                   "shown: {scheduled} now leaves at renewal. Nothing more was "
+                                                   "removed.",
+                                                   "The seats to remove from this pool changed since this card was "
+                                                   "shown: {scheduled} now leave at renewal. Nothing more was "
+                                                   "removed.", "scheduled", scheduled=pool.removal_scheduled),
+                                   scheduled=pool.removal_scheduled)
             self._check_removable(s, pool, n)
             pool.removal_scheduled += n
             self._audit_ok(s, caller, "seats.removal_scheduled", f"pool:{pool.id}",
