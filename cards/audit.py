@@ -217,7 +217,7 @@ def _row(t: T, row: AuditRow, users: dict[int, str], pools: dict[int, PoolView],
     items: list[dict] = [{"type": "RichTextBlock", "inlines": what}]
     if refused:
         why = [_run(t("audit.refused"), weight="Bolder", color="Attention")]
-        message = clip(row.message, msg_limit)
+        message = clip(t.say(row.message or ""), msg_limit)
         if message:
             why.append(_run(f": {message}", color="Attention"))
         items.append({"type": "RichTextBlock", "inlines": why, "spacing": "None"})

@@ -288,6 +288,8 @@ class Licensing:
     def _audit(self, s: Session, *, account_id: int | None, tenant_id: str | None, actor_id: int | None,
                actor: str | None, action: str, outcome: str = "ok", target: str | None = None,
                message: str | None = None, detail: dict | None = None) -> None:
+        if isinstance(message, Message):  # its template and params too: said in the reader's language later
+            detail = {**(detail or {}), "message": message.to_json()}
         s.add(AuditEvent(account_id=account_id, tenant_id=tenant_id, actor_id=actor_id, actor=actor,
                          action=action, outcome=outcome, target=target,
                          message=None if message is None else str(message),  # (the English text: a plain str)
@@ -1812,11 +1814,13 @@ class Licensing:
 
         return self._query(actor, "audit.list", fn)
 
-    def export_audit_csv(self, account_id: int, out: io.TextIOBase | None = None) -> str:
-        """The account's audit log as CSV, oldest first (streamed in batches)."""
+    def export_audit_csv(self, account_id: int, out: io.TextIOBase | None = None, *,
+                         headers: list[str] | None = None, say=str) -> str:
+        """The account's audit log as CSV, oldest first (streamed in batches). ``headers``: the
+        column names in the reader's language; ``say``: says a refusal's Message in it."""
         buf = out or io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["id", "created_at", "tenant_id", "actor", "action", "outcome", "target", "message"])
+        w.writerow(headers or ["id", "created_at", "tenant_id", "actor", "action", "outcome", "target", "message"])
         with self.db.read() as s:
             if s.get(Account, account_id) is None:
                 raise NotFound(Message("There is no account {account}.", account=account_id))
@@ -1828,7 +1832,7 @@ class Licensing:
                     break
                 for r in rows:
                     w.writerow([r.id, r.created_at.isoformat(), r.tenant_id or "", _csv_safe(r.actor),
-                                r.action, r.outcome, _csv_safe(r.target), _csv_safe(r.message)])
+                                r.action, r.outcome, _csv_safe(r.target), _csv_safe(say(_stored_message(r) or ""))])
                 last = rows[-1].id
         return buf.getvalue() if out is None else ""
 
@@ -2263,6 +2267,13 @@ def _csv_safe(value: str | None) -> str:
     return "'" + value if risky else value
 
 
+def _stored_message(r: AuditEvent) -> str | None:
+    """An audit row's sentence: the Message rebuilt from the template and params stored with it
+    (so that it can be said in its reader's language), else the stored English text (older rows)."""
+    stored = r.detail.get("message") if isinstance(r.detail, dict) else None
+    return (Message.from_json(stored) if stored else None) or r.message
+
+
 def _audit_row(r: AuditEvent) -> AuditRow:
     return AuditRow(id=r.id, created_at=r.created_at, actor=r.actor, tenant_id=r.tenant_id, action=r.action,
-                    outcome=r.outcome, target=r.target, message=r.message)
+                    outcome=r.outcome, target=r.target, message=_stored_message(r))
