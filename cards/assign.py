@@ -10,7 +10,7 @@ from babel.dates import format_timedelta
 
 from cards import verbs
 from cards.base import action_set, card, choice_set, column, columns, execute, facts, input_text, text, title
-from cards.i18n import T, add_strings, babel_locale
+from cards.i18n import Plural, T, add_strings, babel_locale
 from core.views import Page, PoolView, UserRow
 
 ASSIGN_SEARCH = "assign.search"  # data: {pool?}; input q
@@ -33,8 +33,9 @@ add_strings({
     "en": {
         "assign.title": "Assign a license",
         "assign.title_pool": "Assign a license: {plan} ({interval})",
-        "assign.count": "{total} user(s) in License Desk",
-        "assign.count_search": "{total} user(s) in License Desk matching “{query}”",
+        "assign.count": Plural("{total} user in License Desk", "{total} users in License Desk", "total"),
+        "assign.count_search": Plural("{total} user in License Desk matching “{query}”",
+                                      "{total} users in License Desk matching “{query}”", "total"),
         "assign.search": "Search by name or e-mail",
         "assign.pick": "Or type a name to find anyone",
         "assign.choose_user": "Choose the user",
@@ -58,7 +59,7 @@ add_strings({
         "assign.plans.title": "Assign a license to {name}",
         "assign.plans.holds": "Holds",
         "assign.plans.choose": "License",
-        "assign.plans.option": "{plan} ({interval}) · {free} free",
+        "assign.plans.option": Plural("{plan} ({interval}) · {free} free", "{plan} ({interval}) · {free} free", "free"),
         "assign.plans.all_held": "{name} already holds a license of every family. Upgrade or unassign it from the "
                                  "pool's users instead.",
         "assign.plans.no_free": "There is no free seat for {name} in a plan of a family they do not hold yet. Buy "
@@ -79,8 +80,10 @@ add_strings({
     "fr": {
         "assign.title": "Attribuer une licence",
         "assign.title_pool": "Attribuer une licence : {plan} ({interval})",
-        "assign.count": "{total} utilisateur(s) dans License Desk",
-        "assign.count_search": "{total} utilisateur(s) dans License Desk pour « {query} »",
+        "assign.count": Plural("{total} utilisateur dans License Desk", "{total} utilisateurs dans License Desk",
+                               "total"),
+        "assign.count_search": Plural("{total} utilisateur dans License Desk pour « {query} »",
+                                      "{total} utilisateurs dans License Desk pour « {query} »", "total"),
         "assign.search": "Rechercher par nom ou e-mail",
         "assign.pick": "Ou tapez un nom pour trouver quelqu'un",
         "assign.choose_user": "Choisissez l'utilisateur",
@@ -107,7 +110,8 @@ add_strings({
         "assign.plans.title": "Attribuer une licence à {name}",
         "assign.plans.holds": "Licences",
         "assign.plans.choose": "Licence",
-        "assign.plans.option": "{plan} ({interval}) · {free} libre(s)",
+        "assign.plans.option": Plural("{plan} ({interval}) · {free} libre", "{plan} ({interval}) · {free} libres",
+                                      "free"),
         "assign.plans.all_held": "{name} a déjà une licence de chaque famille. Mettez-la à niveau ou retirez-la "
                                  "depuis les utilisateurs du lot.",
         "assign.plans.no_free": "Il n'y a plus de licence libre pour {name} dans une offre d'une famille qu'il ou "

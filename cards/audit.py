@@ -12,7 +12,7 @@ from babel.dates import format_datetime
 
 from cards import verbs
 from cards.base import CARD_BUDGET, action_set, card, container, execute, open_url, size, text, title
-from cards.i18n import STRINGS, T, add_strings
+from cards.i18n import STRINGS, Plural, T, add_strings
 from core.views import AuditRow, Page, PoolView
 
 LINK_MINUTES = 10
@@ -102,7 +102,8 @@ def _key(kind: str, action: str) -> str:
 add_strings({
     "en": {
         "audit.title": "Recent changes at {account}",
-        "audit.summary": "{total} event(s), newest first · page {page} of {pages} · times in {zone}",
+        "audit.summary": Plural("{total} event, newest first · page {page} of {pages} · times in {zone}",
+                                 "{total} events, newest first · page {page} of {pages} · times in {zone}", "total"),
         "audit.empty": "Nothing has been recorded yet.",
         "audit.refused": "Refused",
         "audit.system": "License Desk",
@@ -125,8 +126,10 @@ add_strings({
     },
     "fr": {
         "audit.title": "Changements récents chez {account}",
-        "audit.summary": "{total} événement(s), du plus récent au plus ancien · page {page} sur {pages} · heures "
-                         "{zone}",
+        "audit.summary": Plural("{total} événement, du plus récent au plus ancien · page {page} sur {pages} · "
+                                 "heures {zone}",
+                                 "{total} événements, du plus récent au plus ancien · page {page} sur {pages} · "
+                                 "heures {zone}", "total"),
         "audit.empty": "Rien n'a encore été enregistré.",
         "audit.refused": "Refusé",
         "audit.system": "License Desk",
@@ -214,7 +217,7 @@ def _row(t: T, row: AuditRow, users: dict[int, str], pools: dict[int, PoolView],
     items: list[dict] = [{"type": "RichTextBlock", "inlines": what}]
     if refused:
         why = [_run(t("audit.refused"), weight="Bolder", color="Attention")]
-        message = clip(row.message, msg_limit)
+        message = clip(t.say(row.message or ""), msg_limit)
         if message:
             why.append(_run(f": {message}", color="Attention"))
         items.append({"type": "RichTextBlock", "inlines": why, "spacing": "None"})

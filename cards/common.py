@@ -8,8 +8,9 @@ from cards.i18n import T
 
 
 def _commands(t: T, commands: list[str]) -> dict:
-    """The commands a person may use, each with its description (``cmd.<name>``)."""
-    return facts([(cmd, t(f"cmd.{cmd}")) for cmd in commands])
+    """The commands a person may use, each as the word to type in the reader's language
+    (``word.<name>``) with its description (``cmd.<name>``)."""
+    return facts([(t(f"word.{cmd}"), t(f"cmd.{cmd}")) for cmd in commands])
 
 
 def welcome(locale: str | None, *, is_admin: bool, commands: list[str], name: str | None = None) -> dict:

@@ -11,12 +11,44 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from babel.dates import format_date, format_datetime
 
-from core.errors import Message
+from core.errors import Message, plural_index
 from core.money import money as _money
 
 SUPPORTED = ("en", "fr")
 
-STRINGS: dict[str, dict[str, str]] = {
+
+@dataclass(frozen=True)
+class Plural:
+    """A string about a count, in its two gettext forms (ngettext's msgid and msgid_plural; a
+    translation gives its language's own two): the reader's language's plural rule
+    (:func:`core.errors.plural_index`) picks one by the value of the placeholder ``count``, so
+    that ``t("users.selected", n=1)`` says "1 user selected" and never "1 user(s)"."""
+
+    one: str
+    other: str
+    count: str = "n"
+
+    def form(self, lang: str, params: dict) -> str:
+        return (self.one, self.other)[plural_index(lang, params[self.count])]
+
+    def map(self, fn) -> Plural:
+        return Plural(fn(self.one), fn(self.other), self.count)
+
+
+def forms(value: str | Plural) -> tuple[str, ...]:
+    """Every text of a catalog entry: its two forms for a :class:`Plural`."""
+    return (value.one, value.other) if isinstance(value, Plural) else (value,)
+
+
+def _check_plurals(en: dict, fr: dict) -> None:
+    """A string about a count is one in both languages, counted by the same placeholder."""
+    wrong = sorted(key for key in en if isinstance(en[key], Plural) is not isinstance(fr[key], Plural)
+                   or isinstance(en[key], Plural) and en[key].count != fr[key].count)
+    if wrong:
+        raise ValueError(f"plural strings whose translation is not plural the same way: {wrong}")
+
+
+STRINGS: dict[str, dict[str, str | Plural]] = {
     "en": {
         "app": "License Desk",
         "welcome.title": "Welcome to License Desk",
@@ -33,6 +65,14 @@ STRINGS: dict[str, dict[str, str]] = {
         "cmd.audit": "see recent changes",
         "cmd.mylicense": "see your license and ask for an upgrade",
         "cmd.help": "show this help",
+        # the command words the help shows (each one the router understands: dialogs.router checks it)
+        "word.licenses": "licenses",
+        "word.buy": "buy",
+        "word.assign": "assign",
+        "word.requests": "requests",
+        "word.audit": "audit",
+        "word.mylicense": "my license",
+        "word.help": "help",
         "btn.licenses": "License pools",
         "btn.back": "Back",
         "btn.cancel": "Cancel",
@@ -58,20 +98,21 @@ STRINGS: dict[str, dict[str, str]] = {
         "pools.free": "Free",
         "pools.renewal": "Renews",
         "pools.hint": "Select an assigned count to see its users and upgrade them.",
-        "pools.removal": "{n} seat(s) leave at renewal",
+        "pools.removal": Plural("{n} seat leaves at renewal", "{n} seats leave at renewal"),
         "interval.month": "monthly",
         "interval.year": "yearly",
-        "users.title": "{plan} ({interval}): {total} user(s)",
-        "users.title_search": "{plan} ({interval}): {total} user(s) matching “{query}”",
+        "users.title": Plural("{plan} ({interval}): {total} user", "{plan} ({interval}): {total} users", "total"),
+        "users.title_search": Plural("{plan} ({interval}): {total} user matching “{query}”",
+                                     "{plan} ({interval}): {total} users matching “{query}”", "total"),
         "users.search": "Search by name or e-mail",
         "users.pick": "Or find anyone in this pool",
         "users.page": "Page {page} of {pages}",
         "users.none": "Nobody matches.",
-        "users.selected": "{n} user(s) selected",
+        "users.selected": Plural("{n} user selected", "{n} users selected"),
         "users.select": "Tick the users to upgrade",
         "users.held": "held by a quote until {time}",
         "users.downgrade": "downgrade to {plan} scheduled",
-        "tiers.title": "Upgrade {n} user(s) from {plan}",
+        "tiers.title": Plural("Upgrade {n} user from {plan}", "Upgrade {n} users from {plan}"),
         "tiers.choose": "New tier",
         "tiers.none": "{plan} is already the highest tier of its family: there is nothing to upgrade to.",
         "tiers.price": "{plan}: {price} per seat per {unit}",
@@ -80,7 +121,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "quote.title": "Upgrade quote",
         "quote.purchase_title": "Purchase quote",
         "quote.users": "Users",
-        "quote.more": "and {n} more",
+        "quote.more": Plural("and {n} more", "and {n} more"),
         "quote.change": "Change",
         "quote.period": "Proration period",
         "quote.credit": "Credit for unused time on {n} × {plan}",
@@ -102,9 +143,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "status.cancelled": "Cancelled",
         "status.refund_needed": "Payment to be refunded",
         "paid.title": "Upgrade paid",
-        "paid.body": "{n} user(s) now hold {plan}, effective now.",
-        "paid.told": "Each of them has been told in Teams.",
-        "paid.telling": "Each of them will be told in Teams ({done} of {total} told so far).",
+        "paid.body": Plural("{n} user now holds {plan}, effective now.", "{n} users now hold {plan}, effective now."),
+        "paid.told": Plural("They have been told in Teams.", "Each of them has been told in Teams."),
+        "paid.telling": Plural("They will be told in Teams shortly.",
+                               "Each of them will be told in Teams ({done} of {total} told so far).", "total"),
         "paid.amount": "Amount paid",
         "paid.at": "Paid on",
         "paid.by": "Paid by",
@@ -185,6 +227,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "cmd.audit": "voir les changements récents",
         "cmd.mylicense": "voir votre licence et demander une mise à niveau",
         "cmd.help": "afficher cette aide",
+        "word.licenses": "licences",
+        "word.buy": "acheter",
+        "word.assign": "attribuer",
+        "word.requests": "demandes",
+        "word.audit": "journal",
+        "word.mylicense": "ma licence",
+        "word.help": "aide",
         "btn.licenses": "Lots de licences",
         "btn.back": "Retour",
         "btn.cancel": "Annuler",
@@ -210,20 +259,23 @@ STRINGS: dict[str, dict[str, str]] = {
         "pools.free": "Libres",
         "pools.renewal": "Renouvellement",
         "pools.hint": "Choisissez un nombre d'attributions pour voir les utilisateurs et les mettre à niveau.",
-        "pools.removal": "{n} licence(s) retirée(s) au renouvellement",
+        "pools.removal": Plural("{n} licence retirée au renouvellement", "{n} licences retirées au renouvellement"),
         "interval.month": "mensuel",
         "interval.year": "annuel",
-        "users.title": "{plan} ({interval}) : {total} utilisateur(s)",
-        "users.title_search": "{plan} ({interval}) : {total} utilisateur(s) pour « {query} »",
+        "users.title": Plural("{plan} ({interval}) : {total} utilisateur", "{plan} ({interval}) : {total} utilisateurs",
+                              "total"),
+        "users.title_search": Plural("{plan} ({interval}) : {total} utilisateur pour « {query} »",
+                                     "{plan} ({interval}) : {total} utilisateurs pour « {query} »", "total"),
         "users.search": "Rechercher par nom ou e-mail",
         "users.pick": "Ou trouver quelqu'un dans ce lot",
         "users.page": "Page {page} sur {pages}",
         "users.none": "Personne ne correspond.",
-        "users.selected": "{n} utilisateur(s) sélectionné(s)",
+        "users.selected": Plural("{n} utilisateur sélectionné", "{n} utilisateurs sélectionnés"),
         "users.select": "Cochez les utilisateurs à mettre à niveau",
         "users.held": "réservé par un devis jusqu'au {time}",
         "users.downgrade": "passage à {plan} prévu",
-        "tiers.title": "Mettre à niveau {n} utilisateur(s) depuis {plan}",
+        "tiers.title": Plural("Mettre à niveau {n} utilisateur depuis {plan}",
+                              "Mettre à niveau {n} utilisateurs depuis {plan}"),
         "tiers.choose": "Nouvelle offre",
         "tiers.none": "{plan} est déjà l'offre la plus haute de sa famille : aucune mise à niveau possible.",
         "tiers.price": "{plan} : {price} par licence et par {unit}",
@@ -232,7 +284,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "quote.title": "Devis de mise à niveau",
         "quote.purchase_title": "Devis d'achat",
         "quote.users": "Utilisateurs",
-        "quote.more": "et {n} autre(s)",
+        "quote.more": Plural("et {n} autre", "et {n} autres"),
         "quote.change": "Changement",
         "quote.period": "Période au prorata",
         "quote.credit": "Avoir pour le temps non utilisé sur {n} × {plan}",
@@ -255,9 +307,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "status.cancelled": "Annulé",
         "status.refund_needed": "Paiement à rembourser",
         "paid.title": "Mise à niveau payée",
-        "paid.body": "{n} utilisateur(s) ont maintenant {plan}, dès maintenant.",
-        "paid.told": "Chacun a été prévenu dans Teams.",
-        "paid.telling": "Chacun sera prévenu dans Teams ({done} sur {total} pour l'instant).",
+        "paid.body": Plural("{n} utilisateur a maintenant {plan}, dès maintenant.",
+                            "{n} utilisateurs ont maintenant {plan}, dès maintenant."),
+        "paid.told": Plural("Cette personne a été prévenue dans Teams.", "Chacun a été prévenu dans Teams."),
+        "paid.telling": Plural("Cette personne sera prévenue dans Teams sous peu.",
+                               "Chacun sera prévenu dans Teams ({done} sur {total} pour l'instant).", "total"),
         "paid.amount": "Montant payé",
         "paid.at": "Payé le",
         "paid.by": "Payé par",
@@ -328,7 +382,7 @@ STRINGS: dict[str, dict[str, str]] = {
 # The core's and the dialogs' messages (core.errors.Message) in French, keyed by their English
 # template (the same placeholders; a format spec may differ, e.g. dates). A template missing
 # here is said in English.
-MESSAGES_FR: dict[str, str] = {
+MESSAGES_FR: dict[str, str | Plural] = {
     # people to ask (inside the sentences below)
     "{a} or {b}": "{a} ou à {b}",
     "{a}, {b} or {c}": "{a}, {b} ou {c}",
@@ -390,10 +444,12 @@ MESSAGES_FR: dict[str, str] = {
     "That license pool does not exist in your account (it may have been removed).":
         "Ce lot de licences n'existe pas dans votre compte (il a peut-être été supprimé).",
     "That user is not in your account.": "Cet utilisateur ne fait pas partie de votre compte.",
-    "{missing} of the selected users no longer hold a seat in this pool. Here is the pool as it is now; select "
-    "again.":
-        "{missing} des utilisateurs sélectionnés n'ont plus de licence dans ce lot. Voici le lot tel qu'il est "
+    "{missing} of the selected users no longer holds a seat in this pool. Here is the pool as it is now; select "
+    "again.": Plural(
+        "{missing} des utilisateurs sélectionnés n'a plus de licence dans ce lot. Voici le lot tel qu'il est "
         "maintenant ; sélectionnez de nouveau.",
+        "{missing} des utilisateurs sélectionnés n'ont plus de licence dans ce lot. Voici le lot tel qu'il est "
+        "maintenant ; sélectionnez de nouveau.", "missing"),
     "{email} is not on an approved e-mail domain of your account, so it cannot hold a license. An administrator "
     "can approve the domain first.":
         "{email} n'est pas sur un domaine de messagerie approuvé pour votre compte : cette personne ne peut donc "
@@ -403,13 +459,16 @@ MESSAGES_FR: dict[str, str] = {
     "There is no free {plan} seat in this pool. Buy one, or unassign someone first.":
         "Il n'y a plus de licence {plan} libre dans ce lot. Achetez-en une, ou retirez d'abord une licence à "
         "quelqu'un.",
-    "Only {free} seat(s) of this pool are free. Unassign users first, then remove their seats.":
-        "Seules {free} licence(s) de ce lot sont libres. Retirez d'abord des utilisateurs, puis supprimez leurs "
-        "licences.",
-    "The seats to remove from this pool changed since this card was shown: {scheduled} now leave at renewal. "
-    "Nothing more was removed.":
-        "Les licences à supprimer de ce lot ont changé depuis l'affichage de cette carte : {scheduled} partent "
+    "Only {free} seat of this pool is free. Unassign users first, then remove their seats.": Plural(
+        "Ce lot n'a que {free} licence libre. Retirez d'abord des utilisateurs, puis supprimez leurs licences.",
+        "Ce lot n'a que {free} licences libres. Retirez d'abord des utilisateurs, puis supprimez leurs licences.",
+        "free"),
+    "The seats to remove from this pool changed since this card was shown: {scheduled} now leaves at renewal. "
+    "Nothing more was removed.": Plural(
+        "Les licences à supprimer de ce lot ont changé depuis l'affichage de cette carte : {scheduled} part "
         "désormais au renouvellement. Rien de plus n'a été supprimé.",
+        "Les licences à supprimer de ce lot ont changé depuis l'affichage de cette carte : {scheduled} partent "
+        "désormais au renouvellement. Rien de plus n'a été supprimé.", "scheduled"),
     "No seat of this pool is scheduled to leave at renewal: there is nothing to cancel.":
         "Aucune licence de ce lot ne doit partir au renouvellement : il n'y a rien à annuler.",
     "These seats are held by an open quote of {holder} until {until:%Y-%m-%d %H:%M %Z}. Wait for it to be paid "
@@ -577,20 +636,26 @@ def french_typography(template: str) -> str:
     return "".join(parts)
 
 
-STRINGS["fr"] = {key: french_typography(value) for key, value in STRINGS["fr"].items()}
-MESSAGES: dict[str, dict[str, str]] = {"fr": {key: french_typography(value) for key, value in MESSAGES_FR.items()}}
+def _typeset_fr(value: str | Plural) -> str | Plural:
+    return value.map(french_typography) if isinstance(value, Plural) else french_typography(value)
 
 
-def add_strings(strings: dict[str, dict[str, str]]) -> None:
+_check_plurals(STRINGS["en"], STRINGS["fr"])
+STRINGS["fr"] = {key: _typeset_fr(value) for key, value in STRINGS["fr"].items()}
+MESSAGES: dict[str, dict[str, str | Plural]] = {"fr": {key: _typeset_fr(value) for key, value in MESSAGES_FR.items()}}
+
+
+def add_strings(strings: dict[str, dict[str, str | Plural]]) -> None:
     """Register a card module's strings: ``{"en": {...}, "fr": {...}}``; every key needs both."""
     en, fr = strings["en"], strings["fr"]
     if set(en) != set(fr):
         raise ValueError(f"strings without a translation: {sorted(set(en) ^ set(fr))}")
+    _check_plurals(en, fr)
     clash = set(en) & set(STRINGS["en"])
     if clash:
         raise ValueError(f"strings defined twice: {sorted(clash)}")
     STRINGS["en"].update(en)
-    STRINGS["fr"].update({key: french_typography(value) for key, value in fr.items()})
+    STRINGS["fr"].update({key: _typeset_fr(value) for key, value in fr.items()})
 
 
 @dataclass(frozen=True)
@@ -658,6 +723,8 @@ class T:
     def __call__(self, key: str, **kw) -> str:
         """The string ``key`` formatted with ``kw``; a value that is a Message is said first."""
         text = STRINGS[self.lang].get(key) or STRINGS["en"][key]
+        if isinstance(text, Plural):
+            text = text.form(self.lang, kw)
         if not kw:
             return text
         values = {k: self.say(v) if isinstance(v, Message) else v for k, v in kw.items()}
@@ -675,11 +742,15 @@ class T:
         translated str) is returned as it is."""
         if not isinstance(message, Message):
             return str(message)
-        template = MESSAGES.get(self.lang, {}).get(message.template)
+        template, lang = MESSAGES.get(self.lang, {}).get(message.template), self.lang
         if template is None:
             if self.zone is None:
                 return str(message)
-            template = message.template  # the English text, its instants in the reader's zone
+            template, lang = message.template, "en"  # the English text, its instants in the reader's zone
+            if message.plural is not None:
+                template = Plural(message.template, message.plural, message.count)
+        if isinstance(template, Plural):
+            template = template.form(lang, message.params)
         return template.format(**{k: self._param(v) for k, v in message.params.items()})
 
     def _param(self, value):

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from cards import verbs
 from cards.base import card, choice_set, execute, facts, text, title
-from cards.i18n import T, add_strings
+from cards.i18n import Plural, T, add_strings
 from core.views import PlanView, PoolView, UserRow
 
 SEATS_REMOVE_CONFIRM = "seats.remove.confirm"  # data: {pool, scheduled} + input qty
@@ -26,9 +26,9 @@ add_strings({
         "pool_admin.free": "Free to remove",
         "pool_admin.leaving": "Already leaving at renewal",
         "pool_admin.renewal_date": "Next renewal",
-        "pool_admin.renewal_now": "Renewal now: {n} seat(s)",
-        "pool_admin.renewal_after": "After removing {k}: {n} seat(s)",
-        "pool_admin.renewal_new": "Renewal from then: {n} seat(s)",
+        "pool_admin.renewal_now": Plural("Renewal now: {n} seat", "Renewal now: {n} seats"),
+        "pool_admin.renewal_after": Plural("After removing {k}: {n} seat", "After removing {k}: {n} seats"),
+        "pool_admin.renewal_new": Plural("Renewal from then: {n} seat", "Renewal from then: {n} seats"),
         "pool_admin.remove.title": "Remove seats from {pool}",
         "pool_admin.remove.explain": "Free seats can be removed; they leave at the end of the billing period, on "
                                      "{date}. Nothing is refunded, and they stay usable until then.",
@@ -40,36 +40,45 @@ add_strings({
         "pool_admin.btn.remove_more": "Remove more seats",
         "pool_admin.btn.users": "Users of this pool",
         "pool_admin.removed.title": "Seats removed at renewal",
-        "pool_admin.removed.body": "{n} seat(s) of {pool} leave on {date}. Nothing is refunded.",
+        "pool_admin.removed.body": Plural("{n} seat of {pool} leaves on {date}. Nothing is refunded.",
+                                          "{n} seats of {pool} leave on {date}. Nothing is refunded."),
         "pool_admin.removal_cancelled.title": "Removal cancelled",
         "pool_admin.removal_cancelled.body": "No seat of {pool} leaves at renewal any more.",
-        "pool_admin.unassign.title": "Unassign {n} user(s) from {pool}",
+        "pool_admin.unassign.title": Plural("Unassign {n} user from {pool}", "Unassign {n} users from {pool}"),
         "pool_admin.unassign.explain": "They lose this license now and are told in Teams. Their seats become free "
                                        "and are still billed until you remove them.",
-        "pool_admin.btn.unassign": "Unassign {n} user(s)",
-        "pool_admin.unassigned.title": "{n} user(s) unassigned",
-        "pool_admin.unassigned.body": "Each of them has been told in Teams. {free} seat(s) of {pool} are free now.",
+        "pool_admin.btn.unassign": Plural("Unassign {n} user", "Unassign {n} users"),
+        "pool_admin.unassigned.title": Plural("{n} user unassigned", "{n} users unassigned"),
+        "pool_admin.unassigned.told": Plural("They have been told in Teams.", "Each of them has been told in Teams."),
+        "pool_admin.unassigned.free": Plural("{free} seat of {pool} is free now.",
+                                             "{free} seats of {pool} are free now.",
+                                             "free"),
         "pool_admin.downgrade.title": "Downgrade at renewal from {pool}",
         "pool_admin.downgrade.explain": "The users keep {plan} until {date}, then move to the plan you choose. "
                                         "They are told now. Nothing is refunded.",
         "pool_admin.downgrade.who": "Who",
-        "pool_admin.downgrade.who_sel": "The {n} selected user(s): {names}",
-        "pool_admin.downgrade.who_pool": "Everyone in this pool ({n} user(s))",
+        "pool_admin.downgrade.who_sel": Plural("The selected user: {names}", "The {n} selected users: {names}"),
+        "pool_admin.downgrade.who_pool": Plural("Everyone in this pool ({n} user)",
+                                                "Everyone in this pool ({n} users)"),
         "pool_admin.downgrade.too_big": "This pool has {n} users: at most {max} can be downgraded at once, so "
                                         "select them in the pool's users card, in several rounds.",
         "pool_admin.downgrade.plan": "New plan from {date}",
         "pool_admin.downgrade.lowest": "{plan} is the lowest tier of its family: there is nothing to downgrade to.",
-        "pool_admin.downgrade.already": "{n} of the selected users already have a downgrade scheduled.",
+        "pool_admin.downgrade.already": Plural("{n} of the selected users already has a downgrade scheduled.",
+                                               "{n} of the selected users already have a downgrade scheduled."),
         "pool_admin.downgrade.missing": "Choose the new plan first.",
         "pool_admin.btn.schedule": "Schedule",
         "pool_admin.btn.cancel_downgrade": "Cancel their downgrade",
         "pool_admin.scheduled.title": "Downgrade scheduled",
-        "pool_admin.scheduled.body": "{n} user(s) move from {plan} to {to} on {date}. They keep {plan} until then "
-                                     "and have been told.",
+        "pool_admin.scheduled.body": Plural("{n} user moves from {plan} to {to} on {date}. They keep {plan} until "
+                                            "then and have been told.",
+                                            "{n} users move from {plan} to {to} on {date}. They keep {plan} until "
+                                            "then and have been told."),
         "pool_admin.btn.cancel_this": "Cancel this downgrade",
         "pool_admin.downgrade_cancelled.title": "Downgrade cancelled",
-        "pool_admin.downgrade_cancelled.body": "{n} user(s) keep {plan} after {date}; they have been told.",
-        "pool_admin.more": "and {n} more",
+        "pool_admin.downgrade_cancelled.body": Plural("{n} user keeps {plan} after {date}; they have been told.",
+                                                       "{n} users keep {plan} after {date}; they have been told."),
+        "pool_admin.more": Plural("and {n} more", "and {n} more"),
         "pool_admin.notice.unassigned.title": "Your license was removed",
         "pool_admin.notice.unassigned.body": "{by} removed your {plan} license. Ask an administrator if you still "
                                              "need it.",
@@ -87,9 +96,11 @@ add_strings({
         "pool_admin.free": "Libres à supprimer",
         "pool_admin.leaving": "Déjà retirées au renouvellement",
         "pool_admin.renewal_date": "Prochain renouvellement",
-        "pool_admin.renewal_now": "Renouvellement actuel : {n} licence(s)",
-        "pool_admin.renewal_after": "Après en avoir retiré {k} : {n} licence(s)",
-        "pool_admin.renewal_new": "Renouvellement ensuite : {n} licence(s)",
+        "pool_admin.renewal_now": Plural("Renouvellement actuel : {n} licence", "Renouvellement actuel : {n} licences"),
+        "pool_admin.renewal_after": Plural("Après en avoir retiré {k} : {n} licence",
+                                           "Après en avoir retiré {k} : {n} licences"),
+        "pool_admin.renewal_new": Plural("Renouvellement ensuite : {n} licence",
+                                         "Renouvellement ensuite : {n} licences"),
         "pool_admin.remove.title": "Supprimer des licences de {pool}",
         "pool_admin.remove.explain": "Les licences libres peuvent être supprimées ; elles partent à la fin de la "
                                      "période de facturation, le {date}. Rien n'est remboursé et elles restent "
@@ -103,41 +114,52 @@ add_strings({
         "pool_admin.btn.remove_more": "Supprimer d'autres licences",
         "pool_admin.btn.users": "Utilisateurs de ce lot",
         "pool_admin.removed.title": "Licences supprimées au renouvellement",
-        "pool_admin.removed.body": "{n} licence(s) de {pool} partent le {date}. Rien n'est remboursé.",
+        "pool_admin.removed.body": Plural("{n} licence de {pool} part le {date}. Rien n'est remboursé.",
+                                          "{n} licences de {pool} partent le {date}. Rien n'est remboursé."),
         "pool_admin.removal_cancelled.title": "Suppression annulée",
         "pool_admin.removal_cancelled.body": "Plus aucune licence de {pool} ne part au renouvellement.",
-        "pool_admin.unassign.title": "Retirer la licence de {n} utilisateur(s) de {pool}",
+        "pool_admin.unassign.title": Plural("Retirer la licence de {n} utilisateur de {pool}",
+                                           "Retirer la licence de {n} utilisateurs de {pool}"),
         "pool_admin.unassign.explain": "Ils perdent cette licence dès maintenant et sont prévenus dans Teams. Leurs "
                                        "licences deviennent libres et restent facturées tant que vous ne les "
                                        "supprimez pas.",
-        "pool_admin.btn.unassign": "Retirer à {n} utilisateur(s)",
-        "pool_admin.unassigned.title": "Licence retirée à {n} utilisateur(s)",
-        "pool_admin.unassigned.body": "Chacun a été prévenu dans Teams. {free} licence(s) de {pool} sont "
-                                      "maintenant libres.",
+        "pool_admin.btn.unassign": Plural("Retirer à {n} utilisateur", "Retirer à {n} utilisateurs"),
+        "pool_admin.unassigned.title": Plural("Licence retirée à {n} utilisateur",
+                                              "Licence retirée à {n} utilisateurs"),
+        "pool_admin.unassigned.told": Plural("Cette personne a été prévenue dans Teams.",
+                                             "Chacun a été prévenu dans Teams."),
+        "pool_admin.unassigned.free": Plural("{free} licence de {pool} est maintenant libre.",
+                                             "{free} licences de {pool} sont maintenant libres.", "free"),
         "pool_admin.downgrade.title": "Rétrograder au renouvellement depuis {pool}",
         "pool_admin.downgrade.explain": "Les utilisateurs gardent {plan} jusqu'au {date}, puis passent à l'offre "
                                         "choisie. Ils sont prévenus dès maintenant. Rien n'est remboursé.",
         "pool_admin.downgrade.who": "Qui",
-        "pool_admin.downgrade.who_sel": "Les {n} utilisateur(s) sélectionné(s) : {names}",
-        "pool_admin.downgrade.who_pool": "Tout le lot ({n} utilisateur(s))",
+        "pool_admin.downgrade.who_sel": Plural("L'utilisateur sélectionné : {names}",
+                                               "Les {n} utilisateurs sélectionnés : {names}"),
+        "pool_admin.downgrade.who_pool": Plural("Tout le lot ({n} utilisateur)", "Tout le lot ({n} utilisateurs)"),
         "pool_admin.downgrade.too_big": "Ce lot compte {n} utilisateurs : au plus {max} peuvent être rétrogradés "
                                         "à la fois ; sélectionnez-les dans la carte des utilisateurs du lot, en "
                                         "plusieurs fois.",
         "pool_admin.downgrade.plan": "Nouvelle offre à partir du {date}",
         "pool_admin.downgrade.lowest": "{plan} est l'offre la plus basse de sa famille : aucune rétrogradation "
                                        "possible.",
-        "pool_admin.downgrade.already": "{n} des utilisateurs sélectionnés ont déjà une rétrogradation prévue.",
+        "pool_admin.downgrade.already": Plural("{n} des utilisateurs sélectionnés a déjà une rétrogradation prévue.",
+                                               "{n} des utilisateurs sélectionnés ont déjà une rétrogradation prévue."),
         "pool_admin.downgrade.missing": "Choisissez d'abord la nouvelle offre.",
         "pool_admin.btn.schedule": "Planifier",
         "pool_admin.btn.cancel_downgrade": "Annuler leur rétrogradation",
         "pool_admin.scheduled.title": "Rétrogradation planifiée",
-        "pool_admin.scheduled.body": "{n} utilisateur(s) passent de {plan} à {to} le {date}. Ils gardent {plan} "
-                                     "d'ici là et ont été prévenus.",
+        "pool_admin.scheduled.body": Plural("{n} utilisateur passe de {plan} à {to} le {date}. Cette personne "
+                                            "garde {plan} d'ici là et a été prévenue.",
+                                            "{n} utilisateurs passent de {plan} à {to} le {date}. Ils gardent {plan} "
+                                            "d'ici là et ont été prévenus."),
         "pool_admin.btn.cancel_this": "Annuler cette rétrogradation",
         "pool_admin.downgrade_cancelled.title": "Rétrogradation annulée",
-        "pool_admin.downgrade_cancelled.body": "{n} utilisateur(s) gardent {plan} après le {date} ; ils ont été "
-                                               "prévenus.",
-        "pool_admin.more": "et {n} autre(s)",
+        "pool_admin.downgrade_cancelled.body": Plural("{n} utilisateur garde {plan} après le {date} ; cette "
+                                                       "personne a été prévenue.",
+                                                       "{n} utilisateurs gardent {plan} après le {date} ; ils ont "
+                                                       "été prévenus."),
+        "pool_admin.more": Plural("et {n} autre", "et {n} autres"),
         "pool_admin.notice.unassigned.title": "Votre licence a été retirée",
         "pool_admin.notice.unassigned.body": "{by} a retiré votre licence {plan}. Demandez à un administrateur si "
                                              "vous en avez encore besoin.",
@@ -270,7 +292,8 @@ def unassign_done(locale: str | None, pool: PoolView, n: int) -> dict:
     t = T(locale)
     heading = t("pool_admin.unassigned.title", n=n)
     body = [title(heading),
-            text(t("pool_admin.unassigned.body", free=max(pool.assignable, 0), pool=_pool_name(t, pool)),
+            text(f'{t("pool_admin.unassigned.told", n=n)} '
+                 f'{t("pool_admin.unassigned.free", free=max(pool.assignable, 0), pool=_pool_name(t, pool))}',
                  color="Good")]
     actions = []
     if pool.assignable > 0:

@@ -248,7 +248,7 @@ def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> d
     if q.kind == "upgrade":
         body.append(text(t("paid.body", n=len(q.users), plan=q.to_plan_name), color="Good"))
         told = q.notices_delivered >= q.notices_total
-        body.append(text(t("paid.told") if told else t("paid.telling", done=q.notices_delivered,
+        body.append(text(t("paid.told", n=len(q.users)) if told else t("paid.telling", done=q.notices_delivered,
                                                                       total=q.notices_total)))
         what = [(t("quote.users"), _names(t, q.users, len(q.users))),
                 (t("quote.change"), f"{q.from_plan_name} → {q.to_plan_name} ({t.interval(q.interval)})")]

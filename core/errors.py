@@ -4,7 +4,22 @@ that it can test against."""
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
+
+from babel import Locale
+
+
+@functools.cache
+def _plural_rule(lang: str):
+    return Locale.parse(lang).plural_form
+
+
+def plural_index(lang: str, n: int) -> int:
+    """Which of gettext's two forms a count takes in ``lang``: 0 the singular (msgid), 1 the
+    plural (msgid_plural), by the CLDR rules (Babel): French says 0 and 1 in the singular,
+    English only 1; CLDR's other categories (French "many": "1 000 000 de") take the plural."""
+    return 0 if _plural_rule(lang)(abs(n)) == "one" else 1
 
 
 class Message(str):
@@ -12,19 +27,78 @@ class Message(str):
     ``template.format(**params)`` (logs, the audit log and tests see it as before), keeping its
     ``template`` and ``params`` so that the chat layer can translate it (``cards.i18n.T.say``:
     catalogs are keyed by the English template). A param may be a Message itself (e.g. "A or
-    B"): it is translated too. ``str(message)`` is the plain English text."""
+    B"): it is translated too. ``str(message)`` is the plain English text.
+
+    A sentence about a count (:meth:`counted`) also keeps its plural template (ngettext's
+    msgid_plural) and the name of the param that holds the count."""
 
     template: str
     params: dict
+    plural: str | None = None
+    count: str | None = None
 
     def __new__(cls, template: str, /, **params) -> Message:
-        self = super().__new__(cls, template.format(**params))
-        self.template = template
-        self.params = params
+        return cls._build(template, None, None, params)
+
+    @classmethod
+    def counted(cls, one: str, other: str, count: str, /, **params) -> Message:
+        """ngettext-style: ``one`` or ``other`` by the count in ``params[count]`` (English rules
+        for the English text; the chat layer applies the reader's language's rules)."""
+        return cls._build(one, other, count, params)
+
+    @classmethod
+    def _build(cls, template: str, plural: str | None, count: str | None, params: dict) -> Message:
+        text = template if plural is None else (template, plural)[plural_index("en", params[count])]
+        self = str.__new__(cls, text.format(**params))
+        self.template, self.plural, self.count, self.params = template, plural, count, params
         return self
 
-    def __getnewargs_ex__(self):  # pickle and copy rebuild it from its template, not from its text
-        return (self.template,), self.params
+    def __reduce__(self):  # pickle and copy rebuild it from its template, not from its text
+        return Message._build, (self.template, self.plural, self.count, self.params)
+
+    def to_json(self) -> dict:
+        """The template, plural form and params as JSON (instants as ISO 8601, Messages nested),
+        so that a stored sentence (the audit log) can be said in its reader's language later."""
+        return {"template": self.template, "plural": self.plural, "count": self.count,
+                "params": {k: _param_to_json(v) for k, v in self.params.items()}}
+
+    @classmethod
+    def from_json(cls, data) -> Message | None:
+        """The Message :meth:`to_json` stored; None when ``data`` is not such a thing."""
+        try:
+            params = {k: _param_from_json(v) for k, v in data["params"].items()}
+            return cls._build(data["template"], data.get("plural"), data.get("count"), params)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            return None
+
+
+def no_longer_held(missing: int) -> Message:
+    """The refusal when ``missing`` of the users selected on a card lost their seat in its pool meanwhile."""
+    return Message.counted("{missing} of the selected users no longer holds a seat in this pool. Here is the pool "
+                           "as it is now; select again.",
+                           "{missing} of the selected users no longer hold a seat in this pool. Here is the pool "
+                           "as it is now; select again.", "missing", missing=missing)
+
+
+def _param_to_json(value):
+    if isinstance(value, Message):
+        return {"message": value.to_json()}
+    if isinstance(value, datetime):
+        return {"instant": _aware(value).isoformat()}
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)  # (anything else: as the English text showed it)
+
+
+def _param_from_json(value):
+    if isinstance(value, dict):
+        if "message" in value:
+            message = Message.from_json(value["message"])
+            if message is None:
+                raise ValueError("not a stored Message")
+            return message
+        return datetime.fromisoformat(value["instant"])
+    return value
 
 
 def _aware(at: datetime) -> datetime:

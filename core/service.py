@@ -48,6 +48,7 @@ from core.errors import (
     SeatsAssigned,
     UnknownCaller,
     WrongFamily,
+    no_longer_held,
 )
 from core.models import (
     Account,
@@ -288,6 +289,8 @@ class Licensing:
     def _audit(self, s: Session, *, account_id: int | None, tenant_id: str | None, actor_id: int | None,
                actor: str | None, action: str, outcome: str = "ok", target: str | None = None,
                message: str | None = None, detail: dict | None = None) -> None:
+        if isinstance(message, Message):  # its template and params too: said in the reader's language later
+            detail = {**(detail or {}), "message": message.to_json()}
         s.add(AuditEvent(account_id=account_id, tenant_id=tenant_id, actor_id=actor_id, actor=actor,
                          action=action, outcome=outcome, target=target,
                          message=None if message is None else str(message),  # (the English text: a plain str)
@@ -653,8 +656,7 @@ class Licensing:
         seats = list(s.scalars(_SEATS_OF[lock], {"pool": pool.id, "users": list(user_ids)}))
         if len(seats) != len(user_ids):
             missing = len(user_ids) - len(seats)
-            raise InvalidInput(Message("{missing} of the selected users no longer hold a seat in this pool. "
-                                       "Here is the pool as it is now; select again.", missing=missing), stale=True)
+            raise InvalidInput(no_longer_held(missing), stale=True)
         return seats
 
     def upgrade_options(self, actor: Actor, pool_id, user_ids) -> list[PlanView]:
@@ -1507,8 +1509,10 @@ class Licensing:
     def _check_removable(self, s: Session, pool: Pool, n: int) -> None:
         free = pool.quantity - self._assigned(s, pool.id) - pool.removal_scheduled
         if n > free:
-            raise SeatsAssigned(Message("Only {free} seat(s) of this pool are free. Unassign users first, then "
-                                        "remove their seats.", free=max(free, 0)), free=max(free, 0))
+            raise SeatsAssigned(Message.counted("Only {free} seat of this pool is free. Unassign users first, then "
+                                                "remove their seats.",
+                                                "Only {free} seats of this pool are free. Unassign users first, then "
+                                                "remove their seats.", "free", free=max(free, 0)), free=max(free, 0))
 
     def remove_seats(self, actor: Actor, pool_id, quantity, *, expected_scheduled: int | None = None) -> PoolView:
         """Remove free seats at the period end (nothing is refunded). ``expected_scheduled``: the
@@ -1520,9 +1524,13 @@ class Licensing:
             n = parse_quantity(quantity)
             sub = self._current(s, s.get(Subscription, pool.subscription_id), self.now())  # before scheduling
             if expected_scheduled is not None and pool.removal_scheduled != expected_scheduled:
-                raise InvalidInput(Message("The seats to remove from this pool changed since this card was shown: "
-                                           "{scheduled} now leave at renewal. Nothing more was removed.",
-                                           scheduled=pool.removal_scheduled), scheduled=pool.removal_scheduled)
+                raise InvalidInput(Message.counted("The seats to remove from this pool changed since this card was "
+                                                   "shown: {scheduled} now leaves at renewal. Nothing more was "
+                                                   "removed.",
+                                                   "The seats to remove from this pool changed since this card was "
+                                                   "shown: {scheduled} now leave at renewal. Nothing more was "
+                                                   "removed.", "scheduled", scheduled=pool.removal_scheduled),
+                                   scheduled=pool.removal_scheduled)
             self._check_removable(s, pool, n)
             pool.removal_scheduled += n
             self._audit_ok(s, caller, "seats.removal_scheduled", f"pool:{pool.id}",
@@ -1849,11 +1857,13 @@ class Licensing:
 
         return self._query(actor, "audit.list", fn)
 
-    def export_audit_csv(self, account_id: int, out: io.TextIOBase | None = None) -> str:
-        """The account's audit log as CSV, oldest first (streamed in batches)."""
+    def export_audit_csv(self, account_id: int, out: io.TextIOBase | None = None, *,
+                         headers: list[str] | None = None, say=str) -> str:
+        """The account's audit log as CSV, oldest first (streamed in batches). ``headers``: the
+        column names in the reader's language; ``say``: says a refusal's Message in it."""
         buf = out or io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["id", "created_at", "tenant_id", "actor", "action", "outcome", "target", "message"])
+        w.writerow(headers or ["id", "created_at", "tenant_id", "actor", "action", "outcome", "target", "message"])
         with self.db.read() as s:
             if s.get(Account, account_id) is None:
                 raise NotFound(Message("There is no account {account}.", account=account_id))
@@ -1865,7 +1875,7 @@ class Licensing:
                     break
                 for r in rows:
                     w.writerow([r.id, r.created_at.isoformat(), r.tenant_id or "", _csv_safe(r.actor),
-                                r.action, r.outcome, _csv_safe(r.target), _csv_safe(r.message)])
+                                r.action, r.outcome, _csv_safe(r.target), _csv_safe(say(_stored_message(r) or ""))])
                 last = rows[-1].id
         return buf.getvalue() if out is None else ""
 
@@ -2362,6 +2372,13 @@ def _csv_safe(value: str | None) -> str:
     return "'" + value if risky else value
 
 
+def _stored_message(r: AuditEvent) -> str | None:
+    """An audit row's sentence: the Message rebuilt from the template and params stored with it
+    (so that it can be said in its reader's language), else the stored English text (older rows)."""
+    stored = r.detail.get("message") if isinstance(r.detail, dict) else None
+    return (Message.from_json(stored) if stored else None) or r.message
+
+
 def _audit_row(r: AuditEvent) -> AuditRow:
     return AuditRow(id=r.id, created_at=r.created_at, actor=r.actor, tenant_id=r.tenant_id, action=r.action,
-                    outcome=r.outcome, target=r.target, message=r.message)
+                    outcome=r.outcome, target=r.target, message=_stored_message(r))

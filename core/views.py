@@ -223,7 +223,7 @@ class AuditRow:
     action: str
     outcome: str
     target: str | None
-    message: str | None
+    message: str | None  # a core.errors.Message when its template was stored with the row (the reader's language)
 
 
 @dataclass(frozen=True)

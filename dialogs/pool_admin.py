@@ -11,7 +11,7 @@ from datetime import datetime
 
 from cards import pool_admin, verbs
 from cards.i18n import Reader, T
-from core.errors import DomainError, InvalidInput, Message, NotAdmin, NotFound, UnknownCaller
+from core.errors import DomainError, InvalidInput, Message, NotAdmin, NotFound, UnknownCaller, no_longer_held
 from core.text import parse_quantity
 from dialogs.base import MAX_SELECTION, CardDataError, Flow, Turn, data_int, id_list, page_of, text_of
 from dialogs.upgrade import NO_PLAN, NO_USER, UpgradeFlow
@@ -58,8 +58,7 @@ class PoolAdminFlow(Flow):
         rows = self.lic.pool_rows(turn.actor, pool_id, sel)
         if len(rows) == len(sel):
             return rows, None
-        message = Message("{missing} of the selected users no longer hold a seat in this pool. "
-                          "Here is the pool as it is now; select again.", missing=len(sel) - len(rows))
+        message = no_longer_held(len(sel) - len(rows))
         page = self.upgrade.users_page(turn, pool_id, "", 0, [], note=message)
         return None, self.refused(turn, verb, message, pool_id, page)
 

@@ -14,7 +14,7 @@ import logging
 
 from cards import common, upgrade
 from cards.base import execute
-from cards.i18n import Reader, T
+from cards.i18n import SUPPORTED, Reader, T
 from core.errors import (
     DomainError,
     HeldByQuote,
@@ -87,17 +87,26 @@ class Router:
                     raise ValueError(f"{cls.__name__} registers {sorted(clash)} twice")
                 registry.update(items)
         self.commands["help"] = CommandSpec(self._cmd_help, False, ("aide", "?", "hi", "hello", "bonjour", "start"))
+        for name in self.commands:  # the help shows each command's word in each language: it must open it
+            for lang in SUPPORTED:
+                word = T(lang)(f"word.{name}")
+                if self.command_for(word) != name:
+                    raise ValueError(f"the {lang} help shows “{word}” for {name}, which the router does not map to it")
 
     def flow(self, cls: type[Flow]) -> Flow:
         return self.flows[cls]
 
     # ------------------------------------------------------------------ entry points
 
-    def on_text(self, turn: Turn, text: str) -> dict:
+    def command_for(self, text: str | None) -> str | None:
+        """The command a typed text names (its name or an alias, any case and spacing), or None."""
         word = " ".join((text or "").split()).lower().strip(" !.")
-        for name, spec in self.commands.items():
-            if word == name or word in spec.aliases:
-                return self._guard(turn, lambda spec=spec: spec.handler(turn), f"command.{name}")
+        return next((name for name, spec in self.commands.items() if word == name or word in spec.aliases), None)
+
+    def on_text(self, turn: Turn, text: str) -> dict:
+        name = self.command_for(text)
+        if name is not None:
+            return self._guard(turn, lambda: self.commands[name].handler(turn), f"command.{name}")
         return self._guard(turn, lambda: self._cmd_help(turn, unknown=text), "command.unknown")
 
     def on_action(self, turn: Turn, verb, data) -> dict:

@@ -5,6 +5,7 @@ HTTP on them (``desk``, from tests/harness.py)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -23,10 +24,11 @@ from core.views import Actor
 
 pytest.register_assert_rewrite("tests.harness")  # before the import: its asserts keep pytest's messages
 
-from tests.harness import running_desk  # noqa: E402
+from tests.harness import running_desk, texts_of  # noqa: E402
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 BASE_URL = "http://127.0.0.1:3978"
+_FAKE_PLURAL = re.compile(r"\w\(s\)")  # "user(s)", "licence(s)": a count's word must agree with the count
 
 
 def pytest_collection_modifyitems(config, items):
@@ -127,3 +129,5 @@ async def desk(db, clock):
     demo account (Contoso) loaded."""
     async with running_desk(db=db, clock=clock) as d:
         yield d
+        faked = [t for card in d.shown_cards() for t in texts_of(card) if _FAKE_PLURAL.search(t)]
+        assert not faked, f"a card fakes a plural with (s) instead of saying the count's form: {faked[:5]}"

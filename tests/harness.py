@@ -475,6 +475,7 @@ class TeamsClient:
             body = res.text
         reply = InvokeReply(body, res.status)
         if isinstance(body, dict) and body.get("type") == INVOKE_CARD and isinstance(body.get("value"), dict):
+            self.desk.invoke_cards.append(body["value"])
             reply.card = Card(body["value"], message_id=message_id, conversation_id=self.conversation_id)
             if message_id:  # Teams shows the returned card in place of the one clicked
                 self.desk.connector.replace(self.conversation_id, message_id, body["value"])
@@ -584,6 +585,12 @@ class Desk:
         self.url = ""
         self._own_db: Database | None = None
         self.chat_members: dict[str, list[str]] = {}  # group chat id -> its members' Teams ids
+        self.invoke_cards: list[dict] = []  # every card an invoke answered with (the connector has the others)
+
+    def shown_cards(self) -> list[dict]:
+        """Every card the bot showed anyone so far: posted, updated, or answered to an invoke."""
+        return [c for call in self.connector.calls if 200 <= call.status < 300 for c in call.cards] + \
+            self.invoke_cards
 
     @classmethod
     async def start(cls, *, db: Database | None = None, db_url: str | None = None,

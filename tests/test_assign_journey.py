@@ -82,7 +82,7 @@ def check_cards(cards) -> None:
 LABELS = {
     "en-US": dict(title="Assign a license", search="Search", next="Next", plans="Choose plan", save="Save",
                   page="Page 1 of 4", page2="Page 2 of 4", none="no license yet", eco="holds Eco",
-                  adv="holds Advanced", monthly="monthly", yearly="yearly", free="free",
+                  adv="holds Advanced", monthly="monthly", yearly="yearly", free="free", free_one="free",
                   plans_title="Assign a license to Henrietta Narayan", done="License assigned",
                   done_body="Henrietta Narayan now holds Advanced (monthly)", left="Free seats left in this pool",
                   left_value="2 of 15", held="Already assigned", already="already holds",
@@ -92,7 +92,8 @@ LABELS = {
                   command="assign"),
     "fr-FR": dict(title="Attribuer une licence", search="Rechercher", next="Suivant", plans="Choisir l'offre",
                   save="Enregistrer", page="Page 1 sur 4", page2="Page 2 sur 4", none="pas encore de licence",
-                  eco="a Eco", adv="a Advanced", monthly="mensuel", yearly="annuel", free="libre(s)",
+                  eco="a Eco", adv="a Advanced", monthly="mensuel", yearly="annuel", free="libres",
+                  free_one="libre",
                   plans_title="Attribuer une licence à Henrietta Narayan", done="Licence attribuée",
                   done_body="Henrietta Narayan a maintenant Advanced (mensuel)",
                   left="Licences libres restantes dans ce lot", left_value="2 sur 15", held="Déjà attribuée",
@@ -147,10 +148,10 @@ async def test_assign_journey_by_clicking(desk, locale):
     plans = (await alex.act(found, tr["plans"], user=choice_value(found, "user", "Henrietta Narayan"))).expect_card()
     seen.append(plans)
     assert heading_of(plans) == tr["plans_title"]
-    m, y, f = tr["monthly"], tr["yearly"], tr["free"]
+    m, y, f, f1 = tr["monthly"], tr["yearly"], tr["free"], tr["free_one"]
     assert choices_of(plans, "to_pool") == [
         (f"Eco ({m}) · 6 {f}", str(eco)), (f"Advanced ({m}) · 3 {f}", str(adv)), (f"Pro ({y}) · 2 {f}", str(pro_y)),
-        (f"API Advanced ({m}) · 4 {f}", str(api_adv)), (f"API Pro ({y}) · 1 {f}", str(api_pro))]
+        (f"API Advanced ({m}) · 4 {f}", str(api_adv)), (f"API Pro ({y}) · 1 {f1}", str(api_pro))]
 
     mark = audit_mark(desk.lic)
     done = (await alex.act(plans, tr["save"], to_pool=str(adv))).expect_card()

@@ -12,6 +12,7 @@ import logging
 import threading
 from datetime import UTC, timedelta
 
+import pytest
 from babel.dates import format_datetime
 from sqlalchemy import insert, select, update
 
@@ -20,7 +21,7 @@ from cards.audit import action_label, clip
 from cards.i18n import T
 from core.config import Settings
 from core.demo import TENANT, demo_account_id
-from core.errors import InvalidInput
+from core.errors import InvalidInput, SeatsAssigned
 from core.models import AuditEvent, Pool, Seat, User
 from core.views import Actor
 from tests.cardcheck import assert_valid_cards, card_size
@@ -99,7 +100,7 @@ async def test_events_appear_after_actions_newest_first_refusals_stand_out(desk)
     [row] = rows_of(card)
     assert row == {"text": f"{when(account_events(desk)[0], 'en_US')}  License Desk  Demo data loaded · account #"
                            f"{demo_account_id(desk.lic)}", "refused": False}
-    assert "1 event(s), newest first · page 1 of 1" in text_of(card)
+    assert "1 event, newest first · page 1 of 1" in text_of(card)
 
     # an upgrade quote through the chat, a member's refused attempt, an assignment
     [pools] = await alex.say("licenses")
@@ -151,7 +152,7 @@ async def test_paging_over_more_than_20_events(desk):
     events = account_events(desk)
     assert len(events) == 45
     [first] = await alex.say("audit")
-    assert len(rows_of(first)) == 20 and "45 event(s), newest first · page 1 of 3" in text_of(first)
+    assert len(rows_of(first)) == 20 and "45 events, newest first · page 1 of 3" in text_of(first)
     assert rows_of(first)[0]["text"].endswith("Refused: refusal number 43")
     assert not has_action(first, "Newer")
     second = (await alex.act(first, "Older")).expect_card()
@@ -204,7 +205,7 @@ async def test_french(desk):
     [card] = await alex.say("journal")
     events = account_events(desk)
     assert heading_of(card) == "Changements récents chez Contoso"
-    assert "2 événement(s), du plus récent au plus ancien · page 1 sur 1 · heures UTC" in text_of(card)
+    assert "2 événements, du plus récent au plus ancien · page 1 sur 1 · heures UTC" in text_of(card)
     with desk.lic.db.read() as s:
         eco = s.get(Pool, 1)
     assert eco.plan_code == "eco"
@@ -305,6 +306,36 @@ async def test_export_csv_over_http(desk):
     ids = [int(r[0]) for r in list(csv.reader(io.StringIO(body)))[1:]]
     assert ids == [e.id for e in reversed(account_events(desk, fab["account"]))]
     assert "Contoso" not in body and "Alex Wilber" not in body
+
+
+async def test_a_refusal_is_said_in_the_readers_language_in_the_audit_and_its_csv(desk):
+    """A refusal's audit row keeps its Message's template and params (in ``detail``): the French
+    audit card and the French CSV say it in French, with French column names; a row stored
+    without them (written by an older version) shows its stored text."""
+    account_id = demo_account_id(desk.lic)
+    eco = next(p for p in desk.lic.list_pools(Actor(TENANT, ALEX)) if (p.plan_code, p.interval) == ("eco", "month"))
+    with pytest.raises(SeatsAssigned):
+        desk.lic.remove_seats(Actor(TENANT, ALEX), eco.id, 7)  # 6 free
+    desk.lic.db.write(lambda s: s.execute(insert(AuditEvent), [
+        {"account_id": account_id, "tenant_id": TENANT, "actor_id": None, "actor": "Old Version",
+         "action": "seat.assign", "outcome": "refused", "target": None, "message": "Stored English text.",
+         "detail": {"code": "refused"}, "created_at": desk.lic.now()}]))
+    said = {"en": "Only 6 seats of this pool are free. Unassign users first, then remove their seats.",
+            "fr": "Ce lot n'a que 6 licences libres. Retirez d'abord des utilisateurs, puis supprimez leurs licences."}
+    url = desk.app[AUDIT_LINKS].url(account_id, desk.user("Alex Wilber").id)
+    for lang, locale in (("en", "en-US"), ("fr", "fr-FR")):
+        [card] = await desk.admin(locale).say("audit" if lang == "en" else "journal")
+        texts = [r["text"] for r in rows_of(card)]
+        assert any(t.endswith(said[lang]) for t in texts), texts
+        assert any(t.endswith("Stored English text.") for t in texts)
+        status, body, _ = await download(desk, url, locale)
+        rows = list(csv.reader(io.StringIO(body)))
+        assert status == 200 and rows[0] == {
+            "en": ["id", "created_at", "tenant_id", "actor", "action", "outcome", "target", "message"],
+            "fr": ["id", "date", "locataire", "acteur", "action", "résultat", "cible", "message"]}[lang]
+        messages = [r[7] for r in rows[1:]]
+        assert said[lang] in messages and "Stored English text." in messages
+    assert said["en"] in desk.lic.export_audit_csv(account_id)  # (the command line's export: English, as stored)
 
 
 # OWASP "CSV injection": a cell that begins with = + - @, a tab or a carriage return is a formula; spreadsheets

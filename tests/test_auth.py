@@ -63,7 +63,7 @@ async def test_a_bot_connector_token_gets_the_whole_journey(desk, idp):
     assert [heading_of(c) for c in welcome] == ["Welcome to License Desk"]
     [pools] = await alex.say("licenses")
     users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()  # an invoke
-    assert heading_of(users) == "Eco (monthly): 24 user(s)"
+    assert heading_of(users) == "Eco (monthly): 24 users"
 
     # the keys came from the metadata's jwks_uri; the replies went out with the bot's own token,
     # obtained with its id and password (client credentials) from the configured login URL

@@ -21,6 +21,7 @@ from core.errors import (
     HeldByQuote,
     InvalidInput,
     InvalidQuantity,
+    Message,
     NoFreeSeat,
     NotAdmin,
     NotADowngrade,
@@ -108,7 +109,8 @@ def assert_refused(c, call, error: type[DomainError], action: str) -> DomainErro
     assert snapshot(c.db) == before, "a refused operation changed the database"
     events = audits_after(c.db, last)
     assert [(ev.action, ev.outcome) for ev in events] == [(action, "refused")]
-    assert events[0].message == e.message and events[0].detail == {"code": e.code}
+    stored = {"message": e.message.to_json()} if isinstance(e.message, Message) else {}  # (said in French later)
+    assert events[0].message == e.message and events[0].detail == {"code": e.code, **stored}
     return e
 
 

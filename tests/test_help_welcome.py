@@ -36,12 +36,14 @@ def router(desk):
 
 
 def expected_commands(desk, locale: str, is_admin: bool) -> dict[str, str]:
+    """The help's lines: each command's word in the reader's language, with its description."""
     t = T(locale)
-    return {name: t(f"cmd.{name}") for name in router(desk).command_names(is_admin)}
+    return {t(f"word.{name}"): t(f"cmd.{name}") for name in router(desk).command_names(is_admin)}
 
 
-def admin_only(desk) -> set[str]:
-    return {name for name, spec in router(desk).commands.items() if spec.admin}
+def admin_only(desk, locale: str = "en-US") -> set[str]:
+    """The words of the admin-only commands, as the help shows them in that language."""
+    return {T(locale)(f"word.{name}") for name, spec in router(desk).commands.items() if spec.admin}
 
 
 async def test_every_command_is_described_in_english_and_french(desk):
@@ -65,10 +67,11 @@ async def test_help_lists_the_commands_of_the_role(desk, locale, lang):
     assert heading_of(admin_help) == heading_of(member_help) == heading
     assert facts_of(admin_help) == expected_commands(desk, locale, True)
     assert facts_of(member_help) == expected_commands(desk, locale, False)
-    assert {"audit", "licenses", "help"} <= set(facts_of(admin_help))
-    assert "help" in facts_of(member_help) and not admin_only(desk) & set(facts_of(member_help))
+    words = {"en": ("audit", "licenses", "help"), "fr": ("journal", "licences", "aide")}[lang]
+    assert set(words) <= set(facts_of(admin_help))
+    assert words[2] in facts_of(member_help) and not admin_only(desk, locale) & set(facts_of(member_help))
     assert set(facts_of(member_help)) < set(facts_of(admin_help))
-    assert facts_of(admin_help)["audit"] == {"en": "see recent changes", "fr": "voir les changements récents"}[lang]
+    assert facts_of(admin_help)[words[0]] == {"en": "see recent changes", "fr": "voir les changements récents"}[lang]
     license_button = {"en": "License pools", "fr": "Lots de licences"}[lang]
     assert has_action(admin_help, license_button) and not has_action(member_help, lambda t: True)
     assert snapshot(desk.lic) == before
@@ -101,7 +104,7 @@ async def test_welcome_on_installation_per_role(desk, locale, lang):
     assert member_line in text_of(member_welcome) and admin_line not in text_of(member_welcome)
     assert facts_of(admin_welcome) == expected_commands(desk, locale, True)
     assert facts_of(member_welcome) == expected_commands(desk, locale, False)
-    assert not admin_only(desk) & set(facts_of(member_welcome))
+    assert not admin_only(desk, locale) & set(facts_of(member_welcome))
     assert has_action(admin_welcome, {"en": "License pools", "fr": "Lots de licences"}[lang])
     assert not has_action(member_welcome, lambda t: True)
     assert snapshot(desk.lic) == before
@@ -190,3 +193,36 @@ def test_whom_to_ask_names_up_to_three_administrators(demo, admins, whom):
         assert unknown.value.message.endswith("Ask one of its administrators to add you.")
         assert not_admin.value.message.endswith("Ask one of them.")
     assert demo.whoami(Actor(TENANT, LEE)).name == "Lee Gu"  # the way in for users is unchanged
+
+
+FRENCH_WORDS = {"licenses": "licences", "buy": "acheter", "assign": "attribuer", "requests": "demandes",
+                "audit": "journal", "mylicense": "ma licence", "help": "aide"}
+
+
+@pytest.mark.parametrize("locale, lang", LOCALES)
+async def test_every_word_the_help_shows_opens_its_command(desk, locale, lang):
+    """Typed in chat as the help shows it, each command word (French ones in French) opens the
+    command it names: the same card as the command's own name."""
+    alex = desk.admin(locale)
+    [card] = await alex.say("help")
+    shown = list(facts_of(card))
+    names = router(desk).command_names(True)
+    assert shown == [T(locale)(f"word.{name}") for name in names]
+    if lang == "fr":
+        assert shown == [FRENCH_WORDS[name] for name in names]  # no English word in the French help
+    for name, word in zip(names, shown, strict=True):
+        assert router(desk).command_for(word) == name
+        [by_word] = await alex.say(word)
+        [by_name] = await alex.say(name)
+        assert heading_of(by_word) == heading_of(by_name) and "je ne connais pas" not in text_of(by_word), word
+        assert "don't know" not in text_of(by_word)
+
+
+
+def test_a_help_word_the_router_does_not_understand_is_refused_at_start(lic, monkeypatch):
+    from cards.i18n import STRINGS
+    from dialogs.router import Router
+
+    monkeypatch.setitem(STRINGS["fr"], "word.audit", "registre")
+    with pytest.raises(ValueError, match="registre"):
+        Router(lic)

@@ -12,7 +12,7 @@ import pytest
 
 import bot.handler  # noqa: F401 - (loads every refusal class: the core's, the dialogs' and the bot's)
 from cards import pool_admin, purchase, verbs
-from cards.i18n import MESSAGES_FR, T
+from cards.i18n import MESSAGES_FR, Plural, T, forms
 from core.errors import DomainError, Message
 from dialogs.base import Turn
 from dialogs.router import Router
@@ -40,10 +40,26 @@ def _calls(tree: ast.AST, names: set[str]):
             yield node
 
 
+def _literal(args: list[ast.expr], i: int) -> str | None:
+    arg = args[i] if len(args) > i else None
+    return arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else None
+
+
 def templates(tree: ast.AST) -> list[tuple[int, str | None]]:
-    """(line, template) of every ``Message(...)`` call; template None when it is not a literal."""
-    return [(c.lineno, c.args[0].value if c.args and isinstance(c.args[0], ast.Constant)
-             and isinstance(c.args[0].value, str) else None) for c in _calls(tree, {"Message"})]
+    """(line, template) of every ``Message(...)`` and ``Message.counted(...)`` call (the latter's
+    singular template, the catalog's key); template None when it is not a literal."""
+    return [(c.lineno, _literal(c.args, 0)) for c in _calls(tree, {"Message", "counted"})]
+
+
+def counted_templates() -> dict[str, tuple[str, str, str]]:
+    """The (singular, plural, count) of every ``Message.counted(...)`` call, by singular template."""
+    found = {}
+    for path in SOURCES:
+        for c in _calls(ast.parse(path.read_text(encoding="utf-8")), {"counted"}):
+            one, other, count = (_literal(c.args, i) for i in range(3))
+            assert None not in (one, other, count), f"{path.name}:{c.lineno}: counted() needs literal templates"
+            found[one] = (one, other, count)
+    return found
 
 
 def raw_refusals(tree: ast.AST) -> list[int]:
@@ -78,6 +94,8 @@ def test_the_checks_see_what_they_look_for():
                      'raise ProtocolError(Message("ok"))\nraise NotAdmin(Message(t))\nraise ValueError("x")')
     assert raw_refusals(tree) == [1, 2, 3]
     assert templates(tree) == [(4, "ok"), (5, None)]
+    counted = ast.parse('m = Message.counted("{n} seat", "{n} seats", "n", n=k)')
+    assert templates(counted) == [(1, "{n} seat")]
 
 
 def test_no_refusal_is_built_from_plain_text():
@@ -96,9 +114,18 @@ def test_every_message_has_a_french_entry_and_no_entry_is_stale():
 
 @pytest.mark.parametrize("template", sorted(MESSAGES_FR))
 def test_french_entry_has_the_same_placeholders(template):
+    counted = counted_templates().get(template)
     french = MESSAGES_FR[template]
-    assert fields(french) == fields(template), (template, french)
-    assert "“" not in french and "’" not in french, f"French quotes are « » and apostrophes ' here: {french!r}"
+    assert isinstance(french, Plural) is (counted is not None), "a counted message has two French forms, by the " \
+                                                                "same count; any other, one"
+    english = counted[:2] if counted else (template,)
+    if counted:
+        assert french.count == counted[2] and fields(french.one) | fields(french.other) == fields(counted[1])
+    for text in forms(french):
+        assert fields(text) <= fields(english[-1]), (template, text)
+        assert "“" not in text and "’" not in text, f"French quotes are « » and apostrophes ' here: {text!r}"
+    if not counted:
+        assert fields(french) == fields(template), (template, french)
 
 
 def test_say_translates_messages_and_their_message_params_and_passes_text_through():
@@ -175,9 +202,9 @@ def test_too_many_seats_to_remove_is_said_on_the_form(router, demo, admin, local
     pool = _pool(demo, admin, "eco")  # 30 bought, 24 assigned
     card = router.on_action(Turn(admin, locale), pool_admin.SEATS_REMOVE_CONFIRM, {"pool": pool.id, "qty": "7",
                                                                                    "scheduled": 0})
-    expected = {"en-US": "Only 6 seat(s) of this pool are free. Unassign users first, then remove their seats.",
-                "fr-FR": "Seules 6 licence(s) de ce lot sont libres. Retirez d'abord des utilisateurs, puis "
-                         "supprimez leurs licences."}
+    expected = {"en-US": "Only 6 seats of this pool are free. Unassign users first, then remove their seats.",
+                "fr-FR": "Ce lot n'a que 6 licences libres. Retirez d'abord des utilisateurs, puis supprimez leurs "
+                         "licences."}
     assert expected[locale] in text_of(card)
 
 
@@ -195,7 +222,7 @@ def _french_texts() -> list[str]:
     import web.pay_pages  # noqa: F401 - (its strings too)
     from cards.i18n import MESSAGES, STRINGS
 
-    return list(STRINGS["fr"].values()) + list(MESSAGES["fr"].values())
+    return [text for value in [*STRINGS["fr"].values(), *MESSAGES["fr"].values()] for text in forms(value)]
 
 
 def test_french_punctuation_has_its_no_break_space():

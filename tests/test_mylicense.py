@@ -249,7 +249,7 @@ async def test_bad_or_stale_request_input_gets_the_form_again(desk):
 async def test_members_see_the_command_in_help(desk):
     lee = desk.member()
     [help_card] = await lee.say("help")
-    assert "mylicense: see your license and ask for an upgrade" in texts_of(help_card)
+    assert "my license: see your license and ask for an upgrade" in texts_of(help_card)
     assert not any(t.startswith("requests:") for t in texts_of(help_card))
     [help_card] = await desk.admin().say("help")
     assert "requests: see pending upgrade requests" in texts_of(help_card)

@@ -185,7 +185,7 @@ async def test_a_payment_that_went_through_before_the_link_closed_is_refunded_ne
     before = pools(desk)
     paid = fake_stripe.complete_session(session["id"])  # paid while Alex clicks Back (which cancels)
     back = (await alex.act(quote, "Back")).expect_card()
-    assert heading_of(back).startswith("Upgrade 1 user(s)")
+    assert heading_of(back).startswith("Upgrade 1 user")
     assert await billing(desk) == 1  # Stripe refuses to expire a complete session: the webhook will come
     assert quote_row(desk, quote).status == "cancelled"
     shown = (await alex.act(quote, "Refresh")).expect_card()
@@ -283,7 +283,7 @@ async def test_an_upgrade_paid_after_its_period_rolled_over_is_refunded_with_a_n
     [notice] = [c for c in alex.proactive_cards() if heading_of(c) == "Your payment will be refunded"]
     assert "billing period the quote was priced in had ended" in text_of(notice)
     tiers = (await alex.act(notice, "Prepare a new quote")).expect_card()
-    assert heading_of(tiers) == "Upgrade 2 user(s) from Eco"
+    assert heading_of(tiers) == "Upgrade 2 users from Eco"
     again = (await alex.act(tiers, "Upgrade", plan=choice_value(tiers, "plan", "Pro"))).expect_card()
     assert heading_of(again) == "Upgrade quote"
     assert quote_row(desk, again).lines[0]["period_start"] == end.isoformat()  # priced in the new period

@@ -436,7 +436,8 @@ async def test_a_permanent_refusal_is_said_as_such_not_try_again(stripe_lic, fak
     assert "profil de facturation" in T("fr-FR").say(raised.value.message)
     with stripe_lic.db.read() as s:
         refused = s.scalars(select(AuditEvent).where(AuditEvent.action == "payment.link")).one()
-        assert refused.outcome == "refused" and refused.detail == {"code": "payment_refused"}
+        assert refused.outcome == "refused" and refused.detail == {"code": "payment_refused",
+                                                                  "message": raised.value.message.to_json()}
         assert s.scalar(select(func.count()).select_from(Payment)) == 0
 
 

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from cards.i18n import T
 from cards.i18n import language as i18n_language
 from core.config import Settings
 from core.errors import InvalidInput, NotAdmin, UnknownCaller
@@ -119,6 +120,7 @@ _PAGES = {
         "unavailable": ("Export unavailable", "The audit log could not be exported just now. Nothing was changed. "
                         "Please try again in a moment."),
         "close": "You can close this page and go back to Microsoft Teams.",
+        "csv": ["id", "created_at", "tenant_id", "actor", "action", "outcome", "target", "message"],
     },
     "fr": {
         "invalid": ("Lien non valide", "Ce lien de téléchargement n'est pas valide : il a peut-être été modifié "
@@ -133,6 +135,7 @@ _PAGES = {
         "unavailable": ("Export indisponible", "Le journal d'audit n'a pas pu être exporté pour le moment. Rien "
                         "n'a été modifié. Réessayez dans un instant."),
         "close": "Vous pouvez fermer cette page et revenir dans Microsoft Teams.",
+        "csv": ["id", "date", "locataire", "acteur", "action", "résultat", "cible", "message"],
     },
 }
 
@@ -228,7 +231,8 @@ async def _stream_csv(request: web.Request, lic: Licensing, account_id: int, nam
 
     def produce():
         try:
-            lic.export_audit_csv(account_id, out=writer)
+            lic.export_audit_csv(account_id, out=writer, headers=_PAGES.get(lang, _PAGES["en"])["csv"],
+                                 say=T(lang).say)
             writer.flush()
             writer.put(_DONE)
         except _Stopped:
