@@ -147,6 +147,8 @@ STRINGS: dict[str, dict[str, str | Plural]] = {
         "paid.told": Plural("They have been told in Teams.", "Each of them has been told in Teams."),
         "paid.telling": Plural("They will be told in Teams shortly.",
                                "Each of them will be told in Teams ({done} of {total} told so far).", "total"),
+        "paid.not_told": Plural("{n} of {total} could not be told in Teams: License Desk cannot reach them there yet.",
+                                "{n} of {total} could not be told in Teams: License Desk cannot reach them there yet."),
         "paid.amount": "Amount paid",
         "paid.at": "Paid on",
         "paid.by": "Paid by",
@@ -312,6 +314,9 @@ STRINGS: dict[str, dict[str, str | Plural]] = {
         "paid.told": Plural("Cette personne a été prévenue dans Teams.", "Chacun a été prévenu dans Teams."),
         "paid.telling": Plural("Cette personne sera prévenue dans Teams sous peu.",
                                "Chacun sera prévenu dans Teams ({done} sur {total} pour l'instant).", "total"),
+        "paid.not_told": Plural(
+            "{n} sur {total} n'a pas pu être prévenu dans Teams : License Desk ne peut pas encore le joindre.",
+            "{n} sur {total} n'ont pas pu être prévenus dans Teams : License Desk ne peut pas encore les joindre."),
         "paid.amount": "Montant payé",
         "paid.at": "Payé le",
         "paid.by": "Payé par",

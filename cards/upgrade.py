@@ -183,7 +183,7 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, adm
     """The quote while open; once paid the paid summary; once expired or cancelled, its state.
     Refreshed automatically for ``admins`` only (the chat ids of who may act on it)."""
     if q.status == "paid":
-        return paid_card(locale, q, note=note)
+        return paid_card(locale, q, note=note, admins=admins)
     t = T(locale)
     cur = q.currency
     heading = t("quote.title") if q.kind == "upgrade" else t("quote.purchase_title")
@@ -238,7 +238,7 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, adm
     return card(body, actions, refresh=refresh, fallback_text=heading)
 
 
-def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> dict:
+def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None, admins: Iterable[str] = ()) -> dict:
     t = T(locale)
     heading = t("paid.title") if q.kind == "upgrade" else t("status.paid")
     body = [title(heading)]
@@ -247,18 +247,22 @@ def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None) -> d
     renewals = [(t("quote.renewal", date=t.date(r.date)), t.money(r.amount, q.currency)) for r in t.renewals(q)]
     if q.kind == "upgrade":
         body.append(text(t("paid.body", n=len(q.users), plan=q.to_plan_name), color="Good"))
-        told = q.notices_delivered >= q.notices_total
-        body.append(text(t("paid.told", n=len(q.users)) if told else t("paid.telling", done=q.notices_delivered,
-                                                                      total=q.notices_total)))
+        if q.notices_delivered + q.notices_unreachable < q.notices_total:
+            told = t("paid.telling", done=q.notices_delivered, total=q.notices_total)
+        elif q.notices_unreachable:
+            told = t("paid.not_told", n=q.notices_unreachable, total=q.notices_total)
+        else:
+            told = t("paid.told", n=len(q.users))
+        body.append(text(told))
         what = [(t("quote.users"), _names(t, q.users, len(q.users))),
                 (t("quote.change"), f"{q.from_plan_name} → {q.to_plan_name} ({t.interval(q.interval)})")]
     else:
         body.append(text(t("paid.purchase_body"), color="Good"))
         what = [(t.quote_line(ln), t.money(ln.amount, q.currency)) for ln in q.lines]
     body.append(facts(what + _receipt(t, q) + renewals))
-    # while notices are on their way, Teams refreshes the card when it is viewed, so that it comes to say "told"
-    pending = q.notices_delivered < q.notices_total
-    refresh = {"action": execute(t("btn.refresh"), verbs.QUOTE_REFRESH, {"quote": q.id})} if pending else None
+    # while notices are on their way, Teams refreshes the card when an admin views it, so that it comes to say "told"
+    pending = q.notices_delivered + q.notices_unreachable < q.notices_total
+    refresh = refresh_for(execute(t("btn.refresh"), verbs.QUOTE_REFRESH, {"quote": q.id}), admins) if pending else None
     return card(body, [execute(t("btn.licenses"), verbs.POOLS)], refresh=refresh, fallback_text=heading)
 
 

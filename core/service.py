@@ -947,7 +947,8 @@ class Licensing:
                            payment_reference=(None if payment is None else f"{quote.id[:8]}-{payment.id}"
                                               if payment.provider == "sandbox" else payment.external_id),
                            notices_total=sum(n for _, n in notices),
-                           notices_delivered=sum(n for status, n in notices if status == "sent"))
+                           notices_delivered=sum(n for status, n in notices if status == "sent"),
+                           notices_unreachable=sum(n for status, n in notices if status in ("unreachable", "failed")))
         renewals: dict[datetime, int] = {}  # each line's period end -> what renews then
         for ln in lines:
             renewals[ln.period_end] = renewals.get(ln.period_end, 0) + ln.renewal_amount

@@ -177,6 +177,7 @@ class QuoteView:
     payment_reference: str | None = None
     notices_total: int = 0  # the users' "license upgraded" messages of a paid upgrade ...
     notices_delivered: int = 0  # ... and how many of them were delivered
+    notices_unreachable: int = 0  # ... and how many could not be (the user cannot be reached in chat)
 
 
 @dataclass(frozen=True)

@@ -69,8 +69,9 @@ const L = {
     preparedBy: 'Prepared by', credit: (n, p) => `Credit for unused time on ${n} × ${p}`,
     charge: (n, p) => `Charge for remaining time on ${n} × ${p}`, discount: /^Discount \((\d+)%\): Partner discount$/,
     carried: 'Added to your next invoice (below the minimum card payment)', due: 'Due now', renewal: /^Then at the next billing cycle, /, pay: (a) => `Pay ${a}`, cancel: 'Cancel',
-    paidTitle: 'Upgrade paid', paidBody: (n, plan) => `${n} user(s) now hold ${plan}, effective now.`,
-    told: 'Each of them has been told in Teams.', amountPaid: 'Amount paid', paidOn: 'Paid on', paidBy: 'Paid by',
+    paidTitle: 'Upgrade paid', paidBody: (n, plan) => `${n} ${n === 1 ? 'user now holds' : 'users now hold'} ${plan}, effective now.`,
+    told: 'They have been told in Teams.', // (one user: the requester)
+    amountPaid: 'Amount paid', paidOn: 'Paid on', paidBy: 'Paid by',
     reference: 'Payment reference', paidVia: (name) => `Through the payment link of the quote prepared by ${name}`,
     poolsButton: 'License pools',
   },
@@ -114,8 +115,9 @@ const L = {
     carried: 'Ajouté à votre prochaine facture (sous le paiement par carte minimal)',
     due: 'À payer maintenant', renewal: /^Puis au prochain cycle de facturation, le /, pay: (a) => `Payer ${a}`,
     cancel: 'Annuler', paidTitle: 'Mise à niveau payée',
-    paidBody: (n, plan) => `${n} utilisateur(s) ont maintenant ${plan}, dès maintenant.`,
-    told: 'Chacun a été prévenu dans Teams.', amountPaid: 'Montant payé', paidOn: 'Payé le', paidBy: 'Payé par',
+    paidBody: (n, plan) => `${n} ${n <= 1 ? 'utilisateur a' : 'utilisateurs ont'} maintenant ${plan}, dès maintenant.`,
+    told: 'Cette personne a été prévenue dans Teams.', // (one user: the requester)
+    amountPaid: 'Montant payé', paidOn: 'Payé le', paidBy: 'Payé par',
     reference: 'Référence du paiement', paidVia: (name) => `Par le lien de paiement du devis préparé par ${name}`,
     poolsButton: 'Lots de licences',
   },

@@ -18,6 +18,9 @@ const ONLY = process.env.E2E_ONLY || '';
 const PAID_UPDATE_MS = 10000; // the bot's notifier PUTs the paid card; after this, click Refresh
 const STAY_MS = 3000; // after the notifier handled a card update: a card its reader moved on from stays as it is
 const DISCOUNT_PCT = 15; // the demo account's partner discount
+// the cards' plural forms (CLDR: English singular for 1 only, French for 0 and 1)
+const en1 = (n, one, other) => (n === 1 ? one : other);
+const fr1 = (n, one, other) => (n <= 1 ? one : other);
 
 // ----------------------------------------------------------------------------- strings per language
 
@@ -27,13 +30,13 @@ const L = {
     poolsTitle: 'License pools of Contoso',
     header: ['Plan', 'Bought', 'Assigned', 'Free', 'Renews'],
     monthly: 'monthly',
-    usersTitle: (n) => `Eco (monthly): ${n} user(s)`,
+    usersTitle: (n) => `Eco (monthly): ${n} ${en1(n, 'user', 'users')}`,
     page: (p, n) => `Page ${p} of ${n}`,
-    selected: (n) => `${n} user(s) selected`,
-    matching: (n, qs) => `Eco (monthly): ${n} user(s) matching “${qs}”`,
+    selected: (n) => `${n} ${en1(n, 'user', 'users')} selected`,
+    matching: (n, qs) => `Eco (monthly): ${n} ${en1(n, 'user', 'users')} matching “${qs}”`,
     search: 'Search', searchPlaceholder: 'Search by name or e-mail', next: 'Next', previous: 'Previous',
     chooseTier: 'Choose tier',
-    tiersTitle: (n) => `Upgrade ${n} user(s) from Eco`,
+    tiersTitle: (n) => `Upgrade ${n} ${en1(n, 'user', 'users')} from Eco`,
     newTier: 'New tier',
     tierOption: (plan) => new RegExp(`^${plan}: \\$\\d+\\.\\d\\d per seat per month$`),
     upgrade: 'Upgrade',
@@ -46,7 +49,7 @@ const L = {
     renewal: /^Then at the next billing cycle, /,
     pay: (amount) => `Pay ${amount}`, refresh: 'Refresh', back: 'Back', cancel: 'Cancel',
     paidTitle: 'Upgrade paid',
-    paidBody: (n, to) => `${n} user(s) now hold ${to}, effective now.`,
+    paidBody: (n, to) => `${n} ${en1(n, 'user now holds', 'users now hold')} ${to}, effective now.`,
     told: 'Each of them has been told in Teams.', telling: /^Each of them will be told in Teams \((\d+) of (\d+) told so far\)\.$/,
     amountPaid: 'Amount paid', paidOn: 'Paid on', paidBy: 'Paid by', reference: 'Payment reference',
     paidVia: (name) => `Through the payment link of the quote prepared by ${name}`,
@@ -57,13 +60,13 @@ const L = {
     poolsTitle: 'Lots de licences de Contoso',
     header: ['Offre', 'Achetées', 'Attribuées', 'Libres', 'Renouvellement'],
     monthly: 'mensuel',
-    usersTitle: (n) => `Eco (mensuel) : ${n} utilisateur(s)`,
+    usersTitle: (n) => `Eco (mensuel) : ${n} ${fr1(n, 'utilisateur', 'utilisateurs')}`,
     page: (p, n) => `Page ${p} sur ${n}`,
-    selected: (n) => `${n} utilisateur(s) sélectionné(s)`,
-    matching: (n, qs) => `Eco (mensuel) : ${n} utilisateur(s) pour « ${qs} »`,
+    selected: (n) => `${n} ${fr1(n, 'utilisateur sélectionné', 'utilisateurs sélectionnés')}`,
+    matching: (n, qs) => `Eco (mensuel) : ${n} ${fr1(n, 'utilisateur', 'utilisateurs')} pour « ${qs} »`,
     search: 'Rechercher', searchPlaceholder: 'Rechercher par nom ou e-mail', next: 'Suivant', previous: 'Précédent',
     chooseTier: "Choisir l'offre",
-    tiersTitle: (n) => `Mettre à niveau ${n} utilisateur(s) depuis Eco`,
+    tiersTitle: (n) => `Mettre à niveau ${n} ${fr1(n, 'utilisateur', 'utilisateurs')} depuis Eco`,
     newTier: 'Nouvelle offre',
     tierOption: (plan) => new RegExp(`^${plan}\\u00a0: \\d+,\\d\\d\\s\\$US par licence et par mois$`),
     upgrade: 'Mettre à niveau',
@@ -76,7 +79,7 @@ const L = {
     renewal: /^Puis au prochain cycle de facturation, le /,
     pay: (amount) => `Payer ${amount}`, refresh: 'Actualiser', back: 'Retour', cancel: 'Annuler',
     paidTitle: 'Mise à niveau payée',
-    paidBody: (n, to) => `${n} utilisateur(s) ont maintenant ${to}, dès maintenant.`,
+    paidBody: (n, to) => `${n} ${fr1(n, 'utilisateur a', 'utilisateurs ont')} maintenant ${to}, dès maintenant.`,
     told: 'Chacun a été prévenu dans Teams.', telling: /^Chacun sera prévenu dans Teams \((\d+) sur (\d+) pour l'instant\)\.$/,
     amountPaid: 'Montant payé', paidOn: 'Payé le', paidBy: 'Payé par', reference: 'Référence du paiement',
     paidVia: (name) => `Par le lien de paiement du devis préparé par ${name}`,

@@ -131,3 +131,7 @@ async def desk(db, clock):
         yield d
         faked = [t for card in d.shown_cards() for t in texts_of(card) if _FAKE_PLURAL.search(t)]
         assert not faked, f"a card fakes a plural with (s) instead of saying the count's form: {faked[:5]}"
+        # Teams refreshes a card without refresh.userIds for every viewer of a chat of up to 60
+        unlisted = [c["refresh"]["action"].get("verb") for c in d.shown_cards()
+                    if "refresh" in c and "userIds" not in c["refresh"]]
+        assert not unlisted, f"cards that refresh for every viewer (no refresh.userIds): {unlisted[:5]}"

@@ -364,6 +364,31 @@ def test_a_paid_card_says_will_be_told_until_the_notices_are_delivered(demo, adm
     assert told in text_of(done) and telling not in text_of(done) and "refresh" not in done
 
 
+@pytest.mark.parametrize(("locale", "says"), [
+    ("en-US", "1 of 2 could not be told in Teams: License Desk cannot reach them there yet."),
+    ("fr-FR", "1 sur 2 n'a pas pu être prévenu dans Teams\u00a0: License Desk ne peut pas encore le joindre.")])
+def test_a_paid_card_says_who_could_not_be_told(demo, admin, locale, says):
+    """A notice the notifier could not deliver (Teams refused it: the user blocked the bot) is
+    marked unreachable: the paid card says so, rather than "will be told" for ever, and stops
+    refreshing itself."""
+    from cards.upgrade import quote_card
+
+    pool = next(p for p in demo.list_pools(admin) if p.plan_code == "eco" and p.interval == "month")
+    users = [u.id for u in demo.pool_users(admin, pool.id, page_size=2).items]
+    q = demo.payment_link(admin, demo.quote_upgrade(admin, pool.id, users, "pro").id)
+    demo.sandbox_pay(q.payment_url.rsplit("/", 1)[1])
+    with demo.db.read() as s:
+        first, second = s.scalars(select(OutboxMessage.id).where(OutboxMessage.kind == "license_upgraded")
+                                  .order_by(OutboxMessage.id)).all()
+    demo.db.write(lambda s: s.execute(update(OutboxMessage).where(OutboxMessage.id == first).values(status="sent")))
+    one_left = quote_card(locale, demo.quote(admin, q.id))
+    assert says not in text_of(one_left) and "refresh" in one_left  # still on its way to the second user
+    demo.db.write(lambda s: s.execute(update(OutboxMessage).where(OutboxMessage.id == second)
+                                      .values(status="unreachable")))
+    paid = quote_card(locale, demo.quote(admin, q.id))
+    assert says in text_of(paid) and "refresh" not in paid
+
+
 async def test_double_click_on_upgrade_creates_one_quote(desk, clock):
     """Two clicks of Upgrade on one tiers card (at once, then once more later) get one quote,
     and every answer shows it; as a cart's Checkout does with its key."""
@@ -397,12 +422,12 @@ async def test_back_on_a_quote_keeps_the_tiers_card_after_the_notifier_ran(desk)
     async with running(desk.notifier, idle=0.05):
         quote = (await alex.act(tiers, "Upgrade", plan=choice_value(tiers, "plan", "Pro"))).expect_card()
         back = (await alex.act(quote, "Back")).expect_card()
-        assert heading_of(back) == "Upgrade 2 user(s) from Eco"
+        assert heading_of(back) == "Upgrade 2 users from Eco"
         await until_drained(desk.lic)
         with desk.lic.db.read() as s:  # the cancelled quote's card update was queued, and handled
             kinds = s.scalars(select(OutboxMessage.kind).where(OutboxMessage.status != "pending")).all()
         assert "quote_card" in kinds
-        assert heading_of(alex.card_in(quote.message_id)) == "Upgrade 2 user(s) from Eco"
+        assert heading_of(alex.card_in(quote.message_id)) == "Upgrade 2 users from Eco"
         assert alex.updates(quote.message_id) == []
 
         # the positive case: staying on the quote card, it turns into the paid summary in place
