@@ -197,6 +197,8 @@ class Quote(Base):
     payment_lapsed: Mapped[str | None] = mapped_column(String(16))  # the last link's payment: failed | expired
     __table_args__ = (
         Index("ix_quotes_account_status", "account_id", "status"),
+        Index("ix_quotes_open_expiry", "expires_at", sqlite_where=text("status = 'open'"),
+              postgresql_where=text("status = 'open'")),  # the expiry sweep
         CheckConstraint("status IN ('open', 'paid', 'cancelled', 'expired', 'refund_needed')", name="status"),
     )
 

@@ -1,4 +1,5 @@
-"""quotes: the payment attempts (idempotency keys recorded per attempt) and the lapsed payment
+"""quotes: the payment attempts (idempotency keys recorded per attempt), the lapsed payment, and a
+partial index on the open quotes by expiry (the expiry sweep)
 
 Revision ID: 0005
 Revises: 0004
@@ -22,10 +23,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("link_attempt_at", core.db.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column("carry_attempt", sa.Integer(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("payment_lapsed", sa.String(length=16), nullable=True))
+        batch_op.create_index("ix_quotes_open_expiry", ["expires_at"], unique=False,
+                              sqlite_where=sa.text("status = 'open'"), postgresql_where=sa.text("status = 'open'"))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("quotes", schema=None) as batch_op:
+        batch_op.drop_index("ix_quotes_open_expiry", sqlite_where=sa.text("status = 'open'"),
+                            postgresql_where=sa.text("status = 'open'"))
         batch_op.drop_column("payment_lapsed")
         batch_op.drop_column("carry_attempt")
         batch_op.drop_column("link_attempt_at")
