@@ -398,11 +398,8 @@ class Licensing:
         for seat, from_code in moving:
             target = by_plan.get(seat.downgrade_to)
             if target is None:
-                target = Pool(account_id=sub.account_id, subscription_id=sub.id, plan_code=seat.downgrade_to,
-                              quantity=0, removal_scheduled=0, created_at=boundary)
-                s.add(target)
-                s.flush()
-                by_plan[target.plan_code] = target
+                target = by_plan[seat.downgrade_to] = self._get_or_create_pool(s, sub, seat.downgrade_to,
+                                                                              created_at=boundary)
             source = by_plan[from_code]
             source.quantity -= 1
             target.quantity += 1
@@ -1318,15 +1315,16 @@ class Licensing:
             return str(e.message)  # (stored with the quote: a plain str)
         return None
 
-    def _get_or_create_pool(self, s: Session, sub: Subscription, plan_code: str) -> Pool:
+    def _get_or_create_pool(self, s: Session, sub: Subscription, plan_code: str, *,
+                            created_at: datetime | None = None) -> Pool:
         """The subscription's pool of that plan, locked; created once even when two settlements (in
-        two processes) need it at the same moment."""
+        two processes), or a settlement and a downgrade at renewal, need it at the same moment."""
         q = select(Pool).where(Pool.subscription_id == sub.id, Pool.plan_code == plan_code).with_for_update()
         pool = s.scalars(q).first()
         if pool is None:
             s.execute(conflict_insert(s, Pool).values(
                 account_id=sub.account_id, subscription_id=sub.id, plan_code=plan_code, quantity=0,
-                removal_scheduled=0, created_at=self.now()).on_conflict_do_nothing(
+                removal_scheduled=0, created_at=created_at or self.now()).on_conflict_do_nothing(
                 index_elements=[Pool.subscription_id, Pool.plan_code]))
             pool = s.scalars(q).one()
         return pool
