@@ -298,8 +298,8 @@ def run_turns(args, info: dict, db: Path, stub_db: Path) -> tuple[list[dict], di
                 n, w = n // 5, w // 3
             pages = acts.pool_pages(w + n)
             add(f"floor:page:{c}", urls["floor"], pages, c, w, 200)
-            add(f"bot:page:{c}", urls["bot"], pages, c, w, 200, "user(s)")
-            add(f"stub:page:{c}", urls["stub"], pages, c, w, 200, "user(s)")
+            add(f"bot:page:{c}", urls["bot"], pages, c, w, 200, " users")
+            add(f"stub:page:{c}", urls["stub"], pages, c, w, 200, " users")
             qn = min(n, len(quotes) // 2 - w)
             qs = [acts.card_action("upgrade.quote", {"pool": pid, "sel": sel, "plan": "pro"})
                   for pid, sel in quotes[:w + qn]]
@@ -358,7 +358,7 @@ def card_timings(db: Path, info: dict, runs: int, budget: float) -> list[dict]:
                 times.append(time.perf_counter() - t0)
             size = len(json.dumps(card, separators=(",", ":"), ensure_ascii=False).encode())
             heading = json.dumps(card, ensure_ascii=False)
-            if f"{len(ids)} user(s)" not in heading:
+            if f"{len(ids)} users" not in heading:
                 raise SystemExit(f"the users card of pool {pid} does not show its {len(ids)} users")
             row[label] = {"bytes": size, "ms": statistics.median(times) * 1000}
         out.append(row)
