@@ -24,6 +24,7 @@ from core.views import Actor
 
 pytest.register_assert_rewrite("tests.harness")  # before the import: its asserts keep pytest's messages
 
+from tests.fakes.fake_stripe import FakeStripe  # noqa: E402
 from tests.harness import running_desk, texts_of  # noqa: E402
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
@@ -121,6 +122,14 @@ def admin2():
 @pytest.fixture
 def member():
     return Actor(TENANT, "00000000-0000-0000-0000-0000000000022")
+
+
+@pytest.fixture
+def fake_stripe():
+    """A fake Stripe API server (tests/fakes/fake_stripe.py) on a free port, for one test."""
+    server = FakeStripe().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import bot.app
 from bot.auth import install_log_redaction, redact
 from gateways.stripe_gateway import StripeGateway
 from tests import harness
-from tests.fakes.fake_stripe import TEST_API_KEY, FakeStripe, event_payload, sign_webhook
+from tests.fakes.fake_stripe import TEST_API_KEY, event_payload, sign_webhook
 from tests.fakes.openid import APP_ID, APP_PASSWORD, FakeOpenId, production_desk
 from tests.harness import choice_value, heading_of, pool_button, tick
 
@@ -31,13 +31,6 @@ LOGGERS = ("", "botbuilder", "botframework", "msrest", "msrest.http_logger", "ai
            "bot", "web", "core", "dialogs", "gateways", "sqlalchemy.engine")
 CARD_MARKERS = ('"type": "AdaptiveCard"', '"type":"AdaptiveCard"', "'type': 'AdaptiveCard'",
                 "application/vnd.microsoft.card.adaptive", "adaptivecards.io/schemas")
-
-
-@pytest.fixture
-def fake_stripe():
-    server = FakeStripe().start()
-    yield server
-    server.stop()
 
 
 def _http_logger_on(monkeypatch):

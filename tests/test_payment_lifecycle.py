@@ -28,13 +28,6 @@ WEBHOOK_SECRET = "whsec_test_lifecycle"
 
 
 @pytest.fixture
-def fake_stripe():
-    server = FakeStripe().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 async def desk(db, clock, fake_stripe):
     """The app with Stripe payments (the fake), on the real clock: Stripe checks expiries against it."""
     clock.now = datetime.now(UTC).replace(microsecond=0)

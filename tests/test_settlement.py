@@ -233,13 +233,6 @@ async def test_healthz(web_client):
 
 
 @pytest.fixture
-def fake_stripe():
-    server = FakeStripe().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def stripe_lic(db, clock, fake_stripe):
     clock.now = datetime.now(UTC).replace(microsecond=0)  # Stripe checks expiries against real time
     from core.demo import load_demo

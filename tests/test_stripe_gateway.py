@@ -33,10 +33,8 @@ WEBHOOK_SECRET = "whsec_test_license_desk_secret"
 
 
 @pytest.fixture
-def fake():
-    server = FakeStripe().start()
-    yield server
-    server.stop()
+def fake(fake_stripe):
+    return fake_stripe
 
 
 def make_gateway(fake: FakeStripe, **kwargs) -> StripeGateway:
