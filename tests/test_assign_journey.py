@@ -10,7 +10,6 @@ import uuid
 import pytest
 from sqlalchemy import select, update
 
-import bot.app
 from cards.base import size
 from core.demo import TENANT
 from core.models import Pool, Seat, User
@@ -50,7 +49,7 @@ def graph(desk):
     fake.people += [fake_person("Ada Lovelace", "Ada.Lovelace@contoso.com", oid=ADA),
                     fake_person("Mallory Evil", "mallory@fabrikam.com", oid=MALLORY),
                     fake_person("Adele Vance", "adele.vance@contoso.com", oid=ADELE_AAD)]
-    router = desk.app[bot.app.BOT].router
+    router = desk.root.router
     router.directory = GraphDirectory(fake.client_id, fake.client_secret, graph_base=fake.base_url,
                                       http_client=fake.session(), timeout=2.0, clock=fake.clock)
     yield fake

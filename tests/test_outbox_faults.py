@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import build_adapter
 from bot.notifier import (
     ConversationWindows,
     Notifier,
@@ -34,6 +33,7 @@ from bot.notifier import (
     retry_delay,
     retryable,
 )
+from bot.transport import build_adapter
 from core.catalog import Catalog
 from core.config import Settings
 from core.db import Database
