@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -27,6 +28,10 @@ from core.db import Database
 from core.payments import PaymentGateway, SandboxGateway
 from core.service import Licensing
 from dialogs.router import Router
+
+if TYPE_CHECKING:  # (built on demand: `app.py migrate` and the other commands never load botbuilder)
+    from bot.transport import BotTransport
+    from web.audit_export import ExportLinks
 
 _DEFAULT = object()  # "build it from the settings" (None is a value: no directory)
 
@@ -76,7 +81,7 @@ def build_directory(settings: Settings):
     return GraphDirectory.from_settings(settings)
 
 
-def build_export_links(settings: Settings, lic: Licensing):
+def build_export_links(settings: Settings, lic: Licensing) -> ExportLinks:
     """The signed audit download links: made by the audit card, read by the download route."""
     from web.audit_export import ExportLinks, link_secret
 
@@ -90,8 +95,8 @@ class Server:
     settings: Settings
     lic: Licensing
     router: Router
-    links: object  # web.audit_export.ExportLinks
-    transport: object  # bot.transport.BotTransport
+    links: ExportLinks
+    transport: BotTransport
     app: web.Application
 
 
