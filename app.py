@@ -18,20 +18,14 @@ from pathlib import Path
 
 
 def _settings():
-    from pydantic import ValidationError
+    from bootstrap import load_settings
 
-    from core.config import Settings
-
-    try:
-        return Settings()
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise SystemExit(f"Configuration error: {problems}") from None
+    return load_settings()
 
 
 def _licensing(settings, *, with_gateway: bool = True):
     """The core; commands that take no payment skip building the payment gateway."""
-    from web.app import build_licensing
+    from bootstrap import build_licensing
 
     return build_licensing(settings, with_gateway=with_gateway)
 
@@ -95,16 +89,17 @@ def cmd_roll_over(args) -> int:
 def cmd_serve(args) -> int:
     from aiohttp import web
 
+    from bootstrap import build_server
     from core.demo import load_demo
     from core.migrate import upgrade
-    from web.app import SERVER_OPTIONS, create_app
+    from web.app import SERVER_OPTIONS
 
     settings = _settings()
     upgrade(settings.database_url)
     lic = _licensing(settings)
     if args.demo and load_demo(lic):
         print("Loaded the demo account Contoso.")
-    app = create_app(settings, lic, background=True)
+    app = build_server(settings, lic, background=True).app
     print(f"License Desk on http://127.0.0.1:{settings.port} (payments: {settings.payments}, "
           f"database: {lic.db.engine.url.render_as_string(hide_password=True)})", flush=True)
     web.run_app(app, host=args.host, port=settings.port, print=None, access_log=None, **SERVER_OPTIONS)

@@ -86,12 +86,10 @@ def sqlite_url(path: Path) -> str:
 
 
 def licensing(url: str, base_url: str = "http://127.0.0.1:9"):
-    from core.catalog import Catalog
-    from core.db import Database
-    from core.payments import SandboxGateway
-    from core.service import Licensing
+    from bootstrap import build_licensing
+    from core.config import Settings
 
-    return Licensing(Database(url), Catalog.load(), SandboxGateway(base_url))
+    return build_licensing(Settings(MicrosoftAppId="", DATABASE_URL=url, PUBLIC_BASE_URL=base_url, PAYMENTS="sandbox"))
 
 
 def checkpoint(path: Path) -> None:

@@ -13,7 +13,7 @@ every failure to :class:`Unauthorized` and requires, on top of botbuilder's chec
 ``serviceUrl`` and a ``channelId``, the Bot Connector's issuer and a ``serviceurl`` claim equal to
 the activity's ``serviceUrl``.
 
-Local mode (no app id) keeps botbuilder's anonymous path (``bot.app`` accepts loopback
+Local mode (no app id) keeps botbuilder's anonymous path (``bot.guards`` accepts loopback
 callers only).
 
 :func:`botbuilder_settings` gives botbuilder its endpoints from the settings (unset: Microsoft's
@@ -132,8 +132,9 @@ async def authenticate(bfa: BotFrameworkAuthentication, activity: Activity, head
     """botbuilder's ``authenticate_request``, with every failure mapped to :class:`Unauthorized`
     (or :class:`AuthUnavailable`) and, when ``required`` (production), the checks it skips."""
     header = header or None  # botbuilder's anonymous path (local mode) wants None, not ""
-    if required:
-        check_bearer(header)
+    if required:  # (the bearer's shape was checked before the body was read: bot/guards.py)
+        if not header:
+            raise Unauthorized("no bearer token")
         if not activity.service_url or not activity.channel_id:
             raise Unauthorized("activity without serviceUrl or channelId")  # botbuilder would skip checks
     try:

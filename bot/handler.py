@@ -7,18 +7,19 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 
-from botbuilder.core import CardFactory, MessageFactory, TurnContext
+from botbuilder.core import TurnContext
 from botbuilder.core.teams import TeamsActivityHandler
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, InvokeResponse
 
 from bot import invoke
 from bot.auth import clean_activity
-from bot.connector import SharedJson
+from bot.guards import TurnGuard
 from bot.identity import actor_of, address_key, address_of, locale_of, timezone_of
-from bot.ratelimit import ACTION, SEARCH, RateLimited, RateLimiter, slow_down_text
+from bot.recent import Recent
+from bot.replies import reply
 from cards import common
-from cards.i18n import T
 from core.errors import DomainError, InvalidInput, Message
 from core.service import Licensing
 from dialogs.router import ProtocolError, Router, Turn
@@ -26,7 +27,6 @@ from dialogs.router import ProtocolError, Router, Turn
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 2000
-NOT_AVAILABLE = Message("This bot is not available to your organisation.")
 TURN_KEY = "license_desk.turn"  # the activity's Turn, in tc.turn_state: built once per turn
 _UNSET = object()
 
@@ -52,27 +52,6 @@ class ActivityTurn(Turn):
             address = address_of(a) if a is not None and a.conversation and a.service_url else None
             object.__setattr__(self, "_address", address)  # (two threads at once would build the same)
         return address
-
-
-class _Recent:
-    """A small bounded memory of recent keys (to avoid welcoming a chat twice when Teams
-    sends both installationUpdate and conversationUpdate). Only an optimisation: losing it
-    on restart costs one extra welcome at most."""
-
-    def __init__(self, size: int = 10_000, ttl: float = 300.0):
-        self.size, self.ttl, self._d = size, ttl, OrderedDict()
-
-    def seen(self, key: str) -> bool:
-        now = time.monotonic()
-        hit = key in self._d and now - self._d[key] < self.ttl
-        self._d[key] = now
-        self._d.move_to_end(key)
-        while len(self._d) > self.size:
-            self._d.popitem(last=False)
-        return hit
-
-    def forget(self, key: str) -> None:
-        self._d.pop(key, None)
 
 
 class _LastSaved:
@@ -103,24 +82,25 @@ class _LastSaved:
 
 
 class LicenseDeskBot(TeamsActivityHandler):
-    def __init__(self, router: Router, lic: Licensing, *, allowed_tenants: frozenset[str] = frozenset(),
-                 limiter: RateLimiter | None = None):
+    def __init__(self, router: Router, lic: Licensing, *, guards: Sequence[TurnGuard] = ()):
         super().__init__()
         self.router = router
         self.lic = lic
-        self.allowed_tenants = allowed_tenants
-        self.limiter = limiter
-        self._welcomed = _Recent()
+        self.guards = tuple(guards)  # bot/guards.py: rate limit, tenant allow-list (each once, in order)
+        self._welcomed = Recent()
         self._addresses = _LastSaved()
-        self._refused_quietly = _Recent()  # other tenants' activities that get no answer: audited once in 5 min
-        self._unsupported_logged = _Recent(size=1000, ttl=3600.0)  # invoke names answered "unsupported"
+        self._unsupported_logged = Recent(size=1000, ttl=3600.0)  # invoke names answered "unsupported"
 
-    # ------------------------------------------------------------------ every activity: rate limit, then tenant
+    # ------------------------------------------------------------------ every activity: the turn guards first
 
     async def on_turn(self, tc: TurnContext) -> None:
         clean_activity(tc.activity)
-        if not await self._gate(tc):
-            await super().on_turn(tc)
+        if self.guards:
+            kind, turn = self._kind(tc.activity), self._turn(tc)
+            for guard in self.guards:
+                if await guard(tc, kind, turn):
+                    return  # answered (or quietly refused) by the guard: nothing more is done
+        await super().on_turn(tc)
 
     @staticmethod
     def _kind(a: Activity) -> str:
@@ -136,67 +116,6 @@ class LicenseDeskBot(TeamsActivityHandler):
         if a.type == ActivityTypes.conversation_update and any(m.id == bot_id for m in a.members_added or []):
             return "install"
         return "other"
-
-    async def _gate(self, tc: TurnContext) -> bool:
-        """Answer here (True) what must go no further: a user over their rate limit, an activity
-        of a tenant not in ALLOWED_TENANTS (every type: refused, audited, nothing done)."""
-        a = tc.activity
-        kind = self._kind(a)
-        turn = self._turn(tc)
-        if self.limiter is not None and kind in ("message", "action", "search", "invoke"):
-            who = turn.actor.aad_object_id or str(getattr(a.from_property, "id", "") or "")[:128]
-            verdict = await self.limiter.check(SEARCH if kind == "search" else ACTION, turn.actor.tenant_id, who,
-                                               answer=kind)
-            if not verdict.allowed:
-                await self._over_limit(tc, kind, turn, verdict.first)
-                return True
-        if self.allowed_tenants and turn.actor.tenant_id not in self.allowed_tenants:
-            await self._refuse_tenant(tc, kind, turn)
-            return True
-        return False
-
-    async def _over_limit(self, tc: TurnContext, kind: str, turn: Turn, first: bool) -> None:
-        """Nothing is done; the first refusal of the window is audited and answered in words."""
-        heading, message = slow_down_text(turn.locale)
-        if first:
-            a = tc.activity
-            action = a.value.get("action") if kind == "action" and isinstance(a.value, dict) else None
-            what = action.get("verb") if isinstance(action, dict) else (a.name if kind != "message" else None)
-            limit = self.limiter.items[SEARCH if kind == "search" else ACTION]
-            await asyncio.to_thread(self.lic.record_refusal, turn.actor, "rate.limited",
-                                    RateLimited(Message("Over the rate limit ({limit}).", limit=limit)),
-                                    f"{kind}:{str(what or '')[:64]}")
-            log.warning("rate limit reached (%s, tenant %s, user %s)", kind, turn.actor.tenant_id,
-                        turn.actor.aad_object_id)
-        if kind == "message":
-            if first:  # later messages of the window get no reply: a flood sends nothing out
-                await self._reply(tc, common.error_card(turn.locale, message, heading=heading))
-        elif kind == "action":  # Teams shows the text and leaves the card as it is
-            await self._answer(tc, invoke.message_response(message))
-        elif kind == "search":
-            await self._answer(tc, invoke.search_response([]))
-        else:
-            await self._answer(tc, invoke.error_response(429, "TooManyRequests", message))
-
-    async def _refuse_tenant(self, tc: TurnContext, kind: str, turn: Turn) -> None:
-        conv = tc.activity.conversation.id if tc.activity.conversation else ""
-        if kind == "message":
-            await self._reply(tc, await asyncio.to_thread(self._tenant_refused, turn))
-        elif kind == "action":
-            await self._answer(tc, invoke.card_response(await asyncio.to_thread(self._tenant_refused, turn)))
-        elif kind in ("search", "invoke"):
-            await asyncio.to_thread(self._tenant_refused, turn)  # audited
-            await self._answer(tc, invoke.search_response([]) if kind == "search"
-                               else invoke.error_response(403, "Forbidden", NOT_AVAILABLE))
-        elif kind == "install":  # installationUpdate + conversationUpdate: one refusal card, one audit
-            if not self._welcomed.seen(f"{conv}|{turn.actor.aad_object_id}"):
-                await self._reply(tc, await asyncio.to_thread(self._tenant_refused, turn))
-        elif not self._refused_quietly.seen(f"{turn.actor.tenant_id}|{conv}|{tc.activity.type}"):
-            await asyncio.to_thread(self._tenant_refused, turn)  # audited, not answered
-
-    @staticmethod
-    async def _answer(tc: TurnContext, response: InvokeResponse) -> None:
-        await tc.send_activity(Activity(type=ActivityTypes.invoke_response, value=response))
 
     # ------------------------------------------------------------------ helpers
 
@@ -254,31 +173,14 @@ class LicenseDeskBot(TeamsActivityHandler):
         if key is not None:
             await self._in_thread(turn, key, lambda: None)
 
-    def _refuses(self, turn: Turn) -> bool:
-        """Whether the tenant is not allowed (cheap; :meth:`_tenant_refused` audits it)."""
-        return bool(self.allowed_tenants) and turn.actor.tenant_id not in self.allowed_tenants
-
-    def _tenant_refused(self, turn: Turn) -> dict | None:
-        if self.allowed_tenants and turn.actor.tenant_id not in self.allowed_tenants:
-            err = InvalidInput(NOT_AVAILABLE)
-            self.lic.record_refusal(turn.actor, "tenant.refused", err, turn.actor.tenant_id or "(none)")
-            return common.error_card(turn.locale, err.message, heading=T(turn.locale)("error.not_registered.title"))
-        return None
-
     async def _reply(self, tc: TurnContext, card: dict) -> None:
-        # SharedJson: botbuilder's deepcopy of the outgoing activity leaves the card as it is
-        await tc.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(SharedJson(card))))
+        await reply(tc, card)
 
     # ------------------------------------------------------------------ messages
 
     async def on_message_activity(self, tc: TurnContext) -> None:
         turn = self._turn(tc)
         try:
-            if self._refuses(turn):
-                refused = await asyncio.to_thread(self._tenant_refused, turn)
-                if refused:
-                    await self._reply(tc, refused)
-                    return
             address_due = self._address_due(tc, turn)
             value = tc.activity.value
             if isinstance(value, dict) and "verb" in value:  # an Action.Submit: same router as Execute
@@ -322,10 +224,6 @@ class LicenseDeskBot(TeamsActivityHandler):
     async def _card_action(self, tc: TurnContext) -> InvokeResponse:
         turn = self._turn(tc)
         try:
-            if self._refuses(turn):
-                refused = await asyncio.to_thread(self._tenant_refused, turn)
-                if refused:
-                    return invoke.card_response(refused)
             value = tc.activity.value
             action = value.get("action") if isinstance(value, dict) else None
             if not isinstance(action, dict):
@@ -349,8 +247,6 @@ class LicenseDeskBot(TeamsActivityHandler):
         value = tc.activity.value if isinstance(tc.activity.value, dict) else {}
         options = value.get("queryOptions") if isinstance(value.get("queryOptions"), dict) else {}
         try:
-            if self.allowed_tenants and turn.actor.tenant_id not in self.allowed_tenants:
-                return invoke.search_response([])
             results = await asyncio.to_thread(self.router.on_search, turn, value.get("dataset"),
                                               value.get("queryText"), options.get("skip", 0),
                                               options.get("top", 15))
@@ -370,8 +266,7 @@ class LicenseDeskBot(TeamsActivityHandler):
         if self._welcomed.seen(f"{conv}|{turn.actor.aad_object_id}"):
             return
         try:
-            refused = await asyncio.to_thread(self._tenant_refused, turn) if self._refuses(turn) else None
-            card = refused or await asyncio.to_thread(self.router.welcome, turn)
+            card = await asyncio.to_thread(self.router.welcome, turn)
         except Exception:
             log.exception("welcome failed (activity %s)", tc.activity.id)
             card = common.apology_card(turn.locale)

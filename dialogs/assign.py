@@ -1,7 +1,7 @@
 """The assign flow: find a user (the account's users, and the tenant's directory through
 Microsoft Graph when enabled) → a plan with a free seat → Save; the user is told in Teams.
 
-The directory is optional and injected: ``router.directory`` (set by ``bot/app.py`` when
+The directory is optional and injected: the router's ``directory`` (built by ``bootstrap.py`` when
 GRAPH_ENABLED; ``None`` otherwise) with ``search(tenant_id, query, top)`` and
 ``person(tenant_id, aad_object_id)``, both returning objects with ``aad_object_id``,
 ``name`` and ``email``. It is only ever asked by an administrator's turn; when it fails, the
@@ -30,6 +30,7 @@ _OBJECT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 class AssignFlow(Flow):
     def __init__(self, router):
         super().__init__(router)
+        self.directory = router.directory  # the tenant's directory (Graph), or None
         self.commands = {
             "assign": CommandSpec(self.cmd_assign, True, ("attribuer", "assign license", "assign a license",
                                                           "assign licence", "assign a licence")),
@@ -42,10 +43,6 @@ class AssignFlow(Flow):
         }
         self.searches = {cards.DATASET_DIRECTORY: self.typeahead}
         self.notifications = {"license_assigned": self.assigned_notice}
-
-    @property
-    def directory(self):
-        return getattr(self.router, "directory", None)
 
     def plan_names(self) -> dict[str, str]:
         return {p.code: p.name for p in self.lic.plans()}

@@ -20,9 +20,8 @@ class ExportLinks(Protocol):
 class AuditFlow(Flow):
     def __init__(self, router):
         super().__init__(router)
-        # Set when the app mounts the download route (web.audit_export.install_audit_export);
-        # without it the card has no Export button.
-        self.links: ExportLinks | None = None
+        # the signed download links (bootstrap.py builds them with the route); None: no Export button
+        self.links: ExportLinks | None = router.links
         self.commands = {
             "audit": CommandSpec(self.cmd_audit, True, ("audit log", "journal", "history", "historique")),
         }

@@ -67,8 +67,13 @@ def default_flows() -> list[type[Flow]]:
 
 
 class Router:
-    def __init__(self, lic: Licensing, flows: list[type[Flow]] | None = None):
+    def __init__(self, lic: Licensing, flows: list[type[Flow]] | None = None, *, directory=None, links=None):
+        """``directory``: the tenant's directory for the assign picker (None: the account's users
+        only); ``links``: the audit download links (None: no Export button). The flows take
+        them from here as they are built."""
         self.lic = lic
+        self.directory = directory
+        self.links = links
         self.commands: dict[str, CommandSpec] = {}
         self.actions: dict[str, Action] = {HELP: self._help, DISMISS: self._dismiss}
         self.searches: dict[str, Search] = {}

@@ -1,4 +1,4 @@
-"""The whole app (``web.app.create_app``: bot endpoint, pay pages) in a process of its own, for
+"""The whole app (``bootstrap.build_server``: bot endpoint, pay pages) in a process of its own, for
 the tests where two server instances share one database (races that only two processes show).
 
     python -m tests.desk_server DATABASE_URL
@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from aiohttp import web
 
+    from bootstrap import build_licensing, build_server
     from core.config import Settings
-    from web.app import build_licensing, create_app
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     lic = build_licensing(settings)
 
     async def run() -> None:
-        runner = web.AppRunner(create_app(settings, lic), access_log=None)
+        runner = web.AppRunner(build_server(settings, lic).app, access_log=None)
         await runner.setup()
         await web.SockSite(runner, sock).start()
         stop = asyncio.Event()

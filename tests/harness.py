@@ -1,6 +1,6 @@
 """A test harness that plays Teams against the real app over HTTP.
 
-``Desk`` runs the whole aiohttp app (``web.app.create_app``) on 127.0.0.1 with a
+``Desk`` runs the whole aiohttp app (``bootstrap.build_server``) on 127.0.0.1 with a
 :class:`~tests.fakes.connector.FakeConnector` as the Bot Connector, a Licensing core on the
 test database with the test clock, and a sandbox gateway whose pay links point at the app.
 ``TeamsClient`` is one Teams user in their 1:1 chat with the bot: it sends Teams-shaped
@@ -25,9 +25,9 @@ Use it from async tests (pytest-asyncio, auto mode) through the ``desk`` fixture
 inputs as Teams sends them), ``submit`` / ``submit_value`` (Action.Submit), ``execute`` /
 ``invoke`` (forged or malformed invokes), ``refresh`` (a card's refresh action), ``search``
 (typeahead ``application/search``), ``open_url``, ``card_in``, ``proactive_cards``,
-``last_activity``. ``Desk``: ``lic`` (the app's core), ``connector``, ``app``, ``url``,
-``notify``, ``get`` / ``post_form`` / ``post_raw``, ``user(name)``, ``client_named``,
-``chat_of(aad)``.
+``last_activity``. ``Desk``: ``lic`` (the app's core), ``connector``, ``app``, ``root`` (the
+parts bootstrap built: router, transport, links), ``url``, ``notify``, ``get`` / ``post_form`` /
+``post_raw``, ``user(name)``, ``client_named``, ``chat_of(aad)``.
 
 Card helpers (module functions, work on any card dict): :func:`find_action`,
 :func:`actions_of`, :func:`inputs_of`, :func:`choices_of`, :func:`choice_value`,
@@ -57,9 +57,8 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import func, insert, select, update
 
-import bot.app
+import bootstrap
 import web.app as web_app
-from core.catalog import Catalog
 from core.config import Settings
 from core.db import Database
 from core.demo import PEOPLE, TENANT, load_demo
@@ -81,7 +80,6 @@ from core.service import Licensing
 from core.text import search_terms, sort_key
 from core.views import Actor
 from tests.fakes.connector import CARD, FakeConnector, personal_chat_id
-from web.app import create_app
 
 ALEX = "00000000-0000-0000-0000-0000000000020"  # admin
 MEGAN = "00000000-0000-0000-0000-0000000000021"  # admin
@@ -581,6 +579,7 @@ class Desk:
         self.http: aiohttp.ClientSession | None = None
         self.lic: Licensing
         self.app: web.Application
+        self.root: bootstrap.Server
         self.settings: Settings
         self.url = ""
         self._own_db: Database | None = None
@@ -606,11 +605,12 @@ class Desk:
                 db = self._own_db = Database(db_url)
             self.settings = Settings(MicrosoftAppId="", DATABASE_URL=db.url, PUBLIC_BASE_URL=self.url,
                                      QUOTE_TTL_MINUTES=int(quote_ttl.total_seconds() // 60), **settings)
-            kw = {"clock": clock} if clock is not None else {}
-            self.lic = Licensing(db, Catalog.load(), gateway or SandboxGateway(self.url), quote_ttl=quote_ttl, **kw)
+            self.lic = bootstrap.build_licensing(self.settings, db=db, gateway=gateway or SandboxGateway(self.url),
+                                                 clock=clock, quote_ttl=quote_ttl)
             if demo:
                 assert load_demo(self.lic)
-            self.app = create_app(self.settings, self.lic)
+            self.root = bootstrap.build_server(self.settings, self.lic)  # as `app.py serve`, without background jobs
+            self.app = self.root.app
             self.runner = web.AppRunner(self.app, access_log=None, **web_app.SERVER_OPTIONS)  # as `app.py serve`
             await self.runner.setup()
             await web.SockSite(self.runner, sock).start()
@@ -693,7 +693,7 @@ class Desk:
 
     @property
     def notifier(self):
-        return self.app[bot.app.NOTIFIER]
+        return self.root.transport.notifier
 
     async def notify(self, rounds: int = 10) -> int:
         """Run the notifier until the outbox has nothing due (at most ``rounds`` batches);

@@ -3,7 +3,7 @@ benchmark, and the outbox they drain.
 
     python -m tests.outbox_worker DATABASE_URL [--lease SECONDS] [--idle SECONDS] [--concurrency N]
 
-runs the real notifier (``bot.app.build_adapter``: the cached connector clients and shared
+runs the real notifier (``bot.transport.build_adapter``: the cached connector clients and shared
 session; the router; the core) against the database until killed, and prints
 ``ready <worker name>`` once it runs. SIGTERM stops it gracefully (messages not attempted are
 given back). :func:`seed_outbox` writes accounts, users with stored 1:1 addresses pointing at
@@ -111,11 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
 
-    from bot.app import build_adapter
+    from bootstrap import build_licensing
     from bot.notifier import Notifier
+    from bot.transport import build_adapter
     from core.config import Settings
     from dialogs.router import Router
-    from web.app import build_licensing
 
     settings = Settings(MicrosoftAppId="", DATABASE_URL=args.database_url)
     lic = build_licensing(settings, with_gateway=False)

@@ -10,11 +10,11 @@ import uuid
 import pytest
 from sqlalchemy import select, update
 
-import bot.app
 from cards.base import size
 from core.demo import TENANT
 from core.models import Pool, Seat, User
 from core.views import Actor
+from dialogs.assign import AssignFlow
 from gateways.graph_directory import GraphDirectory
 from tests.cardcheck import assert_valid_cards
 from tests.fakes.graph import FakeGraph, ManualClock, fake_person
@@ -50,11 +50,11 @@ def graph(desk):
     fake.people += [fake_person("Ada Lovelace", "Ada.Lovelace@contoso.com", oid=ADA),
                     fake_person("Mallory Evil", "mallory@fabrikam.com", oid=MALLORY),
                     fake_person("Adele Vance", "adele.vance@contoso.com", oid=ADELE_AAD)]
-    router = desk.app[bot.app.BOT].router
-    router.directory = GraphDirectory(fake.client_id, fake.client_secret, graph_base=fake.base_url,
-                                      http_client=fake.session(), timeout=2.0, clock=fake.clock)
+    flow = desk.root.router.flow(AssignFlow)  # (bootstrap gives it the directory GRAPH_ENABLED builds)
+    flow.directory = GraphDirectory(fake.client_id, fake.client_secret, graph_base=fake.base_url,
+                                    http_client=fake.session(), timeout=2.0, clock=fake.clock)
     yield fake
-    router.directory = None
+    flow.directory = None
     fake.stop()
 
 

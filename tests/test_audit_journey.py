@@ -43,7 +43,7 @@ from tests.harness import (
     tick,
     walk,
 )
-from web.audit_export import AUDIT_LINKS, ExportLinks, language, link_secret
+from web.audit_export import ExportLinks, language, link_secret
 
 FAB_TENANT = "44444444-4444-4444-4444-444444444444"
 FAB_ADMIN = "44444444-0000-0000-0000-000000000001"
@@ -322,7 +322,7 @@ async def test_a_refusal_is_said_in_the_readers_language_in_the_audit_and_its_cs
          "detail": {"code": "refused"}, "created_at": desk.lic.now()}]))
     said = {"en": "Only 6 seats of this pool are free. Unassign users first, then remove their seats.",
             "fr": "Ce lot n'a que 6 licences libres. Retirez d'abord des utilisateurs, puis supprimez leurs licences."}
-    url = desk.app[AUDIT_LINKS].url(account_id, desk.user("Alex Wilber").id)
+    url = desk.root.links.url(account_id, desk.user("Alex Wilber").id)
     for lang, locale in (("en", "en-US"), ("fr", "fr-FR")):
         [card] = await desk.admin(locale).say("audit" if lang == "en" else "journal")
         texts = [r["text"] for r in rows_of(card)]
@@ -365,7 +365,7 @@ async def test_a_long_log_is_streamed_whole(desk):
         {"account_id": account_id, "tenant_id": TENANT, "actor_id": None, "actor": f"Person {i}",
          "action": "seat.assigned", "outcome": "ok", "target": f"user:{i}", "message": "m" * 200, "detail": {},
          "created_at": now} for i in range(3000)]))
-    url = desk.app[AUDIT_LINKS].url(account_id, desk.user("Alex Wilber").id)
+    url = desk.root.links.url(account_id, desk.user("Alex Wilber").id)
     status, body, headers = await download(desk, url)
     assert status == 200 and len(body) > 5 * 64 * 1024
     rows = list(csv.reader(io.StringIO(body)))
@@ -430,7 +430,7 @@ async def test_tampered_links_are_refused(desk):
 async def test_links_of_another_account_a_member_or_a_demoted_admin_are_refused(desk):
     alex = desk.admin()
     fab = make_fabrikam(desk)
-    links: ExportLinks = desk.app[AUDIT_LINKS]
+    links: ExportLinks = desk.root.links
     contoso = demo_account_id(desk.lic)
     lee = desk.user("Lee Gu")
     cases = [
@@ -493,7 +493,7 @@ async def test_links_are_bound_to_their_secret(desk, clock, caplog, monkeypatch)
     assert two.read(token) is None and one.read(token + "x") is None and one.read("") is None
     # an app configured with LINK_SECRET signs with it: links survive a restart / work on any instance
     async with running_desk(db=lic.db, clock=clock, demo=False, LINK_SECRET="shared") as other:
-        token = desk.app[AUDIT_LINKS].token(demo_account_id(lic), desk.user("Alex Wilber").id)
+        token = desk.root.links.token(demo_account_id(lic), desk.user("Alex Wilber").id)
         status, _, _ = await download(other, f"{other.url}/audit/export/{token}")
         assert status == 403  # made with this process's random secret: refused elsewhere
         shared = ExportLinks(other.url, b"shared", lic.now)
@@ -519,7 +519,7 @@ async def test_card_data_cannot_aim_at_another_account(desk):
     shown = reply.expect_card()
     assert heading_of(shown) == "Recent changes at Contoso" and "Fabrikam" not in json.dumps(shown)
     url = find_action(shown, "Export CSV", "Action.OpenUrl")["url"]
-    claim = desk.app[AUDIT_LINKS].read(url.rsplit("/", 1)[1])
+    claim = desk.root.links.read(url.rsplit("/", 1)[1])
     assert (claim.account_id, claim.user_id) == (demo_account_id(desk.lic), desk.user("Alex Wilber").id)
     with desk.lic.db.read() as s:
         assert s.scalar(select(User.id).where(User.aad_object_id == ALEX)) == claim.user_id

@@ -21,7 +21,7 @@ import jwt
 import pytest
 from sqlalchemy import select
 
-import bot.app
+import bot.transport
 from bot.auth import PUBLIC_CLOUD, botbuilder_settings
 from core.config import Settings
 from core.demo import TENANT
@@ -125,7 +125,7 @@ def _assert_refused(res, case: str):
 
 
 def _assert_logged_without(caplog, case: str, secret: str, mark: int):
-    records = [r for r in caplog.records[mark:] if r.name == "bot.app" and r.levelno == logging.WARNING]
+    records = [r for r in caplog.records[mark:] if r.name == "bot.guards" and r.levelno == logging.WARNING]
     assert len(records) == 1, f"{case}: {[r.getMessage() for r in records]}"
     assert "refused an unauthenticated request" in records[0].getMessage(), case
     token = secret.partition(" ")[2]
@@ -156,7 +156,7 @@ async def test_what_botbuilder_alone_does_with_them(desk, idp):
     only), and accepts an Azure AD token for the bot's own app id."""
     from botbuilder.schema import Activity
 
-    bfa = desk.app[bot.app.ADAPTER].bot_framework_authentication
+    bfa = desk.root.transport.adapter.bot_framework_authentication
     activity = Activity().deserialize(desk.admin().activity("message", text="licenses"))
     for case, header, expected in _bad_tokens(idp, activity.service_url):
         try:
@@ -253,7 +253,7 @@ def test_botbuilder_settings():
         "CHANNEL_SERVICE": "https://botframework.azure.us"}
     assert botbuilder_settings(Settings()) == {}
     assert botbuilder_settings(Settings(VALIDATE_AUTHORITY="false"))["VALIDATE_AUTHORITY"] is False
-    config = bot.app.bot_config(Settings(MicrosoftAppId=APP_ID, MicrosoftAppPassword="pw"))
+    config = bot.transport.bot_config(Settings(MicrosoftAppId=APP_ID, MicrosoftAppPassword="pw"))
     assert config.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER == "https://api.botframework.com" and config.APP_PASSWORD == "pw"
 
 
@@ -278,7 +278,7 @@ async def test_every_activity_type_from_another_tenant_is_refused_and_audited(fe
     desk = fenced
     alex = desk.admin()
     before = snapshot(desk.lic)
-    router = desk.app[bot.app.BOT].router
+    router = desk.root.router
     assert router.actions, "the router has verbs"
 
     mark = audit_mark(desk.lic)

@@ -14,7 +14,6 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select
 
-import bot.app
 from core.demo import TENANT
 from core.models import DeliveryAddress, Quote
 from core.views import Actor
@@ -480,7 +479,7 @@ async def test_a_person_of_the_tenant_not_in_the_account_then_added(desk):
 async def test_a_failure_inside_the_bot_gets_an_apology_and_is_logged(desk, monkeypatch, caplog, locale, apology):
     alex = desk.admin(locale)
     pools = await pools_of(alex)
-    router = desk.app[bot.app.BOT].router
+    router = desk.root.router
 
     def boom(*args, **kwargs):
         raise RuntimeError("kaboom")

@@ -13,7 +13,6 @@ from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import microsoft_app_credentials
 from botframework.connector.models import ErrorResponseException
 
-import bot.app
 from bot.connector import LazyUserTokenClient, LicenseDeskAuthentication
 from bot.notifier import classify
 from tests.fakes.connector import FakeConnector
@@ -69,7 +68,7 @@ def _auth(app_id: str = "") -> LicenseDeskAuthentication:
 
 
 def _auth_of(desk) -> LicenseDeskAuthentication:
-    auth = desk.app[bot.app.ADAPTER].bot_framework_authentication
+    auth = desk.root.transport.adapter.bot_framework_authentication
     assert isinstance(auth, LicenseDeskAuthentication)
     return auth
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from bot.app import build_directory
+from bootstrap import build_directory
 from core.config import Settings
 from gateways.graph_directory import (
     DirectoryPerson,

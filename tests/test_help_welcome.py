@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import update
 
-import bot.app
 from cards.i18n import STRINGS, T
 from core.demo import TENANT
 from core.errors import NotAdmin, UnknownCaller
@@ -32,7 +31,7 @@ LOCALES = [("en-US", "en"), ("fr-FR", "fr")]
 
 
 def router(desk):
-    return desk.app[bot.app.BOT].router
+    return desk.root.router
 
 
 def expected_commands(desk, locale: str, is_admin: bool) -> dict[str, str]:

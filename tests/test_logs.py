@@ -16,7 +16,6 @@ import logging
 import msrest.pipeline.universal
 import pytest
 
-import bot.app
 from bot.auth import install_log_redaction, redact
 from gateways.stripe_gateway import StripeGateway
 from tests import harness
@@ -85,7 +84,7 @@ async def test_a_journey_at_debug_logs_no_secret_token_or_card(monkeypatch, db, 
             shown += desk.client_named("Adele Vance").proactive_cards() + [alex.card_in(quote.message_id)]
 
             # a turn that fails with a secret in the exception (logged with its traceback)
-            router = desk.app[bot.app.BOT].router
+            router = desk.root.router
 
             def boom(*args, **kwargs):
                 raise RuntimeError(f"upstream said no to Bearer {tokens[-1]} with key {TEST_API_KEY}")
@@ -107,7 +106,7 @@ async def test_a_journey_at_debug_logs_no_secret_token_or_card(monkeypatch, db, 
     # the journey did log at DEBUG, through the loggers that could leak
     names = {r.name for r in caplog.records}
     assert {"msrest.http_logger", "msal.token_cache", "urllib3.connectionpool", "stripe", "bot.handler",
-            "bot.app"} <= names, sorted(names)
+            "bot.guards"} <= names, sorted(names)
     assert any("[redacted]" in m or "Adaptive Card payload" in m for m in messages)  # something needed it
 
     secrets = {"app password": APP_PASSWORD, "stripe key": TEST_API_KEY, "webhook secret": WEBHOOK_SECRET,

@@ -13,12 +13,12 @@ from html.parser import HTMLParser
 import pytest
 from sqlalchemy import func, select
 
+from bootstrap import build_server
 from cards.i18n import T
 from cards.upgrade import quote_card
 from core.config import Settings
 from core.models import AuditEvent, Pool, Subscription
 from tests.harness import amount_rows
-from web.app import create_app
 from web.pay_pages import accept_language, iso_utc, page_locale, render_pay_page
 
 FR_BROWSER = "fr-FR,fr;q=0.9,en;q=0.8"
@@ -100,7 +100,7 @@ class Page(HTMLParser):
 @pytest.fixture
 async def web_client(demo, db_url, aiohttp_client):
     settings = Settings(DATABASE_URL=db_url, PUBLIC_BASE_URL="http://127.0.0.1")
-    return await aiohttp_client(create_app(settings, demo))
+    return await aiohttp_client(build_server(settings, demo).app)
 
 
 def _eco_pool_id(lic) -> int:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from bootstrap import build_server
 from core.catalog import Catalog
 from core.config import Settings
 from core.errors import HeldByQuote, QuoteNotOpen
@@ -19,7 +20,6 @@ from core.payments import PaymentEvent
 from core.service import Licensing
 from gateways.stripe_gateway import StripeGateway
 from tests.fakes.fake_stripe import TEST_API_KEY, FakeStripe, event_payload, sign_webhook
-from web.app import create_app
 from web.workers import billing_sync_once
 
 WEBHOOK_SECRET = "whsec_test_settlement"
@@ -160,7 +160,7 @@ def test_a_quote_after_expiry_frees_the_seats(demo, admin, admin2, clock):
 @pytest.fixture
 async def web_client(demo, db_url, aiohttp_client):
     settings = Settings(DATABASE_URL=db_url, PUBLIC_BASE_URL="http://127.0.0.1")
-    return await aiohttp_client(create_app(settings, demo))
+    return await aiohttp_client(build_server(settings, demo).app)
 
 
 async def _quote_token(lic, admin, n=2, plan="pro"):
@@ -248,7 +248,7 @@ def stripe_lic(db, clock, fake_stripe):
 async def stripe_client(stripe_lic, db_url, aiohttp_client):
     settings = Settings(DATABASE_URL=db_url, PAYMENTS="stripe", STRIPE_API_KEY=TEST_API_KEY,
                         STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
-    return await aiohttp_client(create_app(settings, stripe_lic))
+    return await aiohttp_client(build_server(settings, stripe_lic).app)
 
 
 def _post_event(client, event_type, session, *, event_id=None, secret=WEBHOOK_SECRET, timestamp=None):

@@ -855,13 +855,13 @@ async def test_the_webhook_route_never_answers_5xx_to_a_signed_odd_event(fake, d
     """Through HTTP and the database (on PostgreSQL too, whose columns are bounded): signed odd
     events are answered 2xx (Stripe stops retrying) or 400 (not an event); a real payment under
     an over-long event id still settles, once."""
+    from bootstrap import build_server
     from core.catalog import Catalog
     from core.config import Settings
     from core.demo import ADMIN_AAD, TENANT, load_demo
     from core.service import Licensing
     from core.views import Actor
     from tests.test_settlement import eco_pool, first_users
-    from web.app import create_app
 
     clock.now = datetime.now(UTC).replace(microsecond=0)  # Stripe checks expiries against real time
     lic = Licensing(db, Catalog.load(), make_gateway(fake), clock=clock, quote_ttl=timedelta(minutes=30))
@@ -871,7 +871,7 @@ async def test_the_webhook_route_never_answers_5xx_to_a_signed_odd_event(fake, d
     q = lic.payment_link(admin, lic.quote_upgrade(admin, pool.id, first_users(lic, admin, pool.id, 2), "pro").id)
     settings = Settings(DATABASE_URL=db_url, PAYMENTS="stripe", STRIPE_API_KEY=TEST_API_KEY,
                         STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
-    client = await aiohttp_client(create_app(settings, lic))
+    client = await aiohttp_client(build_server(settings, lic).app)
     session = fake.complete_session(next(iter(fake.sessions)), payment_status="paid")
 
     async def post(payload: bytes):

@@ -32,7 +32,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-import bot.app
 from core.demo import TENANT
 from core.models import Quote, Seat
 from core.views import Actor
@@ -123,7 +122,7 @@ class Crawl:
 async def crawl(desk, max_clicks: int = 150) -> Crawl:
     """Every text command, as an administrator and as a member, then every Action.Execute of
     every card shown (each verb clicked once, breadth first)."""
-    router = desk.app[bot.app.BOT].router
+    router = desk.root.router
     out = Crawl()
     clicked: set[str] = set()
     queue: list[tuple[Any, Card]] = []
@@ -170,7 +169,7 @@ def generic_data(desk) -> dict:
 
 def samples_for_every_verb(desk, found: Crawl, generic: dict) -> dict[str, Sample]:
     """The crawl's samples, and the generic data for verbs no card offered."""
-    router = desk.app[bot.app.BOT].router
+    router = desk.root.router
     return {verb: found.samples.get(verb) or Sample(verb, dict(generic), None, ALEX, seen=False)
             for verb in sorted(router.actions)}
 
@@ -291,7 +290,7 @@ async def world(desk):
 
 async def test_the_crawl_reaches_most_verbs(desk, world):
     _, found, samples = world
-    router = desk.app[bot.app.BOT].router
+    router = desk.root.router
     assert set(samples) == set(router.actions)
     missing = sorted(set(router.actions) - set(found.samples))
     # verbs no card offers in the demo account are still replayed, with generic data

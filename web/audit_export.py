@@ -35,7 +35,6 @@ from cards.i18n import language as i18n_language
 from core.config import Settings
 from core.errors import InvalidInput, NotAdmin, UnknownCaller
 from core.service import Licensing
-from web.app import LICENSING
 from web.pay_pages import page_locale
 
 log = logging.getLogger(__name__)
@@ -274,9 +273,18 @@ async def _stream_csv(request: web.Request, lic: Licensing, account_id: int, nam
             await producer
 
 
-async def export_audit(request: web.Request) -> web.StreamResponse:
-    lic: Licensing = request.app[LICENSING]
-    links: ExportLinks = request.app[AUDIT_LINKS]
+class AuditExport:
+    """The download route's handler: the core, and the links it reads."""
+
+    def __init__(self, lic: Licensing, links: ExportLinks):
+        self.lic = lic
+        self.links = links
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        return await export_audit(request, self.lic, self.links)
+
+
+async def export_audit(request: web.Request, lic: Licensing, links: ExportLinks) -> web.StreamResponse:
     lang = language(request.headers.get("Accept-Language"))
     token = request.match_info.get("token", "")
 
@@ -316,21 +324,3 @@ async def export_audit(request: web.Request) -> web.StreamResponse:
         state, status = refused
         return page(state, lang, status)
     return await _stream_csv(request, lic, caller.account_id, caller.account_name, lang)
-
-
-AUDIT_LINKS = web.AppKey("audit_links", ExportLinks)
-
-
-def install_audit_export(app: web.Application, settings: Settings, lic: Licensing) -> ExportLinks:
-    """Mount the download route and give the chat's audit flow the links it puts on its card."""
-    links = ExportLinks(settings.public_base_url, link_secret(settings), lic.now)
-    app[AUDIT_LINKS] = links
-    app.router.add_get(ROUTE, export_audit, allow_head=False)  # a HEAD would audit a download never made
-    from bot.app import BOT
-    from dialogs.audit import AuditFlow
-
-    bot = app.get(BOT)
-    flow = bot.router.flows.get(AuditFlow) if bot is not None else None
-    if flow is not None:
-        flow.links = links
-    return links

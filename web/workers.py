@@ -7,21 +7,15 @@ leased row by row, so two processes never do the same work twice."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import random
-import socket
 from datetime import timedelta
 
+from background import worker_name
 from core.payments import PaymentProviderError
 from core.service import Licensing
 
 log = logging.getLogger(__name__)
-
-
-def worker_name(kind: str) -> str:
-    return f"{kind}@{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
 
 
 def backoff(attempt: int, *, base: float = 1.0, cap: float = 300.0) -> timedelta:
@@ -86,18 +80,3 @@ async def billing_loop(lic: Licensing, every: float = 2.0) -> None:
         except Exception:
             log.exception("billing outbox failed; will try again")
         await asyncio.sleep(every)
-
-
-def background(*factories):
-    """An aiohttp cleanup context running the given coroutine factories for the app's life."""
-
-    async def ctx(app):
-        tasks = [asyncio.create_task(f()) for f in factories]
-        yield
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-
-    return ctx
