@@ -20,7 +20,7 @@ from bot.ratelimit import ACTION, SEARCH, RateLimited, RateLimiter, slow_down_te
 from cards import common
 from cards.i18n import T
 from core.errors import DomainError, InvalidInput, Message
-from core.service import Licensing
+from core.licensing import Licensing
 from dialogs.router import ProtocolError, Router, Turn
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class LicenseDeskBot(TeamsActivityHandler):
             action = a.value.get("action") if kind == "action" and isinstance(a.value, dict) else None
             what = action.get("verb") if isinstance(action, dict) else (a.name if kind != "message" else None)
             limit = self.limiter.items[SEARCH if kind == "search" else ACTION]
-            await asyncio.to_thread(self.lic.record_refusal, turn.actor, "rate.limited",
+            await asyncio.to_thread(self.lic.audit.record_refusal, turn.actor, "rate.limited",
                                     RateLimited(Message("Over the rate limit ({limit}).", limit=limit)),
                                     f"{kind}:{str(what or '')[:64]}")
             log.warning("rate limit reached (%s, tenant %s, user %s)", kind, turn.actor.tenant_id,
@@ -227,7 +227,7 @@ class LicenseDeskBot(TeamsActivityHandler):
     def _save_address(self, turn: Turn) -> bool:
         """(In a worker thread.) Store where to reach this user (proactive messages)."""
         try:
-            return self.lic.save_address(turn.actor.tenant_id, turn.actor.aad_object_id, turn.address)
+            return self.lic.addresses.save_address(turn.actor.tenant_id, turn.actor.aad_object_id, turn.address)
         except DomainError:
             return False
 
@@ -261,7 +261,7 @@ class LicenseDeskBot(TeamsActivityHandler):
     def _tenant_refused(self, turn: Turn) -> dict | None:
         if self.allowed_tenants and turn.actor.tenant_id not in self.allowed_tenants:
             err = InvalidInput(NOT_AVAILABLE)
-            self.lic.record_refusal(turn.actor, "tenant.refused", err, turn.actor.tenant_id or "(none)")
+            self.lic.audit.record_refusal(turn.actor, "tenant.refused", err, turn.actor.tenant_id or "(none)")
             return common.error_card(turn.locale, err.message, heading=T(turn.locale)("error.not_registered.title"))
         return None
 
@@ -286,7 +286,7 @@ class LicenseDeskBot(TeamsActivityHandler):
                     try:
                         return self.router.on_action(turn, value.get("verb"), value)
                     except ProtocolError as e:
-                        self.lic.record_refusal(turn.actor, "card.malformed", InvalidInput(e.message))
+                        self.lic.audit.record_refusal(turn.actor, "card.malformed", InvalidInput(e.message))
                         return common.error_card(turn.locale, e.message)
             else:
                 text = str(TurnContext.remove_recipient_mention(tc.activity) or tc.activity.text or "")[:MAX_TEXT]
@@ -338,7 +338,8 @@ class LicenseDeskBot(TeamsActivityHandler):
                                          lambda: self.router.on_action(turn, action.get("verb"), action.get("data")))
             return invoke.card_response(card)
         except ProtocolError as e:
-            await asyncio.to_thread(self.lic.record_refusal, turn.actor, "card.malformed", InvalidInput(e.message))
+            await asyncio.to_thread(self.lic.audit.record_refusal, turn.actor, "card.malformed",
+                                    InvalidInput(e.message))
             return invoke.error_response(400, e.code, e.message)
         except Exception:
             log.exception("card action failed (activity %s)", tc.activity.id)

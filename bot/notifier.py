@@ -15,7 +15,7 @@ through the outbox (``available_at``; the lease is given back, nobody sleeps hol
 **Lanes.** Messages are delivered per account (its tenants share its budget), one at a
 time: a lane sends, records the result, then sends the next one. Throughput comes from many
 accounts in parallel and from pacing, not from many requests in flight for one tenant. The
-outbox is claimed by account with affinity (:meth:`core.service.Licensing.claim_outbox`):
+outbox is claimed by account with affinity (:meth:`core.licensing.Licensing.outbox.claim_outbox`):
 one worker at a time delivers for an account, so two processes never both send for a tenant
 (nor exceed its rate limit together).
 
@@ -53,7 +53,7 @@ from limits.storage import storage_from_string
 from tenacity import RetryCallState, wait_random, wait_random_exponential
 
 from bot.identity import address_of, chat_member_id, person_of, reader_now, reader_of
-from core.service import Licensing
+from core.licensing import Licensing
 from core.views import OutboxItem
 from dialogs.router import Router
 from web.workers import worker_name
@@ -382,7 +382,7 @@ class Notifier:
         full = {a for a, q in self._lanes.items() if len(q) > self.lane_depth // 2}
         started = time.monotonic()
         items = await asyncio.to_thread(
-            self.lic.claim_outbox, self.worker, channels=("chat", "card"), limit=limit, lease=self.lease,
+            self.lic.outbox.claim_outbox, self.worker, channels=("chat", "card"), limit=limit, lease=self.lease,
             per_account=self.lane_depth, max_accounts=max(1, self.concurrency - len(full)), skip_accounts=full)
         deadline = started + self.lease.total_seconds()
         fresh = []
@@ -435,7 +435,7 @@ class Notifier:
                 continue
             started = time.monotonic()
             try:
-                held = await asyncio.to_thread(self.lic.outbox_extend, ids, self.worker, self.lease)
+                held = await asyncio.to_thread(self.lic.outbox.outbox_extend, ids, self.worker, self.lease)
             except Exception:
                 log.exception("could not renew the leases of %d outbox message(s)", len(ids))
                 continue
@@ -450,7 +450,7 @@ class Notifier:
             q.clear()
         if queued:
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.lic.outbox_release, queued, self.worker)
+                await asyncio.to_thread(self.lic.outbox.outbox_release, queued, self.worker)
             for i in queued:
                 self._deadlines.pop(i, None)
         tasks = list(self._lane_tasks.values())
@@ -471,24 +471,24 @@ class Notifier:
             log.info("outbox %s: lease lost to another worker; not sent here", item.id)
             return
         except CardBeingAnswered:  # nothing sent: tried again soon, not counted as an attempt
-            await asyncio.to_thread(self.lic.outbox_release, [item.id], self.worker, after=ANSWER_POLL)
+            await asyncio.to_thread(self.lic.outbox.outbox_release, [item.id], self.worker, after=ANSWER_POLL)
             return
         except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
             failure = exc if isinstance(exc, SendFailure) else classify(exc)
             if failure.blocked:
                 log.info("outbox %s: user blocked the bot; marked unreachable", item.id)
-                await asyncio.to_thread(self.lic.outbox_unreachable, item.id, self.worker, failure.detail)
+                await asyncio.to_thread(self.lic.outbox.outbox_unreachable, item.id, self.worker, failure.detail)
                 return
             if not retryable(failure):
                 log.warning("outbox %s (%s) failed for good: %s", item.id, item.kind, failure.detail)
-                await asyncio.to_thread(self.lic.outbox_failed, item.id, self.worker, failure.detail)
+                await asyncio.to_thread(self.lic.outbox.outbox_failed, item.id, self.worker, failure.detail)
                 return
             if failure.status == 429 and failure.retry_after is not None:
                 self.pacer.pause(self._tenant_key(item), failure.retry_after)
             delay = retry_delay(item.attempts, failure.retry_after)
             log.warning("outbox %s (%s) failed: %s; retry in %.1fs", item.id, item.kind, failure.detail,
                         delay.total_seconds())
-            await asyncio.to_thread(self.lic.outbox_retry, item.id, self.worker, delay, failure.detail)
+            await asyncio.to_thread(self.lic.outbox.outbox_retry, item.id, self.worker, delay, failure.detail)
             return
         await self._mark_sent(item.id)
 
@@ -505,7 +505,7 @@ class Notifier:
         while self._sent_queue:
             batch, self._sent_queue = self._sent_queue, []
             try:
-                await asyncio.to_thread(self.lic.outbox_done_many, [i for i, _ in batch], self.worker,
+                await asyncio.to_thread(self.lic.outbox.outbox_done_many, [i for i, _ in batch], self.worker,
                                         hold=self.hold)
             except Exception as e:  # noqa: BLE001 - each lane hears of it
                 for _, f in batch:
@@ -536,7 +536,7 @@ class Notifier:
         if deadline - time.monotonic() >= self.send_timeout + self.lease_margin:
             return
         started = time.monotonic()
-        held = await asyncio.to_thread(self.lic.outbox_extend, [item.id], self.worker, self.lease)
+        held = await asyncio.to_thread(self.lic.outbox.outbox_extend, [item.id], self.worker, self.lease)
         if item.id not in held:
             raise LeaseLost(item.id)
         self._deadlines[item.id] = started + self.lease.total_seconds()
@@ -565,7 +565,7 @@ class Notifier:
         if lock is None:
             lock = self._creations[self._user_key(item)] = asyncio.Lock()
         async with lock:
-            stored = await asyncio.to_thread(self.lic.user_address, item.account_id, item.aad_object_id)
+            stored = await asyncio.to_thread(self.lic.addresses.user_address, item.account_id, item.aad_object_id)
             if _has_chat(stored):
                 await self._send_to(item, activity, stored)
             else:
@@ -590,7 +590,7 @@ class Notifier:
     async def _create_and_send(self, item: OutboxItem, activity: Activity, known: dict | None = None) -> None:
         """No stored conversation: create the 1:1 chat from tenant + user, then send. ``known``:
         what is stored about the user without a chat (their channel id, if told)."""
-        hint = await asyncio.to_thread(self.lic.any_address, item.account_id)
+        hint = await asyncio.to_thread(self.lic.addresses.any_address, item.account_id)
         if not hint or not item.aad_object_id or not item.tenant_id:
             raise SendFailure(None, 300.0, False, "no conversation address for this user yet")
         member = chat_member_id(known, item.aad_object_id)
@@ -623,7 +623,7 @@ class Notifier:
         if saved.get("address"):
             address = dict(saved["address"], locale=hint.get("locale", "en-US"))
             address["user"] = {"id": member, "aadObjectId": item.aad_object_id}
-            await asyncio.to_thread(self.lic.save_address, item.tenant_id, item.aad_object_id, address)
+            await asyncio.to_thread(self.lic.addresses.save_address, item.tenant_id, item.aad_object_id, address)
             await self._track(item, saved.get("response"), address)
 
     # ------------------------------------------------------------------ cards updated in place later
@@ -639,7 +639,7 @@ class Notifier:
         if not (message_id and subject and address):
             return
         try:
-            await asyncio.to_thread(self.lic.record_posted_card, item.account_id, subject[0], subject[1],
+            await asyncio.to_thread(self.lic.addresses.record_posted_card, item.account_id, subject[0], subject[1],
                                     message_id, address)
         except Exception:  # noqa: BLE001 - the card went out: never send it again for want of this record
             log.exception("outbox %s: sent, but could not remember card %s:%s for later updates", item.id,
@@ -649,12 +649,12 @@ class Notifier:
         def render():
             """The posted card and its new content, for its reader as known now: they may have told
             their locale or time zone since it was posted (e.g. by acting on this very card)."""
-            posted = self.lic.posted_card(item.payload.get("posted_card"))
+            posted = self.lic.addresses.posted_card(item.payload.get("posted_card"))
             if posted is None or str(item.payload.get(f"{posted.subject}_id")) != posted.subject_id:
                 return None, None  # its reader moved on since: dropped (and its id maybe reused by another card)
             if posted.answering_until is not None and posted.answering_until > self.lic.now():
                 raise CardBeingAnswered  # its reader is acting on it: after the answer, if it still shows this
-            known = self.lic.user_address(posted.account_id, person_of(posted.address))
+            known = self.lic.addresses.user_address(posted.account_id, person_of(posted.address))
             return posted, self.router.card_update(item, reader_now(posted.address, known))
 
         posted, card = await asyncio.to_thread(render)

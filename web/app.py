@@ -14,8 +14,8 @@ from sqlalchemy import text
 from core.catalog import Catalog
 from core.config import Settings
 from core.db import Database
+from core.licensing import Licensing
 from core.payments import SandboxGateway
-from core.service import Licensing
 from core.views import PayPage
 from web.pay_pages import content_security_policy, new_nonce, page_locale, render_pay_page
 
@@ -84,7 +84,7 @@ def _html(request: web.Request, page: PayPage, token: str, *, status: int | None
 
 async def pay_get(request: web.Request) -> web.Response:
     token = request.match_info["token"]
-    return _html(request, await asyncio.to_thread(request.app[LICENSING].pay_page, token), token)
+    return _html(request, await asyncio.to_thread(request.app[LICENSING].sandbox.pay_page, token), token)
 
 
 async def pay_post(request: web.Request) -> web.Response:
@@ -95,14 +95,14 @@ async def pay_post(request: web.Request) -> web.Response:
     except (ValueError, LookupError, HttpProcessingError) as e:  # no boundary, a bad part, bytes that are
         # not the charset or an unknown charset: no browser sends these; the page as it is, nothing done
         log.info("pay page: unreadable form (%s)", type(e).__name__)
-        return _html(request, await asyncio.to_thread(lic.pay_page, token), token, status=400)
+        return _html(request, await asyncio.to_thread(lic.sandbox.pay_page, token), token, status=400)
     action = form.get("action")
     if action == "pay":
-        page = await asyncio.to_thread(lic.sandbox_pay, token)
+        page = await asyncio.to_thread(lic.sandbox.sandbox_pay, token)
     elif action == "cancel":
-        page = await asyncio.to_thread(lic.sandbox_cancel, token)
+        page = await asyncio.to_thread(lic.sandbox.sandbox_cancel, token)
     else:
-        page = await asyncio.to_thread(lic.pay_page, token)
+        page = await asyncio.to_thread(lic.sandbox.pay_page, token)
     # Post/Redirect/Get would lose the outcome message on refresh; the page shows the state anyway.
     return _html(request, page, token)
 
@@ -119,7 +119,7 @@ async def stripe_webhook(request: web.Request) -> web.Response:
     except WebhookSignatureError as e:
         log.warning("stripe webhook refused: %s", e)
         return web.json_response({"error": "invalid signature"}, status=400)
-    result = await asyncio.to_thread(request.app[LICENSING].handle_payment_event, event)
+    result = await asyncio.to_thread(request.app[LICENSING].settlement.handle_payment_event, event)
     log.info("stripe event %s (%s) -> %s", event.event_id, event.kind, result.result)
     return web.json_response({"received": True, "result": result.result})
 
