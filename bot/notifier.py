@@ -15,7 +15,7 @@ through the outbox (``available_at``; the lease is given back, nobody sleeps hol
 **Lanes.** Messages are delivered per account (its tenants share its budget), one at a
 time: a lane sends, records the result, then sends the next one. Throughput comes from many
 accounts in parallel and from pacing, not from many requests in flight for one tenant. The
-outbox is claimed by account with affinity (:meth:`core.licensing.Licensing.outbox.claim_outbox`):
+outbox is claimed by account with affinity (:meth:`core.services.outbox.Outbox.claim_outbox`):
 one worker at a time delivers for an account, so two processes never both send for a tenant
 (nor exceed its rate limit together).
 

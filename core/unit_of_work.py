@@ -27,6 +27,7 @@ from core.catalog import Catalog
 from core.db import Database
 from core.errors import DomainError, Message, NotAdmin
 from core.models import AccountTenant, AuditEvent, OutboxMessage, User
+from core.services import accounts
 from core.views import Actor, CallerView
 
 log = logging.getLogger(__name__)
@@ -51,14 +52,12 @@ class Unit:
     def caller(self, actor: Actor, admin: bool) -> CallerView:
         """The account and user behind ``actor``, read once per unit; NotAdmin when ``admin`` is
         asked of a member (with whom to ask)."""
-        from core.services.accounts import resolve_caller, whom_to_ask  # (accounts names the Unit too)
-
         caller = self._callers.get(actor) if isinstance(actor, Actor) else None
         if caller is None:
-            caller = resolve_caller(self.s, actor)
+            caller = accounts.resolve_caller(self.s, actor)
             self._callers[actor] = caller
         if admin and not caller.is_admin:
-            whom, admins = whom_to_ask(self.s, caller.account_id)
+            whom, admins = accounts.whom_to_ask(self.s, caller.account_id)
             if whom:
                 message = Message("Only an administrator of your License Desk account can do this. Ask {whom}.",
                                   whom=whom)

@@ -85,12 +85,13 @@ class AssignFlow(Flow):
                 if p.aad_object_id not in known], False, None
 
     def picker(self, turn: Turn, data: dict, query: str, page: int, note: str | None = None) -> dict:
-        caller = self.lic.accounts.require_admin(turn.actor, "assign.start")
-        origin = self.origin(data)
-        pool = self.lic.pools.pool(turn.actor, origin) if origin is not None else None
-        pg = self.lic.accounts.directory(turn.actor, query=query, page=page, page_size=PICKER_PAGE)
-        if page and not pg.items and pg.total:
-            pg = self.lic.accounts.directory(turn.actor, query=query, page=pg.pages - 1, page_size=PICKER_PAGE)
+        with self.lic.units.reading(turn.actor):  # (one snapshot; the tenant's directory is asked after it)
+            caller = self.lic.accounts.require_admin(turn.actor, "assign.start")
+            origin = self.origin(data)
+            pool = self.lic.pools.pool(turn.actor, origin) if origin is not None else None
+            pg = self.lic.accounts.directory(turn.actor, query=query, page=page, page_size=PICKER_PAGE)
+            if page and not pg.items and pg.total:
+                pg = self.lic.accounts.directory(turn.actor, query=query, page=pg.pages - 1, page_size=PICKER_PAGE)
         people, down, busy = (self.directory_people(turn, pg.query, DIRECTORY_TOP) if pg.page == 0
                               else ([], False, None))
         return cards.picker_card(turn.reader, pg, people, self.plan_names(), pool=pool, note=note,

@@ -78,12 +78,17 @@ class BuyFlow(Flow):
 
     def cart(self, turn: Turn, data: dict) -> dict:
         """The cart card for the cart in the data (a line removed, or back from the quote)."""
-        caller = self.lic.accounts.require_admin(turn.actor, "buy.cart")
-        preview, note = self.priced_or_emptied(turn, self.cart_of(data))
-        return self.render(turn, caller, preview, note=note)
+        with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
+            caller = self.lic.accounts.require_admin(turn.actor, "buy.cart")
+            preview, note = self.priced_or_emptied(turn, self.cart_of(data))
+            return self.render(turn, caller, preview, note=note)
 
     def add(self, turn: Turn, data: dict) -> dict:
         """Add the form's line to the cart; a bad line leaves the cart as it was, and says why."""
+        with self.lic.units.reading(turn.actor):  # (one snapshot: the cart priced before and after)
+            return self._add(turn, data)
+
+    def _add(self, turn: Turn, data: dict) -> dict:
         caller = self.lic.accounts.require_admin(turn.actor, "buy.add")
         cart = self.cart_of(data)
         preview, note = self.priced_or_emptied(turn, cart)

@@ -41,8 +41,9 @@ class MyLicenseFlow(Flow):
         return cards.not_user_card(turn.reader, e.message, admins)
 
     def _state(self, turn: Turn):
-        seats = self.lic.seats.my_license(turn.actor)
-        return seats, self.lic.requests.my_requests(turn.actor)
+        with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
+            seats = self.lic.seats.my_license(turn.actor)
+            return seats, self.lic.requests.my_requests(turn.actor)
 
     # ------------------------------------------------------------------ steps
 
