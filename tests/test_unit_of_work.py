@@ -12,7 +12,7 @@ from sqlalchemy import event, select
 import core.services.accounts as accounts
 from cards import requests as request_cards
 from cards import verbs
-from core.errors import InvalidInput, Message, NoFreeSeat
+from core.errors import InvalidInput, Message, NoFreeSeat, NotAdmin
 from core.models import AuditEvent, Seat
 from core.views import Actor
 from dialogs.router import Router, Turn
@@ -116,8 +116,8 @@ def test_a_refusal_escaping_a_write_unit_is_audited_once_after_rollback(demo, db
 def test_a_refusal_of_a_joined_query_is_audited_once_when_the_read_unit_ends(demo, db, member):
     lic = demo
     with lic.units.reading(member):
-        with pytest.raises(Exception) as caught:
-            lic.pools.list_pools(member)  # a member: NotAdmin
+        with pytest.raises(NotAdmin) as caught:
+            lic.pools.list_pools(member)
         lic.audit.record_refusal(member, "pools.list", caught.value)  # (the same refusal again: once)
         assert _audits(db, "pools.list", "refused") == []  # not before the unit has ended
     assert len(_audits(db, "pools.list", "refused")) == 1
