@@ -25,8 +25,8 @@ from background import run_for_app_life
 from core.catalog import Catalog
 from core.config import Settings
 from core.db import Database
+from core.licensing import Licensing
 from core.payments import PaymentGateway, SandboxGateway
-from core.service import Licensing
 from dialogs.router import Router
 
 if TYPE_CHECKING:  # (built on demand: `app.py migrate` and the other commands never load botbuilder)

@@ -45,8 +45,8 @@ TENANT_RATE = 30  # per second (Teams, per app per tenant)
 async def _run(tenants: int, users: int, workdir: Path, timeout: float) -> dict:
     from core.catalog import Catalog
     from core.db import Database
+    from core.licensing import Licensing
     from core.migrate import upgrade
-    from core.service import Licensing
     from tests.fakes.throttling_connector import ThrottlingConnector
     from tests.outbox_worker import seed_outbox
 
@@ -67,12 +67,12 @@ async def _run(tenants: int, users: int, workdir: Path, timeout: float) -> dict:
         ready = time.monotonic()
         deadline = ready + timeout
         while time.monotonic() < deadline:
-            counts = await asyncio.to_thread(lic.outbox_counts)
+            counts = await asyncio.to_thread(lic.outbox.outbox_counts)
             if counts.get("pending", 0) == 0:
                 break
             await asyncio.sleep(0.05)
         done = time.monotonic()
-        counts = lic.outbox_counts()
+        counts = lic.outbox.outbox_counts()
         delivered = fake.deliveries()
         sends = [a for a in fake.accepted if a.kind in ("send", "reply")]
         wall = (sends[-1].at - sends[0].at) if sends else float("nan")

@@ -378,12 +378,12 @@ def quote_and_settle(url: str, info: dict) -> dict:
     users = info["members"][str(pid)]
     assert len(users) == 1000
     t0 = time.perf_counter()
-    q = lic.quote_upgrade(actor, pid, users, "pro")
+    q = lic.quotes.quote_upgrade(actor, pid, users, "pro")
     t_quote = time.perf_counter() - t0
-    q = lic.payment_link(actor, q.id)
+    q = lic.links.payment_link(actor, q.id)
     token = q.payment_url.rsplit("/", 1)[1]
     t0 = time.perf_counter()
-    page = lic.sandbox_pay(token)
+    page = lic.sandbox.sandbox_pay(token)
     t_settle = time.perf_counter() - t0
     pro = info["pools"]["year/pro"]
 
@@ -398,7 +398,7 @@ def quote_and_settle(url: str, info: dict) -> dict:
                     s.scalar(select(Pool.quantity).where(Pool.id == pro)))
 
     first = counts()
-    again = lic.sandbox_pay(token)
+    again = lic.sandbox.sandbox_pay(token)
     ok = page.state == "paid" and again.state == "paid" and counts() == first and first[:3] == (1000, 1000, 1000)
     lic.db.dispose()
     return {"quote_s": t_quote, "settle_s": t_settle, "exactly_once": ok, "moved": first[0], "told": first[2]}

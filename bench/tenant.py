@@ -16,9 +16,9 @@ from functools import cache
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import insert, select
 
+from core.licensing import Licensing
 from core.models import Account, AccountDomain, AccountTenant, Discount, Pool, Seat, Subscription, User, UserTerm
 from core.periods import period_containing
-from core.service import Licensing
 from core.text import fold, sort_key, words
 
 FIRST = ["Ana", "Bjørn", "Chloé", "Dmitri", "Élodie", "Farid", "Gaël", "Hana", "Ivo", "Józef", "Kai", "Léa", "Mateo",

@@ -21,7 +21,7 @@ from bot.recent import Recent
 from bot.replies import reply
 from cards import common
 from core.errors import DomainError, InvalidInput, Message
-from core.service import Licensing
+from core.licensing import Licensing
 from dialogs.router import ProtocolError, Router, Turn
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class LicenseDeskBot(TeamsActivityHandler):
     def _save_address(self, turn: Turn) -> bool:
         """(In a worker thread.) Store where to reach this user (proactive messages)."""
         try:
-            return self.lic.save_address(turn.actor.tenant_id, turn.actor.aad_object_id, turn.address)
+            return self.lic.addresses.save_address(turn.actor.tenant_id, turn.actor.aad_object_id, turn.address)
         except DomainError:
             return False
 
@@ -188,7 +188,7 @@ class LicenseDeskBot(TeamsActivityHandler):
                     try:
                         return self.router.on_action(turn, value.get("verb"), value)
                     except ProtocolError as e:
-                        self.lic.record_refusal(turn.actor, "card.malformed", InvalidInput(e.message))
+                        self.lic.audit.record_refusal(turn.actor, "card.malformed", InvalidInput(e.message))
                         return common.error_card(turn.locale, e.message)
             else:
                 text = str(TurnContext.remove_recipient_mention(tc.activity) or tc.activity.text or "")[:MAX_TEXT]
@@ -236,7 +236,8 @@ class LicenseDeskBot(TeamsActivityHandler):
                                          lambda: self.router.on_action(turn, action.get("verb"), action.get("data")))
             return invoke.card_response(card)
         except ProtocolError as e:
-            await asyncio.to_thread(self.lic.record_refusal, turn.actor, "card.malformed", InvalidInput(e.message))
+            await asyncio.to_thread(self.lic.audit.record_refusal, turn.actor, "card.malformed",
+                                    InvalidInput(e.message))
             return invoke.error_response(400, e.code, e.message)
         except Exception:
             log.exception("card action failed (activity %s)", tc.activity.id)

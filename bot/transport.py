@@ -21,7 +21,7 @@ from bot.notifier import Notifier
 from bot.ratelimit import RateLimiter
 from cards import common
 from core.config import Settings
-from core.service import Licensing
+from core.licensing import Licensing
 from dialogs.router import Router
 
 log = logging.getLogger(__name__)

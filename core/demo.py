@@ -8,9 +8,9 @@ from decimal import Decimal
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
+from core.licensing import Licensing
 from core.models import Account, AccountDomain, AccountTenant, Discount, Pool, Seat, Subscription
 from core.periods import period_containing
-from core.service import Licensing
 
 TENANT = "00000000-0000-0000-0000-0000000000001"
 ADMIN_AAD = "00000000-0000-0000-0000-0000000000020"
@@ -44,7 +44,8 @@ def load_demo(lic: Licensing, now: datetime | None = None) -> bool:
     """Create the demo account; does nothing (returns False) if it exists already."""
     now = (now or lic.now()).replace(microsecond=0)
 
-    def work(s) -> bool:
+    def work(u) -> bool:
+        s = u.s
         if s.get(AccountTenant, TENANT) is not None:
             return False
         account = Account(name="Contoso", currency="USD", created_at=now)
@@ -61,7 +62,7 @@ def load_demo(lic: Licensing, now: datetime | None = None) -> bool:
         users = []
         for aad, name, role in people:
             email = ".".join(name.lower().replace("ë", "e").replace("í", "i").replace("ø", "o").split())
-            users.append(lic._insert_user(s, account.id, aad, f"{email}@contoso.com", name, role))
+            users.append(lic.accounts.insert_user(s, account.id, aad, f"{email}@contoso.com", name, role))
         subs = {}
         for interval, back in (("month", relativedelta(days=9)), ("year", relativedelta(months=4, days=3))):
             anchor = now - back - relativedelta(months=14 if interval == "month" else 24)
@@ -90,10 +91,10 @@ def load_demo(lic: Licensing, now: datetime | None = None) -> bool:
                 taken_by_family[plan.family].add(i)
                 s.add(Seat(account_id=account.id, pool_id=pool.id, user_id=users[i].id, family=plan.family,
                            sort_key=users[i].sort_key, assigned_at=subs[interval].anchor_at))
-        lic._audit_ok(s, None, "demo.loaded", f"account:{account.id}", account_id=account.id)
+        u.audit_ok(None, "demo.loaded", f"account:{account.id}", account_id=account.id)
         return True
 
-    return lic.db.write(work)
+    return lic.units.system_write(work)
 
 
 def demo_account_id(lic: Licensing) -> int | None:

@@ -45,7 +45,7 @@ class AssignFlow(Flow):
         self.notifications = {"license_assigned": self.assigned_notice}
 
     def plan_names(self) -> dict[str, str]:
-        return {p.code: p.name for p in self.lic.plans()}
+        return {p.code: p.name for p in self.lic.plan_views.plans()}
 
     # ------------------------------------------------------------------ step 1: the user
 
@@ -77,17 +77,18 @@ class AssignFlow(Flow):
         except Exception as e:  # noqa: BLE001 - any failure of the directory: the account's users only
             log.warning("directory search failed: %s", e)
             return [], True, getattr(e, "retry_after", None)
-        known = self.lic.users_by_aad(turn.actor, [p.aad_object_id for p in found])
+        known = self.lic.accounts.users_by_aad(turn.actor, [p.aad_object_id for p in found])
         return [cards.DirectoryChoice(p.aad_object_id, p.name, p.email) for p in found
                 if p.aad_object_id not in known], False, None
 
     def picker(self, turn: Turn, data: dict, query: str, page: int, note: str | None = None) -> dict:
-        caller = self.lic.require_admin(turn.actor, "assign.start")
-        origin = self.origin(data)
-        pool = self.lic.pool(turn.actor, origin) if origin is not None else None
-        pg = self.lic.directory(turn.actor, query=query, page=page, page_size=PICKER_PAGE)
-        if page and not pg.items and pg.total:
-            pg = self.lic.directory(turn.actor, query=query, page=pg.pages - 1, page_size=PICKER_PAGE)
+        with self.lic.units.reading(turn.actor):  # (one snapshot; the tenant's directory is asked after it)
+            caller = self.lic.accounts.require_admin(turn.actor, "assign.start")
+            origin = self.origin(data)
+            pool = self.lic.pools.pool(turn.actor, origin) if origin is not None else None
+            pg = self.lic.accounts.directory(turn.actor, query=query, page=page, page_size=PICKER_PAGE)
+            if page and not pg.items and pg.total:
+                pg = self.lic.accounts.directory(turn.actor, query=query, page=pg.pages - 1, page_size=PICKER_PAGE)
         people, down, busy = (self.directory_people(turn, pg.query, DIRECTORY_TOP) if pg.page == 0
                               else ([], False, None))
         return cards.picker_card(turn.reader, pg, people, self.plan_names(), pool=pool, note=note,
@@ -101,12 +102,12 @@ class AssignFlow(Flow):
         return self.picker(turn, data, text_of(data, "q"), 0)
 
     def typeahead(self, turn: Turn, ref: str, query: str, skip: int, top: int) -> list[dict]:
-        caller = self.lic.require_admin(turn.actor, "assign.search")
+        caller = self.lic.accounts.require_admin(turn.actor, "assign.search")
         if int(ref) != caller.account_id:
             return []
         query = query[:100]
         people = self.directory_people(turn, query, min(DIRECTORY_TOP, top))[0] if skip == 0 else []
-        pg = self.lic.directory(turn.actor, query=query, page=skip // top, page_size=top)
+        pg = self.lic.accounts.directory(turn.actor, query=query, page=skip // top, page_size=top)
         users = pg.items[: max(0, top - len(people))]
         return [{"title": title, "value": value}
                 for title, value in cards.user_choices(turn.reader, users, people, self.plan_names())]
@@ -118,7 +119,7 @@ class AssignFlow(Flow):
         if isinstance(picked, bool) or not isinstance(picked, str | int) or picked in ("", 0):
             card = self.picker(turn, data, text_of(data, "cq"), page_of(data),
                                note=T(turn.reader)("assign.pick_first"))  # built first: no right, no card
-            self.lic.record_refusal(turn.actor, f"card.{cards.ASSIGN_PLANS}",
+            self.lic.audit.record_refusal(turn.actor, f"card.{cards.ASSIGN_PLANS}",
                                     InvalidInput(Message("No user was chosen.")))
             return card
         picked = str(picked).strip()
@@ -127,13 +128,13 @@ class AssignFlow(Flow):
             if isinstance(user, dict):
                 return user  # a card: the person could not be added
         else:
-            user = self.lic.directory_user(turn.actor, data_int({"user": picked}, "user", "user"))
+            user = self.lic.accounts.directory_user(turn.actor, data_int({"user": picked}, "user", "user"))
         return self.plans_step(turn, user, data)
 
     def from_directory(self, turn: Turn, data: dict, aad: str) -> UserRow | dict:
         """A person picked from the tenant's directory: read again from the directory (the card
         is not trusted), then added to the account if their e-mail domain is approved."""
-        self.lic.require_admin(turn.actor, f"card.{cards.ASSIGN_PLANS}")
+        self.lic.accounts.require_admin(turn.actor, f"card.{cards.ASSIGN_PLANS}")
         directory = self.directory
         if directory is None or not _OBJECT_ID.match(aad):
             raise CardDataError(Message("That person cannot be picked here. Search again and choose someone from the "
@@ -146,26 +147,26 @@ class AssignFlow(Flow):
             busy = getattr(e, "retry_after", None)
             card = self.picker(turn, data, text_of(data, "cq"), page_of(data),
                                note=cards.directory_busy(turn.reader, busy) if busy else t("assign.directory_down"))
-            self.lic.record_refusal(turn.actor, f"card.{cards.ASSIGN_PLANS}",
+            self.lic.audit.record_refusal(turn.actor, f"card.{cards.ASSIGN_PLANS}",
                                     InvalidInput(Message("The organisation's directory could not be read.")),
                                     f"aad:{aad}")
             return card
         if person is None:
             raise CardDataError(Message("That person is not in your organisation's directory any more. Search again."))
         try:
-            row = self.lic.add_user(turn.actor, person.aad_object_id, person.email, person.name)
+            row = self.lic.accounts.add_user(turn.actor, person.aad_object_id, person.email, person.name)
         except DomainNotApproved as e:  # audited by the core
             return self.picker(turn, data, text_of(data, "cq"), page_of(data), note=e.message)
-        return self.lic.directory_user(turn.actor, row.id)
+        return self.lic.accounts.directory_user(turn.actor, row.id)
 
     def plans_step(self, turn: Turn, user: UserRow, data: dict, *, note: str | None = None,
                    buy: dict | None = None) -> dict:
         t = T(turn.reader)
         origin = self.origin(data)
-        pools = self.lic.list_pools(turn.actor)
+        pools = self.lic.pools.list_pools(turn.actor)
         if origin is not None and origin not in {p.id for p in pools}:
-            self.lic.pool(turn.actor, origin)  # another account's pool: refused
-        plans = self.lic.plans()
+            self.lic.pools.pool(turn.actor, origin)  # another account's pool: refused
+        plans = self.lic.plan_views.plans()
         family_of = {p.code: p.family for p in plans}
         held = {family_of.get(c) for c in (user.plan_code or "").split(",") if c}
         eligible = [p for p in pools if p.assignable > 0 and p.family not in held]
@@ -192,25 +193,27 @@ class AssignFlow(Flow):
         t = T(turn.reader)
         user_id = data_int(data, "user", "user")
         if data.get("to_pool") in (None, ""):
-            card = self.plans_step(turn, self.lic.directory_user(turn.actor, user_id), data,
+            card = self.plans_step(turn, self.lic.accounts.directory_user(turn.actor, user_id), data,
                                    note=t("assign.plans.missing"))
-            self.lic.record_refusal(turn.actor, f"card.{cards.ASSIGN_SAVE}",
+            self.lic.audit.record_refusal(turn.actor, f"card.{cards.ASSIGN_SAVE}",
                                     InvalidInput(Message("No license was chosen.")), f"user:{user_id}")
             return card
         pool_id = data_int(data, "to_pool", "pool")
         try:
-            pool = self.lic.assign(turn.actor, user_id, pool_id)
+            pool = self.lic.seats.assign(turn.actor, user_id, pool_id)
         except SeatAlreadyHeld as e:  # e.g. a double click: the first one assigned it
             again = execute(t("assign.btn.again"), verbs.ASSIGN_START, {"pool": pool_id}, inputs="none")
             return common.error_card(turn.reader, e.message, heading=t("assign.held.title"), retry=again,
                                      show_pools=True)
         except NoFreeSeat as e:  # the seat was taken meanwhile: the plans as they are now, and Buy one
             buy = {"plan": e.details.get("plan"), "interval": e.details.get("interval")}
-            return self.plans_step(turn, self.lic.directory_user(turn.actor, user_id), data, note=e.message, buy=buy)
-        return cards.assigned_card(turn.reader, self.lic.directory_user(turn.actor, user_id), pool)
+            return self.plans_step(turn, self.lic.accounts.directory_user(turn.actor, user_id), data, note=e.message,
+                                   buy=buy)
+        return cards.assigned_card(turn.reader, self.lic.accounts.directory_user(turn.actor, user_id), pool)
 
     # ------------------------------------------------------------------ notification
 
     def assigned_notice(self, item, locale: Reader | str | None) -> dict:
         p = item.payload
-        return cards.assigned_notice(locale, self.lic.plan_name(p.get("plan")), p.get("interval"), p.get("by"))
+        return cards.assigned_notice(locale, self.lic.plan_views.plan_name(p.get("plan")), p.get("interval"),
+                                     p.get("by"))

@@ -31,15 +31,17 @@ class AuditFlow(Flow):
         return self.show(turn, {})
 
     def show(self, turn: Turn, data: dict) -> dict:
-        caller: CallerView = self.lic.require_admin(turn.actor, "audit.list")
-        page = page_of(data)
-        pg: Page = self.lic.audit_page(turn.actor, page=page)
-        if page and not pg.items and pg.total:  # the log is shorter than the card thought
-            pg = self.lic.audit_page(turn.actor, page=pg.pages - 1)
-        refs = {(m[1], int(m[2])) for r in pg.items if (m := _REF.fullmatch(r.target or ""))}
-        user_ids = sorted(i for kind, i in refs if kind == "user")
-        users = {u.id: u.name for u in self.lic.directory_rows(turn.actor, user_ids)} if user_ids else {}
-        pools = ({p.id: p for p in self.lic.list_pools(turn.actor)}
-                 if any(kind == "pool" for kind, _ in refs) else {})
+        with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
+            caller: CallerView = self.lic.accounts.require_admin(turn.actor, "audit.list")
+            page = page_of(data)
+            pg: Page = self.lic.audit.audit_page(turn.actor, page=page)
+            if page and not pg.items and pg.total:  # the log is shorter than the card thought
+                pg = self.lic.audit.audit_page(turn.actor, page=pg.pages - 1)
+            refs = {(m[1], int(m[2])) for r in pg.items if (m := _REF.fullmatch(r.target or ""))}
+            user_ids = sorted(i for kind, i in refs if kind == "user")
+            users = ({u.id: u.name for u in self.lic.accounts.directory_rows(turn.actor, user_ids)}
+                     if user_ids else {})
+            pools = ({p.id: p for p in self.lic.pools.list_pools(turn.actor)}
+                     if any(kind == "pool" for kind, _ in refs) else {})
         url = self.links.url(caller.account_id, caller.user_id) if self.links else None
         return audit.audit_card(turn.reader, caller.account_name, pg, export_url=url, users=users, pools=pools)

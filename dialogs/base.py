@@ -92,7 +92,7 @@ class Flow:
     def admins(self, account_id: int) -> list[str]:
         """The chat ids of the account's administrators: whom a card only they may act on is
         refreshed for automatically (at most 60)."""
-        return self.lic.account_admin_chat_ids(account_id)
+        return self.lic.addresses.account_admin_chat_ids(account_id)
 
 
 # ---------------------------------------------------------------------------- card data

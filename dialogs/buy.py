@@ -48,11 +48,11 @@ class BuyFlow(Flow):
         return [{k: ln.get(k) for k in ("plan", "interval", "quantity")} for ln in cart]
 
     def preview(self, turn: Turn, cart: list[dict]) -> QuoteView | None:
-        return self.lic.cart_preview(turn.actor, cart) if cart else None
+        return self.lic.quotes.cart_preview(turn.actor, cart) if cart else None
 
     def render(self, turn: Turn, caller: CallerView, preview: QuoteView | None, *, plan=None, interval=None,
                note: str | None = None) -> dict:
-        plans = [p for p in self.lic.plans() if p.currency == caller.currency]
+        plans = [p for p in self.lic.plan_views.plans() if p.currency == caller.currency]
         return purchase.buy_card(turn.reader, plans, dict(self.lic.catalog.families), caller.currency, preview,
                                  key=uuid.uuid4().hex, plan=plan if isinstance(plan, str) else None,
                                  interval=interval if interval in INTERVALS else None, note=note)
@@ -73,18 +73,23 @@ class BuyFlow(Flow):
 
     def start(self, turn: Turn, data: dict) -> dict:
         """The catalog with an empty cart; ``plan``/``interval`` pre-select the form."""
-        caller = self.lic.require_admin(turn.actor, "buy.start")
+        caller = self.lic.accounts.require_admin(turn.actor, "buy.start")
         return self.render(turn, caller, None, plan=data.get("plan"), interval=data.get("interval"))
 
     def cart(self, turn: Turn, data: dict) -> dict:
         """The cart card for the cart in the data (a line removed, or back from the quote)."""
-        caller = self.lic.require_admin(turn.actor, "buy.cart")
-        preview, note = self.priced_or_emptied(turn, self.cart_of(data))
-        return self.render(turn, caller, preview, note=note)
+        with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
+            caller = self.lic.accounts.require_admin(turn.actor, "buy.cart")
+            preview, note = self.priced_or_emptied(turn, self.cart_of(data))
+            return self.render(turn, caller, preview, note=note)
 
     def add(self, turn: Turn, data: dict) -> dict:
         """Add the form's line to the cart; a bad line leaves the cart as it was, and says why."""
-        caller = self.lic.require_admin(turn.actor, "buy.add")
+        with self.lic.units.reading(turn.actor):  # (one snapshot: the cart priced before and after)
+            return self._add(turn, data)
+
+    def _add(self, turn: Turn, data: dict) -> dict:
+        caller = self.lic.accounts.require_admin(turn.actor, "buy.add")
         cart = self.cart_of(data)
         preview, note = self.priced_or_emptied(turn, cart)
         if note:
@@ -92,7 +97,7 @@ class BuyFlow(Flow):
         plan, interval = data.get("plan"), data.get("interval")
         line = {"plan": plan, "interval": interval, "quantity": data.get("qty")}
         try:
-            added = self.lic.cart_preview(turn.actor, [*cart, line])
+            added = self.lic.quotes.cart_preview(turn.actor, [*cart, line])
         except (NotAdmin, UnknownCaller):
             raise
         except DomainError as e:  # audited by the core
@@ -102,13 +107,13 @@ class BuyFlow(Flow):
 
     def checkout(self, turn: Turn, data: dict) -> dict:
         """The purchase quote for the cart (created once per cart card), with its payment link."""
-        self.lic.require_admin(turn.actor, "buy.checkout")
+        self.lic.accounts.require_admin(turn.actor, "buy.checkout")
         cart = self.cart_of(data)
         key = data.get("qkey")  # not "key": the Teams card renderer refuses that name
         if not isinstance(key, str) or not cart:
             raise CardDataError(Message("This cart card is not valid, or its cart is empty. Start again with “buy”."))
         started = self.lic.now()
-        quote = self.lic.quote_purchase(turn.actor, cart, quote_id=key)
+        quote = self.lic.quotes.quote_purchase(turn.actor, cart, quote_id=key)
         note = None
         if quote.created_at < started or quote.status != "open":
             note = T(turn.reader)("purchase.already")
@@ -117,11 +122,11 @@ class BuyFlow(Flow):
     # ------------------------------------------------------------------ notifications
 
     def paid_notice(self, item, locale: Reader | str | None) -> dict | None:
-        q = self.lic.quote_snapshot(str(item.payload.get("quote_id") or ""))
+        q = self.lic.quotes.quote_snapshot(str(item.payload.get("quote_id") or ""))
         return purchase.purchase_paid_notice(locale, q) if q else None
 
     def refund_notice(self, item, locale: Reader | str | None) -> dict:
-        q = self.lic.quote_snapshot(str(item.payload.get("quote_id") or ""))
+        q = self.lic.quotes.quote_snapshot(str(item.payload.get("quote_id") or ""))
         reason = item.payload.get("reason")
         return purchase.refund_notice(locale, q, reason if isinstance(reason, str) else "")
 

@@ -37,12 +37,13 @@ class MyLicenseFlow(Flow):
     def not_user(self, turn: Turn, e: UnknownCaller) -> dict:
         """Not a user of the account (already audited by the core): say whom to ask, when the
         tenant has an account."""
-        admins = self.lic.account_admin_names(turn.actor) if e.details.get("account_id") else []
+        admins = self.lic.accounts.account_admin_names(turn.actor) if e.details.get("account_id") else []
         return cards.not_user_card(turn.reader, e.message, admins)
 
     def _state(self, turn: Turn):
-        seats = self.lic.my_license(turn.actor)
-        return seats, self.lic.my_requests(turn.actor)
+        with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
+            seats = self.lic.seats.my_license(turn.actor)
+            return seats, self.lic.requests.my_requests(turn.actor)
 
     # ------------------------------------------------------------------ steps
 
@@ -54,7 +55,7 @@ class MyLicenseFlow(Flow):
             seats, requests = self._state(turn)
         except UnknownCaller as e:
             return self.not_user(turn, e)
-        admins = [] if seats else self.lic.account_admin_names(turn.actor)
+        admins = [] if seats else self.lic.accounts.account_admin_names(turn.actor)
         return cards.my_license_card(turn.reader, seats, requests, self.families, admins=admins, note=note)
 
     def request_form(self, turn: Turn, data: dict, note: str | None = None, plan: str | None = None,
@@ -72,7 +73,7 @@ class MyLicenseFlow(Flow):
         t = T(turn.reader)
         plan, reason = data.get("plan"), data.get("reason")
         try:
-            req = self.lic.request_upgrade(turn.actor, plan, reason)
+            req = self.lic.requests.request_upgrade(turn.actor, plan, reason)
         except UnknownCaller as e:
             return self.not_user(turn, e)
         except RequestClosed:  # a double click, or a second request for the same family
@@ -91,7 +92,7 @@ class MyLicenseFlow(Flow):
         t = T(turn.reader)
         chosen = self.lic.catalog.plans.get(plan) if isinstance(plan, str) else None
         family = chosen.family if chosen else None
-        for r in self.lic.my_requests(turn.actor):
+        for r in self.lic.requests.my_requests(turn.actor):
             if r.status == "pending" and r.family == family:
                 return t("mylicense.already", plan=r.to_plan_name, date=t.date(r.created_at))
         return t("mylicense.already_any")
@@ -99,7 +100,7 @@ class MyLicenseFlow(Flow):
     # ------------------------------------------------------------------ notifications (to the requester)
 
     def _request(self, item: OutboxItem) -> RequestView | None:
-        return self.lic.request_snapshot(item.payload.get("request_id"))
+        return self.lic.requests.request_snapshot(item.payload.get("request_id"))
 
     def approved_notice(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
         r = self._request(item)

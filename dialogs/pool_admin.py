@@ -55,7 +55,7 @@ class PoolAdminFlow(Flow):
     def selected_rows(self, turn: Turn, verb: str, pool_id: int, sel: list[int]):
         """The selected users with their seat in the pool; None (and the refusal audited) when
         some of them no longer hold one: the caller then shows the pool as it is now."""
-        rows = self.lic.pool_rows(turn.actor, pool_id, sel)
+        rows = self.lic.pools.pool_rows(turn.actor, pool_id, sel)
         if len(rows) == len(sel):
             return rows, None
         message = no_longer_held(len(sel) - len(rows))
@@ -67,18 +67,19 @@ class PoolAdminFlow(Flow):
     def form(self, turn: Turn, pool_id: int, *, typed: bool = False, quantity=None, note: str | None = None) -> dict:
         """The removal form; when a quantity was ``typed``, the renewal amount after removing it.
         A quantity the core refuses is audited there and said on the form."""
-        pool = self.lic.pool(turn.actor, pool_id)
-        n, preview = 1, None
-        if typed:
-            try:
-                preview = self.lic.preview_removal(turn.actor, pool.id, quantity)
-                n = parse_quantity(quantity)
-            except (NotAdmin, UnknownCaller, NotFound):
-                raise
-            except DomainError as e:
-                note = e.message
-        if preview is None and pool.assignable > 0:
-            preview = self.lic.preview_removal(turn.actor, pool.id, 1)
+        with self.lic.units.reading(turn.actor):  # (one snapshot for the card; joins the step's unit)
+            pool = self.lic.pools.pool(turn.actor, pool_id)
+            n, preview = 1, None
+            if typed:
+                try:
+                    preview = self.lic.seats.preview_removal(turn.actor, pool.id, quantity)
+                    n = parse_quantity(quantity)
+                except (NotAdmin, UnknownCaller, NotFound):
+                    raise
+                except DomainError as e:
+                    note = e.message
+            if preview is None and pool.assignable > 0:
+                preview = self.lic.seats.preview_removal(turn.actor, pool.id, 1)
         return pool_admin.removal_form(turn.reader, pool, quantity=n, preview=preview, note=note)
 
     def removal_form(self, turn: Turn, data: dict) -> dict:
@@ -91,23 +92,27 @@ class PoolAdminFlow(Flow):
         expected = data.get("scheduled")
         if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
             raise CardDataError(Message("This card is not valid. Open the pool's users card and try again."))
-        try:
-            pool = self.lic.remove_seats(turn.actor, pool_id, data.get("qty"), expected_scheduled=expected)
-        except (NotAdmin, UnknownCaller, NotFound):
-            raise
-        except DomainError as e:  # audited by the core; nothing changed
-            return self.form(turn, pool_id, note=e.message)
-        return pool_admin.removal_done(turn.reader, pool, parse_quantity(data.get("qty")))
+
+        def step() -> dict:  # (one write transaction: a refusal, then the form as it is now)
+            try:
+                pool = self.lic.seats.remove_seats(turn.actor, pool_id, data.get("qty"), expected_scheduled=expected)
+            except (NotAdmin, UnknownCaller, NotFound):
+                raise
+            except DomainError as e:  # audited by the core; nothing changed
+                return self.form(turn, pool_id, note=e.message)
+            return pool_admin.removal_done(turn.reader, pool, parse_quantity(data.get("qty")))
+
+        return self.lic.units.writing(turn.actor, step)
 
     def cancel_removal(self, turn: Turn, data: dict) -> dict:
         pool_id = data_int(data, "pool", "pool")
-        pool = self.lic.pool(turn.actor, pool_id)
+        pool = self.lic.pools.pool(turn.actor, pool_id)
         if not pool.removal_scheduled:
             why = Message("No seat of this pool is scheduled to leave at renewal: there is nothing to cancel.")
-            self.lic.record_refusal(turn.actor, f"card.{pool_admin.SEATS_REMOVE_CANCEL}", InvalidInput(why),
-                                    f"pool:{pool.id}")
+            self.lic.audit.record_refusal(turn.actor, f"card.{pool_admin.SEATS_REMOVE_CANCEL}", InvalidInput(why),
+                                          f"pool:{pool.id}")
             return self.form(turn, pool.id, note=why)
-        return pool_admin.removal_cancelled(turn.reader, self.lic.cancel_removal(turn.actor, pool.id))
+        return pool_admin.removal_cancelled(turn.reader, self.lic.seats.cancel_removal(turn.actor, pool.id))
 
     # ------------------------------------------------------------------ unassigning
 
@@ -116,11 +121,12 @@ class PoolAdminFlow(Flow):
         sel = self.upgrade.selection(data)
         if not sel:
             return self.no_selection(turn, verbs.POOL_UNASSIGN, pool_id, data)
-        rows, stale = self.selected_rows(turn, verbs.POOL_UNASSIGN, pool_id, sel)
-        if stale:
-            return stale
-        pool = self.lic.pool(turn.actor, pool_id)
-        return pool_admin.unassign_confirm(turn.reader, pool, rows, [u.id for u in rows])
+        with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
+            rows, stale = self.selected_rows(turn, verbs.POOL_UNASSIGN, pool_id, sel)
+            if stale:
+                return stale
+            pool = self.lic.pools.pool(turn.actor, pool_id)
+            return pool_admin.unassign_confirm(turn.reader, pool, rows, [u.id for u in rows])
 
     def unassign(self, turn: Turn, data: dict) -> dict:
         pool_id = data_int(data, "pool", "pool")
@@ -129,14 +135,15 @@ class PoolAdminFlow(Flow):
             return self.no_selection(turn, pool_admin.UNASSIGN_CONFIRM, pool_id, data)
         if len(sel) > MAX_SELECTION:
             raise CardDataError(Message("At most {n} users can be unassigned at once.", n=MAX_SELECTION))
-        pool = self.lic.unassign(turn.actor, pool_id, sel)
+        pool = self.lic.seats.unassign(turn.actor, pool_id, sel)
         return pool_admin.unassign_done(turn.reader, pool, len(sel))
 
     # ------------------------------------------------------------------ downgrades
 
     def downgrade_view(self, turn: Turn, pool_id: int, sel: list[int], rows, note: str | None = None) -> dict:
-        pool = self.lic.pool(turn.actor, pool_id)
-        options = self.lic.downgrade_options(turn.actor, pool_id)
+        with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
+            pool = self.lic.pools.pool(turn.actor, pool_id)
+            options = self.lic.downgrades.downgrade_options(turn.actor, pool_id)
         return pool_admin.downgrade_card(turn.reader, pool, rows, sel, options, pool_total=pool.assigned,
                                          max_users=MAX_SELECTION, note=note)
 
@@ -145,18 +152,19 @@ class PoolAdminFlow(Flow):
         enough) → the lower plan to move to at renewal."""
         pool_id = data_int(data, "pool", "pool")
         sel = self.upgrade.selection(data)
-        if not sel:
-            pool = self.lic.pool(turn.actor, pool_id)
-            if not 0 < pool.assigned <= MAX_SELECTION:
-                return self.no_selection(turn, verbs.DOWNGRADE_CHOOSE, pool_id, data)
-            return self.downgrade_view(turn, pool_id, [], [])
-        rows, stale = self.selected_rows(turn, verbs.DOWNGRADE_CHOOSE, pool_id, sel)
-        if stale:
-            return stale
-        return self.downgrade_view(turn, pool_id, [u.id for u in rows], rows)
+        with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
+            if not sel:
+                pool = self.lic.pools.pool(turn.actor, pool_id)
+                if not 0 < pool.assigned <= MAX_SELECTION:
+                    return self.no_selection(turn, verbs.DOWNGRADE_CHOOSE, pool_id, data)
+                return self.downgrade_view(turn, pool_id, [], [])
+            rows, stale = self.selected_rows(turn, verbs.DOWNGRADE_CHOOSE, pool_id, sel)
+            if stale:
+                return stale
+            return self.downgrade_view(turn, pool_id, [u.id for u in rows], rows)
 
     def whole_pool(self, turn: Turn, pool_id: int) -> list[int]:
-        pool = self.lic.pool(turn.actor, pool_id)
+        pool = self.lic.pools.pool(turn.actor, pool_id)
         if pool.assigned > MAX_SELECTION:
             raise CardDataError(Message("This pool has {total} users: at most {n} can be downgraded at once. Select "
                                         "them in the pool's users card, in several rounds.", total=pool.assigned,
@@ -164,7 +172,7 @@ class PoolAdminFlow(Flow):
         ids: list[int] = []
         page = 0
         while True:
-            pg = self.lic.pool_users(turn.actor, pool_id, page=page, page_size=PAGE)
+            pg = self.lic.pools.pool_users(turn.actor, pool_id, page=page, page_size=PAGE)
             ids += [u.id for u in pg.items]
             if not pg.has_next or len(ids) >= MAX_SELECTION:
                 return ids[:MAX_SELECTION]
@@ -180,7 +188,7 @@ class PoolAdminFlow(Flow):
             raise CardDataError(Message("Choose whom to downgrade: the selected users or the whole pool."))
         plan = data.get("plan")
         if not isinstance(plan, str) or not plan.strip():
-            rows = self.lic.pool_rows(turn.actor, pool_id, sel) if sel else []
+            rows = self.lic.pools.pool_rows(turn.actor, pool_id, sel) if sel else []
             why = T(turn.reader)("pool_admin.downgrade.missing")
             return self.refused(turn, pool_admin.DOWNGRADE_SCHEDULE, NO_PLAN, pool_id,
                                 self.downgrade_view(turn, pool_id, sel, rows, note=why))
@@ -189,8 +197,8 @@ class PoolAdminFlow(Flow):
         users = sel if who == "sel" else self.whole_pool(turn, pool_id)
         if not users:
             return self.no_selection(turn, pool_admin.DOWNGRADE_SCHEDULE, pool_id, data)
-        pool = self.lic.schedule_downgrade(turn.actor, pool_id, users, plan.strip())
-        return pool_admin.downgrade_done(turn.reader, pool, self.lic.plan_name(plan.strip()), users)
+        pool = self.lic.downgrades.schedule_downgrade(turn.actor, pool_id, users, plan.strip())
+        return pool_admin.downgrade_done(turn.reader, pool, self.lic.plan_views.plan_name(plan.strip()), users)
 
     def downgrade_cancel(self, turn: Turn, data: dict) -> dict:
         pool_id = data_int(data, "pool", "pool")
@@ -199,34 +207,39 @@ class PoolAdminFlow(Flow):
             return self.no_selection(turn, pool_admin.DOWNGRADE_CANCEL, pool_id, data)
         if len(sel) > MAX_SELECTION:
             raise CardDataError(Message("At most {limit:,} users can be selected at once.", limit=MAX_SELECTION))
-        had = sum(1 for u in self.lic.pool_rows(turn.actor, pool_id, sel) if u.downgrade_to)
-        pool = self.lic.cancel_downgrade(turn.actor, pool_id, sel)
-        return pool_admin.downgrade_cancelled(turn.reader, pool, had)
+
+        def step() -> dict:  # (one write transaction: who had a downgrade, and its cancelling)
+            had = sum(1 for u in self.lic.pools.pool_rows(turn.actor, pool_id, sel) if u.downgrade_to)
+            pool = self.lic.downgrades.cancel_downgrade(turn.actor, pool_id, sel)
+            return pool_admin.downgrade_cancelled(turn.reader, pool, had)
+
+        return self.lic.units.writing(turn.actor, step)
 
     # ------------------------------------------------------------------ notifications
 
     def unassigned_notice(self, item, locale: Reader | str | None) -> dict:
         p = item.payload
-        return pool_admin.unassigned_notice(locale, self.lic.plan_name(p.get("plan")), str(p.get("by") or ""))
+        return pool_admin.unassigned_notice(locale, self.lic.plan_views.plan_name(p.get("plan")),
+                                            str(p.get("by") or ""))
 
     def downgrade_scheduled_notice(self, item, locale: Reader | str | None) -> dict | None:
         p = item.payload
         when = _when(p.get("effective"))
         if when is None:
             return None
-        return pool_admin.downgrade_scheduled_notice(locale, self.lic.plan_name(p.get("from_plan")),
-                                                     self.lic.plan_name(p.get("to_plan")), when)
+        return pool_admin.downgrade_scheduled_notice(locale, self.lic.plan_views.plan_name(p.get("from_plan")),
+                                                     self.lic.plan_views.plan_name(p.get("to_plan")), when)
 
     def downgrade_cancelled_notice(self, item, locale: Reader | str | None) -> dict:
-        return pool_admin.downgrade_cancelled_notice(locale, self.lic.plan_name(item.payload.get("plan")))
+        return pool_admin.downgrade_cancelled_notice(locale, self.lic.plan_views.plan_name(item.payload.get("plan")))
 
     def downgrade_applied_notice(self, item, locale: Reader | str | None) -> dict | None:
         p = item.payload
         when = _when(p.get("effective"))
         if when is None:
             return None
-        return pool_admin.downgrade_applied_notice(locale, self.lic.plan_name(p.get("from_plan")),
-                                                   self.lic.plan_name(p.get("to_plan")), when)
+        return pool_admin.downgrade_applied_notice(locale, self.lic.plan_views.plan_name(p.get("from_plan")),
+                                                   self.lic.plan_views.plan_name(p.get("to_plan")), when)
 
 
 def _when(value) -> datetime | None:

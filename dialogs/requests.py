@@ -42,16 +42,17 @@ class RequestsFlow(Flow):
         return self.show_list(turn, {})
 
     def show_list(self, turn: Turn, data: dict, note: str | None = None) -> dict:
-        page = self.lic.pending_requests(turn.actor, page=page_of(data))
-        if page.page and not page.items and page.total:  # the list shrank since the card was shown
-            page = self.lic.pending_requests(turn.actor, page=page.pages - 1)
+        with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
+            page = self.lic.requests.pending_requests(turn.actor, page=page_of(data))
+            if page.page and not page.items and page.total:  # the list shrank since the card was shown
+                page = self.lic.requests.pending_requests(turn.actor, page=page.pages - 1)
         return cards.requests_list_card(turn.reader, page, note=note)
 
     # ------------------------------------------------------------------ one request
 
     def _view(self, turn: Turn, request_id: int, action: str) -> RequestView:
-        self.lic.require_admin(turn.actor, action)
-        return self.lic.request(turn.actor, request_id)
+        self.lic.accounts.require_admin(turn.actor, action)
+        return self.lic.requests.request(turn.actor, request_id)
 
     def request_card(self, reader: Reader | str | None, r: RequestView, *, note: str | None = None) -> dict:
         """The request card, kept live (refreshed) for the administrators while pending."""
@@ -60,20 +61,22 @@ class RequestsFlow(Flow):
 
     def decided(self, turn: Turn, request_id: int) -> dict:
         """The request in its decided state, with who decided first."""
-        r = self.lic.request(turn.actor, request_id)
-        turn.shows("request", r.id)
-        return self.request_card(turn.reader, r, note=cards.already_note(turn.reader, r))
+        with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
+            r = self.lic.requests.request(turn.actor, request_id)
+            turn.shows("request", r.id)
+            return self.request_card(turn.reader, r, note=cards.already_note(turn.reader, r))
 
     def refresh(self, turn: Turn, data: dict) -> dict:
         rid = data_int(data, "request", "request")
-        r = self._view(turn, rid, "request.view")
-        turn.shows("request", r.id)
-        return self.request_card(turn.reader, r)
+        with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
+            r = self._view(turn, rid, "request.view")
+            turn.shows("request", r.id)
+            return self.request_card(turn.reader, r)
 
     def approve(self, turn: Turn, data: dict) -> dict:
         rid = data_int(data, "request", "request")
         try:
-            quote = self.lic.approve_request(turn.actor, rid)
+            quote = self.lic.requests.approve_request(turn.actor, rid)
         except RequestClosed:  # someone decided first (audited by the core)
             return self.decided(turn, rid)
         turn.shows("request", rid)  # the approved request's card, on this message, is its quote (card_update)
@@ -81,16 +84,17 @@ class RequestsFlow(Flow):
 
     def _stale(self, turn: Turn, verb: str, r: RequestView) -> dict:
         note = cards.already_note(turn.reader, r)
-        self.lic.record_refusal(turn.actor, f"card.{verb}", RequestClosed.decided(r.status, r.decided_by_name,
+        self.lic.audit.record_refusal(turn.actor, f"card.{verb}", RequestClosed.decided(r.status, r.decided_by_name,
                                                                                   r.decided_at), f"request:{r.id}")
         turn.shows("request", r.id)
         return self.request_card(turn.reader, r, note=note)
 
     def decline_form(self, turn: Turn, data: dict) -> dict:
         rid = data_int(data, "request", "request")
-        r = self._view(turn, rid, "request.decline")
-        if r.status != "pending":
-            return self._stale(turn, cards.DECLINE, r)
+        with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
+            r = self._view(turn, rid, "request.decline")
+            if r.status != "pending":
+                return self._stale(turn, cards.DECLINE, r)
         back = "list" if data.get("back") == "list" else None
         return cards.decline_card(turn.reader, r, back=back, page=page_of(data))
 
@@ -98,7 +102,7 @@ class RequestsFlow(Flow):
         rid = data_int(data, "request", "request")
         reason = data.get("reason")
         try:
-            r = self.lic.decline_request(turn.actor, rid, reason)
+            r = self.lic.requests.decline_request(turn.actor, rid, reason)
         except RequestClosed:
             return self.decided(turn, rid)
         except InvalidInput as e:  # e.g. a reason over 500 characters (audited by the core)
@@ -122,14 +126,14 @@ class RequestsFlow(Flow):
 
     def created_card(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
         """The card each admin receives for a new request (nothing if already decided by then)."""
-        r = self.lic.request_snapshot(item.payload.get("request_id"))
+        r = self.lic.requests.request_snapshot(item.payload.get("request_id"))
         if r is None or r.status != "pending":
             return None
         return self.request_card(locale, r)
 
     def reopened_notice(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
         """The requester's notice that their approved request waits again (nothing once decided anew)."""
-        r = self.lic.request_snapshot(item.payload.get("request_id"))
+        r = self.lic.requests.request_snapshot(item.payload.get("request_id"))
         if r is None or r.status != "pending":
             return None
         return cards.reopened_notice(locale, r, str(item.payload.get("quote_status") or ""))
@@ -137,13 +141,13 @@ class RequestsFlow(Flow):
     def card_update(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
         """A request card shown earlier, once decided. The approving admin's message became the
         quote card (with its payment link): it keeps showing the quote, as it is now."""
-        r = self.lic.request_snapshot(item.payload.get("request_id"))
+        r = self.lic.requests.request_snapshot(item.payload.get("request_id"))
         if r is None:
             return None
-        posted = self.lic.posted_card(item.payload.get("posted_card"))
+        posted = self.lic.addresses.posted_card(item.payload.get("posted_card"))
         if (r.status == "approved" and r.quote_id and posted is not None
-                and self.lic.posted_card_shows("quote", r.quote_id, posted.message_ref)):
-            q = self.lic.quote_snapshot(r.quote_id)
+                and self.lic.addresses.posted_card_shows("quote", r.quote_id, posted.message_ref)):
+            q = self.lic.quotes.quote_snapshot(r.quote_id)
             if q is not None:
                 return upgrade.quote_card(locale, q, admins=self.admins(q.account_id))
         return self.request_card(locale, r)

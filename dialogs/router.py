@@ -25,7 +25,7 @@ from core.errors import (
     QuoteNotOpen,
     UnknownCaller,
 )
-from core.service import Licensing
+from core.licensing import Licensing
 from core.text import parse_id
 from core.views import OutboxItem
 from dialogs.base import (
@@ -128,7 +128,7 @@ class Router:
                 t = T(turn.reader)
                 err = InvalidInput(Message("This button is not one I know (the card may come from an older "
                                            "version). Start again from the license pools."))
-                self.lic.record_refusal(turn.actor, "card.unknown_verb", err, verb[:64])
+                self.lic.audit.record_refusal(turn.actor, "card.unknown_verb", err, verb[:64])
                 answer = common.error_card(turn.reader, err.message, heading=t("error.title"), show_pools=True)
             else:
                 answer = self._guard(turn, lambda: handler(turn, data), f"card.{verb}", data=data, verb=verb)
@@ -147,7 +147,7 @@ class Router:
         if not (turn.message_ref and turn.answer_in_place):
             return False
         try:
-            return self.lic.message_answering(turn.actor, turn.message_ref)
+            return self.lic.addresses.message_answering(turn.actor, turn.message_ref)
         except Exception:  # noqa: BLE001 - bookkeeping: the reader still gets an answer
             log.exception("could not hold the in-place updates of message %s", turn.message_ref)
             return False
@@ -160,7 +160,7 @@ class Router:
         if not (turn.message_ref and turn.answer_in_place):
             return
         try:
-            self.lic.message_shows(turn.actor, turn.message_ref, turn.address if turn.shown else None,
+            self.lic.addresses.message_shows(turn.actor, turn.message_ref, turn.address if turn.shown else None,
                                    None if failed else turn.shown)
         except Exception:  # noqa: BLE001 - the reader gets their answer; a stale card may be updated later
             log.exception("could not record what message %s shows now", turn.message_ref)
@@ -181,7 +181,7 @@ class Router:
 
     def welcome(self, turn: Turn) -> dict:
         try:
-            caller = self.lic.whoami(turn.actor)
+            caller = self.lic.accounts.whoami(turn.actor)
         except UnknownCaller as e:
             return common.caller_error(turn.reader, e)
         return common.welcome(turn.reader, is_admin=caller.is_admin, name=caller.name,
@@ -214,7 +214,7 @@ class Router:
         except (UnknownCaller, NotAdmin) as e:
             return common.caller_error(turn.reader, e)
         except CardDataError as e:
-            self.lic.record_refusal(turn.actor, action, e, target_of(data))
+            self.lic.audit.record_refusal(turn.actor, action, e, target_of(data))
             return common.error_card(turn.reader, e.message, show_pools=True)
         except InvalidInput as e:
             if e.details.get("stale") and data and "pool" in data:
@@ -226,10 +226,10 @@ class Router:
         except QuoteNotOpen as e:
             if data and "quote" in data:
                 try:
-                    q = self.lic.quote(turn.actor, data["quote"])
+                    q = self.lic.quotes.quote(turn.actor, data["quote"])
                     turn.shows("quote", q.id)
                     return upgrade.quote_card(turn.reader, q, note=e.message,
-                                              admins=self.lic.account_admin_chat_ids(q.account_id))
+                                              admins=self.lic.addresses.account_admin_chat_ids(q.account_id))
                 except DomainError:
                     pass
             return common.error_card(turn.reader, e.message, show_pools=True)
@@ -246,7 +246,7 @@ class Router:
 
     def _cmd_help(self, turn: Turn, unknown: str | None = None) -> dict:
         try:
-            is_admin = self.lic.whoami(turn.actor).is_admin
+            is_admin = self.lic.accounts.whoami(turn.actor).is_admin
         except UnknownCaller:
             is_admin = False
         return common.help_card(turn.reader, is_admin=is_admin, unknown=unknown,

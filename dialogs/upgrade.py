@@ -54,7 +54,7 @@ class UpgradeFlow(Flow):
         return self.pools(turn, {})
 
     def pools(self, turn: Turn, data: dict, note: str | None = None) -> dict:
-        caller, pools = self.lic.pools_overview(turn.actor)  # (one transaction)
+        caller, pools = self.lic.pools.pools_overview(turn.actor)  # (one transaction)
         return upgrade.pools_card(turn.reader, caller.account_name, pools, note=note)
 
     def selection(self, data: dict) -> list[int]:
@@ -71,7 +71,8 @@ class UpgradeFlow(Flow):
 
     def users_page(self, turn: Turn, pool_id: int, query: str, page: int, sel: list[int],
                    note: str | None = None) -> dict:
-        pool, pg = self.lic.pool_page(turn.actor, pool_id, query=query, page=page)
+        with self.lic.units.reading(turn.actor):  # (one snapshot; joins the step's unit if it opened one)
+            pool, pg = self.lic.pools.pool_page(turn.actor, pool_id, query=query, page=page)
         return upgrade.pool_users_card(turn.reader, pool, pg, sel, note=note)
 
     def pool_users(self, turn: Turn, data: dict) -> dict:
@@ -92,12 +93,12 @@ class UpgradeFlow(Flow):
         return self.users_page(turn, pool_id, text_of(data, "cq"), page_of(data), [])
 
     def stale_pool(self, turn: Turn, data: dict, message: str) -> dict:
-        pool, page = self.lic.pool_page(turn.actor, data["pool"], query=text_of(data, "cq"), page=page_of(data))
+        pool, page = self.lic.pools.pool_page(turn.actor, data["pool"], query=text_of(data, "cq"), page=page_of(data))
         return upgrade.pool_users_card(turn.reader, pool, page, [], note=message)
 
     def search_pool_users(self, turn: Turn, ref: str, query: str, skip: int, top: int) -> list[dict]:
         pool_id = int(ref)
-        page = self.lic.pool_users(turn.actor, pool_id, query=query, page=skip // top, page_size=top)
+        page = self.lic.pools.pool_users(turn.actor, pool_id, query=query, page=skip // top, page_size=top)
         return [{"title": f"{u.name} — {u.email}", "value": str(u.id)} for u in page.items]
 
     # ------------------------------------------------------------------ tier and quote
@@ -106,7 +107,7 @@ class UpgradeFlow(Flow):
         """A step asked without what it needs (no user selected, no plan chosen): the card to
         complete it (built first: a caller with no right gets that refusal instead), and the
         refusal audited."""
-        self.lic.record_refusal(turn.actor, f"card.{verb}", InvalidInput(why), f"pool:{pool_id}")
+        self.lic.audit.record_refusal(turn.actor, f"card.{verb}", InvalidInput(why), f"pool:{pool_id}")
         return card
 
     def tiers(self, turn: Turn, data: dict, note: str | None = None) -> dict:
@@ -115,9 +116,10 @@ class UpgradeFlow(Flow):
         if not sel:
             return self.refused_step(turn, verbs.UPGRADE_TIERS, NO_USER, pool_id, self.users_page(
                 turn, pool_id, text_of(data, "cq"), page_of(data), [], note=T(turn.reader)("users.empty_selection")))
-        options = self.lic.upgrade_options(turn.actor, pool_id, sel)
-        pool = self.lic.pool(turn.actor, pool_id)
-        users = self.lic.directory_rows(turn.actor, sel[: upgrade.MAX_NAMES])
+        with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
+            options = self.lic.quotes.upgrade_options(turn.actor, pool_id, sel)
+            pool = self.lic.pools.pool(turn.actor, pool_id)
+            users = self.lic.accounts.directory_rows(turn.actor, sel[: upgrade.MAX_NAMES])
         return upgrade.tiers_card(turn.reader, pool, users, len(sel), options, sel, key=uuid.uuid4().hex, note=note)
 
     def quote(self, turn: Turn, data: dict) -> dict:
@@ -132,7 +134,7 @@ class UpgradeFlow(Flow):
                 turn, {"pool": pool_id, "sel": sel}, note=T(turn.reader)("tiers.missing")))
         key = data.get("qkey")
         started = self.lic.now()
-        quote = self.lic.quote_upgrade(turn.actor, pool_id, sel, plan.strip(),
+        quote = self.lic.quotes.quote_upgrade(turn.actor, pool_id, sel, plan.strip(),
                                        quote_id=key if isinstance(key, str) else None)
         note = None
         if quote.created_at < started or quote.status != "open":  # a second click of the same card
@@ -145,18 +147,20 @@ class UpgradeFlow(Flow):
         remembered so that it can be updated in place once paid (with the link, in one
         transaction, when the link is created now). ``view``: the quote as just written (the
         quote is not read again)."""
-        q = view if view is not None else self.lic.quote(turn.actor, quote_id)
+        with self.lic.units.reading(turn.actor):  # (the quote and whom its card is kept live for, together)
+            q = view if view is not None else self.lic.quotes.quote(turn.actor, quote_id)
+            admins = self.admins(q.account_id)
         posted = (turn.message_ref, turn.address) if turn.message_ref and turn.address else None
         if q.status == "open" and q.due_now > 0 and not q.payment_url:
-            try:
-                q = self.lic.payment_link(turn.actor, q.id, posted_card=posted)
+            try:  # (outside any unit: it calls the payment provider between its transactions)
+                q = self.lic.links.payment_link(turn.actor, q.id, posted_card=posted)
                 posted = None  # remembered by payment_link
             except (PaymentUnavailable, PaymentRefused) as e:
                 note = e.message
         if posted:
-            self.lic.record_posted_card(q.account_id, "quote", q.id, *posted)
+            self.lic.addresses.record_posted_card(q.account_id, "quote", q.id, *posted)
         turn.shows("quote", q.id)
-        return upgrade.quote_card(turn.reader, q, note=note, admins=self.admins(q.account_id))
+        return upgrade.quote_card(turn.reader, q, note=note, admins=admins)
 
     @staticmethod
     def quote_id(data: dict) -> str:
@@ -169,31 +173,36 @@ class UpgradeFlow(Flow):
         return self.show_quote(turn, self.quote_id(data))
 
     def quote_cancel(self, turn: Turn, data: dict) -> dict:
-        q = self.lic.cancel_quote(turn.actor, self.quote_id(data))
+        q = self.lic.quotes.cancel_quote(turn.actor, self.quote_id(data))
         t = T(turn.reader)
         closing = q.payment_status == "closing"  # not "nothing was charged" until the provider confirms
         return common.dismissed_card(turn.reader, t("cancelled.title"), t("cancelled.closing" if closing
                                                                          else "cancelled.body"))
 
     def quote_back(self, turn: Turn, data: dict) -> dict:
-        q = self.lic.cancel_quote(turn.actor, self.quote_id(data))
+        """The quote cancelled (committed at once: its card's update is held by the router until
+        this answers), then the step before it, read in one snapshot."""
+        q = self.lic.quotes.cancel_quote(turn.actor, self.quote_id(data))
         if q.kind == "purchase" and "buy.cart" in self.router.actions:
             lines = [{"plan": ln.plan_code, "interval": ln.interval, "quantity": ln.quantity} for ln in q.lines]
             return self.router.actions["buy.cart"](turn, {"cart": lines})
         return self.tiers(turn, {"pool": q.pool_id, "sel": [u.id for u in q.users]})
 
     def quote_confirm(self, turn: Turn, data: dict) -> dict:
-        q = self.lic.confirm_without_payment(turn.actor, self.quote_id(data))
-        turn.shows("quote", q.id)
-        return upgrade.quote_card(turn.reader, q, admins=self.admins(q.account_id))
+        def step() -> dict:
+            q = self.lic.quotes.confirm_without_payment(turn.actor, self.quote_id(data))
+            turn.shows("quote", q.id)
+            return upgrade.quote_card(turn.reader, q, admins=self.admins(q.account_id))
+
+        return self.lic.units.writing(turn.actor, step)
 
     # ------------------------------------------------------------------ notifications
 
     def upgraded_notice(self, item, locale: Reader | str | None) -> dict:
         p = item.payload
-        return upgrade.upgraded_notice(locale, self.lic.plan_name(p.get("to_plan")),
-                                       self.lic.plan_name(p.get("from_plan")))
+        return upgrade.upgraded_notice(locale, self.lic.plan_views.plan_name(p.get("to_plan")),
+                                       self.lic.plan_views.plan_name(p.get("from_plan")))
 
     def quote_card_update(self, item, locale: Reader | str | None) -> dict | None:
-        q = self.lic.quote_snapshot(item.payload.get("quote_id") or "")
+        q = self.lic.quotes.quote_snapshot(item.payload.get("quote_id") or "")
         return upgrade.quote_card(locale, q, admins=self.admins(q.account_id)) if q else None

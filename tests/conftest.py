@@ -16,10 +16,10 @@ import sqlalchemy as sa
 from core.catalog import Catalog
 from core.db import Database
 from core.demo import ADMIN_AAD, TENANT, load_demo
+from core.licensing import Licensing
 from core.migrate import upgrade
 from core.models import Base
 from core.payments import SandboxGateway
-from core.service import Licensing
 from core.views import Actor
 
 pytest.register_assert_rewrite("tests.harness")  # before the import: its asserts keep pytest's messages

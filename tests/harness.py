@@ -62,6 +62,7 @@ import web.app as web_app
 from core.config import Settings
 from core.db import Database
 from core.demo import PEOPLE, TENANT, load_demo
+from core.licensing import Licensing
 from core.models import (
     Account,
     AccountDomain,
@@ -76,7 +77,6 @@ from core.models import (
 )
 from core.payments import PaymentGateway, SandboxGateway
 from core.periods import period_containing
-from core.service import Licensing
 from core.text import search_terms, sort_key
 from core.views import Actor
 from tests.fakes.connector import CARD, FakeConnector, personal_chat_id
@@ -849,7 +849,8 @@ def insert_account(lic: Licensing, s, now: datetime, *, tenant: str, people: Ite
     s.flush()
     s.add(AccountTenant(tenant_id=tenant, account_id=account.id))
     s.add(AccountDomain(account_id=account.id, domain=domain))
-    return account, [lic._insert_user(s, account.id, aad, email, display, role) for aad, email, display, role in people]
+    return account, [lic.accounts.insert_user(s, account.id, aad, email, display, role) for aad, email, display,
+                     role in people]
 
 
 def add_account(lic: Licensing, *, tenant: str, people: list[tuple[str, str, str, str]], plan: str | None = "eco",
@@ -907,7 +908,7 @@ def add_fabrikam(lic: Licensing, *, tenant: str = FAB_TENANT, admin: str | None 
                       downgrades={keys.index(k): plan for k, plan in (downgrades or {}).items()}, **kw)
     fab = {"account": acc.account_id, "pool": acc.pool_id, **dict(zip(keys, acc.user_ids, strict=True))}
     if upgrade_quote:
-        fab["quote"] = lic.quote_upgrade(Actor(tenant, admin), fab["pool"], [fab["worker"]], upgrade_quote).id
+        fab["quote"] = lic.quotes.quote_upgrade(Actor(tenant, admin), fab["pool"], [fab["worker"]], upgrade_quote).id
     return fab
 
 

@@ -80,7 +80,7 @@ def when(event, locale: str) -> str:
 def make_fabrikam(desk) -> dict:
     """A second account with its own tenant, an admin, a member, a pool and a few events."""
     fab = add_fabrikam(desk.lic, tenant=FAB_TENANT, admin=FAB_ADMIN, worker=FAB_WORKER, seats=["admin"])
-    desk.lic.assign(Actor(FAB_TENANT, FAB_ADMIN), fab["worker"], fab["pool"])  # one "seat.assigned" event
+    desk.lic.seats.assign(Actor(FAB_TENANT, FAB_ADMIN), fab["worker"], fab["pool"])  # one "seat.assigned" event
     return fab
 
 
@@ -115,7 +115,7 @@ async def test_events_appear_after_actions_newest_first_refusals_stand_out(desk)
         api_pool = s.scalar(select(Pool.id).where(Pool.plan_code == "api_advanced"))
         newcomer = s.scalars(select(User).where(~User.id.in_(select(Seat.user_id).where(Seat.family == "api")))
                              .order_by(User.id.desc())).first()
-    desk.lic.assign(Actor(TENANT, MEGAN), newcomer.id, api_pool)
+    desk.lic.seats.assign(Actor(TENANT, MEGAN), newcomer.id, api_pool)
 
     before = snapshot(desk.lic)
     mark = audit_mark(desk.lic)
@@ -148,7 +148,8 @@ async def test_paging_over_more_than_20_events(desk):
     alex = desk.admin()
     lic = desk.lic
     for i in range(44):  # 44 refusals + the demo event = 45 events: pages of 20, 20, 5
-        lic.record_refusal(Actor(TENANT, LEE), "seat.assign", InvalidInput(f"refusal number {i}"), f"user:{i + 1}")
+        lic.audit.record_refusal(Actor(TENANT, LEE), "seat.assign", InvalidInput(f"refusal number {i}"),
+                                 f"user:{i + 1}")
     events = account_events(desk)
     assert len(events) == 45
     [first] = await alex.say("audit")
@@ -201,7 +202,7 @@ async def test_the_card_stays_small_and_inert_whatever_the_messages(desk):
 
 async def test_french(desk):
     alex = desk.admin("fr-FR")
-    desk.lic.record_refusal(Actor(TENANT, LEE), "quote.upgrade", InvalidInput("Nope."), "pool:1")
+    desk.lic.audit.record_refusal(Actor(TENANT, LEE), "quote.upgrade", InvalidInput("Nope."), "pool:1")
     [card] = await alex.say("journal")
     events = account_events(desk)
     assert heading_of(card) == "Changements récents chez Contoso"
@@ -270,7 +271,7 @@ async def test_only_administrators_see_the_audit(desk):
 async def test_export_csv_over_http(desk):
     alex = desk.admin()
     fab = make_fabrikam(desk)
-    desk.lic.record_refusal(Actor(TENANT, LEE), "pools.list", InvalidInput("=cmd|' /C calc'!A0"), None)
+    desk.lic.audit.record_refusal(Actor(TENANT, LEE), "pools.list", InvalidInput("=cmd|' /C calc'!A0"), None)
     [card] = await alex.say("audit")
     url = alex.open_url(card, "Export CSV")
     assert url.startswith(f"{desk.url}/audit/export/")
@@ -313,9 +314,10 @@ async def test_a_refusal_is_said_in_the_readers_language_in_the_audit_and_its_cs
     audit card and the French CSV say it in French, with French column names; a row stored
     without them (written by an older version) shows its stored text."""
     account_id = demo_account_id(desk.lic)
-    eco = next(p for p in desk.lic.list_pools(Actor(TENANT, ALEX)) if (p.plan_code, p.interval) == ("eco", "month"))
+    eco = next(p for p in desk.lic.pools.list_pools(Actor(TENANT, ALEX)) if (p.plan_code, p.interval) == ("eco",
+                                                                                                          "month"))
     with pytest.raises(SeatsAssigned):
-        desk.lic.remove_seats(Actor(TENANT, ALEX), eco.id, 7)  # 6 free
+        desk.lic.seats.remove_seats(Actor(TENANT, ALEX), eco.id, 7)  # 6 free
     desk.lic.db.write(lambda s: s.execute(insert(AuditEvent), [
         {"account_id": account_id, "tenant_id": TENANT, "actor_id": None, "actor": "Old Version",
          "action": "seat.assign", "outcome": "refused", "target": None, "message": "Stored English text.",
@@ -335,7 +337,7 @@ async def test_a_refusal_is_said_in_the_readers_language_in_the_audit_and_its_cs
             "fr": ["id", "date", "locataire", "acteur", "action", "résultat", "cible", "message"]}[lang]
         messages = [r[7] for r in rows[1:]]
         assert said[lang] in messages and "Stored English text." in messages
-    assert said["en"] in desk.lic.export_audit_csv(account_id)  # (the command line's export: English, as stored)
+    assert said["en"] in desk.lic.audit.export_audit_csv(account_id)  # (the command line's export: English, as stored)
 
 
 # OWASP "CSV injection": a cell that begins with = + - @, a tab or a carriage return is a formula; spreadsheets
@@ -351,7 +353,7 @@ async def test_export_neutralises_formulas_behind_blanks_and_line_breaks(desk):
         {"account_id": account_id, "tenant_id": TENANT, "actor_id": None, "actor": value, "action": "seat.assign",
          "outcome": "refused", "target": value, "message": value, "detail": {}, "created_at": now}
         for value in SNEAKY_FORMULAS]))
-    rows = list(csv.reader(io.StringIO(desk.lic.export_audit_csv(account_id))))
+    rows = list(csv.reader(io.StringIO(desk.lic.audit.export_audit_csv(account_id))))
     cells = [r[i] for r in rows if r[4] == "seat.assign" for i in (3, 6, 7)]
     assert cells == ["'" + value for value in SNEAKY_FORMULAS for _ in range(3)]  # as typed, behind an apostrophe
     others = [c for r in rows[1:] if r[4] != "seat.assign" for c in r]
@@ -537,7 +539,7 @@ def test_every_audit_action_the_code_writes_has_words_in_both_languages():
     src = "\n".join(p.read_text() for d in ("core", "dialogs", "bot", "web") for p in (root / d).rglob("*.py"))
     written = set(re.findall(r'action="([a-z_]+\.[a-z_.]+|[a-z_]+)"', src))
     written |= set(re.findall(r'record_refusal\([^"\n]*"([a-z_.]+)"', src))
-    written |= set(re.findall(r'self\._(?:query|command|write)\(\s*\w+,\s*"([a-z_.]+)"', src))
+    written |= set(re.findall(r'self\.units\.(?:query|command)\(\s*\w+,\s*"([a-z_.]+)"', src))
     assert len(written) > 20 and "quote.settled" in written  # (the scan sees what it looks for)
     assert sorted(written - set(_DONE) - set(_TRIED)) == []
     for locale in ("en-US", "fr-FR"):

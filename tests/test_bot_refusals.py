@@ -74,7 +74,8 @@ async def test_unknown_command_gets_the_help_card(desk, locale, heading, unknown
 async def test_member_running_an_admin_command_or_forging_admin_actions(desk):
     lee = desk.member()
     await lee.install()
-    alex_quote = desk.lic.quote_upgrade(Actor(TENANT, ALEX), eco_pool_id(desk), [desk.user("Adele Vance").id], "pro")
+    alex_quote = desk.lic.quotes.quote_upgrade(Actor(TENANT, ALEX), eco_pool_id(desk), [desk.user("Adele Vance").id],
+                                               "pro")
     eco = eco_pool_id(desk)
     watch = Watch(desk)
     [card] = await lee.say("licenses")
@@ -97,7 +98,7 @@ async def test_member_running_an_admin_command_or_forging_admin_actions(desk):
         assert "Only an administrator" in text_of(shown)
         watch.refused(case=verb)
         watch.unchanged(verb)
-    assert desk.lic.quote(Actor(TENANT, ALEX), alex_quote.id).status == "open"
+    assert desk.lic.quotes.quote(Actor(TENANT, ALEX), alex_quote.id).status == "open"
 
 
 # ============================================================================ malformed invokes
@@ -318,7 +319,7 @@ async def test_stale_users_card_after_the_pool_changed(desk):
     ticked = tick(users, "users", "Adele Vance", "Allan Archie")
     tiers = (await alex.act(users, "Choose tier", users=ticked)).expect_card()
     # meanwhile someone unassigns Allan
-    desk.lic.unassign(Actor(TENANT, ALEX), eco, [desk.user("Allan Archie").id])
+    desk.lic.seats.unassign(Actor(TENANT, ALEX), eco, [desk.user("Allan Archie").id])
 
     for card, title, inputs in [(users, "Choose tier", {"users": ticked}), (tiers, "Upgrade", {})]:
         watch = Watch(desk)
@@ -463,7 +464,7 @@ async def test_a_person_of_the_tenant_not_in_the_account_then_added(desk):
     assert "not a user of your organisation's License Desk account yet" in text_of(card)
     watch.unchanged()
     # an admin adds them; the next message stores where to reach them
-    user = desk.lic.add_user(Actor(TENANT, ALEX), newcomer.aad_object_id, "nova@contoso.com", "Nova Newcomer")
+    user = desk.lic.accounts.add_user(Actor(TENANT, ALEX), newcomer.aad_object_id, "nova@contoso.com", "Nova Newcomer")
     [card] = await newcomer.say("help")
     assert heading_of(card) == "What I can do"
     with desk.lic.db.read() as s:
@@ -496,7 +497,7 @@ async def test_a_failure_inside_the_bot_gets_an_apology_and_is_logged(desk, monk
     assert reply.http_status == 200 and apology in text_of(reply.expect_card())
     invoke_id = alex.last_activity["id"]
 
-    monkeypatch.setattr(desk.lic, "pool_users", boom)  # a failure in the core, during a search
+    monkeypatch.setattr(desk.lic.pools, "pool_users", boom)  # a failure in the core, during a search
     reply = await alex.invoke("application/search", {"queryText": "ad", "dataset": f"pool_users:{eco_pool_id(desk)}",
                                                      "queryOptions": {"skip": 0, "top": 15}})
     assert reply.http_status == 200 and reply.value == {"results": []}

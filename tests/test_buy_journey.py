@@ -170,7 +170,7 @@ async def test_buy_journey_end_to_end(desk):
     api = expected_line(desk, "api_pro", "year", 2)
     assert rows[1][1] == money(api["gross"], "USD")
     cart = [{"plan": "eco", "interval": "month", "quantity": 5}, {"plan": "api_pro", "interval": "year", "quantity": 2}]
-    oracle = desk.lic.cart_preview(Actor(TENANT, ALEX), cart)
+    oracle = desk.lic.quotes.cart_preview(Actor(TENANT, ALEX), cart)
     assert [ln.amount for ln in oracle.lines] == [eco["amount"], api["amount"]]
     # each line's discount under it (applied per line, so they add up to the due amount)
     assert cart_discounts(card) == [("Discount (15%): Partner discount", money(eco["amount"] - eco["gross"], "USD")),
@@ -467,8 +467,8 @@ async def test_a_payment_that_cannot_be_applied_tells_the_buyer_it_will_be_refun
     quote = (await alex.act(card, "Checkout")).expect_card()
     quote_id = find_action(quote, "Refresh")["data"]["quote"]
     token = alex.open_url(quote, "Pay …").rsplit("/", 1)[1]
-    q = desk.lic.quote_snapshot(quote_id)
-    result = desk.lic.handle_payment_event(PaymentEvent(
+    q = desk.lic.quotes.quote_snapshot(quote_id)
+    result = desk.lic.settlement.handle_payment_event(PaymentEvent(
         provider="sandbox", event_id="evt-wrong-amount", kind="paid", quote_id=quote_id, external_id=token,
         amount=q.due_now + 100, currency="USD"))
     assert result.result == "refund_needed"

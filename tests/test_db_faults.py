@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from core.catalog import Catalog
 from core.db import Database
 from core.errors import Busy
+from core.licensing import Licensing
 from core.models import AuditEvent, Pool, Quote, QuoteHold
 from core.payments import SandboxGateway
-from core.service import Licensing
 from tests.conftest import BASE_URL
 
 
@@ -70,11 +70,11 @@ def _eco(lic):
 
 def test_a_short_conflict_is_retried_and_succeeds(db_url, impatient, admin):
     pool = _eco(impatient)
-    users = [u.id for u in impatient.pool_users(admin, pool, page_size=2).items]
+    users = [u.id for u in impatient.pools.pool_users(admin, pool, page_size=2).items]
     blocker = Blocker(db_url, pool).hold(0.3)  # longer than one lock wait, shorter than the retries
     try:
         started = time.monotonic()
-        q = impatient.quote_upgrade(admin, pool, users, "pro")
+        q = impatient.quotes.quote_upgrade(admin, pool, users, "pro")
         assert time.monotonic() - started >= 0.15  # it did wait for the other transaction
     finally:
         blocker.stop()
@@ -85,11 +85,11 @@ def test_a_short_conflict_is_retried_and_succeeds(db_url, impatient, admin):
 
 def test_a_long_conflict_gets_a_clear_message_and_no_half_change(db_url, impatient, admin):
     pool = _eco(impatient)
-    users = [u.id for u in impatient.pool_users(admin, pool, page_size=2).items]
+    users = [u.id for u in impatient.pools.pool_users(admin, pool, page_size=2).items]
     blocker = Blocker(db_url, pool).hold(None)
     try:
         with pytest.raises(Busy) as err:
-            impatient.quote_upgrade(admin, pool, users, "pro")
+            impatient.quotes.quote_upgrade(admin, pool, users, "pro")
     finally:
         blocker.stop()
     assert "busy" in err.value.message and "Nothing was changed" in err.value.message
@@ -105,4 +105,4 @@ def test_a_long_conflict_gets_a_clear_message_and_no_half_change(db_url, impatie
     else:
         assert [(e.action, e.detail.get("code")) for e in refused] == [("quote.upgrade", "busy")]
     # once the other transaction is gone, the same request goes through
-    assert impatient.quote_upgrade(admin, pool, users, "pro").status == "open"
+    assert impatient.quotes.quote_upgrade(admin, pool, users, "pro").status == "open"

@@ -193,12 +193,23 @@ class Context:
         self.sent.append(activity)
 
 
-class Core:
+class AuditLog:
     def __init__(self):
         self.refusals: list[tuple] = []
 
     def record_refusal(self, actor, action, error, target=None):
         self.refusals.append((actor.tenant_id, action, target))
+
+
+class Core:
+    """What the turn guards use of the core: its audit log."""
+
+    def __init__(self):
+        self.audit = AuditLog()
+
+    @property
+    def refusals(self) -> list[tuple]:
+        return self.audit.refusals
 
 
 def turn(tenant: str = TENANT) -> Turn:

@@ -179,9 +179,9 @@ def _set_admins(lic, names_by_aad: dict[str, str]) -> None:
 def test_whom_to_ask_names_up_to_three_administrators(demo, admins, whom):
     _set_admins(demo, admins)
     with pytest.raises(UnknownCaller) as unknown:
-        demo.whoami(Actor(TENANT, NEWCOMER))
+        demo.accounts.whoami(Actor(TENANT, NEWCOMER))
     with pytest.raises(NotAdmin) as not_admin:
-        demo.list_pools(Actor(TENANT, LEE))
+        demo.pools.list_pools(Actor(TENANT, LEE))
     if whom:
         assert unknown.value.message.endswith(f"{whom} to add you.")
         assert not_admin.value.message.endswith(f"{whom}.")
@@ -191,7 +191,7 @@ def test_whom_to_ask_names_up_to_three_administrators(demo, admins, whom):
     else:  # an account without administrators: the general advice
         assert unknown.value.message.endswith("Ask one of its administrators to add you.")
         assert not_admin.value.message.endswith("Ask one of them.")
-    assert demo.whoami(Actor(TENANT, LEE)).name == "Lee Gu"  # the way in for users is unchanged
+    assert demo.accounts.whoami(Actor(TENANT, LEE)).name == "Lee Gu"  # the way in for users is unchanged
 
 
 FRENCH_WORDS = {"licenses": "licences", "buy": "acheter", "assign": "attribuer", "requests": "demandes",

@@ -352,15 +352,15 @@ async def test_notices_when_a_chat_is_throttled_or_blocked(desk):
 def test_a_paid_card_says_will_be_told_until_the_notices_are_delivered(demo, admin, locale, telling, told):
     from cards.upgrade import quote_card
 
-    pool = next(p for p in demo.list_pools(admin) if p.plan_code == "eco" and p.interval == "month")
-    users = [u.id for u in demo.pool_users(admin, pool.id, page_size=2).items]
-    q = demo.payment_link(admin, demo.quote_upgrade(admin, pool.id, users, "pro").id)
-    demo.sandbox_pay(q.payment_url.rsplit("/", 1)[1])
-    pending = quote_card(locale, demo.quote(admin, q.id))
+    pool = next(p for p in demo.pools.list_pools(admin) if p.plan_code == "eco" and p.interval == "month")
+    users = [u.id for u in demo.pools.pool_users(admin, pool.id, page_size=2).items]
+    q = demo.links.payment_link(admin, demo.quotes.quote_upgrade(admin, pool.id, users, "pro").id)
+    demo.sandbox.sandbox_pay(q.payment_url.rsplit("/", 1)[1])
+    pending = quote_card(locale, demo.quotes.quote(admin, q.id))
     assert telling in text_of(pending) and "refresh" in pending  # Teams refreshes it when it is viewed
     demo.db.write(lambda s: s.execute(update(OutboxMessage).where(OutboxMessage.kind == "license_upgraded")
                                       .values(status="sent")))
-    done = quote_card(locale, demo.quote(admin, q.id))
+    done = quote_card(locale, demo.quotes.quote(admin, q.id))
     assert told in text_of(done) and telling not in text_of(done) and "refresh" not in done
 
 
@@ -373,19 +373,19 @@ def test_a_paid_card_says_who_could_not_be_told(demo, admin, locale, says):
     refreshing itself."""
     from cards.upgrade import quote_card
 
-    pool = next(p for p in demo.list_pools(admin) if p.plan_code == "eco" and p.interval == "month")
-    users = [u.id for u in demo.pool_users(admin, pool.id, page_size=2).items]
-    q = demo.payment_link(admin, demo.quote_upgrade(admin, pool.id, users, "pro").id)
-    demo.sandbox_pay(q.payment_url.rsplit("/", 1)[1])
+    pool = next(p for p in demo.pools.list_pools(admin) if p.plan_code == "eco" and p.interval == "month")
+    users = [u.id for u in demo.pools.pool_users(admin, pool.id, page_size=2).items]
+    q = demo.links.payment_link(admin, demo.quotes.quote_upgrade(admin, pool.id, users, "pro").id)
+    demo.sandbox.sandbox_pay(q.payment_url.rsplit("/", 1)[1])
     with demo.db.read() as s:
         first, second = s.scalars(select(OutboxMessage.id).where(OutboxMessage.kind == "license_upgraded")
                                   .order_by(OutboxMessage.id)).all()
     demo.db.write(lambda s: s.execute(update(OutboxMessage).where(OutboxMessage.id == first).values(status="sent")))
-    one_left = quote_card(locale, demo.quote(admin, q.id))
+    one_left = quote_card(locale, demo.quotes.quote(admin, q.id))
     assert says not in text_of(one_left) and "refresh" in one_left  # still on its way to the second user
     demo.db.write(lambda s: s.execute(update(OutboxMessage).where(OutboxMessage.id == second)
                                       .values(status="unreachable")))
-    paid = quote_card(locale, demo.quote(admin, q.id))
+    paid = quote_card(locale, demo.quotes.quote(admin, q.id))
     assert says in text_of(paid) and "refresh" not in paid
 
 
@@ -447,14 +447,14 @@ async def test_back_holds_the_update_its_own_cancel_queued_until_it_has_answered
     users = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
     tiers = (await alex.act(users, "Choose tier", users=tick(users, "users", "Adele Vance"))).expect_card()
     quote = (await alex.act(tiers, "Upgrade", plan=choice_value(tiers, "plan", "Pro"))).expect_card()
-    loop, cancel, handled = asyncio.get_running_loop(), desk.lic.cancel_quote, []
+    loop, cancel, handled = asyncio.get_running_loop(), desk.lic.quotes.cancel_quote, []
 
     def cancel_then_deliver(actor, quote_id):
         view = cancel(actor, quote_id)  # committed: its card update is due now
         handled.append(asyncio.run_coroutine_threadsafe(desk.notify(), loop).result(timeout=30))
         return view
 
-    monkeypatch.setattr(desk.lic, "cancel_quote", cancel_then_deliver)
+    monkeypatch.setattr(desk.lic.quotes, "cancel_quote", cancel_then_deliver)
     back = (await alex.act(quote, "Back")).expect_card()
     assert heading_of(back) == heading_of(tiers) and handled == [1]  # the notifier did take the update
     clock.advance(seconds=1)

@@ -147,11 +147,11 @@ def test_say_translates_messages_and_their_message_params_and_passes_text_throug
 
 
 def _pool(lic, actor, plan: str, interval: str = "month"):
-    return next(p for p in lic.list_pools(actor) if (p.plan_code, p.interval) == (plan, interval))
+    return next(p for p in lic.pools.list_pools(actor) if (p.plan_code, p.interval) == (plan, interval))
 
 
 def _user_of(lic, actor, pool_id: int) -> int:
-    return lic.pool_users(actor, pool_id, page_size=1).items[0].id
+    return lic.pools.pool_users(actor, pool_id, page_size=1).items[0].id
 
 
 @pytest.fixture
@@ -186,7 +186,7 @@ def test_not_an_upgrade(router, demo, admin, locale):
 def test_held_by_quote(router, demo, admin, admin2, locale):
     pool = _pool(demo, admin, "eco")
     user = _user_of(demo, admin, pool.id)
-    demo.quote_upgrade(admin2, pool.id, [user], "advanced")  # Megan Bowen's quote holds the seat until 12:30
+    demo.quotes.quote_upgrade(admin2, pool.id, [user], "advanced")  # Megan Bowen's quote holds the seat until 12:30
     card = router.on_action(Turn(admin, locale), verbs.UPGRADE_QUOTE, {"pool": pool.id, "sel": [user],
                                                                        "plan": "pro"})
     expected = {"en-US": "These seats are held by an open quote of Megan Bowen until 2026-03-10 12:30 UTC. Wait for "

@@ -75,7 +75,8 @@ async def test_my_license_shows_each_seat_with_its_dates_and_pending_changes(des
     lic, loc = desk.lic, locale.replace("-", "_")
     debra = desk.client_named("Debra Deyoung", locale=locale)
     await debra.install()
-    lic.schedule_downgrade(Actor(TENANT, ALEX), pool_id(desk, "api_pro", "year"), [desk.user("Debra Deyoung").id],
+    lic.downgrades.schedule_downgrade(Actor(TENANT, ALEX), pool_id(desk, "api_pro", "year"),
+                                      [desk.user("Debra Deyoung").id],
                            "api_advanced")
     [mine] = await debra.say(labels["cmd"])
     assert heading_of(mine) == labels["title"]
@@ -120,18 +121,18 @@ async def test_since_is_when_the_user_got_the_plan_upgraded_or_moved_at_renewal(
     clock.advance(days=2)
     upgraded = clock.now
     assert day(upgraded) != day(assigned)
-    quote = lic.quote_upgrade(alex, pool_id(desk, "eco", "month"), [uid], "advanced")
-    paid = await desk.post_form(lic.payment_link(alex, quote.id).payment_url, {"action": "pay"})
-    assert paid.status == 200 and lic.quote(alex, quote.id).status == "paid"
+    quote = lic.quotes.quote_upgrade(alex, pool_id(desk, "eco", "month"), [uid], "advanced")
+    paid = await desk.post_form(lic.links.payment_link(alex, quote.id).payment_url, {"action": "pay"})
+    assert paid.status == 200 and lic.quotes.quote(alex, quote.id).status == "paid"
     [mine] = await debra.say("my license")
     assert seat_facts(mine, "Advanced")["Since"] == day(upgraded)
     assert seat_facts(mine, "API Pro")["Since"] == day(seat_dates(desk, "Debra Deyoung", "api_pro")[0])
 
-    lic.schedule_downgrade(alex, pool_id(desk, "advanced", "month"), [uid], "eco")
+    lic.downgrades.schedule_downgrade(alex, pool_id(desk, "advanced", "month"), [uid], "eco")
     [mine] = await debra.say("my license")
     assert seat_facts(mine, "Advanced")["Since"] == day(upgraded)  # scheduled: not moved yet
     clock.now = renewal + timedelta(hours=1)
-    assert lic.roll_over() >= 1
+    assert lic.periods.roll_over() >= 1
     [mine] = await debra.say("my license")
     assert seat_facts(mine, "Eco")["Since"] == day(renewal)
     assert seat_dates(desk, "Debra Deyoung", "eco")[0] == renewal

@@ -38,8 +38,8 @@ from core.catalog import Catalog
 from core.config import Settings
 from core.db import Database
 from core.errors import Busy, Message
+from core.licensing import Licensing
 from core.models import OutboxMessage, User
-from core.service import Licensing
 from dialogs.router import Router
 from tests.conftest import PG_URL, Clock
 from tests.fakes.throttling_connector import Dropped, ThrottlingConnector
@@ -69,13 +69,15 @@ async def notifier_on(lic: Licensing, **kw):
 
 
 async def pending(lic: Licensing) -> int:
-    return (await asyncio.to_thread(lic.outbox_counts)).get("pending", 0)
+    return (await asyncio.to_thread(lic.outbox.outbox_counts)).get("pending", 0)
 
 
 async def until_drained(lic: Licensing, *, what: str = "the outbox to drain", also=lambda: True) -> None:
     deadline = time.monotonic() + WAIT
     while await pending(lic) or not also():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}: {await asyncio.to_thread(lic.outbox_counts)}"
+        if time.monotonic() >= deadline:
+            counts = await asyncio.to_thread(lic.outbox.outbox_counts)
+            raise AssertionError(f"gave up waiting for {what}: {counts}")
         await asyncio.sleep(0.05)
 
 
@@ -158,17 +160,18 @@ def test_claims_by_account_keep_each_account_with_one_worker(db_url):
     seeded = seed_outbox(lic, "http://127.0.0.1:9/", tenants=3, users=5)
     a1, a2, a3 = seeded.account_ids
     lease = timedelta(seconds=30)
-    got = lic.claim_outbox("A", channels=("chat",), lease=lease, per_account=2, max_accounts=2)
+    got = lic.outbox.claim_outbox("A", channels=("chat",), lease=lease, per_account=2, max_accounts=2)
     assert Counter(i.account_id for i in got) == {a1: 2, a2: 2}  # accounts in turn, 2 each
-    got_b = lic.claim_outbox("B", channels=("chat",), lease=lease, per_account=2)
+    got_b = lic.outbox.claim_outbox("B", channels=("chat",), lease=lease, per_account=2)
     assert {i.account_id for i in got_b} == {a3}  # A's accounts are A's while it holds a lease there
-    more = lic.claim_outbox("A", channels=("chat",), lease=lease, per_account=2, skip_accounts={a2})
+    more = lic.outbox.claim_outbox("A", channels=("chat",), lease=lease, per_account=2, skip_accounts={a2})
     assert {i.account_id for i in more} == {a1}  # its own first; a2 skipped (its lane is full)
-    lic.outbox_done_many([i.id for i in got + more], "A", hold=timedelta(seconds=1))
+    lic.outbox.outbox_done_many([i.id for i in got + more], "A", hold=timedelta(seconds=1))
     # B takes the rest of its own account, not yet A's: A sent there less than a second ago
-    assert {i.account_id for i in lic.claim_outbox("B", channels=("chat",), lease=lease, per_account=9)} == {a3}
+    assert {i.account_id for i in lic.outbox.claim_outbox("B", channels=("chat",), lease=lease, per_account=9)} == {a3}
     clock.advance(seconds=2)  # A's hold after its last sends is over (its other leases ran out too)
-    assert {i.account_id for i in lic.claim_outbox("B", channels=("chat",), lease=lease, per_account=9)} == {a1, a2}
+    assert {i.account_id for i in lic.outbox.claim_outbox("B", channels=("chat",), lease=lease,
+                                                          per_account=9)} == {a1, a2}
     lic.db.dispose()
 
 
@@ -177,15 +180,15 @@ def test_leases_are_renewed_only_by_their_holder_and_given_back_unattempted(db_u
     lic = core_on(db_url, clock)
     seed_outbox(lic, "http://127.0.0.1:9/", tenants=1, users=3)
     lease = timedelta(seconds=30)
-    items = lic.claim_outbox("A", channels=("chat",), lease=lease, per_account=3)
+    items = lic.outbox.claim_outbox("A", channels=("chat",), lease=lease, per_account=3)
     ids = [i.id for i in items]
     clock.advance(seconds=40)
-    assert lic.outbox_extend(ids[:1], "A", lease) == {ids[0]}  # ran out, nobody took it: still A's
-    taken = lic.claim_outbox("B", channels=("chat",), lease=lease, limit=5)
+    assert lic.outbox.outbox_extend(ids[:1], "A", lease) == {ids[0]}  # ran out, nobody took it: still A's
+    taken = lic.outbox.claim_outbox("B", channels=("chat",), lease=lease, limit=5)
     assert {i.id for i in taken} == set(ids[1:])
-    assert lic.outbox_extend(ids, "A", lease) == {ids[0]}  # B's now
-    lic.outbox_release(ids, "B")
-    again = lic.claim_outbox("C", channels=("chat",), lease=lease, limit=5)
+    assert lic.outbox.outbox_extend(ids, "A", lease) == {ids[0]}  # B's now
+    lic.outbox.outbox_release(ids, "B")
+    again = lic.outbox.claim_outbox("C", channels=("chat",), lease=lease, limit=5)
     assert {i.id: i.attempts for i in again} == dict.fromkeys(ids[1:], 2)  # B's claim did not count
     lic.db.dispose()
 
@@ -298,14 +301,14 @@ async def test_a_chat_is_created_with_the_teams_id_an_activity_told(db_url, fake
     [oid] = [i for i, aad in seeded.users.items() if aad.endswith("-000001")]
     aad = seeded.users[oid]
     fake.add_member(f"29:{aad}", aad, "User 1", seeded.tenants[0])
-    assert lic.save_address(seeded.tenants[0], aad, {"channelId": "msteams", "serviceUrl": fake.service_url,
+    assert lic.addresses.save_address(seeded.tenants[0], aad, {"channelId": "msteams", "serviceUrl": fake.service_url,
                                                       "user": {"id": f"29:{aad}", "aadObjectId": aad}})
     async with notifier_on(lic) as notifier, running(notifier):
         await until_drained(lic)
     assert_exactly_once(fake, seeded.outbox_ids)
     [created] = fake.created()
     assert created.body["members"][0]["id"] == f"29:{aad}" and created.new_id == seeded.chats[oid]
-    assert lic.user_address(seeded.account_ids[0], aad)["user"] == {"id": f"29:{aad}", "aadObjectId": aad}
+    assert lic.addresses.user_address(seeded.account_ids[0], aad)["user"] == {"id": f"29:{aad}", "aadObjectId": aad}
     lic.db.dispose()
 
 
@@ -317,7 +320,7 @@ async def test_a_worker_whose_lease_ran_out_sends_nothing_another_took(db_url, f
         items = await slow._claim(10)
         assert len(items) == 3
         clock.advance(seconds=10)  # slow stalled: its leases ran out
-        taken = lic.claim_outbox("other-worker", channels=("chat",), limit=1)
+        taken = lic.outbox.claim_outbox("other-worker", channels=("chat",), limit=1)
         for item in items:
             slow.claims.deadlines[item.id] = 0.0  # what it knows of its leases: run out
             await slow.deliver(item)
@@ -337,7 +340,7 @@ async def test_a_failed_record_of_sends_is_written_again_not_sent_again(db_url, 
     recorded on a later round instead (their leases kept meanwhile)."""
     lic = core_on(db_url)
     seeded = seed_outbox(lic, fake.service_url, tenants=3, users=4)
-    done_many, failed = lic.outbox_done_many, []
+    done_many, failed = lic.outbox.outbox_done_many, []
 
     def flaky(ids, worker, **kw):
         if len(failed) < 3:  # the first rounds of records fail, as a database locked for long would
@@ -345,7 +348,7 @@ async def test_a_failed_record_of_sends_is_written_again_not_sent_again(db_url, 
             raise Busy(Message("The database is busy right now."))
         return done_many(ids, worker, **kw)
 
-    lic.outbox_done_many = flaky
+    lic.outbox.outbox_done_many = flaky
     async with notifier_on(lic, lease=timedelta(seconds=3)) as notifier, running(notifier):
         await until_drained(lic)
         await asyncio.sleep(3.5)  # past the lease: nothing is due again

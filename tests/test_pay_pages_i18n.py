@@ -112,8 +112,8 @@ def _eco_pool_id(lic) -> int:
 async def _upgrade_link(lic, admin, n=2, plan="pro"):
     def make():
         pool = _eco_pool_id(lic)
-        users = [u.id for u in lic.pool_users(admin, pool, page_size=n).items]
-        return lic.payment_link(admin, lic.quote_upgrade(admin, pool, users, plan).id)
+        users = [u.id for u in lic.pools.pool_users(admin, pool, page_size=n).items]
+        return lic.links.payment_link(admin, lic.quotes.quote_upgrade(admin, pool, users, plan).id)
 
     q = await asyncio.to_thread(make)
     return q, q.payment_url.rsplit("/", 1)[1]
@@ -121,7 +121,7 @@ async def _upgrade_link(lic, admin, n=2, plan="pro"):
 
 async def _purchase_link(lic, admin):
     def make():
-        return lic.payment_link(admin, lic.quote_purchase(admin, [{"plan": "advanced", "interval": "year",
+        return lic.links.payment_link(admin, lic.quotes.quote_purchase(admin, [{"plan": "advanced", "interval": "year",
                                                                    "quantity": 3}]).id)
 
     q = await asyncio.to_thread(make)
@@ -435,7 +435,7 @@ def test_iso_utc(value, iso):
 
 async def test_data_stay_escaped_in_french(demo, admin):
     q, token = await _upgrade_link(demo, admin)
-    page = await asyncio.to_thread(demo.pay_page, token)
+    page = await asyncio.to_thread(demo.sandbox.pay_page, token)
     evil = "<script>alert('x')</script>"
     page = replace(page, account_name=evil, quote=replace(page.quote, created_by_name=evil, discount_label=evil))
     for locale in ("fr-FR", "en-US"):

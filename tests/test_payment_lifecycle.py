@@ -250,11 +250,11 @@ async def test_a_quote_never_expires_after_the_end_of_its_billing_period(desk, c
 
     end = _to_period_end(desk, clock, timedelta(minutes=10))
     alex = Actor(TENANT, ALEX)
-    pool = desk.lic.list_pools(alex)
+    pool = desk.lic.pools.list_pools(alex)
     eco = next(p for p in pool if p.plan_code == "eco" and p.interval == "month")
-    users = [u.id for u in desk.lic.pool_users(alex, eco.id, page_size=1).items]
-    upgrade = desk.lic.quote_upgrade(alex, eco.id, users, "pro")
-    purchase = desk.lic.quote_purchase(alex, [{"plan": "pro", "interval": "month", "quantity": 1}])
+    users = [u.id for u in desk.lic.pools.pool_users(alex, eco.id, page_size=1).items]
+    upgrade = desk.lic.quotes.quote_upgrade(alex, eco.id, users, "pro")
+    purchase = desk.lic.quotes.quote_purchase(alex, [{"plan": "pro", "interval": "month", "quantity": 1}])
     assert (upgrade.expires_at, purchase.expires_at) == (end, end)
 
 
@@ -351,12 +351,12 @@ async def test_an_approved_request_whose_quote_expires_waits_again(desk, fake_st
     lee, alex = desk.client(LEE, locale="fr-FR"), desk.client(ALEX)
     for person in (lee, alex):
         assert await person.install()
-    req = desk.lic.request_upgrade(_actor(LEE), "pro")
-    desk.lic.approve_request(_actor(ALEX), req.id)
+    req = desk.lic.requests.request_upgrade(_actor(LEE), "pro")
+    desk.lic.requests.approve_request(_actor(ALEX), req.id)
     await desk.notify()
     told = len(lee.proactive_cards())
     clock.advance(minutes=31)
-    assert desk.lic.expire_quotes() == 1
+    assert desk.lic.quotes.expire_quotes() == 1
     with desk.lic.db.read() as s:
         assert s.scalars(select(UpgradeRequest.status)).one() == "pending"
     await desk.notify()

@@ -84,21 +84,21 @@ def test_the_check_sees_live_markdown_and_plain_kills_it():
 
 def _cards(lic, admin, member, locale: str) -> dict[str, dict]:
     """One card of each builder that shows person-given text, built from real views with hostile values."""
-    pools = lic.list_pools(admin)
+    pools = lic.pools.list_pools(admin)
     pool = next(p for p in pools if p.assigned >= 2)
-    page = lic.pool_users(admin, pool.id)
+    page = lic.pools.pool_users(admin, pool.id)
     users = hostile(page.items)
     hpage = dataclasses.replace(page, items=users)
-    options = lic.upgrade_options(admin, pool.id, [u.id for u in page.items[:2]])
-    quote = hostile(lic.quote_upgrade(admin, pool.id, [u.id for u in page.items[:2]], options[0].code))
-    cart = hostile(lic.cart_preview(admin, [{"plan": pools[0].plan_code, "interval": "month", "quantity": 3},
+    options = lic.quotes.upgrade_options(admin, pool.id, [u.id for u in page.items[:2]])
+    quote = hostile(lic.quotes.quote_upgrade(admin, pool.id, [u.id for u in page.items[:2]], options[0].code))
+    cart = hostile(lic.quotes.cart_preview(admin, [{"plan": pools[0].plan_code, "interval": "month", "quantity": 3},
                                             {"plan": pools[0].plan_code, "interval": "year", "quantity": 2}]))
-    request = hostile(lic.request_upgrade(member, "advanced", "x"))
+    request = hostile(lic.requests.request_upgrade(member, "advanced", "x"))
     declined = dataclasses.replace(request, status="declined", decided_at=request.created_at)
     person = assign.DirectoryChoice("aad-1", HOSTILE, HOSTILE)
     audit_rows = Page([AuditRow(1, request.created_at, HOSTILE, None, "request.create", "refused", "user:1",
                                 HOSTILE)], 1, 0, 20)
-    plans = lic.plans()
+    plans = lic.plan_views.plans()
     return {
         "pools": upgrade.pools_card(locale, HOSTILE, pools),
         "tiers": upgrade.tiers_card(locale, pool, users, len(users), options, [u.id for u in users]),
@@ -149,7 +149,7 @@ def test_no_card_renders_person_text_as_markdown(demo, admin, member, locale):
 
 
 def test_a_multiline_reason_makes_no_list_heading_or_code(demo, admin, member):
-    request = hostile(demo.request_upgrade(member, "advanced", "x"), HOSTILE_LINES)
+    request = hostile(demo.requests.request_upgrade(member, "advanced", "x"), HOSTILE_LINES)
     card = requests.request_card("en-US", request)
     values = markdown_texts(card)
     assert all(live_markdown(v) == set() for v in values)
@@ -174,10 +174,10 @@ def test_the_pay_page_shows_person_text_as_text(demo, admin, locale):
     from core.views import PayPage
     from web.pay_pages import render_pay_page
 
-    pool = next(p for p in demo.list_pools(admin) if p.assigned >= 2)
-    users = demo.pool_users(admin, pool.id).items[:2]
-    options = demo.upgrade_options(admin, pool.id, [u.id for u in users])
-    quote = hostile(demo.quote_upgrade(admin, pool.id, [u.id for u in users], options[0].code),
+    pool = next(p for p in demo.pools.list_pools(admin) if p.assigned >= 2)
+    users = demo.pools.pool_users(admin, pool.id).items[:2]
+    options = demo.quotes.upgrade_options(admin, pool.id, [u.id for u in users])
+    quote = hostile(demo.quotes.quote_upgrade(admin, pool.id, [u.id for u in users], options[0].code),
                     '<script>alert(1)</script> <a href="https://evil.example">x</a> & "q"')
     page = render_pay_page(PayPage("payable", quote, '<img src=x onerror=alert(1)>'), "tok", locale)
     assert "<script>alert" not in page and "<img" not in page and '<a href="https://evil' not in page

@@ -50,26 +50,26 @@ def test_each_counted_string_takes_the_form_of_its_count(key, lang):
 # ---------------------------------------------------------------------------- on the cards
 
 def _pool(lic, actor, plan: str, interval: str = "month"):
-    return next(p for p in lic.list_pools(actor) if (p.plan_code, p.interval) == (plan, interval))
+    return next(p for p in lic.pools.list_pools(actor) if (p.plan_code, p.interval) == (plan, interval))
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
 def test_the_users_and_tiers_cards_count_the_selection(demo, admin, lang):
     router = Router(demo)
     eco = _pool(demo, admin, "eco")
-    users = demo.pool_users(admin, eco.id, page_size=3).items
+    users = demo.pools.pool_users(admin, eco.id, page_size=3).items
     expected = {"en": ["1 user selected", "2 users selected"], "fr": ["1 utilisateur sélectionné",
                                                                       "2 utilisateurs sélectionnés"]}[lang]
     tiers = {"en": ["Upgrade 1 user from Eco", "Upgrade 2 users from Eco"],
              "fr": ["Mettre à niveau 1 utilisateur depuis Eco", "Mettre à niveau 2 utilisateurs depuis Eco"]}[lang]
     for n in (1, 2):
         sel = [u.id for u in users[:n]]
-        card = upgrade.pool_users_card(lang, eco, demo.pool_users(admin, eco.id), sel)
+        card = upgrade.pool_users_card(lang, eco, demo.pools.pool_users(admin, eco.id), sel)
         assert expected[n - 1] in text_of(card) and "(s)" not in text_of(card)
         card = router.on_action(Turn(admin, lang), "upgrade.tiers", {"pool": eco.id, "sel": sel})
         assert heading_of(card) == tiers[n - 1], text_of(card)
     count = {"en": "Eco (monthly): 24 users", "fr": "Eco (mensuel)\u00a0: 24 utilisateurs"}[lang]
-    assert heading_of(upgrade.pool_users_card(lang, eco, demo.pool_users(admin, eco.id), [])) == count
+    assert heading_of(upgrade.pool_users_card(lang, eco, demo.pools.pool_users(admin, eco.id), [])) == count
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
@@ -100,13 +100,13 @@ def test_the_seats_left_refusal_counts_them(demo, admin, lang):
                        0: "Only 0 seats of this pool are free."},
                 "fr": {2: "Ce lot n'a que 2 licences libres.", 1: "Ce lot n'a que 1 licence libre.",
                        0: "Ce lot n'a que 0 licence libre."}}[lang]
-    demo.remove_seats(admin, eco.id, 4)
+    demo.seats.remove_seats(admin, eco.id, 4)
     for free in (2, 1, 0):
         with pytest.raises(SeatsAssigned) as refused:
-            demo.remove_seats(admin, eco.id, free + 1)
+            demo.seats.remove_seats(admin, eco.id, free + 1)
         assert expected[free] in text_of(error_card(lang, refused.value.message))
         if free:
-            demo.remove_seats(admin, eco.id, 1)
+            demo.seats.remove_seats(admin, eco.id, 1)
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
@@ -115,7 +115,7 @@ def test_the_stale_selection_refusal_agrees_with_its_count(demo, admin, lang):
     router = Router(demo)
     eco = _pool(demo, admin, "eco")
     advanced = _pool(demo, admin, "advanced")
-    strangers = [u.id for u in demo.pool_users(admin, advanced.id, page_size=2).items]
+    strangers = [u.id for u in demo.pools.pool_users(admin, advanced.id, page_size=2).items]
     expected = {"en": ["1 of the selected users no longer holds a seat in this pool.",
                        "2 of the selected users no longer hold a seat in this pool."],
                 "fr": ["1 des utilisateurs sélectionnés n'a plus de licence dans ce lot.",

@@ -134,8 +134,8 @@ async def test_remove_free_seats_journey(desk, clock):
     form = (await alex.act(cancelled, "Remove free seats")).expect_card()
     done = (await alex.act(form, "Remove at renewal", qty="3")).expect_card()
     assert facts_of(done)["Renewal from then: 27 seats"] == money(27 * 680, "USD")
-    clock.now = desk.lic.pool(Actor(TENANT, ALEX), eco).renewal_date + timedelta(minutes=1)
-    assert desk.lic.roll_over() >= 1
+    clock.now = desk.lic.pools.pool(Actor(TENANT, ALEX), eco).renewal_date + timedelta(minutes=1)
+    assert desk.lic.periods.roll_over() >= 1
     assert (pool_row(desk, eco).quantity, pool_row(desk, eco).removal_scheduled) == (27, 0)
     assert_valid_cards(seen)
     for c in seen:
@@ -145,7 +145,7 @@ async def test_remove_free_seats_journey(desk, clock):
 async def test_no_free_seat_means_unassign_first(desk):
     alex = desk.admin()
     pro = pool_id(desk, "pro", "month")  # 6 bought, 4 assigned
-    desk.lic.remove_seats(Actor(TENANT, ALEX), pro, 2)
+    desk.lic.seats.remove_seats(Actor(TENANT, ALEX), pro, 2)
     users = await users_card(alex, "Pro", "monthly")
     form = (await alex.act(users, "Remove free seats")).expect_card()
     assert "No seat of this pool is free: unassign users first" in text_of(form)
@@ -214,7 +214,7 @@ async def test_unassign_from_the_users_card(desk):
     # a selection gone stale before the confirmation card
     users = (await alex.act(done, "Users of this pool")).expect_card()
     ticked = tick(users, "users", "Allan Archie")
-    desk.lic.unassign(Actor(TENANT, ALEX), eco, [desk.user("Allan Archie").id])
+    desk.lic.seats.unassign(Actor(TENANT, ALEX), eco, [desk.user("Allan Archie").id])
     watch = Watch(desk)
     stale = (await alex.act(users, "Unassign", users=ticked)).expect_card()
     assert heading_of(stale) == "Eco (monthly): 21 users" and "1 of the selected users no longer holds" in text_of(
@@ -318,8 +318,8 @@ async def test_downgrade_schedule_cancel_and_apply(desk, clock):
     assert await desk.notify() == 1
     advanced = pool_id(desk, "advanced", "month")
     before = (pool_row(desk, pro).quantity, pool_row(desk, advanced).quantity)
-    clock.now = desk.lic.pool(Actor(TENANT, ALEX), pro).renewal_date + timedelta(minutes=1)
-    assert desk.lic.roll_over() >= 1
+    clock.now = desk.lic.pools.pool(Actor(TENANT, ALEX), pro).renewal_date + timedelta(minutes=1)
+    assert desk.lic.periods.roll_over() >= 1
     assert seat_of(desk, a).pool_id == advanced and seat_of(desk, a).downgrade_to is None
     assert seat_of(desk, b).pool_id == pro
     assert (pool_row(desk, pro).quantity, pool_row(desk, advanced).quantity) == (before[0] - 1, before[1] + 1)
@@ -389,8 +389,8 @@ async def test_downgrade_and_removal_in_french(desk):
 
     # Lee (in French) moves from Eco to Advanced, then is downgraded at renewal
     lee_id = desk.user("Lee Gu").id
-    desk.lic.unassign(Actor(TENANT, ALEX), pool_id(desk, "eco", "month"), [lee_id])
-    desk.lic.assign(Actor(TENANT, ALEX), lee_id, pool_id(desk, "advanced", "month"))
+    desk.lic.seats.unassign(Actor(TENANT, ALEX), pool_id(desk, "eco", "month"), [lee_id])
+    desk.lic.seats.assign(Actor(TENANT, ALEX), lee_id, pool_id(desk, "advanced", "month"))
     await desk.notify()
     [pools] = await megan.say("licences")
     users = (await megan.act(pools, pool_button(pools, "Advanced", "mensuel"))).expect_card()

@@ -325,7 +325,7 @@ def make_account(lic, *, subs: dict[str, tuple[datetime, int | None]] | None = N
             out.users[(interval, code)] = []
             for _ in range(assigned):
                 k += 1
-                user = lic._insert_user(s, account.id, f"aad-{k:04d}", f"user{k:04d}@fabrikam.com",
+                user = lic.accounts.insert_user(s, account.id, f"aad-{k:04d}", f"user{k:04d}@fabrikam.com",
                                         f"User {k:04d}", "member")
                 s.add(Seat(account_id=account.id, pool_id=pool.id, user_id=user.id, family=plan.family,
                            sort_key=user.sort_key, assigned_at=rows[interval].anchor_at))
@@ -347,7 +347,7 @@ def check_sums(q) -> None:
 
 
 def upgrade(lic, admin, setup: Setup, interval: str, from_plan: str, n: int, to_plan: str):
-    return lic.quote_upgrade(admin, setup.pools[(interval, from_plan)], setup.users[(interval, from_plan)][:n],
+    return lic.quotes.quote_upgrade(admin, setup.pools[(interval, from_plan)], setup.users[(interval, from_plan)][:n],
                              to_plan)
 
 
@@ -403,7 +403,7 @@ def test_purchase_in_the_last_second_of_a_february(lic, clock, admin):
     setup = make_account(lic, subs={"month": (utc(2026, 1, 1), None)}, pools=[("month", "pro", 1, 0)],
                          discounts=[("15", utc(2026, 1, 1), utc(2026, 2, 15)), ("20", utc(2026, 2, 15), None)])
     assert setup.account_id
-    q = lic.quote_purchase(admin, [{"plan": "pro", "interval": "month", "quantity": 500}])
+    q = lic.quotes.quote_purchase(admin, [{"plan": "pro", "interval": "month", "quantity": 500}])
     # gross round(0.5994) = 1; 20 % of 1 cent: round(0.2) = 0 off, so 1; renewal 1450000 - 290000 = 1160000
     (line,) = q.lines
     assert (line.kind, line.fraction, line.gross, line.amount) == ("purchase", "1/2419200", 1, 1)
@@ -513,9 +513,9 @@ def test_full_discount_upgrade_is_confirmed_without_payment(lic, clock, admin, d
                    renewal=0, renewal_date=utc(2026, 5, 1))
     assert (q.due_now, q.discount) == (0, -4410)
     with pytest.raises(InvalidInput):
-        lic.payment_link(admin, q.id)
-    assert lic.quote(admin, q.id).payment_url is None
-    done = lic.confirm_without_payment(admin, q.id)
+        lic.links.payment_link(admin, q.id)
+    assert lic.quotes.quote(admin, q.id).payment_url is None
+    done = lic.quotes.confirm_without_payment(admin, q.id)
     assert done.status == "paid"
     with db.read() as s:
         quantities = dict(s.execute(select(Pool.plan_code, Pool.quantity)
@@ -550,7 +550,7 @@ def test_upgrade_on_the_demo_account(demo, admin, db):
             select(Pool.id, Seat.user_id).join(Seat, Seat.pool_id == Pool.id).join(User, User.id == Seat.user_id)
             .join(Subscription, Subscription.id == Pool.subscription_id)
             .where(Pool.plan_code == "eco", Subscription.interval == "month", User.name == "Lee Gu")).one()
-    q = demo.quote_upgrade(admin, pool_id, [user_id], "pro")
+    q = demo.quotes.quote_upgrade(admin, pool_id, [user_id], "pro")
     # credit -round(800*22/31*0.85 = 482.58) = -483, gross -round(567.74) = -568
     # charge round(2900*22/31*0.85 = 1749.35) = 1749, gross round(2058.06) = 2058
     # due 1266, discount 1266 - 1490 = -224, renewal round(2900*0.85) = 2465 on Apr 1 12:00
@@ -564,7 +564,7 @@ def test_purchase_joining_an_existing_period(lic, clock, admin):
     clock.now = utc(2026, 4, 10)
     make_account(lic, subs={"month": (utc(2026, 1, 1), None)}, pools=[("month", "eco", 3, 1)],
                  discounts=[("15", utc(2026, 1, 1), None)])
-    q = lic.quote_purchase(admin, [{"plan": "advanced", "interval": "month", "quantity": 4}])
+    q = lic.quotes.quote_purchase(admin, [{"plan": "advanced", "interval": "month", "quantity": 4}])
     # due round(4*1500*0.7*0.85) = 3570, gross 4200, discount -630; renewal round(6000*0.85) = 5100 on May 1
     (line,) = q.lines
     assert (line.kind, line.fraction, line.new_period) == ("purchase", "7/10", False)
@@ -580,7 +580,7 @@ def test_first_purchase_starts_a_new_period(lic, clock, admin, db, year, feb_end
     # No subscription yet; t = Jan 31 10:00; 2 Eco monthly, 15 % off: f = 1, period [t, t + 1 month)
     clock.now = utc(year, 1, 31, 10)
     setup = make_account(lic, discounts=[("15", utc(year - 1, 1, 1), None)])
-    q = lic.quote_purchase(admin, [{"plan": "eco", "interval": "month", "quantity": 2}])
+    q = lic.quotes.quote_purchase(admin, [{"plan": "eco", "interval": "month", "quantity": 2}])
     # due round(2*800*0.85) = 1360, gross 1600, discount -240; renewal 1360 on Feb 28/29 10:00
     (line,) = q.lines
     assert (line.fraction, line.new_period) == ("1/1", True)
@@ -596,15 +596,15 @@ def test_first_purchase_starts_a_new_period(lic, clock, admin, db, year, feb_end
 def test_full_discount_first_purchase_is_confirmed_without_payment(lic, clock, admin, db):
     clock.now = utc(2028, 1, 31, 10)
     setup = make_account(lic, discounts=[("100", utc(2027, 1, 1), utc(2028, 2, 1))])
-    q = lic.quote_purchase(admin, [{"plan": "pro", "interval": "month", "quantity": 2}])
+    q = lic.quotes.quote_purchase(admin, [{"plan": "pro", "interval": "month", "quantity": 2}])
     # due 0 (100 % off), gross 5800, discount -5800; the discount ends Feb 1, before the
     # renewal on Feb 29 10:00: renewal 2*2900 = 5800
     assert (q.due_now, q.gross, q.discount, q.renewal_amount) == (0, 5800, -5800, 5800)
     assert q.renewal_date == utc(2028, 2, 29, 10)
     check_sums(q)
     with pytest.raises(InvalidInput):
-        lic.payment_link(admin, q.id)
-    assert lic.confirm_without_payment(admin, q.id).status == "paid"
+        lic.links.payment_link(admin, q.id)
+    assert lic.quotes.confirm_without_payment(admin, q.id).status == "paid"
     with db.read() as s:
         sub = s.scalars(select(Subscription).where(Subscription.account_id == setup.account_id)).one()
         pool = s.scalars(select(Pool).where(Pool.subscription_id == sub.id)).one()
@@ -617,7 +617,7 @@ def test_cart_with_both_intervals(lic, clock, admin):
     clock.now = utc(2026, 4, 10)
     make_account(lic, subs={"month": (utc(2026, 1, 1), None)}, pools=[("month", "eco", 3, 1)],
                  discounts=[("15", utc(2026, 1, 1), None)])
-    q = lic.quote_purchase(admin, [{"plan": "advanced", "interval": "month", "quantity": 4},
+    q = lic.quotes.quote_purchase(admin, [{"plan": "advanced", "interval": "month", "quantity": 4},
                                    {"plan": "pro", "interval": "year", "quantity": 1}])
     month, year = q.lines
     # monthly joins the period: round(4*1500*0.7*0.85) = 3570, gross 4200, renewal 5100 on May 1
@@ -647,7 +647,7 @@ def test_cart_preview_prices_like_the_quote(lic, clock, admin):
                  discounts=[("15", utc(2026, 1, 1), None)])
     cart = [{"plan": "advanced", "interval": "month", "quantity": 4}, {"plan": "pro", "interval": "year",
                                                                        "quantity": 1}]
-    preview, quote = lic.cart_preview(admin, cart), lic.quote_purchase(admin, cart)
+    preview, quote = lic.quotes.cart_preview(admin, cart), lic.quotes.quote_purchase(admin, cart)
     assert (preview.due_now, preview.gross, preview.discount, preview.renewal_amount) == (28220, 33200, -4980, 5100)
     assert preview.renewals == quote.renewals and len(preview.renewals) == 2
     assert [(ln.amount, ln.gross) for ln in preview.lines] == [(ln.amount, ln.gross) for ln in quote.lines]
@@ -659,8 +659,8 @@ def test_cart_preview_after_an_unrolled_period_end_joins_the_current_period(lic,
     clock.now = utc(2026, 4, 10)
     make_account(lic, subs={"month": (utc(2026, 2, 1), 1)}, pools=[("month", "eco", 3, 1)])
     cart = [{"plan": "advanced", "interval": "month", "quantity": 4}]
-    preview = lic.cart_preview(admin, cart)  # first: the quote below rolls the row over
-    quote = lic.quote_purchase(admin, cart)
+    preview = lic.quotes.cart_preview(admin, cart)  # first: the quote below rolls the row over
+    quote = lic.quotes.quote_purchase(admin, cart)
     assert (quote.due_now, quote.lines[0].fraction, quote.renewal_date) == (4200, "7/10", utc(2026, 5, 1))
     assert (preview.due_now, preview.lines[0].fraction, preview.renewal_date) == (4200, "7/10", utc(2026, 5, 1))
     # today the preview shows 6000, "1/1", renewal May 10

@@ -110,9 +110,9 @@ async def test_two_first_purchases_of_an_interval_paid_at_once_in_two_processes_
     for r in range(ROUNDS_SETTLE):
         acc = add_account(local.lic, tenant=tenant_of(r), people=people(f"s{r}", 0), plan=None, name=f"Buyer {r}")
         admin = acc.actors[0]
-        quotes = [local.lic.quote_purchase(admin, [{"plan": "eco", "interval": "month", "quantity": 2 + k}])
+        quotes = [local.lic.quotes.quote_purchase(admin, [{"plan": "eco", "interval": "month", "quantity": 2 + k}])
                   for k in range(2)]
-        paths = [urlsplit(local.lic.payment_link(admin, q.id).payment_url).path for q in quotes]
+        paths = [urlsplit(local.lic.links.payment_link(admin, q.id).payment_url).path for q in quotes]
         answers = await asyncio.gather(*(local.post_form(base + path, {"action": "pay"})
                                          for base, path in zip(servers, paths, strict=True)))
         assert [a.status for a in answers] == [200, 200], f"round {r}: {[(a.status, a.text[:300]) for a in answers]}"
@@ -141,10 +141,10 @@ async def test_two_upgrades_into_a_plan_without_a_pool_yet_paid_at_once_in_two_p
                           seats=[1], name=f"Upgrader {r}")
         adv = add_second_pool(local.lic, acc.account_id, "advanced", 3)
         admin = acc.actors[0]
-        local.lic.assign(admin, acc.user_ids[2], adv)
-        quotes = [local.lic.quote_upgrade(admin, pool, [uid], "pro")
+        local.lic.seats.assign(admin, acc.user_ids[2], adv)
+        quotes = [local.lic.quotes.quote_upgrade(admin, pool, [uid], "pro")
                   for pool, uid in ((acc.pool_id, acc.user_ids[1]), (adv, acc.user_ids[2]))]
-        paths = [urlsplit(local.lic.payment_link(admin, q.id).payment_url).path for q in quotes]
+        paths = [urlsplit(local.lic.links.payment_link(admin, q.id).payment_url).path for q in quotes]
         answers = await asyncio.gather(*(local.post_form(base + path, {"action": "pay"})
                                          for base, path in zip(servers, paths, strict=True)))
         assert [a.status for a in answers] == [200, 200], f"round {r}: {[(a.status, a.text[:300]) for a in answers]}"

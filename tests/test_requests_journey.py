@@ -317,8 +317,8 @@ async def test_requests_lists_pending_requests_paged_with_approve_and_decline(de
     eco = pool_id(desk, "eco", "month")
     bulk = add_pool_users(lic, eco, [(f"Bulk Person {i:02d}", f"bulk{i:02d}@contoso.com") for i in range(24)])
     for i in range(24):
-        lic.request_upgrade(Actor(TENANT, f"bulk-{i:08d}"), "advanced", "x" * 500 if i == 0 else None)
-    lic.request_upgrade(Actor(TENANT, LEE), "pro", "for the demo")
+        lic.requests.request_upgrade(Actor(TENANT, f"bulk-{i:08d}"), "advanced", "x" * 500 if i == 0 else None)
+    lic.requests.request_upgrade(Actor(TENANT, LEE), "pro", "for the demo")
     [page1] = await alex.say("requests")
     assert heading_of(page1) == "Pending upgrade requests (25)"
     assert len([a for a in actions_of(page1) if a.get("title") == "Approve"]) == 20
@@ -361,7 +361,7 @@ async def test_requests_lists_pending_requests_paged_with_approve_and_decline(de
 
 async def test_member_forging_admin_actions_is_refused(desk):
     [lee] = await installed(desk, LEE)
-    req = desk.lic.request_upgrade(Actor(TENANT, LEE), "pro")
+    req = desk.lic.requests.request_upgrade(Actor(TENANT, LEE), "pro")
     [mine] = await lee.say("mylicense")
     seen = Seen()
     watch = Watch(desk, unchanged_on_refusal=True)
@@ -387,7 +387,7 @@ async def test_member_forging_admin_actions_is_refused(desk):
 
 async def test_wrong_account_and_malformed_references_are_refused(desk):
     add_fabrikam(desk.lic, upgrade_quote="pro")
-    req = desk.lic.request_upgrade(Actor(TENANT, LEE), "pro")
+    req = desk.lic.requests.request_upgrade(Actor(TENANT, LEE), "pro")
     ada = desk.client(FAB_ADMIN, tenant_id=FAB_TENANT, name="Ada Fabrikam")
     alex = desk.admin()
     [pools] = await alex.say("licenses")
@@ -422,8 +422,8 @@ async def test_wrong_account_and_malformed_references_are_refused(desk):
 async def test_request_card_is_not_sent_once_decided_and_only_admins_get_it(desk):
     lic = desk.lic
     alex, megan = await installed(desk, ALEX, MEGAN)
-    req = lic.request_upgrade(Actor(TENANT, LEE), "pro")
-    lic.decline_request(Actor(TENANT, MEGAN), req.id, "no")  # decided before the notifier ran
+    req = lic.requests.request_upgrade(Actor(TENANT, LEE), "pro")
+    lic.requests.decline_request(Actor(TENANT, MEGAN), req.id, "no")  # decided before the notifier ran
     await desk.notify()
     assert alex.proactive_cards() == [] and megan.proactive_cards() == []
     with lic.db.read() as s:

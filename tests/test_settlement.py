@@ -15,9 +15,9 @@ from bootstrap import build_server
 from core.catalog import Catalog
 from core.config import Settings
 from core.errors import HeldByQuote, QuoteNotOpen
+from core.licensing import Licensing
 from core.models import AuditEvent, OutboxMessage, Payment, Pool, Quote, QuoteHold, Seat, Subscription
 from core.payments import PaymentEvent
-from core.service import Licensing
 from gateways.stripe_gateway import StripeGateway
 from tests.fakes.fake_stripe import TEST_API_KEY, FakeStripe, event_payload, sign_webhook
 from web.workers import billing_sync_once
@@ -32,7 +32,7 @@ def eco_pool(lic: Licensing) -> Pool:
 
 
 def first_users(lic: Licensing, actor, pool_id: int, n: int) -> list[int]:
-    return [u.id for u in lic.pool_users(actor, pool_id, page_size=n).items]
+    return [u.id for u in lic.pools.pool_users(actor, pool_id, page_size=n).items]
 
 
 def counts(lic: Licensing) -> dict:
@@ -59,17 +59,17 @@ def test_settling_twice_changes_nothing_the_second_time(demo, admin):
     lic = demo
     pool = eco_pool(lic)
     users = first_users(lic, admin, pool.id, 3)
-    q = lic.payment_link(admin, lic.quote_upgrade(admin, pool.id, users, "pro").id)
+    q = lic.links.payment_link(admin, lic.quotes.quote_upgrade(admin, pool.id, users, "pro").id)
     token = q.payment_url.rsplit("/", 1)[1]
 
-    assert lic.sandbox_pay(token).state == "paid"
+    assert lic.sandbox.sandbox_pay(token).state == "paid"
     after_first = counts(lic)
-    assert lic.sandbox_pay(token).state == "paid"
+    assert lic.sandbox.sandbox_pay(token).state == "paid"
     # the same provider event replayed, and another event for the same payment
     ev = PaymentEvent("sandbox", f"sandbox:{token}:paid", "paid", q.id, token, q.due_now, q.currency)
-    assert lic.handle_payment_event(ev).result == "duplicate"
+    assert lic.settlement.handle_payment_event(ev).result == "duplicate"
     ev2 = PaymentEvent("sandbox", "another-event", "paid", q.id, token, q.due_now, q.currency)
-    assert lic.handle_payment_event(ev2).result == "already_paid"
+    assert lic.settlement.handle_payment_event(ev2).result == "already_paid"
 
     assert counts(lic) == after_first
     assert after_first["settled"] == 1
@@ -104,11 +104,11 @@ def test_concurrent_settlements_settle_once(demo, admin):
     lic = demo
     pool = eco_pool(lic)
     users = first_users(lic, admin, pool.id, 5)
-    q = lic.payment_link(admin, lic.quote_upgrade(admin, pool.id, users, "advanced").id)
+    q = lic.links.payment_link(admin, lic.quotes.quote_upgrade(admin, pool.id, users, "advanced").id)
     token = q.payment_url.rsplit("/", 1)[1]
     events = [PaymentEvent("sandbox", f"event-{i}", "paid", q.id, token, q.due_now, q.currency) for i in range(4)]
 
-    results = _race(4, lambda i: lic.handle_payment_event(events[i]).result)
+    results = _race(4, lambda i: lic.settlement.handle_payment_event(events[i]).result)
 
     assert sorted(results) == ["already_paid"] * 3 + ["settled"], results
     c = counts(lic)
@@ -123,7 +123,7 @@ def test_two_admins_quoting_the_same_seats_at_once_one_wins(demo, admin, admin2)
     users = first_users(lic, admin, pool.id, 4)
     actors = [admin, admin2]
 
-    results = _race(2, lambda i: lic.quote_upgrade(actors[i], pool.id, users, "pro"))
+    results = _race(2, lambda i: lic.quotes.quote_upgrade(actors[i], pool.id, users, "pro"))
 
     wins = [r for r in results if not isinstance(r, Exception)]
     losses = [r for r in results if isinstance(r, Exception)]
@@ -143,15 +143,15 @@ def test_a_quote_after_expiry_frees_the_seats(demo, admin, admin2, clock):
     lic = demo
     pool = eco_pool(lic)
     users = first_users(lic, admin, pool.id, 2)
-    first = lic.quote_upgrade(admin, pool.id, users, "pro")
+    first = lic.quotes.quote_upgrade(admin, pool.id, users, "pro")
     with pytest.raises(HeldByQuote):
-        lic.quote_upgrade(admin2, pool.id, users, "pro")
+        lic.quotes.quote_upgrade(admin2, pool.id, users, "pro")
     clock.advance(minutes=31)
-    second = lic.quote_upgrade(admin2, pool.id, users, "pro")
+    second = lic.quotes.quote_upgrade(admin2, pool.id, users, "pro")
     assert second.id != first.id
-    assert lic.quote(admin, first.id).status == "expired"
+    assert lic.quotes.quote(admin, first.id).status == "expired"
     with pytest.raises(QuoteNotOpen):
-        lic.payment_link(admin, first.id)
+        lic.links.payment_link(admin, first.id)
 
 
 # ---------------------------------------------------------------------------- sandbox pages over HTTP
@@ -166,7 +166,8 @@ async def web_client(demo, db_url, aiohttp_client):
 async def _quote_token(lic, admin, n=2, plan="pro"):
     pool = eco_pool(lic)
     users = first_users(lic, admin, pool.id, n)
-    q = await asyncio.to_thread(lambda: lic.payment_link(admin, lic.quote_upgrade(admin, pool.id, users, plan).id))
+    q = await asyncio.to_thread(lambda: lic.links.payment_link(admin, lic.quotes.quote_upgrade(admin, pool.id, users,
+                                                                                               plan).id))
     return q, q.payment_url.rsplit("/", 1)[1], users
 
 
@@ -194,7 +195,7 @@ async def test_pay_page_cancel_releases_the_seats(web_client, demo, admin):
     q, token, users = await _quote_token(demo, admin)
     resp = await web_client.post(f"/pay/{token}", data={"action": "cancel"})
     assert 'data-state="cancelled"' in await resp.text()
-    assert demo.quote(admin, q.id).status == "cancelled"
+    assert demo.quotes.quote(admin, q.id).status == "cancelled"
     with demo.db.read() as s:
         assert s.scalar(select(func.count()).select_from(QuoteHold)) == 0
     paid = await web_client.post(f"/pay/{token}", data={"action": "pay"})
@@ -260,7 +261,8 @@ def _post_event(client, event_type, session, *, event_id=None, secret=WEBHOOK_SE
 async def _stripe_quote(lic, admin, n=3):
     pool = eco_pool(lic)
     users = first_users(lic, admin, pool.id, n)
-    q = await asyncio.to_thread(lambda: lic.payment_link(admin, lic.quote_upgrade(admin, pool.id, users, "pro").id))
+    q = await asyncio.to_thread(lambda: lic.links.payment_link(admin, lic.quotes.quote_upgrade(admin, pool.id, users,
+                                                                                               "pro").id))
     return q, users
 
 
@@ -279,7 +281,7 @@ async def test_signed_webhook_settles_once(stripe_client, stripe_lic, fake_strip
     other = await _post_event(stripe_client, "checkout.session.async_payment_succeeded", session, event_id="evt_2")
     assert (await other.json())["result"] == "already_paid"
 
-    assert stripe_lic.quote(admin, q.id).status == "paid"
+    assert stripe_lic.quotes.quote(admin, q.id).status == "paid"
     assert outbox_by_user(stripe_lic, "license_upgraded") == {u: 1 for u in users}
     assert (await asyncio.to_thread(counts, stripe_lic))["settled"] == 1
 
@@ -300,18 +302,18 @@ async def test_unauthentic_webhooks_change_nothing(stripe_client, stripe_lic, fa
                                         headers={"Stripe-Signature": sign_webhook(payload, WEBHOOK_SECRET)})
     assert resp.status == 400
     assert await asyncio.to_thread(counts, stripe_lic) == before
-    assert stripe_lic.quote(admin, q.id).status == "open"
+    assert stripe_lic.quotes.quote(admin, q.id).status == "open"
 
 
 async def test_payment_after_seats_changed_is_recorded_for_refund(stripe_client, stripe_lic, fake_stripe, admin,
                                                                   clock):
     q, users = await _stripe_quote(stripe_lic, admin)
     clock.advance(minutes=31)  # the quote expired; meanwhile a user lost their seat
-    await asyncio.to_thread(stripe_lic.unassign, admin, q.pool_id, [users[0]])
+    await asyncio.to_thread(stripe_lic.seats.unassign, admin, q.pool_id, [users[0]])
     session = fake_stripe.complete_session(next(iter(fake_stripe.sessions)))
     resp = await _post_event(stripe_client, "checkout.session.completed", session, event_id="evt_late")
     assert (await resp.json())["result"] == "refund_needed"
-    view = stripe_lic.quote(admin, q.id)
+    view = stripe_lic.quotes.quote(admin, q.id)
     assert view.status == "refund_needed" and view.note
     assert (await asyncio.to_thread(counts, stripe_lic))["settled"] == 0
     assert outbox_by_user(stripe_lic, "refund_needed") == {view.created_by: 1}
@@ -327,7 +329,7 @@ async def test_a_payment_after_the_quote_expired_is_refunded_never_applied(strip
     assert (await resp.json())["result"] == "refund_needed"
     assert outbox_by_user(stripe_lic, "license_upgraded") == {}
     assert (await asyncio.to_thread(counts, stripe_lic))["settled"] == 0
-    assert outbox_by_user(stripe_lic, "refund_needed") == {stripe_lic.quote(admin, q.id).created_by: 1}
+    assert outbox_by_user(stripe_lic, "refund_needed") == {stripe_lic.quotes.quote(admin, q.id).created_by: 1}
 
 
 async def test_amount_mismatch_is_never_settled(stripe_client, stripe_lic, fake_stripe, admin):
@@ -348,22 +350,22 @@ async def test_failed_and_expired_sessions_are_marked(stripe_client, stripe_lic,
         assert s.get(Quote, q.id).payment_lapsed == "failed"
     resp = await _post_event(stripe_client, "checkout.session.expired", session)
     assert (await resp.json())["result"] == "expired"
-    view = stripe_lic.quote(admin, q.id)
+    view = stripe_lic.quotes.quote(admin, q.id)
     assert view.status == "open" and view.payment_lapsed == "failed" and view.payment_url is None
 
 
 async def test_stripe_down_gives_a_clear_try_again(stripe_lic, fake_stripe, admin):
     pool = eco_pool(stripe_lic)
     users = first_users(stripe_lic, admin, pool.id, 1)
-    q = stripe_lic.quote_upgrade(admin, pool.id, users, "pro")
+    q = stripe_lic.quotes.quote_upgrade(admin, pool.id, users, "pro")
     fake_stripe.fail_next(status=500, count=1)
     from core.errors import PaymentUnavailable
 
     with pytest.raises(PaymentUnavailable, match="try again"):
-        stripe_lic.payment_link(admin, q.id)
+        stripe_lic.links.payment_link(admin, q.id)
     with stripe_lic.db.read() as s:
         assert s.scalar(select(func.count()).select_from(Payment)) == 0
-    again = stripe_lic.payment_link(admin, q.id)  # Stripe is back: the same quote gets its link
+    again = stripe_lic.links.payment_link(admin, q.id)  # Stripe is back: the same quote gets its link
     assert again.payment_url and len(fake_stripe.sessions) == 1
 
 
@@ -378,37 +380,37 @@ async def test_a_500_never_blocks_the_quotes_link_the_next_attempt_has_its_own_k
                                                                                    clock):
     # Stripe replays the first answer to a key for 24 h, 500s included (docs: idempotent requests).
     pool = eco_pool(stripe_lic)
-    q = stripe_lic.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
+    q = stripe_lic.quotes.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
     fake_stripe.fail_next(status=500, count=1)
     from core.errors import PaymentUnavailable
 
     with pytest.raises(PaymentUnavailable, match="try again"):
-        stripe_lic.payment_link(admin, q.id)
+        stripe_lic.links.payment_link(admin, q.id)
     with stripe_lic.db.read() as s:
         assert s.get(Quote, q.id).link_attempt == 1  # recorded: survives a restart, seen by every process
     other = _stripe_licensing(stripe_lic, fake_stripe, clock)  # the next click lands on another process
-    again = other.payment_link(admin, q.id)
+    again = other.links.payment_link(admin, q.id)
     assert again.payment_url and len(fake_stripe.sessions) == 1
     assert [r.idempotency_key for r in fake_stripe.requests_to("POST", "/v1/checkout/sessions")] == [
         f"quote-{q.id}-link", f"quote-{q.id}-link-1"]
-    assert stripe_lic.payment_link(admin, q.id).payment_url == again.payment_url  # one link per quote
+    assert stripe_lic.links.payment_link(admin, q.id).payment_url == again.payment_url  # one link per quote
 
 
 async def test_a_request_that_got_no_answer_is_retried_with_its_key(stripe_lic, fake_stripe, admin, clock):
     pool = eco_pool(stripe_lic)
-    q = stripe_lic.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
+    q = stripe_lic.quotes.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
     impatient = _stripe_licensing(stripe_lic, fake_stripe, clock, timeout_seconds=0.3)
     fake_stripe.delay_next(1.0)  # Stripe creates the session, but the answer comes too late
     from core.errors import PaymentUnavailable
 
     with pytest.raises(PaymentUnavailable, match="did not answer"):
-        await asyncio.to_thread(impatient.payment_link, admin, q.id)
+        await asyncio.to_thread(impatient.links.payment_link, admin, q.id)
     for _ in range(100):
         if fake_stripe.sessions:
             break
         await asyncio.sleep(0.05)
     [created] = fake_stripe.sessions
-    again = stripe_lic.payment_link(admin, q.id)
+    again = stripe_lic.links.payment_link(admin, q.id)
     assert again.payment_url == fake_stripe.sessions[created]["url"] and len(fake_stripe.sessions) == 1
     assert {r.idempotency_key for r in fake_stripe.requests_to("POST", "/v1/checkout/sessions")} == {
         f"quote-{q.id}-link"}
@@ -419,9 +421,9 @@ async def test_a_permanent_refusal_is_said_as_such_not_try_again(stripe_lic, fak
 
     _link_customer(stripe_lic, "gone-customer")  # a billing profile Stripe does not know
     pool = eco_pool(stripe_lic)
-    q = stripe_lic.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 3), "pro")
+    q = stripe_lic.quotes.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 3), "pro")
     with pytest.raises(PaymentRefused) as raised:
-        stripe_lic.payment_link(admin, q.id)
+        stripe_lic.links.payment_link(admin, q.id)
     assert "try again in a minute" not in str(raised.value.message)
     assert "billing profile" in str(raised.value.message)
     from cards.i18n import T
@@ -486,7 +488,7 @@ async def test_an_amount_under_stripes_minimum_is_added_to_the_next_invoice_once
     _near_period_end(stripe_lic, clock, timedelta(hours=12))  # one user's upgrade costs a few cents now
     pool = eco_pool(stripe_lic)
     [user] = first_users(stripe_lic, admin, pool.id, 1)
-    q = stripe_lic.quote_upgrade(admin, pool.id, [user], "pro")
+    q = stripe_lic.quotes.quote_upgrade(admin, pool.id, [user], "pro")
     owed = sum(ln.amount for ln in q.lines)
     assert 0 < owed < 50  # below Stripe's 0.50 USD
     assert (q.due_now, q.carried) == (0, owed) and q.gross + q.discount == owed
@@ -503,7 +505,7 @@ async def test_an_amount_under_stripes_minimum_is_added_to_the_next_invoice_once
     assert f"Nothing is charged now: ${owed / 100:.2f} is too small for a card payment" in text_of(card)
     find_action(card, "Confirm")
 
-    done = stripe_lic.confirm_without_payment(admin, q.id)
+    done = stripe_lic.quotes.confirm_without_payment(admin, q.id)
     assert done.status == "paid" and fake_stripe.sessions == {}  # no Checkout for a few cents
     with stripe_lic.db.read() as s:
         held = s.scalars(select(Pool.plan_code).join(Seat, Seat.pool_id == Pool.id).where(Seat.user_id == user)).all()
@@ -520,7 +522,7 @@ async def test_an_amount_under_stripes_minimum_is_added_to_the_next_invoice_once
     assert post.idempotency_key == f"quote-{q.id}-carry"
     assert await billing_sync_once(stripe_lic, "test-worker") == 0
     with pytest.raises(QuoteNotOpen):  # confirmed once: never carried twice
-        stripe_lic.confirm_without_payment(admin, q.id)
+        stripe_lic.quotes.confirm_without_payment(admin, q.id)
     assert len(fake_stripe.balance_transactions) == 1
 
 
@@ -529,8 +531,8 @@ async def test_carrying_forward_is_retried_while_stripe_is_down_and_made_once(st
     _link_customer(stripe_lic, customer)
     _near_period_end(stripe_lic, clock, timedelta(hours=12))
     pool = eco_pool(stripe_lic)
-    q = stripe_lic.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
-    stripe_lic.confirm_without_payment(admin, q.id)
+    q = stripe_lic.quotes.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
+    stripe_lic.quotes.confirm_without_payment(admin, q.id)
     fake_stripe.fail_next(status=500, count=1)
     assert await billing_sync_once(stripe_lic, "test-worker") == 1  # failed: retried later
     assert fake_stripe.balance_transactions == []
@@ -548,8 +550,8 @@ async def test_carrying_forward_refused_by_stripe_stops_with_why(stripe_lic, fak
     _link_customer(stripe_lic, "cus_deleted_at_stripe")  # Stripe answers "No such customer"
     _near_period_end(stripe_lic, clock, timedelta(hours=12))
     pool = eco_pool(stripe_lic)
-    q = stripe_lic.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
-    stripe_lic.confirm_without_payment(admin, q.id)
+    q = stripe_lic.quotes.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
+    stripe_lic.quotes.confirm_without_payment(admin, q.id)
     assert await billing_sync_once(stripe_lic, "test-worker") == 1
     with stripe_lic.db.read() as s:
         message = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "carry_forward")).one()
@@ -564,8 +566,8 @@ async def test_under_the_minimum_without_a_billing_profile_the_link_says_why(str
     _link_customer(stripe_lic, None)
     _near_period_end(stripe_lic, clock, timedelta(hours=12))
     pool = eco_pool(stripe_lic)
-    q = stripe_lic.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
+    q = stripe_lic.quotes.quote_upgrade(admin, pool.id, first_users(stripe_lic, admin, pool.id, 1), "pro")
     assert 0 < q.due_now < 50 and q.carried == 0
     with pytest.raises(PaymentUnavailable, match="below the smallest card payment"):
-        stripe_lic.payment_link(admin, q.id)
+        stripe_lic.links.payment_link(admin, q.id)
     assert fake_stripe.requests == []  # refused before asking Stripe

@@ -859,7 +859,7 @@ async def test_the_webhook_route_never_answers_5xx_to_a_signed_odd_event(fake, d
     from core.catalog import Catalog
     from core.config import Settings
     from core.demo import ADMIN_AAD, TENANT, load_demo
-    from core.service import Licensing
+    from core.licensing import Licensing
     from core.views import Actor
     from tests.test_settlement import eco_pool, first_users
 
@@ -868,7 +868,8 @@ async def test_the_webhook_route_never_answers_5xx_to_a_signed_odd_event(fake, d
     load_demo(lic)
     admin = Actor(TENANT, ADMIN_AAD)
     pool = eco_pool(lic)
-    q = lic.payment_link(admin, lic.quote_upgrade(admin, pool.id, first_users(lic, admin, pool.id, 2), "pro").id)
+    q = lic.links.payment_link(admin, lic.quotes.quote_upgrade(admin, pool.id, first_users(lic, admin, pool.id, 2),
+                                                               "pro").id)
     settings = Settings(DATABASE_URL=db_url, PAYMENTS="stripe", STRIPE_API_KEY=TEST_API_KEY,
                         STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
     client = await aiohttp_client(build_server(settings, lic).app)
@@ -896,12 +897,12 @@ async def test_the_webhook_route_never_answers_5xx_to_a_signed_odd_event(fake, d
     for payload in not_events:
         status, _ = await post(payload)
         assert status == 400, payload[:40]
-    assert lic.quote(admin, q.id).status == "open"  # nothing above paid it
+    assert lic.quotes.quote(admin, q.id).status == "open"  # nothing above paid it
 
     long_id = "evt_" + "7" * 300  # longer than what the database keeps: its digest is kept
     status, body = await post(event_payload("checkout.session.completed", session, event_id=long_id))
     assert (status, body["result"]) == (200, "settled")
     status, body = await post(event_payload("checkout.session.completed", session, event_id=long_id))
     assert (status, body["result"]) == (200, "duplicate")
-    assert lic.quote(admin, q.id).status == "paid"
+    assert lic.quotes.quote(admin, q.id).status == "paid"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]  # no traceback

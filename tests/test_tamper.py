@@ -158,7 +158,8 @@ async def crawl(desk, max_clicks: int = 150) -> Crawl:
 
 
 def _quote_of(desk) -> str:
-    return desk.lic.quote_upgrade(Actor(TENANT, ALEX), eco_pool_id(desk), [desk.user("Adele Vance").id], "pro").id
+    return desk.lic.quotes.quote_upgrade(Actor(TENANT, ALEX), eco_pool_id(desk), [desk.user("Adele Vance").id],
+                                         "pro").id
 
 
 def generic_data(desk) -> dict:

@@ -268,18 +268,18 @@ def _rows(lic):
 def test_a_payment_link_is_stored_with_the_card_that_shows_it(demo, admin):
     lic = demo
     pool = _eco_pool(lic)
-    users = [u.id for u in lic.pool_users(admin, pool, page_size=2).items]
+    users = [u.id for u in lic.pools.pool_users(admin, pool, page_size=2).items]
     address = {"conversation": {"id": "a:1"}, "serviceUrl": "https://smba/"}
-    q = lic.quote_upgrade(admin, pool, users, "pro")
-    with mock.patch.object(lic, "record_posted_card", side_effect=AssertionError("a transaction of its own")):
-        paid = lic.payment_link(admin, q.id, posted_card=("msg-1", address))
+    q = lic.quotes.quote_upgrade(admin, pool, users, "pro")
+    with mock.patch.object(lic.addresses, "record_posted_card", side_effect=AssertionError("a transaction of its own")):
+        paid = lic.links.payment_link(admin, q.id, posted_card=("msg-1", address))
     assert paid.payment_url and _rows(lic) == (1, [(q.id, "msg-1")])
     # the link exists already: the card is remembered on its own, once
-    assert lic.payment_link(admin, q.id, posted_card=("msg-2", address)).payment_url == paid.payment_url
-    assert lic.payment_link(admin, q.id, posted_card=("msg-2", address)).payment_url == paid.payment_url
+    assert lic.links.payment_link(admin, q.id, posted_card=("msg-2", address)).payment_url == paid.payment_url
+    assert lic.links.payment_link(admin, q.id, posted_card=("msg-2", address)).payment_url == paid.payment_url
     assert _rows(lic) == (1, [(q.id, "msg-1"), (q.id, "msg-2")])
     # a refused link remembers nothing
-    lic.cancel_quote(admin, q.id)
+    lic.quotes.cancel_quote(admin, q.id)
     with pytest.raises(QuoteNotOpen):
-        lic.payment_link(admin, q.id, posted_card=("msg-3", address))
+        lic.links.payment_link(admin, q.id, posted_card=("msg-3", address))
     assert _rows(lic) == (1, [(q.id, "msg-1"), (q.id, "msg-2")])

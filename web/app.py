@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy import text
 
-from core.service import Licensing
+from core.licensing import Licensing
 from core.views import PayPage
 from web.pay_pages import content_security_policy, new_nonce, page_locale, render_pay_page
 
@@ -68,7 +68,7 @@ class PayPages:
 
     async def get(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
-        return _html(request, await asyncio.to_thread(self.lic.pay_page, token), token)
+        return _html(request, await asyncio.to_thread(self.lic.sandbox.pay_page, token), token)
 
     async def post(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
@@ -78,14 +78,14 @@ class PayPages:
         except (ValueError, LookupError, HttpProcessingError) as e:  # no boundary, a bad part, bytes that are
             # not the charset or an unknown charset: no browser sends these; the page as it is, nothing done
             log.info("pay page: unreadable form (%s)", type(e).__name__)
-            return _html(request, await asyncio.to_thread(lic.pay_page, token), token, status=400)
+            return _html(request, await asyncio.to_thread(lic.sandbox.pay_page, token), token, status=400)
         action = form.get("action")
         if action == "pay":
-            page = await asyncio.to_thread(lic.sandbox_pay, token)
+            page = await asyncio.to_thread(lic.sandbox.sandbox_pay, token)
         elif action == "cancel":
-            page = await asyncio.to_thread(lic.sandbox_cancel, token)
+            page = await asyncio.to_thread(lic.sandbox.sandbox_cancel, token)
         else:
-            page = await asyncio.to_thread(lic.pay_page, token)
+            page = await asyncio.to_thread(lic.sandbox.pay_page, token)
         # Post/Redirect/Get would lose the outcome message on refresh; the page shows the state anyway.
         return _html(request, page, token)
 
@@ -110,7 +110,7 @@ class StripeWebhook:
         except WebhookSignatureError as e:
             log.warning("stripe webhook refused: %s", e)
             return web.json_response({"error": "invalid signature"}, status=400)
-        result = await asyncio.to_thread(self.lic.handle_payment_event, event)
+        result = await asyncio.to_thread(self.lic.settlement.handle_payment_event, event)
         log.info("stripe event %s (%s) -> %s", event.event_id, event.kind, result.result)
         return web.json_response({"received": True, "result": result.result})
 

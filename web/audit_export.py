@@ -34,7 +34,7 @@ from cards.i18n import T
 from cards.i18n import language as i18n_language
 from core.config import Settings
 from core.errors import InvalidInput, NotAdmin, UnknownCaller
-from core.service import Licensing
+from core.licensing import Licensing
 from web.pay_pages import page_locale
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ async def _stream_csv(request: web.Request, lic: Licensing, account_id: int, nam
 
     def produce():
         try:
-            lic.export_audit_csv(account_id, out=writer, headers=_PAGES.get(lang, _PAGES["en"])["csv"],
+            lic.audit.export_audit_csv(account_id, out=writer, headers=_PAGES.get(lang, _PAGES["en"])["csv"],
                                  say=T(lang).say)
             writer.flush()
             writer.put(_DONE)
@@ -292,26 +292,26 @@ async def export_audit(request: web.Request, lic: Licensing, links: ExportLinks)
         """(state, status) of a refusal (audited), or the administrator."""
         claim = links.read(token)
         if claim is None:
-            lic.record_refusal(None, "audit.export", InvalidInput(
+            lic.audit.record_refusal(None, "audit.export", InvalidInput(
                 "An audit download link was refused: it is altered or incomplete."), f"link:{token[:24]}")
             return ("invalid", 403), None
-        actor = lic.user_actor(claim.account_id, claim.user_id)
+        actor = lic.accounts.user_actor(claim.account_id, claim.user_id)
         target = f"account:{claim.account_id}"
         if actor is None:
-            lic.record_refusal(None, "audit.export", InvalidInput(
+            lic.audit.record_refusal(None, "audit.export", InvalidInput(
                 "An audit download link was refused: the person it was made for is no longer a user of the "
                 "account."), target)
             return ("not_admin", 403), None
         if lic.now() >= claim.expires_at:
-            lic.record_refusal(actor, "audit.export", InvalidInput(
+            lic.audit.record_refusal(actor, "audit.export", InvalidInput(
                 "The audit download link has expired (links work for 10 minutes)."), target)
             return ("expired", 410), None
         try:
-            caller = lic.authorize_audit_export(actor)  # NotAdmin / UnknownCaller: audited by the core
+            caller = lic.audit.authorize_audit_export(actor)  # NotAdmin / UnknownCaller: audited by the core
         except (NotAdmin, UnknownCaller):
             return ("not_admin", 403), None
         if caller.account_id != claim.account_id:  # cannot happen: user_actor is scoped to the account
-            lic.record_refusal(actor, "audit.export", InvalidInput("The link names another account."), target)
+            lic.audit.record_refusal(actor, "audit.export", InvalidInput("The link names another account."), target)
             return ("not_admin", 403), None
         return None, caller
 

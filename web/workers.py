@@ -12,8 +12,8 @@ import random
 from datetime import timedelta
 
 from background import worker_name
+from core.licensing import Licensing
 from core.payments import PaymentProviderError
-from core.service import Licensing
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,10 @@ def backoff(attempt: int, *, base: float = 1.0, cap: float = 300.0) -> timedelta
 async def rollover_loop(lic: Licensing, every: float = 60.0) -> None:
     while True:
         try:
-            n = await asyncio.to_thread(lic.roll_over)
+            n = await asyncio.to_thread(lic.periods.roll_over)
             if n:
                 log.info("rolled over %d billing period(s)", n)
-            closed = await asyncio.to_thread(lic.expire_quotes)  # (their payment links closed too)
+            closed = await asyncio.to_thread(lic.quotes.expire_quotes)  # (their payment links closed too)
             if closed:
                 log.info("closed %d expired quote(s)", closed)
         except Exception:
@@ -38,36 +38,36 @@ async def rollover_loop(lic: Licensing, every: float = 60.0) -> None:
 
 
 async def billing_sync_once(lic: Licensing, worker: str) -> int:
-    items = await asyncio.to_thread(lic.claim_outbox, worker, channels=("billing",), limit=10)
+    items = await asyncio.to_thread(lic.outbox.claim_outbox, worker, channels=("billing",), limit=10)
     for item in items:
         carry = None
         try:
             if item.kind == "carry_forward":  # an amount under the payment minimum, to the next invoice
-                carry = await asyncio.to_thread(lic.carry_request, item.payload)
+                carry = await asyncio.to_thread(lic.links.carry_request, item.payload)
                 if carry is not None:
                     await asyncio.to_thread(lic.gateway.carry_forward, carry)
             elif item.kind == "close_link":  # a closed quote's payment link, made unpayable
-                external_id = await asyncio.to_thread(lic.link_to_close, item.payload)
+                external_id = await asyncio.to_thread(lic.links.link_to_close, item.payload)
                 if external_id is not None:
                     closed = await asyncio.to_thread(lic.gateway.close_link, external_id)
-                    await asyncio.to_thread(lic.link_closed, item.payload, closed)
+                    await asyncio.to_thread(lic.links.link_closed, item.payload, closed)
             else:
-                sync = await asyncio.to_thread(lic.subscription_sync, item.payload)
+                sync = await asyncio.to_thread(lic.periods.subscription_sync, item.payload)
                 if sync is not None:
                     await asyncio.to_thread(lic.gateway.sync_subscription, sync)
         except PaymentProviderError as e:
             if carry is not None and e.answered:  # that key's answer is kept: the next attempt gets a new key
-                await asyncio.to_thread(lic.carry_answered, carry)
+                await asyncio.to_thread(lic.links.carry_answered, carry)
             if e.permanent:  # retrying as it is cannot help: kept as failed, with why, for an operator
                 log.error("billing message %s (%s) refused by the payment provider: %s", item.id, item.kind, e)
-                await asyncio.to_thread(lic.outbox_failed, item.id, worker, str(e))
+                await asyncio.to_thread(lic.outbox.outbox_failed, item.id, worker, str(e))
                 continue
-            await asyncio.to_thread(lic.outbox_retry, item.id, worker, backoff(item.attempts), str(e))
+            await asyncio.to_thread(lic.outbox.outbox_retry, item.id, worker, backoff(item.attempts), str(e))
         except Exception as e:
             log.exception("billing sync %s failed", item.id)
-            await asyncio.to_thread(lic.outbox_retry, item.id, worker, backoff(item.attempts), type(e).__name__)
+            await asyncio.to_thread(lic.outbox.outbox_retry, item.id, worker, backoff(item.attempts), type(e).__name__)
         else:
-            await asyncio.to_thread(lic.outbox_done, item.id, worker)
+            await asyncio.to_thread(lic.outbox.outbox_done, item.id, worker)
     return len(items)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable
 from datetime import timedelta
 
 from bot.notifier.failures import LeaseLost
-from core.service import Licensing
+from core.licensing import Licensing
 from core.views import OutboxItem
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Claims:
         held here (a message re-claimed after its lease ran out while it waited is held once)."""
         started = time.monotonic()
         items = await asyncio.to_thread(
-            self.lic.claim_outbox, self.worker, channels=self.channels, limit=limit, lease=self.lease,
+            self.lic.outbox.claim_outbox, self.worker, channels=self.channels, limit=limit, lease=self.lease,
             per_account=per_account, max_accounts=max_accounts, skip_accounts=set(skip_accounts))
         deadline = started + self.lease.total_seconds()
         fresh = []
@@ -66,7 +66,7 @@ class Claims:
         if deadline is None or deadline - time.monotonic() >= seconds:
             return
         started = time.monotonic()
-        held = await asyncio.to_thread(self.lic.outbox_extend, [message_id], self.worker, self.lease)
+        held = await asyncio.to_thread(self.lic.outbox.outbox_extend, [message_id], self.worker, self.lease)
         if message_id not in held:
             raise LeaseLost(message_id)
         self.deadlines[message_id] = started + self.lease.total_seconds()
@@ -81,7 +81,7 @@ class Claims:
                 continue
             started = time.monotonic()
             try:
-                held = await asyncio.to_thread(self.lic.outbox_extend, ids, self.worker, self.lease)
+                held = await asyncio.to_thread(self.lic.outbox.outbox_extend, ids, self.worker, self.lease)
             except Exception:
                 log.exception("could not renew the leases of %d outbox message(s)", len(ids))
                 continue
@@ -97,9 +97,9 @@ class Claims:
             return
         if after is None:
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.lic.outbox_release, ids, self.worker)
+                await asyncio.to_thread(self.lic.outbox.outbox_release, ids, self.worker)
         else:
-            await asyncio.to_thread(self.lic.outbox_release, ids, self.worker, after=after)
+            await asyncio.to_thread(self.lic.outbox.outbox_release, ids, self.worker, after=after)
         for i in ids:
             self.deadlines.pop(i, None)
 
@@ -120,7 +120,7 @@ class Claims:
         while self._sent_queue:
             batch, self._sent_queue = self._sent_queue, []
             try:
-                await asyncio.to_thread(self.lic.outbox_done_many, [i for i, _ in batch], self.worker,
+                await asyncio.to_thread(self.lic.outbox.outbox_done_many, [i for i, _ in batch], self.worker,
                                         hold=self.hold)
             except Exception as e:  # noqa: BLE001 - e.g. the database locked for longer than its retries
                 failures += 1
@@ -141,7 +141,8 @@ class Claims:
         (renewed now, so that it outlasts the retry); the others' lanes hear of ``error``."""
         ids = [i for i, f in batch if not f.done()]
         try:
-            held = set(await asyncio.to_thread(self.lic.outbox_extend, ids, self.worker, self.lease)) if ids else set()
+            held = set(await asyncio.to_thread(self.lic.outbox.outbox_extend, ids, self.worker,
+                                               self.lease)) if ids else set()
         except Exception:  # noqa: BLE001 - the database is still unavailable: keep them all, try again
             log.debug("could not renew the leases of sends waiting to be recorded", exc_info=True)
             return [(i, f) for i, f in batch if not f.done()]

@@ -18,7 +18,7 @@ from bot.identity import address_of, chat_member_id, person_of, reader_now, read
 from bot.notifier.claims import Claims
 from bot.notifier.failures import CardBeingAnswered, SendFailure
 from bot.notifier.pacing import Pacer
-from core.service import Licensing
+from core.licensing import Licensing
 from core.views import OutboxItem
 from dialogs.router import Router
 
@@ -116,7 +116,7 @@ class Delivery:
         if lock is None:
             lock = self._creations[self._user_key(item)] = asyncio.Lock()
         async with lock:
-            stored = await asyncio.to_thread(self.lic.user_address, item.account_id, item.aad_object_id)
+            stored = await asyncio.to_thread(self.lic.addresses.user_address, item.account_id, item.aad_object_id)
             if has_chat(stored):
                 await self._send_to(item, activity, stored)
             else:
@@ -141,7 +141,7 @@ class Delivery:
     async def _create_and_send(self, item: OutboxItem, activity: Activity, known: dict | None = None) -> None:
         """No stored conversation: create the 1:1 chat from tenant + user, then send. ``known``:
         what is stored about the user without a chat (their channel id, if told)."""
-        hint = await asyncio.to_thread(self.lic.any_address, item.account_id)
+        hint = await asyncio.to_thread(self.lic.addresses.any_address, item.account_id)
         if not hint or not item.aad_object_id or not item.tenant_id:
             raise SendFailure(None, 300.0, False, "no conversation address for this user yet")
         member = chat_member_id(known, item.aad_object_id)
@@ -174,7 +174,7 @@ class Delivery:
         if saved.get("address"):
             address = dict(saved["address"], locale=hint.get("locale", "en-US"))
             address["user"] = {"id": member, "aadObjectId": item.aad_object_id}
-            await asyncio.to_thread(self.lic.save_address, item.tenant_id, item.aad_object_id, address)
+            await asyncio.to_thread(self.lic.addresses.save_address, item.tenant_id, item.aad_object_id, address)
             await self._track(item, saved.get("response"), address)
 
     # ------------------------------------------------------------------ cards updated in place later
@@ -190,7 +190,7 @@ class Delivery:
         if not (message_id and subject and address):
             return
         try:
-            await asyncio.to_thread(self.lic.record_posted_card, item.account_id, subject[0], subject[1],
+            await asyncio.to_thread(self.lic.addresses.record_posted_card, item.account_id, subject[0], subject[1],
                                     message_id, address)
         except Exception:  # noqa: BLE001 - the card went out: never send it again for want of this record
             log.exception("outbox %s: sent, but could not remember card %s:%s for later updates", item.id,
@@ -200,12 +200,12 @@ class Delivery:
         def render():
             """The posted card and its new content, for its reader as known now: they may have told
             their locale or time zone since it was posted (e.g. by acting on this very card)."""
-            posted = self.lic.posted_card(item.payload.get("posted_card"))
+            posted = self.lic.addresses.posted_card(item.payload.get("posted_card"))
             if posted is None or str(item.payload.get(f"{posted.subject}_id")) != posted.subject_id:
                 return None, None  # its reader moved on since: dropped (and its id maybe reused by another card)
             if posted.answering_until is not None and posted.answering_until > self.lic.now():
                 raise CardBeingAnswered  # its reader is acting on it: after the answer, if it still shows this
-            known = self.lic.user_address(posted.account_id, person_of(posted.address))
+            known = self.lic.addresses.user_address(posted.account_id, person_of(posted.address))
             return posted, self.router.card_update(item, reader_now(posted.address, known))
 
         posted, card = await asyncio.to_thread(render)

@@ -1,0 +1,195 @@
+"""Payment links: created once per quote at the provider (a network call between two
+transactions, never inside a unit), closed when the quote closes, and the amounts carried to
+the next invoice."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from core.errors import DomainError, InvalidInput, Message, PaymentRefused, PaymentUnavailable
+from core.models import Account, Payment, Quote
+from core.payments import CarryForward, PaymentGateway, PaymentLine, PaymentProviderError, PaymentRequest
+from core.services.quote_lifecycle import QUOTE_PAYMENT, billed_as, load_quote, mark_link_closed, require_open
+from core.services.shared import attempt_key
+from core.views import Actor, QuoteView
+
+if TYPE_CHECKING:
+    from core.services.addresses import Addresses
+    from core.services.quotes import Quotes
+    from core.unit_of_work import Unit, Units
+
+log = logging.getLogger(__name__)
+
+PAYMENT_NO_ANSWER = Message("The payment service did not answer. Nothing was charged; please try again in a minute.")
+PAYMENT_FAILED_NOW = Message("The payment service could not create the payment link just now. Nothing was charged; "
+                             "please try again in a minute.")
+PAYMENT_REFUSED = {
+    "credentials": Message("The payment service refused this server's credentials, so no payment link can be "
+                           "created. Nothing was charged. Ask whoever runs License Desk to check its payment "
+                           "settings: trying again will not help until then."),
+    "request": Message("The payment service refused to create a payment link for this quote. Nothing was charged. "
+                       "Ask whoever runs License Desk to check the account's billing profile and the payment "
+                       "settings: trying again will not help until then."),
+}
+
+
+class PaymentLinks:
+    def __init__(self, units: Units, quotes: Quotes, addresses: Addresses, gateway: PaymentGateway | None):
+        self.units = units
+        self.quotes = quotes
+        self.addresses = addresses
+        self.gateway = gateway
+
+    def payment_link(self, actor: Actor, quote_id, *, posted_card: tuple[str, dict] | None = None) -> QuoteView:
+        """The quote's payment link, created once (a quote yields at most one link).
+
+        ``posted_card`` (message ref, address): the message showing the quote, remembered as
+        :meth:`Addresses.record_posted_card` does, in the transaction that stores the link (or on
+        its own when the link existed already); not remembered when this raises. Never inside a
+        unit: it calls the payment provider between its transactions."""
+        self.units.outside("payment_link")
+        view, remembered = self._payment_link(actor, quote_id, posted_card)
+        if posted_card is not None and not remembered:
+            self.addresses.record_posted_card(view.account_id, "quote", view.id, *posted_card)
+        return view
+
+    def _payment_link(self, actor: Actor, quote_id, posted_card: tuple[str, dict] | None) -> tuple[QuoteView, bool]:
+        """(the quote with its link, whether ``posted_card`` was remembered with the link)."""
+        target = f"quote:{quote_id}"
+        units = self.units
+        try:
+            with units.reading(actor) as u:
+                caller = u.caller(actor, True)
+                quote = load_quote(u, caller, quote_id)
+                require_open(u, quote)
+                if quote.due_now <= 0:
+                    raise InvalidInput(Message("Nothing is due on this quote: confirm it instead of paying."))
+                existing = u.s.scalars(QUOTE_PAYMENT, {"quote": quote.id}).first()
+                if existing:
+                    view = self.quotes.view(u, quote)
+                else:
+                    account = u.s.get(Account, caller.account_id)
+                    request = self._payment_request(u, quote, account)
+            if existing:
+                return view, False
+            if self.gateway is None:
+                raise PaymentUnavailable(Message("Payments are not configured on this server. Ask your administrator."))
+            if request.amount < self.quotes.minimum_charge(request.currency):
+                raise PaymentUnavailable(Message(
+                    "The amount due now is below the smallest card payment the payment service accepts, and "
+                    "this account has no billing profile there to add it to the next invoice. Include more "
+                    "users or licenses in this change."))
+            try:
+                link = self.gateway.create_link(request)
+            except PaymentProviderError as e:
+                log.warning("payment provider failed for quote %s: %s", quote.id, e)
+                if e.answered:  # the provider keeps that answer for the key: the next attempt gets a new one
+                    self._next_attempt(quote.id, Quote.link_attempt, quote.link_attempt)
+                if e.permanent:
+                    raise PaymentRefused(PAYMENT_REFUSED.get(e.reason or "", PAYMENT_REFUSED["request"])) from None
+                raise PaymentUnavailable(PAYMENT_FAILED_NOW if e.answered else PAYMENT_NO_ANSWER) from None
+
+            def store():
+                u = units.current()
+                s = u.s
+                q = load_quote(u, caller, quote_id, lock=True)
+                require_open(u, q)
+                if s.scalars(QUOTE_PAYMENT, {"quote": q.id}).first() is None:
+                    s.add(Payment(quote_id=q.id, provider=link.provider, external_id=link.external_id, url=link.url,
+                                  status="pending", amount=q.due_now, currency=q.currency, created_at=u.now,
+                                  updated_at=u.now))
+                    s.flush()
+                    u.audit_ok(caller, "payment.link_created", f"quote:{q.id}",
+                               {"provider": link.provider, "amount": q.due_now})
+                if posted_card is not None:  # (a savepoint: the same card recorded at once elsewhere is fine)
+                    with contextlib.suppress(IntegrityError), s.begin_nested():
+                        self.addresses.posted_card_in(u, q.account_id, "quote", q.id, *posted_card)
+                        s.flush()
+                return self.quotes.view(u, q), posted_card is not None
+
+            try:
+                return units.writing(actor, store)
+            except IntegrityError:  # a concurrent click stored the link first: return that one
+                with units.reading(actor) as u:
+                    return self.quotes.view(u, load_quote(u, caller, quote_id)), False
+        except DomainError as e:
+            units.refuse(actor, "payment.link", e, target)
+            raise
+
+    def _payment_request(self, u: Unit, quote: Quote, account: Account) -> PaymentRequest:
+        view = self.quotes.view(u, quote)
+        desc = billed_as(view)
+        lines = tuple(PaymentLine(f"{ln.kind} {ln.quantity} × {ln.plan_name}", ln.amount) for ln in view.lines)
+        return PaymentRequest(quote_id=quote.id, account_id=account.id, account_name=account.name,
+                              currency=quote.currency, amount=quote.due_now, description=desc[:250], lines=lines,
+                              expires_at=quote.expires_at, customer_ref=account.billing_ref,
+                              idempotency_key=attempt_key(quote.id, "link", quote.link_attempt),
+                              attempt_at=quote.link_attempt_at or quote.created_at)
+
+    def _next_attempt(self, quote_id: str, column, tried: int) -> None:
+        """Start the next attempt (a new idempotency key) after ``tried`` got a definite answer,
+        once whatever the number of processes that saw that answer (compare and set). Never
+        inside a unit (it follows a call to the provider)."""
+        self.units.outside("the next payment attempt")
+
+        def work(u: Unit):
+            values = {column.key: tried + 1}
+            if column is Quote.link_attempt:
+                values["link_attempt_at"] = u.now
+            u.s.execute(update(Quote).where(Quote.id == quote_id, column == tried).values(**values))
+
+        self.units.system_write(work)
+
+    def link_to_close(self, payload: dict) -> str | None:
+        """The provider's id of the link a ``close_link`` billing message asks to close (None: done)."""
+        with self.units.system_read() as u:
+            payment = u.s.get(Payment, payload.get("payment_id"))
+            return payment.external_id if payment is not None and payment.status == "closing" else None
+
+    def link_closed(self, payload: dict, closed: bool) -> None:
+        """The provider answered a ``close_link``: closed (the quote's cards now say nothing was
+        charged), or not closable because the payment went through: its event will follow and
+        the payment is refunded, never applied (the cards keep saying so)."""
+
+        def work(u: Unit) -> None:
+            payment = u.s.get(Payment, payload.get("payment_id"), with_for_update=True)
+            if payment is None or payment.status != "closing":
+                return
+            if not closed:
+                log.warning("quote %s: its payment link could not be closed, a payment went through; it will be "
+                            "refunded", payment.quote_id)
+                return
+            mark_link_closed(u, payment)
+
+        self.units.system_write(work)
+
+    def carry_request(self, payload: dict) -> CarryForward | None:
+        """What a ``carry_forward`` billing message asks the provider for, read now (None: nothing
+        to carry, or the account has no customer at the provider any more: logged)."""
+        with self.units.system_read() as u:
+            quote = u.s.get(Quote, str(payload.get("quote_id")))
+            if quote is None or not quote.carried:
+                return None
+            account = u.s.get(Account, quote.account_id)
+            view = self.quotes.view(u, quote)
+        if not account.billing_ref:
+            log.warning("quote %s: %d carried to the next invoice, but account %s has no billing profile",
+                        quote.id, quote.carried, account.id)
+            return None
+        return CarryForward(customer_ref=account.billing_ref, amount=quote.carried, currency=quote.currency,
+                            description=f"License Desk: {billed_as(view)}, prorated (under the minimum card "
+                                        "payment)",
+                            quote_id=quote.id, idempotency_key=attempt_key(quote.id, "carry", quote.carry_attempt))
+
+    def carry_answered(self, carry: CarryForward) -> None:
+        """The provider gave a definite (error) answer to ``carry``: it replays it to that key, so
+        the next attempt takes a new one (unless another process already moved on)."""
+        with self.units.system_read() as u:
+            tried = u.s.scalar(select(Quote.carry_attempt).where(Quote.id == carry.quote_id))
+        if tried is not None and attempt_key(carry.quote_id, "carry", tried) == carry.idempotency_key:
+            self._next_attempt(carry.quote_id, Quote.carry_attempt, tried)
