@@ -83,6 +83,9 @@ def pool_users_card(locale: str | None, pool: PoolView, page: Page, selected: li
     other = [i for i in selected if i not in on_page]
     checked = [str(i) for i in page_ids if i in set(selected)]
     base = {"pool": pool.id, "page": page.page, "cq": page.query, "sel": other, "ids": page_ids}
+    if page.first_key:  # this page again from its first row (keyset paging: no offset to count)
+        base["at"] = list(page.first_key)
+    from_here = {k: v for k, v in base.items() if k != "at"}
     heading = (t("users.title_search", plan=pool.plan_name, interval=t.interval(pool.interval), total=page.total,
                  query=page.query) if page.query else
                t("users.title", plan=pool.plan_name, interval=t.interval(pool.interval), total=page.total))
@@ -108,11 +111,13 @@ def pool_users_card(locale: str | None, pool: PoolView, page: Page, selected: li
     body.append(text(f"{status} · {t('users.selected', n=n_selected)}", subtle=True, size_="Small"))
     nav = []
     if page.has_prev:
-        nav.append(execute(t("btn.prev"), verbs.POOL_USERS, dict(base, page=page.page - 1)))
+        prev = dict(from_here, page=page.page - 1, **({"before": list(page.first_key)} if page.first_key else {}))
+        nav.append(execute(t("btn.prev"), verbs.POOL_USERS, prev))
     if page.has_next:
-        nav.append(execute(t("btn.next"), verbs.POOL_USERS, dict(base, page=page.page + 1)))
+        after = {"after": list(page.last_key)} if page.last_key else {}
+        nav.append(execute(t("btn.next"), verbs.POOL_USERS, dict(from_here, page=page.page + 1, **after)))
     if page.query:
-        nav.append(execute(t("btn.clear"), verbs.POOL_USERS, dict(base, page=0, cq="")))
+        nav.append(execute(t("btn.clear"), verbs.POOL_USERS, dict(from_here, page=0, cq="")))
     if n_selected:
         nav.append(execute(t("btn.clear_sel"), verbs.POOL_CLEAR, base))
     if nav:

@@ -93,6 +93,10 @@ class Page:
     page: int
     page_size: int
     query: str = ""
+    # (sort key, user id) of the first and last row shown: the card's Previous and Next ask for
+    # the rows before and after them (keyset paging), the same page again for those from the first
+    first_key: tuple[str, int] | None = None
+    last_key: tuple[str, int] | None = None
 
     @property
     def pages(self) -> int:

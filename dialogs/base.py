@@ -124,6 +124,15 @@ def page_of(data: dict, key: str = "page") -> int:
         return 0
 
 
+def page_key_of(data: dict) -> tuple[str, object] | None:
+    """The keyset of a users card's button (Next: "after" its last row, Previous: "before" its
+    first, the same page again: "at" its first), checked by the core; None: by page number."""
+    for rel in ("after", "before", "at"):
+        if rel in data:
+            return rel, data[rel]
+    return None
+
+
 def text_of(data: dict, key: str, limit: int = 100) -> str:
     value = data.get(key)
     return value[:limit] if isinstance(value, str) else ""

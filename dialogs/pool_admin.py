@@ -13,7 +13,7 @@ from cards import pool_admin, verbs
 from cards.i18n import Reader, T
 from core.errors import DomainError, InvalidInput, Message, NotAdmin, NotFound, UnknownCaller, no_longer_held
 from core.text import parse_quantity
-from dialogs.base import MAX_SELECTION, CardDataError, Flow, Turn, data_int, id_list, page_of, text_of
+from dialogs.base import MAX_SELECTION, CardDataError, Flow, Turn, data_int, id_list, page_key_of, page_of, text_of
 from dialogs.upgrade import NO_PLAN, NO_USER, UpgradeFlow
 
 PAGE = 50  # users read per query when collecting a whole pool
@@ -49,7 +49,7 @@ class PoolAdminFlow(Flow):
     def no_selection(self, turn: Turn, verb: str, pool_id: int, data: dict) -> dict:
         """Nobody selected: the users card again, saying so (the refusal audited)."""
         page = self.upgrade.users_page(turn, pool_id, text_of(data, "cq"), page_of(data), [],
-                                       note=T(turn.reader)("users.empty_selection"))
+                                       note=T(turn.reader)("users.empty_selection"), key=page_key_of(data))
         return self.refused(turn, verb, NO_USER, pool_id, page)
 
     def selected_rows(self, turn: Turn, verb: str, pool_id: int, sel: list[int]):

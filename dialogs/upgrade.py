@@ -17,6 +17,7 @@ from dialogs.base import (
     Turn,
     data_int,
     id_list,
+    page_key_of,
     page_of,
     text_of,
 )
@@ -70,14 +71,16 @@ class UpgradeFlow(Flow):
         return sel
 
     def users_page(self, turn: Turn, pool_id: int, query: str, page: int, sel: list[int],
-                   note: str | None = None) -> dict:
+                   note: str | None = None, *, key=None) -> dict:
+        """``key``: the card's keyset (:func:`~dialogs.base.page_key_of`), the page then found by it."""
         with self.lic.units.reading(turn.actor):  # (one snapshot; joins the step's unit if it opened one)
-            pool, pg = self.lic.pools.pool_page(turn.actor, pool_id, query=query, page=page)
+            pool, pg = self.lic.pools.pool_page(turn.actor, pool_id, query=query, page=page, key=key)
         return upgrade.pool_users_card(turn.reader, pool, pg, sel, note=note)
 
     def pool_users(self, turn: Turn, data: dict) -> dict:
         pool_id = data_int(data, "pool", "pool")
-        return self.users_page(turn, pool_id, text_of(data, "cq"), page_of(data), self.selection(data))
+        return self.users_page(turn, pool_id, text_of(data, "cq"), page_of(data), self.selection(data),
+                               key=page_key_of(data))
 
     def pool_search(self, turn: Turn, data: dict) -> dict:
         pool_id = data_int(data, "pool", "pool")
@@ -86,14 +89,15 @@ class UpgradeFlow(Flow):
     def pool_pick(self, turn: Turn, data: dict) -> dict:
         pool_id = data_int(data, "pool", "pool")
         sel = self.selection(dict(data, _with_pick=True))
-        return self.users_page(turn, pool_id, text_of(data, "cq"), page_of(data), sel)
+        return self.users_page(turn, pool_id, text_of(data, "cq"), page_of(data), sel, key=page_key_of(data))
 
     def pool_clear(self, turn: Turn, data: dict) -> dict:
         pool_id = data_int(data, "pool", "pool")
-        return self.users_page(turn, pool_id, text_of(data, "cq"), page_of(data), [])
+        return self.users_page(turn, pool_id, text_of(data, "cq"), page_of(data), [], key=page_key_of(data))
 
     def stale_pool(self, turn: Turn, data: dict, message: str) -> dict:
-        pool, page = self.lic.pools.pool_page(turn.actor, data["pool"], query=text_of(data, "cq"), page=page_of(data))
+        pool, page = self.lic.pools.pool_page(turn.actor, data["pool"], query=text_of(data, "cq"), page=page_of(data),
+                                              key=page_key_of(data))
         return upgrade.pool_users_card(turn.reader, pool, page, [], note=message)
 
     def search_pool_users(self, turn: Turn, ref: str, query: str, skip: int, top: int) -> list[dict]:

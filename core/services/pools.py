@@ -20,6 +20,9 @@ from core.views import Actor, CallerView, Page, PoolView, UserRow
 if TYPE_CHECKING:
     from core.unit_of_work import Unit, Units
 
+# Card data naming a row of a pool's order: ("after" | "at" | "before", (sort key, user id)).
+KEY_RELATIONS = ("after", "at", "before")
+
 NO_SUCH_POOL = Message("That license pool does not exist in your account (it may have been removed).")
 
 _POOL = select(Pool).where(Pool.id == bindparam("pool"), Pool.account_id == bindparam("account"))
@@ -66,6 +69,46 @@ def seats_of(u: Unit, pool: Pool, user_ids: list[int], *, lock: bool = False) ->
 
 def assigned_count(u: Unit, pool_id: int) -> int:
     return u.s.scalar(select(func.count()).select_from(Seat).where(Seat.pool_id == pool_id)) or 0
+
+
+def page_key(key) -> tuple[str, tuple[str, int]] | None:
+    """A :data:`PageKey` as given by card data, checked (anything else: the page by its number)."""
+    if not (isinstance(key, tuple | list) and len(key) == 2 and key[0] in KEY_RELATIONS):
+        return None
+    rel, at = key
+    if not (isinstance(at, tuple | list) and len(at) == 2 and isinstance(at[0], str) and len(at[0]) <= 200
+            and isinstance(at[1], int) and not isinstance(at[1], bool) and 0 < at[1] < 2**63):
+        return None
+    return rel, (at[0], at[1])
+
+
+def _page_rows(s, sql, params: dict, pg: int, size: int, total: int, last: int, key):
+    """(the rows of the page, its number): by keyset when the card gave a key, else by number,
+    its first row found over the index from the nearer end (no OFFSET over joined rows)."""
+    if key is not None:
+        rel, (sort_key_, user_id) = key
+        keyed = {**params, "key_sort": sort_key_, "key_id": user_id}
+        if rel == "before":
+            rows = s.execute(sql.before, {**keyed, "limit": size + 1}).all()
+            if len(rows) > size:  # rows before these: a page in the middle
+                return rows[:size][::-1], min(max(pg, 1), last)
+            return s.execute(sql.first, params).all(), 0  # (reached the start: the first page, full)
+        rows = s.execute(sql.after if rel == "after" else sql.at, keyed).all()
+        if rows:
+            return rows, min(max(pg, 1) if rel == "after" else pg, last)
+        pg = last  # nothing from there on (the pool shrank): its last page
+    if pg == 0:
+        return s.execute(sql.first, params).all(), 0
+    offset = pg * size
+    if offset >= total:
+        return [], pg
+    if offset <= total // 2:
+        first = s.execute(sql.key_from_start, {**params, "offset": offset}).first()
+    else:
+        first = s.execute(sql.key_from_end, {**params, "offset": total - 1 - offset}).first()
+    if first is None:
+        return [], pg
+    return s.execute(sql.at, {**params, "key_sort": first[0], "key_id": first[1]}).all(), pg
 
 
 class Pools:
@@ -130,39 +173,46 @@ class Pools:
         return self.units.query(actor, "pool.view", fn, target=f"pool:{pool_id}")
 
     def _pool_users(self, u: Unit, caller: CallerView, pool: Pool, query, page, page_size, *,
-                    clamp: bool = False, assigned: int | None = None) -> Page:
+                    clamp: bool = False, assigned: int | None = None, key=None) -> Page:
         """``assigned``: the pool's seat count, read in this transaction already (the total when
-        there is no search)."""
+        there is no search); ``key``: from the card, the rows after, at or before a row (keyset
+        paging, see :func:`page_key`), else the page is found by its number."""
         s = u.s
         q = clean_text(query, max_length=100, field="search text") or ""
         pg, size = page_args(page, page_size)
+        key = page_key(key)
         terms = term_filter(caller.account_id, q, Seat.user_id)
-        count_q, page_q = pool_users_statements(*terms) if terms else _POOL_USERS
-        total = assigned if assigned is not None and not terms else s.scalar(count_q, {"pool": pool.id}) or 0
-        if clamp and pg and pg * size >= total:  # past the end (the pool shrank): the last page
-            pg = max(0, -(-total // size) - 1)
-        rows = s.execute(page_q, {"pool": pool.id, "now": u.now, "limit": size, "offset": pg * size}).all()
+        sql = pool_users_statements(*terms) if terms else _POOL_USERS
+        total = assigned if assigned is not None and not terms else s.scalar(sql.count, {"pool": pool.id}) or 0
+        last = max(0, -(-total // size) - 1)
+        if clamp and pg > last:  # past the end (the pool shrank): the last page
+            pg = last
+        rows, pg = _page_rows(s, sql, {"pool": pool.id, "now": u.now, "limit": size}, pg, size, total, last, key)
         items = [UserRow(id=r[0], name=r[1], email=r[2], plan_code=pool.plan_code, downgrade_to=r[3],
                          held_until=r[4], downgrade_to_name=self.plans.name_or_none(r[3])) for r in rows]
-        return Page(items=items, total=total, page=pg, page_size=size, query=q)
+        return Page(items=items, total=total, page=pg, page_size=size, query=q,
+                    first_key=(rows[0][5], rows[0][0]) if rows else None,
+                    last_key=(rows[-1][5], rows[-1][0]) if rows else None)
 
     def pool_users(self, actor: Actor, pool_id, *, query: str | None = None, page=0,
-                   page_size=PAGE_SIZE) -> Page:
+                   page_size=PAGE_SIZE, key=None) -> Page:
         """The users holding a seat of a pool, by name, paged and searchable by name or e-mail."""
         return self.units.query(
             actor, "pool.users",
-            lambda u, c: self._pool_users(u, c, load_pool(u, c, pool_id), query, page, page_size),
+            lambda u, c: self._pool_users(u, c, load_pool(u, c, pool_id), query, page, page_size, key=key),
             target=f"pool:{pool_id}")
 
     def pool_page(self, actor: Actor, pool_id, *, query: str | None = None, page=0,
-                  page_size=PAGE_SIZE) -> tuple[PoolView, Page]:
+                  page_size=PAGE_SIZE, key=None) -> tuple[PoolView, Page]:
         """A pool and a page of its users, read together (one transaction: one consistent view); a
-        page past the end (the pool shrank since the card was shown) gives the last page."""
+        page past the end (the pool shrank since the card was shown) gives the last page.
+        ``key``: the card's Next / Previous / same page (see :func:`page_key`)."""
 
         def fn(u: Unit, caller: CallerView):
             pool, sub = pool_and_subscription(u, caller, pool_id)
             view = self.view(u, pool, sub, caller.currency)
-            return view, self._pool_users(u, caller, pool, query, page, page_size, clamp=True, assigned=view.assigned)
+            return view, self._pool_users(u, caller, pool, query, page, page_size, clamp=True,
+                                          assigned=view.assigned, key=key)
 
         return self.units.query(actor, "pool.users", fn, target=f"pool:{pool_id}")
 
