@@ -28,7 +28,7 @@ from core.db import Database
 from core.errors import DomainError, Message, NotAdmin
 from core.models import AccountTenant, AuditEvent, OutboxMessage, User
 from core.services import accounts
-from core.services.shared import chunks
+from core.services.shared import chunks, columns
 from core.views import Actor, CallerView
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ class Unit:
         self.actor = actor
         self.refusals: list[tuple[Actor | None, str, DomainError, str | None]] = []
         self._callers: dict[Actor, CallerView] = {}
+
+    def rows(self, statement, params: dict | None = None):
+        """A statement of columns run on the unit's connection (:func:`~core.services.shared.columns`)."""
+        return columns(self.s, statement, params)
 
     def caller(self, actor: Actor, admin: bool) -> CallerView:
         """The account and user behind ``actor``, read once per unit; NotAdmin when ``admin`` is

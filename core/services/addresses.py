@@ -8,17 +8,24 @@ from collections.abc import Collection
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.db import conflict_insert
 from core.models import AccountTenant, DeliveryAddress, PostedCard, User
+from core.services.shared import columns
 from core.views import Actor
 
 if TYPE_CHECKING:
     from core.unit_of_work import Unit, Units
 
 ANSWERING = timedelta(seconds=30)  # longer than Teams waits for an invoke's answer (~10-15 s)
+
+# the posted cards a message shows, of the actor's account (read on every card action: built once)
+_MESSAGE_CARDS = (select(PostedCard.id, PostedCard.subject, PostedCard.subject_id, PostedCard.answering_until)
+                  .where(PostedCard.message_ref == bindparam("message"),
+                         PostedCard.account_id == select(AccountTenant.account_id)
+                         .where(AccountTenant.tenant_id == bindparam("tenant")).scalar_subquery()))
 
 
 class Addresses:
@@ -74,10 +81,7 @@ class Addresses:
     def _message_cards(u: Unit, actor: Actor, message_ref: str):
         tenant = actor.tenant_id.lower() if isinstance(actor, Actor) and actor.tenant_id else ""
         of_account = select(AccountTenant.account_id).where(AccountTenant.tenant_id == tenant)
-        rows = u.s.execute(select(PostedCard.id, PostedCard.subject, PostedCard.subject_id,
-                                  PostedCard.answering_until)
-                           .where(PostedCard.message_ref == message_ref,
-                                  PostedCard.account_id == of_account.scalar_subquery())).all() if tenant else []
+        rows = columns(u.s, _MESSAGE_CARDS, {"message": message_ref, "tenant": tenant}).all() if tenant else []
         return rows, of_account
 
     def message_answering(self, actor: Actor, message_ref: str | None) -> bool:

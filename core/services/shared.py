@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Integer, Select, String, and_, bindparam, exists, func, select, tuple_
+from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput, Message
 from core.models import QuoteHold, Seat, User, UserTerm
@@ -21,6 +22,14 @@ MAX_OUTBOX_ATTEMPTS = 25
 # The queries of nearly every chat turn (who is calling, a pool and its views, a page of its users, a quote),
 # built once with bound parameters. Built per call, a statement costs ~0.1 ms to build and ~0.15 ms more
 # for SQLAlchemy to compute its cache key (to find its compiled form): as much as running it on SQLite.
+
+
+def columns(s: Session, statement, params: dict | None = None):
+    """A statement of columns (no ORM objects) run on the session's connection: a third of the
+    cost of ``s.execute`` (no ORM compile state, no ORM result processing). Flushed first, as an
+    ORM query autoflushes, so that it sees what the transaction added."""
+    s.flush()
+    return s.connection().execute(statement, params)
 
 
 def locked(q, lock: bool):
