@@ -28,12 +28,14 @@ from core.db import Database
 from core.errors import DomainError, Message, NotAdmin
 from core.models import AccountTenant, AuditEvent, OutboxMessage, User
 from core.services import accounts
-from core.services.shared import chunks, columns
+from core.services.shared import chunks, execute_core
 from core.views import Actor, CallerView
 
 log = logging.getLogger(__name__)
 
 SYSTEM = "system"
+
+_AUDIT_INSERT = insert(AuditEvent.__table__)
 
 _OPEN: ContextVar[Unit | None] = ContextVar("licensing_unit", default=None)
 
@@ -49,10 +51,6 @@ class Unit:
         self.actor = actor
         self.refusals: list[tuple[Actor | None, str, DomainError, str | None]] = []
         self._callers: dict[Actor, CallerView] = {}
-
-    def rows(self, statement, params: dict | None = None):
-        """A statement of columns run on the unit's connection (:func:`~core.services.shared.columns`)."""
-        return columns(self.s, statement, params)
 
     def caller(self, actor: Actor, admin: bool) -> CallerView:
         """The account and user behind ``actor``, read once per unit; NotAdmin when ``admin`` is
@@ -76,10 +74,13 @@ class Unit:
               detail: dict | None = None) -> None:
         if isinstance(message, Message):  # its template and params too: said in the reader's language later
             detail = {**(detail or {}), "message": message.to_json()}
-        self.s.add(AuditEvent(account_id=account_id, tenant_id=tenant_id, actor_id=actor_id, actor=actor,
-                              action=action, outcome=outcome, target=target,
-                              message=None if message is None else str(message),  # (the English text: a plain str)
-                              detail=detail or {}, created_at=self.now))
+        # a row of columns written at once (after what is pending: an account it names, say), not
+        # an ORM object for the flush to order and write (a card action audits once or twice)
+        execute_core(self.s, _AUDIT_INSERT, {
+            "account_id": account_id, "tenant_id": tenant_id, "actor_id": actor_id, "actor": actor,
+            "action": action, "outcome": outcome, "target": target,
+            "message": None if message is None else str(message),  # (the English text: a plain str)
+            "detail": detail or {}, "created_at": self.now})
 
     def audit_ok(self, caller: CallerView | None, action: str, target: str | None = None,
                  detail: dict | None = None, account_id: int | None = None) -> None:

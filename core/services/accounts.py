@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import DomainNotApproved, InvalidInput, Message, NotFound, UnknownCaller
 from core.models import Account, AccountDomain, AccountTenant, Pool, Seat, User, UserTerm
-from core.services.shared import MAX_PAGE_SIZE, PAGE_SIZE, columns, page_args, term_filter
+from core.services.shared import MAX_PAGE_SIZE, PAGE_SIZE, execute_core, page_args, term_filter
 from core.text import clean_text, parse_id, search_terms, sort_key
 from core.views import Actor, CallerView, Page, UserRow
 
@@ -27,7 +27,7 @@ def resolve_caller(s: Session, actor: Actor) -> CallerView:
     if not isinstance(actor, Actor) or not actor.tenant_id or not actor.aad_object_id:
         raise UnknownCaller(Message("I could not tell who you are. Please open License Desk from Microsoft Teams."),
                             reason="anonymous")
-    row = columns(s, _CALLER, {"tenant": actor.tenant_id.lower(), "aad": actor.aad_object_id}).first()
+    row = execute_core(s, _CALLER, {"tenant": actor.tenant_id.lower(), "aad": actor.aad_object_id}).first()
     if row is None:
         known = s.scalar(select(AccountTenant.account_id).where(AccountTenant.tenant_id == actor.tenant_id.lower()))
         if known is None:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.db import conflict_insert
 from core.models import AccountTenant, DeliveryAddress, PostedCard, User
-from core.services.shared import columns
+from core.services.shared import execute_core
 from core.views import Actor
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class Addresses:
     def _message_cards(u: Unit, actor: Actor, message_ref: str):
         tenant = actor.tenant_id.lower() if isinstance(actor, Actor) and actor.tenant_id else ""
         of_account = select(AccountTenant.account_id).where(AccountTenant.tenant_id == tenant)
-        rows = columns(u.s, _MESSAGE_CARDS, {"message": message_ref, "tenant": tenant}).all() if tenant else []
+        rows = execute_core(u.s, _MESSAGE_CARDS, {"message": message_ref, "tenant": tenant}).all() if tenant else []
         return rows, of_account
 
     def message_answering(self, actor: Actor, message_ref: str | None) -> bool:

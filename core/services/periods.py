@@ -17,7 +17,7 @@ from core.db import conflict_insert
 from core.models import Account, Discount, Pool, Seat, Subscription
 from core.payments import SubscriptionItemChange, SubscriptionSync
 from core.periods import period_bounds
-from core.services.shared import columns
+from core.services.shared import execute_core
 
 if TYPE_CHECKING:
     from core.unit_of_work import Unit, Units
@@ -39,7 +39,7 @@ _PERCENT_AT = _DISCOUNT_AT.with_only_columns(Discount.percent_off)
 def rate_at(s: Session, account_id: int, t: datetime) -> Fraction:
     """The rate to pay at ``t`` after the discount then in force (its percentage only: read as a
     column, not a Discount)."""
-    percent = columns(s, _PERCENT_AT, {"account": account_id, "at": t, "after": t}).first()
+    percent = execute_core(s, _PERCENT_AT, {"account": account_id, "at": t, "after": t}).first()
     return pricing.discount_rate(percent[0] if percent else None)
 
 

@@ -17,7 +17,7 @@ from core.services.shared import (
     PAGE_SIZE,
     SEATS_OF,
     chunks,
-    columns,
+    execute_core,
     locked,
     page_args,
     pool_users_statements,
@@ -98,26 +98,26 @@ def _page_rows(s, sql, params: dict, pg: int, size: int, total: int, last: int, 
         rel, (sort_key_, user_id) = key
         keyed = {**params, "key_sort": sort_key_, "key_id": user_id}
         if rel == "before":
-            rows = columns(s, sql.before, {**keyed, "limit": size + 1}).all()
+            rows = execute_core(s, sql.before, {**keyed, "limit": size + 1}).all()
             if len(rows) > size:  # rows before these: a page in the middle
                 return rows[:size][::-1], min(max(pg, 1), last)
-            return columns(s, sql.first, params).all(), 0  # (reached the start: the first page, full)
-        rows = columns(s, sql.after if rel == "after" else sql.at, keyed).all()
+            return execute_core(s, sql.first, params).all(), 0  # (reached the start: the first page, full)
+        rows = execute_core(s, sql.after if rel == "after" else sql.at, keyed).all()
         if rows:
             return rows, min(max(pg, 1) if rel == "after" else pg, last)
         pg = last  # nothing from there on (the pool shrank): its last page
     if pg == 0:
-        return columns(s, sql.first, params).all(), 0
+        return execute_core(s, sql.first, params).all(), 0
     offset = pg * size
     if offset >= total:
         return [], pg
     if offset <= total // 2:
-        first = columns(s, sql.key_from_start, {**params, "offset": offset}).first()
+        first = execute_core(s, sql.key_from_start, {**params, "offset": offset}).first()
     else:
-        first = columns(s, sql.key_from_end, {**params, "offset": total - 1 - offset}).first()
+        first = execute_core(s, sql.key_from_end, {**params, "offset": total - 1 - offset}).first()
     if first is None:
         return [], pg
-    return columns(s, sql.at, {**params, "key_sort": first[0], "key_id": first[1]}).all(), pg
+    return execute_core(s, sql.at, {**params, "key_sort": first[0], "key_id": first[1]}).all(), pg
 
 
 class Pools:
@@ -134,8 +134,8 @@ class Pools:
             return []
         s = u.s
         ids = [p.id for p, _ in rows]
-        assigned = dict(columns(s, _ASSIGNED, {"pools": ids}).all())
-        moves = columns(s, _DOWNGRADES, {"subscriptions": sorted({sub.id for _, sub in rows})}).all()
+        assigned = dict(execute_core(s, _ASSIGNED, {"pools": ids}).all())
+        moves = execute_core(s, _DOWNGRADES, {"subscriptions": sorted({sub.id for _, sub in rows})}).all()
         down_out: dict[int, int] = {}
         down_in: dict[tuple[int, str], int] = {}
         for sub_id, pool_id, to_code, n in moves:
@@ -195,7 +195,7 @@ class Pools:
         if assigned is not None and not terms:
             total = assigned
         else:
-            total = columns(s, sql.count, {"pool": pool.id}).scalar() or 0
+            total = execute_core(s, sql.count, {"pool": pool.id}).scalar() or 0
         last = max(0, -(-total // size) - 1)
         if clamp and pg > last:  # past the end (the pool shrank): the last page
             pg = last

@@ -46,8 +46,9 @@ class Quotes:
         self.gateway = gateway
         self.quote_ttl = quote_ttl
 
-    def view(self, u: Unit, quote: Quote) -> QuoteView:
-        return quote_view(u, self.plans, quote)
+    def view(self, u: Unit, quote: Quote, **known) -> QuoteView:
+        """``known``: what :func:`quote_view` need not read again (payment, creator, users)."""
+        return quote_view(u, self.plans, quote, **known)
 
     def minimum_charge(self, currency: str) -> int:
         """The smallest amount the payment provider collects through a link (1: any amount)."""
@@ -185,7 +186,7 @@ class Quotes:
         u.audit_ok(caller, "quote.upgrade", f"quote:{quote.id}",
                    {"pool": pool.id, "users": len(seats), "from": plan_a.code, "to": plan_b.code,
                     "due_now": due_now, "carried": carried, "renewal": renewal})
-        return self.view(u, quote)
+        return self.view(u, quote, payment=None, creator=caller)  # (new: no payment link yet)
 
     def quote_purchase(self, actor: Actor, lines, *, quote_id: str | None = None) -> QuoteView:
         """Price a cart: ``lines`` is a list of {plan, interval, quantity}. ``quote_id`` (32 hex

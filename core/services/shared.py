@@ -24,10 +24,11 @@ MAX_OUTBOX_ATTEMPTS = 25
 # for SQLAlchemy to compute its cache key (to find its compiled form): as much as running it on SQLite.
 
 
-def columns(s: Session, statement, params: dict | None = None):
-    """A statement of columns (no ORM objects) run on the session's connection: a third of the
-    cost of ``s.execute`` (no ORM compile state, no ORM result processing). Flushed first, as an
-    ORM query autoflushes, so that it sees what the transaction added."""
+def execute_core(s: Session, statement, params: dict | None = None):
+    """A Core statement (columns read, rows written: no ORM objects) run on the session's
+    connection: a third of the cost of ``s.execute`` on the hot paths (no ORM compile state or
+    result processing). Flushed first, as an ORM query autoflushes, so that it sees (and may name)
+    what the transaction added."""
     s.flush()
     return s.connection().execute(statement, params)
 
