@@ -8,7 +8,7 @@ from collections.abc import Collection
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.db import conflict_insert
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 ANSWERING = timedelta(seconds=30)  # longer than Teams waits for an invoke's answer (~10-15 s)
 
+_POSTED_CARD_INSERT = insert(PostedCard.__table__)
 # the posted cards a message shows, of the actor's account (read on every card action: built once)
 _MESSAGE_CARDS = (select(PostedCard.id, PostedCard.subject, PostedCard.subject_id, PostedCard.answering_until)
                   .where(PostedCard.message_ref == bindparam("message"),
@@ -68,9 +69,10 @@ class Addresses:
         exists_ = u.s.scalar(select(PostedCard.id).where(PostedCard.subject == subject,
                                                          PostedCard.subject_id == str(subject_id),
                                                          PostedCard.message_ref == message_ref))
-        if exists_ is None:
-            u.s.add(PostedCard(account_id=account_id, subject=subject, subject_id=str(subject_id),
-                               message_ref=message_ref, address=address, created_at=u.now))
+        if exists_ is None:  # (a row of columns: no ORM object to flush)
+            execute_core(u.s, _POSTED_CARD_INSERT, {"account_id": account_id, "subject": subject,
+                                                    "subject_id": str(subject_id), "message_ref": message_ref,
+                                                    "address": address, "created_at": u.now})
 
     def record_posted_card(self, account_id: int, subject: str, subject_id: str, message_ref: str,
                            address: dict) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from core import pricing
@@ -27,7 +27,7 @@ from core.services.quote_lifecycle import (
     quote_view,
     require_open,
 )
-from core.services.shared import MAX_CART_LINES, chunks
+from core.services.shared import MAX_CART_LINES, chunks, execute_core
 from core.text import parse_ids, parse_quantity
 from core.unit_of_work import SYSTEM
 from core.views import Actor, CallerView, PlanView, QuoteView
@@ -35,6 +35,8 @@ from core.views import Actor, CallerView, PlanView, QuoteView
 if TYPE_CHECKING:
     from core.services.settlement import Settlement
     from core.unit_of_work import Unit, Units
+
+_HOLD_INSERT = insert(QuoteHold.__table__)
 
 
 class Quotes:
@@ -62,9 +64,9 @@ class Quotes:
         for chunk in chunks(seat_ids):
             s.execute(delete(QuoteHold).where(QuoteHold.seat_id.in_(chunk)))  # stale holds only (checked above)
         try:
-            with s.begin_nested():
-                s.add_all(QuoteHold(seat_id=sid, quote_id=quote.id, expires_at=quote.expires_at) for sid in seat_ids)
-                s.flush()
+            with s.begin_nested():  # (rows of columns in one statement: no ORM objects to flush)
+                execute_core(s, _HOLD_INSERT, [{"seat_id": sid, "quote_id": quote.id, "expires_at": quote.expires_at}
+                                              for sid in seat_ids])
         except IntegrityError:  # another transaction held them first (PostgreSQL, concurrent quotes)
             check_not_held(u, seat_ids, now, by=quote.created_by)
             raise HeldByQuote(None, now + self.quote_ttl, "") from None
