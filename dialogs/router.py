@@ -89,7 +89,7 @@ class Router:
         self.commands["help"] = CommandSpec(self._cmd_help, False, ("aide", "?", "hi", "hello", "bonjour", "start"))
         for name in self.commands:  # the help shows each command's word in each language: it must open it
             for lang in SUPPORTED:
-                word = T(lang)(f"word.{name}")
+                word = common.command_word(T(lang), name)
                 if self.command_for(word) != name:
                     raise ValueError(f"the {lang} help shows “{word}” for {name}, which the router does not map to it")
 
