@@ -133,8 +133,8 @@ def plans_card(locale: str | None, user: UserRow, pools: list[PoolView], plan_na
     body.append(facts([(t("assign.plans.holds"), ", ".join(held) if held else t("assign.holds_nothing"))]))
     actions = []
     if pools:
-        choices = [(t.plural("assign.plans.option", "free", plan=p.plan_name, interval=t.interval(p.interval), free=p.assignable),
-                    str(p.id)) for p in pools]
+        choices = [(t.plural("assign.plans.option", "free", plan=p.plan_name, interval=t.interval(p.interval),
+                             free=p.assignable), str(p.id)) for p in pools]
         value = str(selected) if selected in {p.id for p in pools} else str(pools[0].id)
         body.append(choice_set("to_pool", choices, label=t("assign.plans.choose"), value=value, required=True,
                                style="expanded"))

@@ -99,14 +99,20 @@ def read_catalog(lang: str) -> Catalog:
         return read_po(fh, locale=lang, domain=DOMAIN)
 
 
-def entries(catalog: Catalog) -> tuple[dict[str, str | Plural], dict[str, str | Plural]]:
-    """(symbolic keys, core Message templates) -> their translation (a str, or a :class:`Plural`);
-    an untranslated entry is left out (the lookup falls back to English)."""
+def entries(catalog: Catalog) -> tuple[dict[str, str | Plural], dict[str, str | Plural], dict[tuple[str, str], str]]:
+    """(symbolic keys, core Message templates, (msgctxt, key) of words that are not card text,
+    e.g. the CSV's column names) -> their translation (a str, or a :class:`Plural`); an
+    untranslated entry is left out (the lookup falls back to English)."""
     rule = gettext.c2py(catalog.plural_expr)
     keys: dict[str, str | Plural] = {}
     templates: dict[str, str | Plural] = {}
+    contexts: dict[tuple[str, str], str] = {}
     for message in catalog:
         if not message.id:
+            continue
+        if message.context:
+            if message.string:
+                contexts[(message.context, message.id)] = message.string
             continue
         if message.pluralizable:
             msgid, plural = message.id[0], message.id[1]
@@ -119,7 +125,7 @@ def entries(catalog: Catalog) -> tuple[dict[str, str | Plural], dict[str, str | 
             if not value:
                 continue
         (keys if is_key(msgid) else templates)[msgid] = value
-    return keys, templates
+    return keys, templates, contexts
 
 
 # ------------------------------------------------------------------------------ negotiation

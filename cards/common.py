@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from cards import verbs
 from cards.base import action_set, card, execute, facts, text, title
-from cards.i18n import N_, T
+from cards.i18n import N_, SUPPORTED, T
 
-
-# each command: the word to type in the reader's language, its description (catalog keys)
+# each command: the word the help shows in the reader's language, its description, and the
+# other words that open it in that language ("|"-separated) (catalog keys)
 COMMANDS = {
-    "licenses": (N_("word.licenses"), N_("cmd.licenses")),
-    "buy": (N_("word.buy"), N_("cmd.buy")),
-    "assign": (N_("word.assign"), N_("cmd.assign")),
-    "requests": (N_("word.requests"), N_("cmd.requests")),
-    "audit": (N_("word.audit"), N_("cmd.audit")),
-    "mylicense": (N_("word.mylicense"), N_("cmd.mylicense")),
-    "help": (N_("word.help"), N_("cmd.help")),
+    "licenses": (N_("word.licenses"), N_("cmd.licenses"), N_("alias.licenses")),
+    "buy": (N_("word.buy"), N_("cmd.buy"), N_("alias.buy")),
+    "assign": (N_("word.assign"), N_("cmd.assign"), N_("alias.assign")),
+    "requests": (N_("word.requests"), N_("cmd.requests"), N_("alias.requests")),
+    "audit": (N_("word.audit"), N_("cmd.audit"), N_("alias.audit")),
+    "mylicense": (N_("word.mylicense"), N_("cmd.mylicense"), N_("alias.mylicense")),
+    "help": (N_("word.help"), N_("cmd.help"), N_("alias.help")),
 }
 # whom to ask, by how many administrators are named (catalog keys: not an admin, not a user)
 _ADMIN_ASK = {"none": N_("error.admin_ask.none"), "one": N_("error.admin_ask.one"), "two": N_("error.admin_ask.two"),
@@ -27,6 +27,13 @@ _ASK = {"none": N_("error.ask.none"), "one": N_("error.ask.one"), "two": N_("err
 def command_word(t: T, name: str) -> str:
     """The word that opens command ``name`` in the reader's language (the help shows it)."""
     return t(COMMANDS[name][0])
+
+
+def command_aliases(name: str) -> tuple[str, ...]:
+    """Every word that opens command ``name``, in every language of the catalogs (the router
+    takes them all: a French reader may type "aide" in an English Teams)."""
+    words = (T(lang)(COMMANDS[name][2]).split("|") for lang in SUPPORTED)
+    return tuple(dict.fromkeys(w.strip().lower() for ws in words for w in ws if w.strip()))
 
 
 def _commands(t: T, commands: list[str]) -> dict:

@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 POT = ROOT / "cards" / "locale" / "messages.pot"
 # the lookups whose string arguments are msgids (Babel keyword specs: argument positions)
 KEYWORDS = {"t": None, "plural": (1, 2), "N_": None, "NP_": (1, 2), "Message": None, "counted": (1, 2),
-            "_": None, "gettext": None, "ngettext": (1, 2)}
+            "_": None, "gettext": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2)}
 
 
 def _files(root: Path, pattern: str) -> list[Path]:

@@ -49,19 +49,21 @@ def _typeset(lang: str, value: str | Plural) -> str | Plural:
     return value.map(french_typography) if isinstance(value, Plural) else french_typography(value)
 
 
-def _load() -> tuple[dict, dict]:
+def _load() -> tuple[dict, dict, dict]:
     strings: dict[str, dict[str, str | Plural]] = {}
     messages: dict[str, dict[str, str | Plural]] = {}
+    contexts: dict[str, dict[tuple[str, str], str]] = {}
     for lang in SUPPORTED:
-        keys, templates = entries(read_catalog(lang))
+        keys, templates, contexts[lang] = entries(read_catalog(lang))
         strings[lang] = {k: _typeset(lang, v) for k, v in keys.items()}
         messages[lang] = {k: _typeset(lang, v) for k, v in templates.items()}
-    return strings, messages
+    return strings, messages, contexts
 
 
 # The catalogs, read once: STRINGS[lang][key] and MESSAGES[lang][English template] -> a str or a
-# Plural (what the .po files say, French typeset).
-STRINGS, MESSAGES = _load()
+# Plural (what the .po files say, French typeset); CONTEXTS[lang][(msgctxt, key)]: words that
+# are not card text (the CSV's column names), as they are.
+STRINGS, MESSAGES, CONTEXTS = _load()
 MESSAGES_FR = MESSAGES["fr"]
 
 
@@ -144,6 +146,10 @@ class T:
             raise KeyError(f"{key} is not a string counted by {count} in the catalog")
         return self(key, **kw)
 
+    def pgettext(self, context: str, key: str) -> str:
+        """Words in a context other than card text (``"csv"``: the export's column names)."""
+        return CONTEXTS[self.lang].get((context, key)) or CONTEXTS["en"][(context, key)]
+
     def say(self, message) -> str:
         """A :class:`~core.errors.Message` in this language: its template's translation formatted
         with the same params (those that are Messages said too, instants in the reader's time
@@ -205,7 +211,8 @@ class T:
             return self(N_("quote.credit"), n=line.quantity, plan=line.plan_name)
         if line.kind == "charge":
             return self(N_("quote.charge"), n=line.quantity, plan=line.plan_name)
-        return self(N_("quote.purchase_line"), n=line.quantity, plan=line.plan_name, interval=self.interval(line.interval))
+        return self(N_("quote.purchase_line"), n=line.quantity, plan=line.plan_name,
+                    interval=self.interval(line.interval))
 
     def signed(self, amount: int, currency: str) -> str:
         """An amount with its sign always shown ("+$0.75", "-$1.51"): a discount on a credit adds."""

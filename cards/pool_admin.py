@@ -137,10 +137,8 @@ def unassign_confirm(locale: str | None, pool: PoolView, users: list[UserRow], s
 def unassign_done(locale: str | None, pool: PoolView, n: int) -> dict:
     t = T(locale)
     heading = t.plural("pool_admin.unassigned.title", "n", n=n)
-    body = [title(heading),
-            text(f'{t.plural("pool_admin.unassigned.told", "n", n=n)} '
-                 f'{t.plural("pool_admin.unassigned.free", "free", free=max(pool.assignable, 0), pool=_pool_name(t, pool))}',
-                 color="Good")]
+    free = t.plural("pool_admin.unassigned.free", "free", free=max(pool.assignable, 0), pool=_pool_name(t, pool))
+    body = [title(heading), text(f'{t.plural("pool_admin.unassigned.told", "n", n=n)} {free}', color="Good")]
     actions = []
     if pool.assignable > 0:
         actions.append(execute(t("btn.remove_seats"), verbs.SEATS_REMOVE, {"pool": pool.id}))
@@ -175,8 +173,8 @@ def downgrade_card(locale: str | None, pool: PoolView, users: list[UserRow], sel
                      subtle=True))
     who = []
     if selected:
-        who.append((t.plural("pool_admin.downgrade.who_sel", "n", n=len(selected), names=_names(t, users, len(selected))),
-                    "sel"))
+        who.append((t.plural("pool_admin.downgrade.who_sel", "n", n=len(selected),
+                             names=_names(t, users, len(selected))), "sel"))
     if 0 < pool_total <= max_users:
         who.append((t.plural("pool_admin.downgrade.who_pool", "n", n=pool_total), "pool"))
     elif pool_total > max_users:
@@ -212,8 +210,8 @@ def downgrade_cancelled(locale: str | None, pool: PoolView, n: int) -> dict:
     t = T(locale)
     heading = t("pool_admin.downgrade_cancelled.title")
     body = [title(heading),
-            text(t.plural("pool_admin.downgrade_cancelled.body", "n", n=n, plan=pool.plan_name, date=t.date(pool.renewal_date)),
-                 color="Good"),
+            text(t.plural("pool_admin.downgrade_cancelled.body", "n", n=n, plan=pool.plan_name,
+                          date=t.date(pool.renewal_date)), color="Good"),
             facts([_renewal(t, pool, NP_("pool_admin.renewal_new", "n"))])]
     return card(body, [_users_button(t, pool), _pools_button(t)], fallback_text=heading)
 

@@ -88,9 +88,10 @@ def pool_users_card(locale: str | None, pool: PoolView, page: Page, selected: li
     other = [i for i in selected if i not in on_page]
     checked = [str(i) for i in page_ids if i in set(selected)]
     base = {"pool": pool.id, "page": page.page, "cq": page.query, "sel": other, "ids": page_ids}
-    heading = (t.plural("users.title_search", "total", plan=pool.plan_name, interval=t.interval(pool.interval), total=page.total,
-                 query=page.query) if page.query else
-               t.plural("users.title", "total", plan=pool.plan_name, interval=t.interval(pool.interval), total=page.total))
+    interval = t.interval(pool.interval)
+    heading = (t.plural("users.title_search", "total", plan=pool.plan_name, interval=interval, total=page.total,
+                        query=page.query) if page.query else
+               t.plural("users.title", "total", plan=pool.plan_name, interval=interval, total=page.total))
     body = [title(heading)]
     if note:
         body.append(text(t.say(note), color="Warning"))

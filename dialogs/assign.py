@@ -31,8 +31,7 @@ class AssignFlow(Flow):
     def __init__(self, router):
         super().__init__(router)
         self.commands = {
-            "assign": CommandSpec(self.cmd_assign, True, ("attribuer", "assign license", "assign a license",
-                                                          "assign licence", "assign a licence")),
+            "assign": CommandSpec(self.cmd_assign, True),
         }
         self.actions = {
             verbs.ASSIGN_START: self.start,

@@ -24,7 +24,7 @@ class AuditFlow(Flow):
         # without it the card has no Export button.
         self.links: ExportLinks | None = None
         self.commands = {
-            "audit": CommandSpec(self.cmd_audit, True, ("audit log", "journal", "history", "historique")),
+            "audit": CommandSpec(self.cmd_audit, True),
         }
         self.actions = {verbs.AUDIT: self.show}
 

@@ -120,7 +120,7 @@ _PAGES = {
 
 def csv_headers(lang: str) -> list[str]:
     """The CSV's column names in the reader's language (one catalog string, comma-separated)."""
-    return T(lang)("export.csv.columns").split(",")
+    return T(lang).pgettext("csv", "export.columns").split(",")
 
 
 _HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",

@@ -1,0 +1,187 @@
+"""Every visible string comes through the catalogs: with a pseudo translation built from the
+catalogs at test time (every translation wrapped in ⟦…⟧, placeholders intact), a crawl of every
+card reachable from the commands (every button of every card, as an administrator and as a
+member), the notifications those clicks queue, the payment and export pages and the rate-limit
+text show no word outside ⟦…⟧ but data (names, plans, e-mails, amounts, dates, ids: every
+string of the database and the plan catalog, and the formats' own words: month names, UTC)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections import deque
+
+import pytest
+from babel.dates import get_day_names, get_month_names
+
+import cards.i18n as i18n
+from bot.ratelimit import slow_down_text
+from cards.i18n import Plural
+from dialogs.base import Turn
+from dialogs.router import Router
+from tests.harness import LICENSE_TABLES, InputRequired, action_data, shown, snapshot, walk
+from web import audit_export
+from web.pay_pages import render_pay_page
+
+OPEN, CLOSE = "⟦", "⟧"
+_INNERMOST = re.compile(f"{OPEN}[^{OPEN}{CLOSE}]*{CLOSE}")
+_WORD = re.compile(r"[^\W\d_]{2,}")
+# the words formats bring (Babel's month and day names, the zone), not the catalogs
+FORMAT_WORDS = ({w for kind in ("abbreviated", "wide") for w in get_month_names(kind, locale="en_US").values()}
+                | {w for kind in ("abbreviated", "wide") for w in get_day_names(kind, locale="en_US").values()}
+                | {"UTC", "AM", "PM", "US"})
+MAX_CARDS = 400
+
+
+def pseudo(value):
+    wrap = (lambda s: f"{OPEN}{s}{CLOSE}")
+    return value.map(wrap) if isinstance(value, Plural) else wrap(value)
+
+
+@pytest.fixture
+def pseudo_en(monkeypatch):
+    """English replaced by the pseudo translation of every entry of the catalogs (the command
+    words the router reads once, at its start, are not: build routers first)."""
+    def install():
+        monkeypatch.setitem(i18n.STRINGS, "en", {k: v if k.startswith("alias.") else pseudo(v)
+                                                 for k, v in i18n.STRINGS["en"].items()})
+        monkeypatch.setitem(i18n.MESSAGES, "en", {k: pseudo(v) for k, v in i18n.MESSAGES["en"].items()})
+    return install
+
+
+def leaks(text: str, data_words: set[str]) -> list[str]:
+    """The words of ``text`` that are neither inside ⟦…⟧ nor data."""
+    previous = None
+    while previous != text:
+        previous, text = text, _INNERMOST.sub(" ", text)
+    return [w for w in _WORD.findall(text) if w not in data_words and w not in FORMAT_WORDS]
+
+
+def visible(card: dict) -> list[str]:
+    """Every text a reader sees on a card: TextBlocks, TextRuns, facts, choices, input labels and
+    placeholders, toggles, action titles, image alt texts and the card's fallback text."""
+    out = [card.get("fallbackText") or ""]
+    for el in walk(card):
+        t = str(el.get("type"))
+        if t == "TextBlock":
+            out.append(shown(el.get("text", "")))
+        elif t == "TextRun":
+            out.append(str(el.get("text", "")))
+        elif t == "FactSet":
+            out += [shown(f.get("title")) + " " + shown(f.get("value")) for f in el.get("facts") or []]
+        elif t.startswith("Input."):
+            out += [str(el.get(k) or "") for k in ("label", "placeholder", "title", "errorMessage")]
+            out += [str(c.get("title", "")) for c in el.get("choices") or []]
+        elif t.startswith("Action."):
+            out.append(str(el.get("title", "")))
+        elif t == "Image":
+            out.append(str(el.get("altText", "")))
+    return [s for s in out if s]
+
+
+def page_text(page: str) -> str:
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+def data_words(lic) -> set[str]:
+    rows = snapshot(lic, LICENSE_TABLES)
+    strings = [v for table in rows.values() for row in table for v in row if isinstance(v, str)]
+    strings += [json.dumps(v) for table in rows.values() for row in table for v in row if isinstance(v, dict)]
+    catalog = (i18n.__file__.rsplit("/cards/", 1)[0]) + "/core/catalog.json"
+    with open(catalog, encoding="utf-8") as fh:
+        strings.append(fh.read())
+    return {w for s in strings for w in _WORD.findall(s)}
+
+
+def _actions(card: dict) -> list[dict]:
+    return [el for el in walk(card) if el.get("type") in ("Action.Execute", "Action.Submit")]
+
+
+def crawl(router: Router, turn: Turn, commands: list[str]) -> list[dict]:
+    """Every card reachable from ``commands`` by clicking buttons (inputs at their defaults),
+    breadth first; each (verb, data) once."""
+    queue = deque(router.on_text(turn, c) for c in commands)
+    seen_clicks: set[str] = set()
+    cards = []
+    while queue and len(cards) < MAX_CARDS:
+        card = queue.popleft()
+        if not card:
+            continue
+        cards.append(card)
+        for action in _actions(card):
+            try:
+                data = action_data(card, action, {})
+            except InputRequired:
+                continue
+            verb = action.get("verb") or (data.pop("verb", None) if isinstance(data, dict) else None)
+            key = json.dumps([verb, data], sort_keys=True, default=str)
+            if verb is None or key in seen_clicks:
+                continue
+            seen_clicks.add(key)
+            queue.append(router.on_action(turn, verb, data))
+    return cards
+
+
+def _outbox_cards(lic, router: Router) -> list[dict]:
+    cards = []
+    for item in lic.claim_outbox("pseudo-test", limit=500):
+        for render in (router.notification, router.card_update):
+            card = render(item, "en-US")
+            if card:
+                cards.append(card)
+    return cards
+
+
+def test_the_check_sees_a_string_that_does_not_come_through_the_catalog():
+    words = {"Contoso", "Eco"}
+    assert leaks("⟦License pools of Contoso⟧", words) == []
+    assert leaks("Eco ⟦(monthly)⟧ · $4.00 · Nov 30, 2026, 11:30:00 UTC", words) == []
+    assert leaks("⟦Ask ⟦Ada or Bo⟧ to add you.⟧", words) == []
+    assert leaks("Slow down", words) == ["Slow", "down"]
+    assert leaks("⟦Status⟧: Expired", words) == ["Expired"]
+
+
+def test_every_card_and_notification_comes_through_the_catalog(demo, admin, member, pseudo_en):
+    routers = Router(demo), Router(demo)
+    pseudo_en()
+    words = data_words(demo)
+    shown_cards = crawl(routers[0], Turn(admin, "en-US"),
+                        ["licenses", "buy", "assign", "requests", "audit", "mylicense", "help", "what is this"])
+    shown_cards += crawl(routers[1], Turn(member, "en-US"), ["mylicense", "help", "licenses"])
+    shown_cards += _outbox_cards(demo, routers[0])
+    assert len(shown_cards) > 60
+    words |= data_words(demo)  # (what the crawl wrote: requests' reasons, quotes...)
+    found = {text: leaked for card in shown_cards for text in visible(card) if (leaked := leaks(text, words))}
+    assert not found, f"visible text that is not from the catalogs: {list(found.items())[:10]}"
+
+
+def _eco_pool(lic, actor):
+    return next(p for p in lic.list_pools(actor) if (p.plan_code, p.interval) == ("eco", "month"))
+
+
+@pytest.mark.parametrize("state", ["payable", "paid", "cancelled", "unknown"])
+def test_every_pay_page_comes_through_the_catalog(demo, admin, pseudo_en, state):
+    pool = _eco_pool(demo, admin)
+    users = [u.id for u in demo.pool_users(admin, pool.id, page_size=2).items]
+    q = demo.payment_link(admin, demo.quote_upgrade(admin, pool.id, users, "pro").id)
+    token = q.payment_url.rsplit("/", 1)[1]
+    if state == "paid":
+        demo.sandbox_pay(token)
+    elif state == "cancelled":
+        demo.cancel_quote(admin, q.id)
+    elif state == "unknown":
+        token = "x" * 32
+    page = demo.pay_page(token)
+    assert page.state == state
+    pseudo_en()
+    leaked = leaks(page_text(render_pay_page(page, token, "en-US")), data_words(demo))
+    assert not leaked, f"pay page ({state}) words not from the catalogs: {leaked}"
+
+
+@pytest.mark.parametrize("state", ["invalid", "expired", "not_admin", "unavailable"])
+def test_every_export_page_and_the_rate_limit_text_come_through_the_catalog(pseudo_en, state):
+    pseudo_en()
+    assert not leaks(page_text(audit_export.page(state, "en", 400).text), set())
+    assert not leaks(" ".join(slow_down_text("en-US")), set())
