@@ -11,16 +11,19 @@ import html
 import json
 import re
 from collections import deque
+from pathlib import Path
 
 import pytest
 from babel.dates import get_day_names, get_month_names
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import text as sa_text
 
 import cards.i18n as i18n
 from bot.ratelimit import slow_down_text
 from cards.i18n import Plural
 from dialogs.base import Turn
 from dialogs.router import Router
-from tests.harness import LICENSE_TABLES, InputRequired, action_data, shown, snapshot, walk
+from tests.harness import InputRequired, action_data, shown, walk
 from web import audit_export
 from web.pay_pages import render_pay_page
 
@@ -34,9 +37,12 @@ FORMAT_WORDS = ({w for kind in ("abbreviated", "wide") for w in get_month_names(
 MAX_CARDS = 400
 
 
+def _wrap(text: str) -> str:
+    return f"{OPEN}{text}{CLOSE}"
+
+
 def pseudo(value):
-    wrap = (lambda s: f"{OPEN}{s}{CLOSE}")
-    return value.map(wrap) if isinstance(value, Plural) else wrap(value)
+    return value.map(_wrap) if isinstance(value, Plural) else _wrap(value)
 
 
 @pytest.fixture
@@ -85,13 +91,34 @@ def page_text(page: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", page))
 
 
+# the columns whose text the cards show as data
+DATA_COLUMNS = {"accounts": ("name",), "users": ("name", "email"), "discounts": ("label",),
+                "quotes": ("id", "discount_label"), "upgrade_requests": ("reason", "decline_reason")}
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
 def data_words(lic) -> set[str]:
-    rows = snapshot(lic, LICENSE_TABLES)
-    strings = [v for table in rows.values() for row in table for v in row if isinstance(v, str)]
-    strings += [json.dumps(v) for table in rows.values() for row in table for v in row if isinstance(v, dict)]
-    catalog = (i18n.__file__.rsplit("/cards/", 1)[0]) + "/core/catalog.json"
-    with open(catalog, encoding="utf-8") as fh:
-        strings.append(fh.read())
+    """The words of the data: people's names and e-mails, the account's, discount labels, the
+    reasons people wrote, and every value (not key) of the plan catalog (plan and family names)."""
+    strings = []
+    with lic.db.read() as s:
+        for table, columns in DATA_COLUMNS.items():
+            known = {c["name"] for c in sa_inspect(s.get_bind()).get_columns(table)}
+            for column in (c for c in columns if c in known):
+                values = [v for (v,) in s.execute(sa_text(f"SELECT {column} FROM {table}")) if v]  # noqa: S608
+                strings += values + [v[:8] for v in values]  # (a quote's id is shown by its first 8 characters)
+    with (Path(i18n.__file__).parent.parent / "core" / "catalog.json").open(encoding="utf-8") as fh:
+        strings += [v for v in _strings(json.load(fh)) if not v.isascii() or not v.islower()]  # (not codes: "eco")
     return {w for s in strings for w in _WORD.findall(s)}
 
 
