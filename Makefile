@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 3978
 export PORT
 
-.PHONY: run test setup e2e bench lint clean
+.PHONY: run test setup e2e bench lint pot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ test: setup
 ## BENCH_PG_URL, default postgresql+psycopg://root@127.0.0.1:5432/test, for its rows)
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## pot: re-extract every visible string of the code into cards/locale/messages.pot (babel.cfg; make test fails
+## while it is out of date); then add the new msgids to cards/locale/<lang>/LC_MESSAGES/messages.po
+pot: $(VENV)/.installed
+	$(BIN)/python -m cards.extract
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
