@@ -48,10 +48,12 @@ test: setup
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-## pot: re-extract every visible string of the code into cards/locale/messages.pot (babel.cfg; make test fails
-## while it is out of date); then add the new msgids to cards/locale/<lang>/LC_MESSAGES/messages.po
+## pot: re-extract every visible string of the code into cards/locale/messages.pot (babel.cfg) and merge it into
+## each cards/locale/<lang>/LC_MESSAGES/messages.po (make test fails until the new msgids are translated).
+## A new language: $(BIN)/pybabel init -i cards/locale/messages.pot -d cards/locale -l <lang>
 pot: $(VENV)/.installed
 	$(BIN)/python -m cards.extract
+	$(BIN)/pybabel update -i cards/locale/messages.pot -d cards/locale --no-fuzzy-matching -w 100
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -120,8 +120,9 @@ class T:
         self.zone = zone(locale.timezone) if isinstance(locale, Reader) else None
         locale = _locale(locale)
         self.locale = locale or "en-US"
-        self.lang = language(locale)
-        self.babel = babel_locale(locale)
+        negotiated = negotiate(locale)
+        self.lang = negotiated.language
+        self.babel = formats_locale(negotiated)
 
     def __call__(self, key: str, **kw) -> str:
         """The string ``key`` formatted with ``kw``; a value that is a Message is said first."""

@@ -11,12 +11,11 @@ import html
 import inspect
 import json
 import re
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 
 import pytest
 from babel.dates import get_day_names, get_month_names
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text as sa_text
 
 import cards.i18n as i18n
@@ -40,6 +39,7 @@ FORMAT_WORDS = ({w for kind in ("abbreviated", "wide") for w in get_month_names(
                 | {w for kind in ("abbreviated", "wide") for w in get_day_names(kind, locale="en_US").values()}
                 | {"UTC", "AM", "PM", "US"})
 MAX_CARDS = 2000
+CLICKS_PER_VERB = 40
 
 
 def _wrap(text: str) -> str:
@@ -119,8 +119,7 @@ def data_words(lic) -> set[str]:
     strings = []
     with lic.db.read() as s:
         for table, columns in DATA_COLUMNS.items():
-            known = {c["name"] for c in sa_inspect(s.get_bind()).get_columns(table)}
-            for column in (c for c in columns if c in known):
+            for column in columns:
                 values = [v for (v,) in s.execute(sa_text(f"SELECT {column} FROM {table}")) if v]  # noqa: S608
                 strings += values + [v[:8] for v in values]  # (a quote's id is shown by its first 8 characters)
     with (Path(i18n.__file__).parent.parent / "core" / "catalog.json").open(encoding="utf-8") as fh:
@@ -182,9 +181,11 @@ def _click(inputs: dict[str, dict], action: dict, fill: bool) -> dict | None:
 
 def crawl(router: Router, turn: Turn, commands: list[str]) -> list[dict]:
     """Every card reachable from ``commands`` by clicking every button, with the inputs as they
-    are and with every empty one filled, breadth first; each (verb, data) once."""
+    are and with every empty one filled, breadth first; each (verb, data) once, each verb at most
+    CLICKS_PER_VERB times (other pages, other rows of the same card)."""
     queue = deque(router.on_text(turn, c) for c in commands)
     seen_clicks: set[str] = set()
+    per_verb: Counter = Counter()
     cards = []
     while queue and len(cards) < MAX_CARDS:
         card = queue.popleft()
@@ -196,9 +197,10 @@ def crawl(router: Router, turn: Turn, commands: list[str]) -> list[dict]:
                 data = _click(inputs, action, fill)
                 verb = action.get("verb") or (data or {}).pop("verb", None)
                 key = json.dumps([verb, data], sort_keys=True, default=str)
-                if data is None or verb is None or key in seen_clicks:
+                if data is None or verb is None or key in seen_clicks or per_verb[verb] >= CLICKS_PER_VERB:
                     continue
                 seen_clicks.add(key)
+                per_verb[verb] += 1
                 queue.append(router.on_action(turn, verb, data))
     return cards
 
