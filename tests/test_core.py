@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -45,7 +45,7 @@ from core.models import (
     Subscription,
     User,
 )
-from core.views import Actor
+from core.views import Actor, ChatAddress
 from tests.harness import add_account
 
 FAB_TENANT = "f0000000-0000-0000-0000-00000000000f"
@@ -955,14 +955,14 @@ def test_no_new_request_while_an_approved_one_awaits_payment(c, clock):
 
 def test_an_address_without_locale_keeps_the_known_one(c):
     aad = "00000000-0000-0000-0000-0000000000022"
-    french = {"conversation": {"id": "a:lee"}, "serviceUrl": "http://x/", "locale": "fr-FR"}
+    french = ChatAddress("chat a:lee at http://x/", locale="fr-FR")
     assert c.lic.addresses.save_address(TENANT, aad, french)
-    c.lic.addresses.save_address(TENANT, aad, {"conversation": {"id": "a:lee"}, "serviceUrl": "http://x/"})
+    c.lic.addresses.save_address(TENANT, aad, ChatAddress("chat a:lee at http://x/"))
     with c.lic.db.read() as s:
-        assert s.get(DeliveryAddress, c.users["Lee Gu"]).address["locale"] == "fr-FR"
-    c.lic.addresses.save_address(TENANT, aad, dict(french, locale="en-GB"))
+        assert s.get(DeliveryAddress, c.users["Lee Gu"]).address.locale == "fr-FR"
+    c.lic.addresses.save_address(TENANT, aad, replace(french, locale="en-GB"))
     with c.lic.db.read() as s:
-        assert s.get(DeliveryAddress, c.users["Lee Gu"]).address["locale"] == "en-GB"
+        assert s.get(DeliveryAddress, c.users["Lee Gu"]).address.locale == "en-GB"
 
 
 def test_decline_with_reason_then_ask_again(c):
@@ -1029,7 +1029,7 @@ def _queue_two(c):
 
 def test_outbox_claim_lease_and_done(c):
     ids = _queue_two(c)
-    assert c.lic.addresses.save_address(TENANT.upper(), "00000000-0000-0000-0000-0000000000020", {"conversation": "x"})
+    assert c.lic.addresses.save_address(TENANT.upper(), "00000000-0000-0000-0000-0000000000020", ChatAddress("x"))
     items = c.lic.outbox.claim_outbox("w1")
     assert [i.id for i in items] == ids and all(i.attempts == 1 for i in items)
     assert {i.tenant_id for i in items} == {TENANT} and items[0].aad_object_id
@@ -1074,7 +1074,7 @@ def test_outbox_unreachable_marks_the_user(c):
         assert (m.status, m.last_error) == ("unreachable", "403 bot blocked")
         assert s.get(User, m.user_id).unreachable is True
         aad = s.get(User, m.user_id).aad_object_id
-    assert c.lic.addresses.save_address(TENANT, aad, {"conversation": "new"})
+    assert c.lic.addresses.save_address(TENANT, aad, ChatAddress("new"))
     with c.db.read() as s:
         assert s.get(User, c.users["Christie Gupta"]).unreachable is False
-    assert not c.lic.addresses.save_address(TENANT, "nobody", {})
+    assert not c.lic.addresses.save_address(TENANT, "nobody", ChatAddress(""))
