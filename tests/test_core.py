@@ -41,6 +41,7 @@ from core.models import (
     DeliveryAddress,
     OutboxMessage,
     Pool,
+    PostedCard,
     Seat,
     Subscription,
     User,
@@ -963,6 +964,34 @@ def test_an_address_without_locale_keeps_the_known_one(c):
     c.lic.addresses.save_address(TENANT, aad, replace(french, locale="en-GB"))
     with c.lic.db.read() as s:
         assert s.get(DeliveryAddress, c.users["Lee Gu"]).address.locale == "en-GB"
+
+
+def test_the_core_never_reads_inside_an_address_ref(c):
+    """``ref`` is the chat layer's own: any string (here no JSON at all) is stored and given back
+    as it came, through every way the core hands an address out; what the core uses (whom a card
+    is kept live for, the reader's locale and zone) comes from the fields given beside it."""
+    with c.db.read() as s:
+        christie = s.get(User, c.users["Christie Gupta"])
+        account_id, christie_aad = christie.account_id, christie.aad_object_id
+    admin_at = ChatAddress("<opaque> {not json: 29:admin", chat_user_id="chat:admin", locale="fr-FR",
+                           timezone="Europe/Paris")
+    christie_at = ChatAddress("also opaque, é \u00e9 [29:christie", chat_user_id=None, locale="de-DE")
+    assert c.lic.addresses.save_address(TENANT, c.admin.aad_object_id, admin_at)
+    assert c.lic.addresses.user_address(account_id, c.admin.aad_object_id) == admin_at
+    assert c.lic.addresses.any_address(account_id) == admin_at
+    assert c.lic.addresses.account_admin_chat_ids(account_id)[:1] == ["chat:admin"]
+    c.clock.advance(seconds=1)
+    assert c.lic.addresses.save_address(TENANT, christie_aad, christie_at)
+    assert c.lic.addresses.user_address(account_id, christie_aad) == christie_at
+    assert c.lic.addresses.any_address(account_id) == christie_at
+    assert "chat:admin" in c.lic.addresses.account_admin_chat_ids(account_id)  # (she is no admin)
+    c.lic.seats.assign(c.admin, c.users["Christie Gupta"], c.pools["eco"])
+    items = [i for i in c.lic.outbox.claim_outbox("w1") if i.user_id == c.users["Christie Gupta"]]
+    assert items and all(i.address == christie_at for i in items)
+    c.lic.addresses.record_posted_card(account_id, "quote", "q-opaque", "msg-opaque", admin_at)
+    with c.db.read() as s:
+        posted_id = s.scalar(select(PostedCard.id).where(PostedCard.message_ref == "msg-opaque"))
+    assert c.lic.addresses.posted_card(posted_id).address == admin_at
 
 
 def test_decline_with_reason_then_ask_again(c):
