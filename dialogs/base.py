@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from cards.i18n import Reader
 from core.errors import InvalidInput
 from core.text import parse_id, parse_ids
-from core.views import Actor, OutboxItem
+from core.views import Actor, ChatAddress, OutboxItem
 
 if TYPE_CHECKING:
     from dialogs.router import Router
@@ -39,7 +39,7 @@ class Turn:
     actor: Actor
     locale: str = "en-US"
     message_ref: str | None = None  # the id of the message holding the card that was acted on
-    address: dict | None = None  # opaque conversation address (for updating cards later)
+    address: ChatAddress | None = None  # where this conversation is (for updating cards later)
     activity_id: str | None = None
     timezone: str | None = None  # the reader's IANA time zone, when their client tells it
     answer_in_place: bool = True  # the answer replaces the card acted on (an Action.Submit's is a new message)

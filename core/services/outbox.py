@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.models import AccountTenant, DeliveryAddress, OutboxMessage, User
 from core.services.shared import MAX_OUTBOX_ATTEMPTS, chunks
-from core.views import OutboxItem
+from core.views import ChatAddress, OutboxItem
 
 if TYPE_CHECKING:
     from core.unit_of_work import Units
@@ -102,11 +102,13 @@ class Outbox:
             user_ids = {r.user_id for r in rows if r.user_id}
             info = {}
             for chunk in chunks(sorted(user_ids)):
-                for uid, aad, tenant, address in s.execute(
-                        select(User.id, User.aad_object_id, AccountTenant.tenant_id, DeliveryAddress.address)
+                for uid, aad, tenant, ref, chat_user_id, locale, tz in s.execute(
+                        select(User.id, User.aad_object_id, AccountTenant.tenant_id, DeliveryAddress.ref,
+                               DeliveryAddress.chat_user_id, DeliveryAddress.locale, DeliveryAddress.timezone)
                         .join(AccountTenant, AccountTenant.account_id == User.account_id)
                         .outerjoin(DeliveryAddress, DeliveryAddress.user_id == User.id)
                         .where(User.id.in_(chunk))):
+                    address = None if ref is None else ChatAddress(ref, chat_user_id, locale, tz)
                     info.setdefault(uid, (aad, tenant, address))
             out = []
             for r in rows:

@@ -16,7 +16,7 @@ from core.models import Account, Payment, Quote
 from core.payments import CarryForward, PaymentGateway, PaymentLine, PaymentProviderError, PaymentRequest
 from core.services.quote_lifecycle import QUOTE_PAYMENT, billed_as, load_quote, mark_link_closed, require_open
 from core.services.shared import attempt_key
-from core.views import Actor, QuoteView
+from core.views import Actor, ChatAddress, QuoteView
 
 if TYPE_CHECKING:
     from core.services.addresses import Addresses
@@ -45,7 +45,7 @@ class PaymentLinks:
         self.addresses = addresses
         self.gateway = gateway
 
-    def payment_link(self, actor: Actor, quote_id, *, posted_card: tuple[str, dict] | None = None) -> QuoteView:
+    def payment_link(self, actor: Actor, quote_id, *, posted_card: tuple[str, ChatAddress] | None = None) -> QuoteView:
         """The quote's payment link, created once (a quote yields at most one link).
 
         ``posted_card`` (message ref, address): the message showing the quote, remembered as
@@ -58,7 +58,8 @@ class PaymentLinks:
             self.addresses.record_posted_card(view.account_id, "quote", view.id, *posted_card)
         return view
 
-    def _payment_link(self, actor: Actor, quote_id, posted_card: tuple[str, dict] | None) -> tuple[QuoteView, bool]:
+    def _payment_link(self, actor: Actor, quote_id,
+                      posted_card: tuple[str, ChatAddress] | None) -> tuple[QuoteView, bool]:
         """(the quote with its link, whether ``posted_card`` was remembered with the link)."""
         target = f"quote:{quote_id}"
         units = self.units
