@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy import bindparam, func, select
 
@@ -36,7 +37,31 @@ NO_SUCH_POOL = Message("That license pool does not exist in your account (it may
 
 _POOL = select(Pool).where(Pool.id == bindparam("pool"), Pool.account_id == bindparam("account"))
 _POOL_LOCKED = locked(_POOL, True)
-_POOL_AND_SUBSCRIPTION = (select(Pool, Subscription).join(Subscription, Subscription.id == Pool.subscription_id)
+
+
+class PoolRow(NamedTuple):
+    """What a read path uses of a pool (read as columns: no ORM object to build)."""
+
+    id: int
+    account_id: int
+    subscription_id: int
+    plan_code: str
+    quantity: int
+    removal_scheduled: int
+
+
+class SubscriptionRow(NamedTuple):
+    """What a read path uses of a subscription (read as columns)."""
+
+    id: int
+    interval: str
+    period_start: datetime
+    period_end: datetime
+
+
+_POOL_AND_SUBSCRIPTION = (select(*(getattr(Pool, f) for f in PoolRow._fields),
+                                 *(getattr(Subscription, f) for f in SubscriptionRow._fields))
+                          .join(Subscription, Subscription.id == Pool.subscription_id)
                           .where(Pool.id == bindparam("pool"), Pool.account_id == bindparam("account")))
 _ACCOUNT_POOLS = (select(Pool, Subscription).join(Subscription, Subscription.id == Pool.subscription_id)
                   .where(Pool.account_id == bindparam("account")))
@@ -59,13 +84,14 @@ def load_pool(u: Unit, caller: CallerView, pool_id, *, lock: bool = False) -> Po
     return pool
 
 
-def pool_and_subscription(u: Unit, caller: CallerView, pool_id) -> tuple[Pool, Subscription]:
-    """:func:`load_pool` and its subscription, in one query (the read paths)."""
+def pool_and_subscription(u: Unit, caller: CallerView, pool_id) -> tuple[PoolRow, SubscriptionRow]:
+    """:func:`load_pool` and its subscription, in one query of columns (the read paths)."""
     pid = parse_id(pool_id, "pool")
-    row = u.s.execute(_POOL_AND_SUBSCRIPTION, {"pool": pid, "account": caller.account_id}).first()
+    row = execute_core(u.s, _POOL_AND_SUBSCRIPTION, {"pool": pid, "account": caller.account_id}).first()
     if row is None:
         raise NotFound(NO_SUCH_POOL)
-    return row[0], row[1]
+    n = len(PoolRow._fields)
+    return PoolRow(*row[:n]), SubscriptionRow(*row[n:])
 
 
 def seats_of(u: Unit, pool: Pool, user_ids: list[int], *, lock: bool = False) -> list[Seat]:
