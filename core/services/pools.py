@@ -112,7 +112,7 @@ def page_key(key) -> tuple[str, tuple[str, int]] | None:
         return None
     rel, at = key
     if not (isinstance(at, tuple | list) and len(at) == 2 and isinstance(at[0], str) and len(at[0]) <= 200
-            and isinstance(at[1], int) and not isinstance(at[1], bool) and 0 < at[1] < 2**63):
+            and isinstance(at[1], int) and not isinstance(at[1], bool) and 0 < at[1] < 2**31):  # (an INTEGER)
         return None
     return rel, (at[0], at[1])
 
