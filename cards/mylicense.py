@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from cards.base import card, choice_set, container, execute, facts, input_text, text, title
 from cards.i18n import T
+from core.kinds import RequestStatus
 from core.views import PlanView, RequestView, SeatView
 
 SHOW = "mylicense"  # data: {}
@@ -27,10 +28,10 @@ def _pending_rows(t: T, seat: SeatView, requests: list[RequestView]) -> list[tup
     for r in requests:
         if r.family != seat.family:
             continue
-        if r.status == "pending":
+        if r.status == RequestStatus.PENDING:
             rows.append((t("mylicense.request"), t("mylicense.requested", plan=r.to_plan_name,
                                                    date=t.date(r.created_at))))
-        elif r.status == "approved":
+        elif r.status == RequestStatus.APPROVED:
             rows.append((t("mylicense.request"), t("mylicense.approved", plan=r.to_plan_name,
                                                    name=r.decided_by_name or "")))
     return rows
@@ -38,7 +39,7 @@ def _pending_rows(t: T, seat: SeatView, requests: list[RequestView]) -> list[tup
 
 def requestable(seats: list[SeatView], requests: list[RequestView]) -> list[tuple[SeatView, PlanView]]:
     """The plans one may ask for: above a held plan, in a family with no pending request."""
-    asked = {r.family for r in requests if r.status == "pending"}
+    asked = {r.family for r in requests if r.status == RequestStatus.PENDING}
     return [(s, p) for s in seats if s.family not in asked for p in s.higher_plans]
 
 

@@ -20,6 +20,7 @@ from cards.base import (
 )
 from cards.i18n import T
 from core.errors import Message
+from core.kinds import QuoteKind
 from core.views import PlanView, QuoteLineView, QuoteView
 
 BUY_ADD = "buy.add"  # data: {cart} + inputs plan, interval, qty
@@ -170,9 +171,9 @@ def refund_notice(locale: str | None, q: QuoteView | None, reason: str) -> dict:
         body.append(facts([(t("purchase.refund.reason"), reason)]))
     body.append(text(t("purchase.refund.hint"), subtle=True, size_="Small"))
     actions = []
-    if q is not None and q.kind == "upgrade" and q.pool_id and q.users:
+    if q is not None and q.kind == QuoteKind.UPGRADE and q.pool_id and q.users:
         actions.append(execute(t("btn.new_quote"), verbs.UPGRADE_TIERS,
                                {"pool": q.pool_id, "sel": [u.id for u in q.users]}, style="positive"))
-    elif q is not None and q.kind == "purchase" and q.lines:
+    elif q is not None and q.kind == QuoteKind.PURCHASE and q.lines:
         actions.append(execute(t("btn.new_quote"), BUY_CART, {"cart": cart_lines(q)}, style="positive"))
     return card(body, [*actions, execute(t("btn.licenses"), verbs.POOLS)], fallback_text=heading)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from cards import verbs
 from cards.base import action_set, card, container, execute, facts, input_text, refresh_for, text, title
 from cards.i18n import N_, T
+from core.kinds import RequestStatus
 from core.views import Page, RequestView
 
 REFRESH = "request.refresh"  # data: {request}
@@ -37,7 +38,7 @@ def reopened_notice(locale: str | None, r: RequestView, why: str) -> dict:
 def already_note(locale: str | None, r: RequestView) -> str:
     """The one line shown with a request that someone else (or a double click) decided first."""
     t = T(locale)
-    key = N_("requests.already.approved") if r.status == "approved" else N_("requests.already.declined")
+    key = N_("requests.already.approved") if r.status == RequestStatus.APPROVED else N_("requests.already.declined")
     when = t.datetime(r.decided_at) if r.decided_at else ""
     return t(key, name=r.decided_by_name or t("requests.unknown"), time=when)
 
@@ -59,7 +60,7 @@ def request_card(locale: str | None, r: RequestView, *, note: str | None = None,
         info.append((t("requests.reason"), r.reason))
     body.append(facts(info))
     data = {"request": r.id}
-    if r.status == "pending":
+    if r.status == RequestStatus.PENDING:
         body.append(text(t("requests.pending"), weight="Bolder"))
         body.append(text(t("requests.hint"), subtle=True, size_="Small"))
         actions = [execute(t("requests.btn.approve"), APPROVE, data, style="positive"),
@@ -69,7 +70,7 @@ def request_card(locale: str | None, r: RequestView, *, note: str | None = None,
     who = r.decided_by_name or t("requests.unknown")
     when = t.datetime(r.decided_at) if r.decided_at else ""
     actions = []
-    if r.status == "approved":
+    if r.status == RequestStatus.APPROVED:
         body.append(text(t("requests.approved", name=who, time=when), weight="Bolder", color="Good"))
         if r.quote_id:
             actions.append(execute(t("requests.btn.open_quote"), verbs.QUOTE_REFRESH, {"quote": r.quote_id}))

@@ -23,6 +23,7 @@ from cards.base import (
     title,
 )
 from cards.i18n import N_, T
+from core.kinds import PaymentStatus, QuoteKind, QuoteStatus
 from core.views import Page, PlanView, PoolView, QuoteView, UserRow
 
 MAX_NAMES = 10
@@ -188,24 +189,25 @@ def amount_rows(t: T, q: QuoteView) -> list[dict]:
 def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, admins: Iterable[str] = ()) -> dict:
     """The quote while open; once paid the paid summary; once expired or cancelled, its state.
     Refreshed automatically for ``admins`` only (the chat ids of who may act on it)."""
-    if q.status == "paid":
+    if q.status == QuoteStatus.PAID:
         return paid_card(locale, q, note=note, admins=admins)
     t = T(locale)
     cur = q.currency
-    heading = t("quote.title") if q.kind == "upgrade" else t("quote.purchase_title")
+    heading = t("quote.title") if q.kind == QuoteKind.UPGRADE else t("quote.purchase_title")
     body = [title(heading)]
     if note:
         body.append(text(t.say(note), color="Warning"))
-    if q.status != "open":
+    if q.status != QuoteStatus.OPEN:
         body.append(text(f"{t('label.status')}: {t(STATUSES[q.status])}", weight="Bolder", color="Attention"))
-    if q.status in ("cancelled", "expired"):  # the truth about the link while the provider closes it
-        body.append(text(t("quote.closing") if q.payment_status == "closing" else t("quote.nothing_charged"),
-                         color="Warning" if q.payment_status == "closing" else None))
+    if q.status in (QuoteStatus.CANCELLED, QuoteStatus.EXPIRED):  # the truth about the link while it closes
+        closing = q.payment_status == PaymentStatus.CLOSING
+        body.append(text(t("quote.closing") if closing else t("quote.nothing_charged"),
+                         color="Warning" if closing else None))
     info = []
-    if q.kind == "upgrade":
+    if q.kind == QuoteKind.UPGRADE:
         info += [(t("quote.users"), _names(t, q.users, len(q.users))),
                  (t("quote.change"), f"{q.from_plan_name} → {q.to_plan_name} ({t.interval(q.interval)})")]
-    if q.kind == "upgrade" and q.lines:
+    if q.kind == QuoteKind.UPGRADE and q.lines:
         info.append((t("quote.period"), f"{t.date(q.priced_at)} → {t.date(q.lines[0].period_end)}"))
     elif q.lines:  # a cart may mix intervals: each line has its own period
         for ln in q.lines:
@@ -216,8 +218,8 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, adm
     body.append(container(amount_rows(t, q), style="emphasis", spacing="Medium"))
     refresh_data = {"quote": q.id}
     actions = []
-    if q.status == "open":
-        upgrade_quote = q.kind == "upgrade"
+    if q.status == QuoteStatus.OPEN:
+        upgrade_quote = q.kind == QuoteKind.UPGRADE
         body.append(text(t("quote.expires" if upgrade_quote else "quote.purchase_expires",
                            time=t.datetime(q.expires_at)), subtle=True, size_="Small"))
         if q.payment_lapsed in _LAPSED:
@@ -236,7 +238,7 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, adm
         actions.append(execute(t("btn.back"), verbs.QUOTE_BACK, refresh_data))
         actions.append(execute(t("btn.cancel"), verbs.QUOTE_CANCEL, refresh_data, style="destructive"))
     else:
-        if q.kind == "upgrade" and q.pool_id and q.status in ("expired", "cancelled"):
+        if q.kind == QuoteKind.UPGRADE and q.pool_id and q.status in (QuoteStatus.EXPIRED, QuoteStatus.CANCELLED):
             actions.append(execute(t("btn.new_quote"), verbs.UPGRADE_TIERS,
                                    {"pool": q.pool_id, "sel": [u.id for u in q.users]}))
         actions.append(execute(t("btn.licenses"), verbs.POOLS))
@@ -246,12 +248,12 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, adm
 
 def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None, admins: Iterable[str] = ()) -> dict:
     t = T(locale)
-    heading = t("paid.title") if q.kind == "upgrade" else t("status.paid")
+    heading = t("paid.title") if q.kind == QuoteKind.UPGRADE else t("status.paid")
     body = [title(heading)]
     if note:
         body.append(text(t.say(note), color="Warning"))
     renewals = [(t("quote.renewal", date=t.date(r.date)), t.money(r.amount, q.currency)) for r in t.renewals(q)]
-    if q.kind == "upgrade":
+    if q.kind == QuoteKind.UPGRADE:
         body.append(text(t.plural("paid.body", "n", n=len(q.users), plan=q.to_plan_name), color="Good"))
         if q.notices_delivered + q.notices_unreachable < q.notices_total:
             told = t.plural("paid.telling", "total", done=q.notices_delivered, total=q.notices_total)

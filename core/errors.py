@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from babel import Locale
 
+from core.kinds import RequestStatus
+
 
 @functools.cache
 def _plural_rule(lang: str):
@@ -217,7 +219,7 @@ class RequestClosed(DomainError):
         if not (by and at):
             return cls(Message("This request was already decided."), **details)
         at = _aware(at)
-        if status == "approved":
+        if status == RequestStatus.APPROVED:
             return cls(Message("This request was already approved by {by} at {at:%Y-%m-%d %H:%M %Z}.", by=by, at=at),
                        **details)
         return cls(Message("This request was already declined by {by} at {at:%Y-%m-%d %H:%M %Z}.", by=by, at=at),

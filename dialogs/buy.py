@@ -15,6 +15,7 @@ from cards import purchase, verbs
 from cards.i18n import Reader, T
 from core.catalog import INTERVALS
 from core.errors import DomainError, Message, NotAdmin, UnknownCaller
+from core.kinds import QuoteStatus
 from core.views import CallerView, QuoteView
 from dialogs.base import CardDataError, CommandSpec, Flow, Turn
 from dialogs.upgrade import UpgradeFlow
@@ -115,7 +116,7 @@ class BuyFlow(Flow):
         started = self.lic.now()
         quote = self.lic.quotes.quote_purchase(turn.actor, cart, quote_id=key)
         note = None
-        if quote.created_at < started or quote.status != "open":
+        if quote.created_at < started or quote.status != QuoteStatus.OPEN:
             note = T(turn.reader)("purchase.already")
         return self.router.flow(UpgradeFlow).show_quote(turn, quote.id, note=note)
 

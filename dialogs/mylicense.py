@@ -6,6 +6,7 @@ from __future__ import annotations
 from cards import mylicense as cards
 from cards.i18n import Reader, T
 from core.errors import CurrencyMismatch, InvalidInput, NotAnUpgrade, NotFound, RequestClosed, UnknownCaller
+from core.kinds import RequestStatus
 from core.views import OutboxItem, RequestView
 from dialogs.base import CommandSpec, Flow, Turn
 
@@ -91,7 +92,7 @@ class MyLicenseFlow(Flow):
         chosen = self.lic.catalog.plans.get(plan) if isinstance(plan, str) else None
         family = chosen.family if chosen else None
         for r in self.lic.requests.my_requests(turn.actor):
-            if r.status == "pending" and r.family == family:
+            if r.status == RequestStatus.PENDING and r.family == family:
                 return t("mylicense.already", plan=r.to_plan_name, date=t.date(r.created_at))
         return t("mylicense.already_any")
 

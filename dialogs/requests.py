@@ -11,6 +11,7 @@ from cards import requests as cards
 from cards import upgrade
 from cards.i18n import Reader, T
 from core.errors import InvalidInput, RequestClosed
+from core.kinds import RequestStatus
 from core.views import OutboxItem, RequestView
 from dialogs.base import CommandSpec, Flow, Turn, data_int, page_of
 from dialogs.upgrade import UpgradeFlow
@@ -55,8 +56,8 @@ class RequestsFlow(Flow):
 
     def request_card(self, reader: Reader | str | None, r: RequestView, *, note: str | None = None) -> dict:
         """The request card, kept live (refreshed) for the administrators while pending."""
-        return cards.request_card(reader, r, note=note, admins=self.admins(r.account_id) if r.status == "pending"
-                                  else ())
+        pending = r.status == RequestStatus.PENDING
+        return cards.request_card(reader, r, note=note, admins=self.admins(r.account_id) if pending else ())
 
     def decided(self, turn: Turn, request_id: int) -> dict:
         """The request in its decided state, with who decided first."""
@@ -92,7 +93,7 @@ class RequestsFlow(Flow):
         rid = data_int(data, "request", "request")
         with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
             r = self._view(turn, rid, "request.decline")
-            if r.status != "pending":
+            if r.status != RequestStatus.PENDING:
                 return self._stale(turn, cards.DECLINE, r)
         back = "list" if data.get("back") == "list" else None
         return cards.decline_card(turn.reader, r, back=back, page=page_of(data))
@@ -126,14 +127,14 @@ class RequestsFlow(Flow):
     def created_card(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
         """The card each admin receives for a new request (nothing if already decided by then)."""
         r = self.lic.requests.request_snapshot(item.payload.get("request_id"))
-        if r is None or r.status != "pending":
+        if r is None or r.status != RequestStatus.PENDING:
             return None
         return self.request_card(locale, r)
 
     def reopened_notice(self, item: OutboxItem, locale: Reader | str | None) -> dict | None:
         """The requester's notice that their approved request waits again (nothing once decided anew)."""
         r = self.lic.requests.request_snapshot(item.payload.get("request_id"))
-        if r is None or r.status != "pending":
+        if r is None or r.status != RequestStatus.PENDING:
             return None
         return cards.reopened_notice(locale, r, str(item.payload.get("quote_status") or ""))
 
@@ -144,7 +145,7 @@ class RequestsFlow(Flow):
         if r is None:
             return None
         posted = self.lic.addresses.posted_card(item.payload.get("posted_card"))
-        if (r.status == "approved" and r.quote_id and posted is not None
+        if (r.status == RequestStatus.APPROVED and r.quote_id and posted is not None
                 and self.lic.addresses.posted_card_shows("quote", r.quote_id, posted.message_ref)):
             q = self.lic.quotes.quote_snapshot(r.quote_id)
             if q is not None:

@@ -8,6 +8,7 @@ import uuid
 from cards import common, upgrade, verbs
 from cards.i18n import Reader, T
 from core.errors import InvalidInput, Message, PaymentRefused, PaymentUnavailable
+from core.kinds import PaymentStatus, QuoteKind, QuoteStatus
 from core.views import QuoteView
 from dialogs.base import (
     MAX_SELECTION,
@@ -137,7 +138,7 @@ class UpgradeFlow(Flow):
         quote = self.lic.quotes.quote_upgrade(turn.actor, pool_id, sel, plan.strip(),
                                        quote_id=key if isinstance(key, str) else None)
         note = None
-        if quote.created_at < started or quote.status != "open":  # a second click of the same card
+        if quote.created_at < started or quote.status != QuoteStatus.OPEN:  # a second click of the same card
             note = T(turn.reader)("tiers.already")
         return self.show_quote(turn, quote.id, note=note, view=quote)
 
@@ -151,7 +152,7 @@ class UpgradeFlow(Flow):
             q = view if view is not None else self.lic.quotes.quote(turn.actor, quote_id)
             admins = self.admins(q.account_id)
         posted = (turn.message_ref, turn.address) if turn.message_ref and turn.address else None
-        if q.status == "open" and q.due_now > 0 and not q.payment_url:
+        if q.status == QuoteStatus.OPEN and q.due_now > 0 and not q.payment_url:
             try:  # (outside any unit: it calls the payment provider between its transactions)
                 q = self.lic.links.payment_link(turn.actor, q.id, posted_card=posted)
                 posted = None  # remembered by payment_link
@@ -175,7 +176,7 @@ class UpgradeFlow(Flow):
     def quote_cancel(self, turn: Turn, data: dict) -> dict:
         q = self.lic.quotes.cancel_quote(turn.actor, self.quote_id(data))
         t = T(turn.reader)
-        closing = q.payment_status == "closing"  # not "nothing was charged" until the provider confirms
+        closing = q.payment_status == PaymentStatus.CLOSING  # not "nothing was charged" until the provider confirms
         return common.dismissed_card(turn.reader, t("cancelled.title"), t("cancelled.closing" if closing
                                                                          else "cancelled.body"))
 
@@ -183,7 +184,7 @@ class UpgradeFlow(Flow):
         """The quote cancelled (committed at once: its card's update is held by the router until
         this answers), then the step before it, read in one snapshot."""
         q = self.lic.quotes.cancel_quote(turn.actor, self.quote_id(data))
-        if q.kind == "purchase" and "buy.cart" in self.router.actions:
+        if q.kind == QuoteKind.PURCHASE and "buy.cart" in self.router.actions:
             lines = [{"plan": ln.plan_code, "interval": ln.interval, "quantity": ln.quantity} for ln in q.lines]
             return self.router.actions["buy.cart"](turn, {"cart": lines})
         return self.tiers(turn, {"pool": q.pool_id, "sel": [u.id for u in q.users]})

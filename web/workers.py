@@ -12,6 +12,7 @@ import random
 from datetime import timedelta
 
 from background import worker_name
+from core.kinds import Channel, OutboxKind
 from core.licensing import Licensing
 from core.payments import PaymentProviderError
 
@@ -38,15 +39,15 @@ async def rollover_loop(lic: Licensing, every: float = 60.0) -> None:
 
 
 async def billing_sync_once(lic: Licensing, worker: str) -> int:
-    items = await asyncio.to_thread(lic.outbox.claim_outbox, worker, channels=("billing",), limit=10)
+    items = await asyncio.to_thread(lic.outbox.claim_outbox, worker, channels=(Channel.BILLING,), limit=10)
     for item in items:
         carry = None
         try:
-            if item.kind == "carry_forward":  # an amount under the payment minimum, to the next invoice
+            if item.kind == OutboxKind.CARRY_FORWARD:  # an amount under the payment minimum, to the next invoice
                 carry = await asyncio.to_thread(lic.links.carry_request, item.payload)
                 if carry is not None:
                     await asyncio.to_thread(lic.gateway.carry_forward, carry)
-            elif item.kind == "close_link":  # a closed quote's payment link, made unpayable
+            elif item.kind == OutboxKind.CLOSE_LINK:  # a closed quote's payment link, made unpayable
                 external_id = await asyncio.to_thread(lic.links.link_to_close, item.payload)
                 if external_id is not None:
                     closed = await asyncio.to_thread(lic.gateway.close_link, external_id)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.kinds import AuditAction, PaymentEventKind, QuoteStatus
 from core.models import Account, Payment, Quote
 from core.payments import PaymentEvent
 from core.services.quote_lifecycle import close_quote, effective_status
@@ -38,7 +39,7 @@ class SandboxPages:
                 return PayPage("unknown")
             quote = s.get(Quote, payment.quote_id)
             view = self.quotes.view(u, quote)
-            state = {"open": "payable"}.get(view.status, view.status)
+            state = {QuoteStatus.OPEN: "payable"}.get(view.status, view.status)
             return PayPage(state, view, s.get(Account, quote.account_id).name)
 
     def sandbox_pay(self, token: str) -> PayPage:
@@ -47,7 +48,7 @@ class SandboxPages:
             return page
         q = page.quote
         self.settlement.handle_payment_event(PaymentEvent(provider="sandbox", event_id=f"sandbox:{token}:paid",
-                                                          kind="paid", quote_id=q.id, external_id=token,
+                                                          kind=PaymentEventKind.PAID, quote_id=q.id, external_id=token,
                                                           amount=q.due_now, currency=q.currency))
         return self.pay_page(token)
 
@@ -58,10 +59,10 @@ class SandboxPages:
 
         def work(u: Unit):
             quote = u.s.scalars(select(Quote).where(Quote.id == page.quote.id).with_for_update()).one()
-            if effective_status(quote, u.now) == "open":
-                close_quote(u, quote, "cancelled", None)
+            if effective_status(quote, u.now) == QuoteStatus.OPEN:
+                close_quote(u, quote, QuoteStatus.CANCELLED, None)
                 u.audit(account_id=quote.account_id, tenant_id=None, actor_id=None, actor="payment page",
-                        action="quote.cancelled", target=f"quote:{quote.id}")
+                        action=AuditAction.QUOTE_CANCELLED, target=f"quote:{quote.id}")
 
         self.units.system_write(work)
         return self.pay_page(token)
