@@ -10,9 +10,10 @@ from datetime import UTC
 
 from babel.dates import format_datetime
 
-from cards import verbs
 from cards.base import CARD_BUDGET, action_set, card, container, execute, open_url, size, text, title
+from cards.data import PageRef
 from cards.i18n import N_, T
+from cards.verbs import Verb
 from core.views import AuditRow, Page, PoolView
 
 LINK_MINUTES = 10
@@ -192,16 +193,16 @@ def audit_card(locale: str | None, account_name: str, page: Page, *, export_url:
         body.extend(_row(t, r, users, pools, limits) for r in page.items)
         nav = []
         if page.has_prev:
-            nav.append(execute(t("audit.newer"), verbs.AUDIT, {"page": page.page - 1}, inputs="none"))
+            nav.append(execute(t("audit.newer"), Verb.AUDIT, PageRef(page.page - 1), inputs="none"))
         if page.has_next:
-            nav.append(execute(t("audit.older"), verbs.AUDIT, {"page": page.page + 1}, inputs="none"))
+            nav.append(execute(t("audit.older"), Verb.AUDIT, PageRef(page.page + 1), inputs="none"))
         if nav:
             body.append(action_set(nav, spacing="Medium"))
         body.append(text(t("audit.export_hint", minutes=LINK_MINUTES) if export_url else t("audit.no_export"),
                          subtle=True, size_="Small", spacing="Medium"))
         actions = [open_url(t("audit.export"), export_url, style="positive")] if export_url else []
-        actions += [execute(t("btn.refresh"), verbs.AUDIT, {"page": page.page}, inputs="none"),
-                    execute(t("btn.licenses"), verbs.POOLS, inputs="none")]
+        actions += [execute(t("btn.refresh"), Verb.AUDIT, PageRef(page.page), inputs="none"),
+                    execute(t("btn.licenses"), Verb.POOLS, inputs="none")]
         built = card(body, actions, fallback_text=t("audit.title", account=clip(account_name, 80)))
         if size(built) <= _BUDGET:
             break

@@ -140,6 +140,14 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+class StaleSelection(InvalidInput):
+    """Users selected on a card no longer hold a seat in its pool: the card is out of date (the
+    chat layer shows the pool as it is now). Its code stays ``invalid_input``, as audited."""
+
+    def __init__(self, message: str, **details):
+        super().__init__(message, stale=True, **details)
+
+
 class InvalidQuantity(InvalidInput):
     code = "invalid_quantity"
 

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, func, select
 
 from core import pricing
 from core.catalog import INTERVALS
-from core.errors import InvalidInput, Message, NotFound, no_longer_held
+from core.errors import Message, NotFound, StaleSelection, no_longer_held
 from core.kinds import AuditAction
 from core.models import Pool, Seat, Subscription, User
 from core.services.periods import rate_at
@@ -61,7 +61,7 @@ def seats_of(u: Unit, pool: Pool, user_ids: list[int], *, lock: bool = False) ->
     seats = list(u.s.scalars(SEATS_OF[lock], {"pool": pool.id, "users": list(user_ids)}))
     if len(seats) != len(user_ids):
         missing = len(user_ids) - len(seats)
-        raise InvalidInput(no_longer_held(missing), stale=True)
+        raise StaleSelection(no_longer_held(missing))
     return seats
 
 
