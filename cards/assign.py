@@ -134,7 +134,7 @@ def plans_card(locale: str | None, user: UserRow, pools: list[PoolView], plan_na
         value = str(selected) if selected in {p.id for p in pools} else str(pools[0].id)
         body.append(choice_set("to_pool", choices, label=t("assign.plans.choose"), value=value, required=True,
                                style="expanded"))
-        save = AssignChoice(back.cq, back.page, back.pool, user.id)
+        save = AssignChoice(back.cq, back.page, back.pool, user=user.id)
         actions.append(execute(t("assign.btn.save"), Verb.ASSIGN_SAVE, save, style="positive"))
     elif reason:
         body.append(text(reason))

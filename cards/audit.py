@@ -22,7 +22,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u20
 # (message, actor, target) character limits, tried in turn until the card fits the budget
 _LIMITS = ((240, 60, 60), (120, 40, 40), (60, 30, 30), (0, 20, 20))
 
-# The core's action names -> the catalog key of their words: what happened (outcome "ok") ...
+# The audit actions (core.kinds.AuditAction; tests/test_kinds.py checks each has words) -> the
+# catalog key of their words: what happened (outcome "ok") ...
 _DONE = {
     "demo.loaded": N_("audit.done.demo.loaded"),
     "quote.upgrade": N_("audit.done.quote.upgrade"),
@@ -49,6 +50,7 @@ _DONE = {
     "request.created": N_("audit.done.request.created"),
     "request.approved": N_("audit.done.request.approved"),
     "request.declined": N_("audit.done.request.declined"),
+    "request.reopened": N_("audit.done.request.reopened"),
     "audit.exported": N_("audit.done.audit.exported"),
 }
 # ... and what was attempted (outcome "refused")
@@ -90,6 +92,12 @@ _TRIED = {
     "request.decline": N_("audit.tried.request.decline"),
     "audit.list": N_("audit.tried.audit.list"),
     "audit.export": N_("audit.tried.audit.export"),
+    "buy.start": N_("audit.tried.buy.start"),
+    "buy.cart": N_("audit.tried.buy.cart"),
+    "buy.add": N_("audit.tried.buy.add"),
+    "buy.checkout": N_("audit.tried.buy.checkout"),
+    "assign.start": N_("audit.tried.assign.start"),
+    "assign.search": N_("audit.tried.assign.search"),
     "card.unknown_verb": N_("audit.tried.card.unknown_verb"),
     "card.malformed": N_("audit.tried.card.malformed"),
     "tenant.refused": N_("audit.tried.tenant.refused"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from core.errors import InvalidInput, Message
 from core.text import parse_id, parse_ids
@@ -250,12 +250,12 @@ class AssignChoice(CardData):
     cq: str = ""
     page: int = 0
     pool: int | None = None
-    user: int = 0
+    user: int = dataclasses.field(kw_only=True)
 
     @classmethod
     def parse(cls, data: dict) -> AssignChoice:
         back = PickerPage.parse(data)
-        return cls(back.cq, back.page, back.pool, data_int(data, "user", "user"))
+        return cls(back.cq, back.page, back.pool, user=data_int(data, "user", "user"))
 
 
 @dataclass(frozen=True)
@@ -291,7 +291,7 @@ class RequestRef(CardData):
     """An upgrade request (``back="list"``: the step came from the list, at ``page``)."""
 
     request: int
-    back: str | None = None
+    back: Literal["list"] | None = None
     page: int | None = None
 
     @classmethod

@@ -69,20 +69,27 @@ class Dataset(StrEnum):
 
 @dataclass(frozen=True)
 class VerbSpec:
-    """What a verb's buttons carry (its flow parses it with ``data.parse``) and whether its step
-    changes something (a write: a double click must be harmless)."""
+    """What a verb's buttons carry (its flow parses it with ``data.parse``), the narrower shapes
+    some of its buttons carry instead (``also``: read by ``data.parse`` with the other fields
+    empty, e.g. a pool's users opened afresh), and whether its step changes something (a write:
+    a double click must be harmless)."""
 
     data: type[d.CardData]
     writes: bool = False
+    also: tuple[type[d.CardData], ...] = ()
+
+    @property
+    def shapes(self) -> tuple[type[d.CardData], ...]:
+        return (self.data, *self.also)
 
 
 SPECS: dict[Verb, VerbSpec] = {
     Verb.POOLS: VerbSpec(d.NoData),
-    Verb.POOL_USERS: VerbSpec(d.UsersPage),
+    Verb.POOL_USERS: VerbSpec(d.UsersPage, also=(d.PoolRef, d.PoolSelection)),
     Verb.POOL_SEARCH: VerbSpec(d.UsersPage),
     Verb.POOL_PICK: VerbSpec(d.UsersPage),
     Verb.POOL_CLEAR: VerbSpec(d.UsersPage),
-    Verb.UPGRADE_TIERS: VerbSpec(d.UsersPage),
+    Verb.UPGRADE_TIERS: VerbSpec(d.UsersPage, also=(d.PoolSelection,)),
     Verb.UPGRADE_QUOTE: VerbSpec(d.TierChoice, writes=True),
     Verb.QUOTE_REFRESH: VerbSpec(d.QuoteRef, writes=True),  # (creates the payment link on first show)
     Verb.QUOTE_CANCEL: VerbSpec(d.QuoteRef, writes=True),
@@ -94,8 +101,8 @@ SPECS: dict[Verb, VerbSpec] = {
     Verb.BUY_ADD: VerbSpec(d.Cart),
     Verb.BUY_CART: VerbSpec(d.Cart),
     Verb.BUY_CHECKOUT: VerbSpec(d.Cart, writes=True),
-    Verb.ASSIGN_START: VerbSpec(d.PickerPage),
-    Verb.ASSIGN_SEARCH: VerbSpec(d.PickerPage),
+    Verb.ASSIGN_START: VerbSpec(d.PickerPage, also=(d.Origin,)),
+    Verb.ASSIGN_SEARCH: VerbSpec(d.Origin),
     Verb.ASSIGN_PLANS: VerbSpec(d.PickerPage, writes=True),  # (a person picked from the directory is added)
     Verb.ASSIGN_SAVE: VerbSpec(d.AssignChoice, writes=True),
     Verb.POOL_UNASSIGN: VerbSpec(d.UsersPage),
@@ -106,7 +113,7 @@ SPECS: dict[Verb, VerbSpec] = {
     Verb.SEATS_REMOVE: VerbSpec(d.RemovalForm),
     Verb.SEATS_REMOVE_CONFIRM: VerbSpec(d.RemovalConfirm, writes=True),
     Verb.SEATS_REMOVE_CANCEL: VerbSpec(d.PoolRef, writes=True),
-    Verb.REQUESTS: VerbSpec(d.PageRef),
+    Verb.REQUESTS: VerbSpec(d.PageRef, also=(d.NoData,)),
     Verb.REQUEST_REFRESH: VerbSpec(d.RequestRef),
     Verb.REQUEST_APPROVE: VerbSpec(d.RequestRef, writes=True),
     Verb.REQUEST_DECLINE: VerbSpec(d.RequestRef),
@@ -114,5 +121,5 @@ SPECS: dict[Verb, VerbSpec] = {
     Verb.MYLICENSE: VerbSpec(d.NoData),
     Verb.MYLICENSE_REQUEST: VerbSpec(d.NoData),
     Verb.MYLICENSE_SEND: VerbSpec(d.NoData, writes=True),
-    Verb.AUDIT: VerbSpec(d.PageRef),
+    Verb.AUDIT: VerbSpec(d.PageRef, also=(d.NoData,)),
 }
