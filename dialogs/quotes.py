@@ -94,7 +94,7 @@ class QuoteFlow(Flow):
         if "quote" not in data:
             return None
         try:
-            q = self.lic.quotes.quote(turn.actor, data["quote"])
+            q = self.lic.quotes.quote(turn.actor, QuoteRef.parse(data).quote)
             turn.shows("quote", q.id)
             return upgrade.quote_card(turn.reader, q, note=error.message, admins=self.admins(q.account_id))
         except DomainError:

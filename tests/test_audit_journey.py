@@ -534,7 +534,6 @@ def test_every_audit_action_the_code_writes_has_words_in_both_languages():
     import re
 
     from cards.audit import _DONE, _TRIED
-
     from core.kinds import AuditAction
 
     root = pathlib.Path(__file__).resolve().parent.parent

@@ -54,7 +54,7 @@ def test_every_outbox_kind_has_whoever_delivers_it(demo):
     assert set(router.notifications) <= {k for k in OutboxKind if k.channel == Channel.CHAT}
     assert set(router.card_updates) <= {k for k in OutboxKind if k.channel == Channel.CARD}
     assert set(router.tracked) <= set(router.notifications)
-    assert BILLING_KINDS == {k for k in OutboxKind if k.channel == Channel.BILLING}
+    assert {k for k in OutboxKind if k.channel == Channel.BILLING} == BILLING_KINDS
 
 
 def test_the_core_queues_outbox_kinds_only_by_their_enum():
