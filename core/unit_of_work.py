@@ -28,11 +28,9 @@ from core.db import Database
 from core.errors import DomainError, Message, NotAdmin
 from core.models import AccountTenant, AuditEvent, OutboxMessage, User
 from core.services import accounts
-from core.views import Actor, CallerView
+from core.views import SYSTEM, Actor, CallerView
 
 log = logging.getLogger(__name__)
-
-SYSTEM = "system"
 
 _OPEN: ContextVar[Unit | None] = ContextVar("licensing_unit", default=None)
 

@@ -16,6 +16,9 @@ class Actor:
     name: str | None = None
 
 
+SYSTEM = "system"  # who the audit log names for what the system does on its own (no caller)
+
+
 @dataclass(frozen=True)
 class CallerView:
     account_id: int

@@ -29,8 +29,7 @@ from core.services.quote_lifecycle import (
 )
 from core.services.shared import MAX_CART_LINES, chunks
 from core.text import parse_ids, parse_quantity
-from core.unit_of_work import SYSTEM
-from core.views import Actor, CallerView, PlanView, QuoteView
+from core.views import SYSTEM, Actor, CallerView, PlanView, QuoteView
 
 if TYPE_CHECKING:
     from core.services.settlement import Settlement
