@@ -124,14 +124,16 @@ class Addresses:
             if waiting:
                 s.execute(update(PostedCard).where(PostedCard.id.in_(waiting)).values(answering_until=None))
             account_id = s.scalar(of_account) if missing else None
-            for subject, subject_id in sorted(missing) if account_id is not None else ():
+            if account_id is None or address is None:  # nothing to remember (or the message's account is gone)
+                return
+            for subject, subject_id in sorted(missing):
                 with contextlib.suppress(IntegrityError), s.begin_nested():  # (recorded at once elsewhere: fine)
                     self.posted_card_in(u, account_id, subject, subject_id, message_ref, address)
                     s.flush()
 
         self.units.system_write(work)
 
-    def posted_card(self, posted_card_id: int) -> PostedCard | None:
+    def posted_card(self, posted_card_id: object) -> PostedCard | None:
         if not isinstance(posted_card_id, int) or isinstance(posted_card_id, bool):
             return None  # e.g. the "request paid" card item, which names no posted card
         with self.units.system_read() as u:
@@ -169,7 +171,7 @@ class Addresses:
             rows = u.s.scalars(select(DeliveryAddress.address).join(User, User.id == DeliveryAddress.user_id)
                                .where(User.account_id == account_id, User.role == "admin")
                                .order_by(DeliveryAddress.updated_at.desc(), User.id))
-            users = [a.get("user") for a in rows if isinstance(a, dict) and isinstance(a.get("user"), dict)]
+            users = [a["user"] for a in rows if isinstance(a, dict) and isinstance(a.get("user"), dict)]
         # (an address made when the chat was created for them names them by directory id only)
         ids = [u.get("id") for u in users if u.get("id") != u.get("aadObjectId")]
         return list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))[:max(0, limit)]

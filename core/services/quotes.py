@@ -88,7 +88,7 @@ class Quotes:
 
     def _price_upgrade(self, u: Unit, caller: CallerView, pool, user_ids: list[int], to_plan, now: datetime):
         s, catalog = u.s, u.catalog
-        sub = current(u, s.get(Subscription, pool.subscription_id), now)  # before reading the seats
+        sub = current(u, s.get_one(Subscription, pool.subscription_id), now)  # before reading the seats
         seats = seats_of(u, pool, user_ids)
         plan_a = catalog.plan(pool.plan_code)
         if not isinstance(to_plan, str) or not to_plan:
