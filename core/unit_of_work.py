@@ -28,11 +28,9 @@ from core.db import Database
 from core.errors import DomainError, Message, NotAdmin
 from core.models import AccountTenant, AuditEvent, OutboxMessage, User
 from core.services import accounts
-from core.views import Actor, CallerView
+from core.views import SYSTEM, Actor, CallerView
 
 log = logging.getLogger(__name__)
-
-SYSTEM = "system"
 
 _OPEN: ContextVar[Unit | None] = ContextVar("licensing_unit", default=None)
 
@@ -172,7 +170,8 @@ class Units:
         unit = _OPEN.get()
         if unit is None:  # a transaction of its own (no savepoint needed: a refusal rolls all of it back)
             try:
-                return self.writing(actor, lambda: self._run(_OPEN.get(), actor, action, fn, admin, target))
+                return self.writing(actor, lambda: self._run(_OPEN.get(), actor, action, fn, admin,  # type: ignore[arg-type]  # writing() opened it
+                                                             target))
             except DomainError as e:  # e.g. Busy: the database stayed locked through every retry
                 self.refuse(actor, action, e, target)
                 raise

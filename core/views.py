@@ -16,6 +16,9 @@ class Actor:
     name: str | None = None
 
 
+SYSTEM = "system"  # who the audit log names for what the system does on its own (no caller)
+
+
 @dataclass(frozen=True)
 class ChatAddress:
     """Where the chat layer can reach a person later (proactive messages, cards updated in

@@ -18,7 +18,7 @@ class ExportLinks(Protocol):
 
 
 class AuditFlow(Flow):
-    def __init__(self, router):
+    def __init__(self, router) -> None:
         super().__init__(router)
         # the signed download links (bootstrap.py builds them with the route); None: no Export button
         self.links: ExportLinks | None = router.links

@@ -110,6 +110,7 @@ class RequestsFlow(Flow):
             keep = reason[: cards.MAX_REASON] if isinstance(reason, str) else None
             return cards.decline_card(turn.reader, r, back=back, page=page_of(data), reason=keep, note=e.message)
         if data.get("back") == "list":
+            assert r.decided_at is not None, "a declined request has its decision's time"
             t = T(turn.reader)
             return self.show_list(turn, {"page": page_of(data)}, note=t("requests.declined", name=r.decided_by_name,
                                                                    time=t.datetime(r.decided_at)))

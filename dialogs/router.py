@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import TypeVar, cast
 
 from cards import common, upgrade
 from cards.base import execute
@@ -50,6 +51,8 @@ __all__ = ["CardDataError", "ProtocolError", "Router", "Turn"]
 HELP = "help"
 DISMISS = "dismiss"
 
+AnyFlow = TypeVar("AnyFlow", bound=Flow)
+
 
 def default_flows() -> list[type[Flow]]:
     """Every journey the bot offers, in the order the help card lists their commands."""
@@ -85,9 +88,11 @@ class Router:
         for cls in flows or default_flows():
             flow = cls(self)
             self.flows[cls] = flow
-            for registry, items in ((self.commands, flow.commands), (self.actions, flow.actions),
-                                    (self.searches, flow.searches), (self.notifications, flow.notifications),
-                                    (self.card_updates, flow.card_updates), (self.tracked, flow.tracked)):
+            registries: tuple[tuple[dict, dict], ...] = (
+                (self.commands, flow.commands), (self.actions, flow.actions), (self.searches, flow.searches),
+                (self.notifications, flow.notifications), (self.card_updates, flow.card_updates),
+                (self.tracked, flow.tracked))
+            for registry, items in registries:
                 clash = set(registry) & set(items)
                 if clash:
                     raise ValueError(f"{cls.__name__} registers {sorted(clash)} twice")
@@ -101,8 +106,8 @@ class Router:
                 if self.command_for(word) != name:
                     raise ValueError(f"the {lang} help shows “{word}” for {name}, which the router does not map to it")
 
-    def flow(self, cls: type[Flow]) -> Flow:
-        return self.flows[cls]
+    def flow(self, cls: type[AnyFlow]) -> AnyFlow:
+        return cast(AnyFlow, self.flows[cls])  # (the one instance of that class)
 
     # ------------------------------------------------------------------ entry points
 

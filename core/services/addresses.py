@@ -125,14 +125,16 @@ class Addresses:
             if waiting:
                 s.execute(update(PostedCard).where(PostedCard.id.in_(waiting)).values(answering_until=None))
             account_id = s.scalar(of_account) if missing else None
-            for subject, subject_id in sorted(missing) if account_id is not None else ():
+            if account_id is None or address is None:  # nothing to remember (or the message's account is gone)
+                return
+            for subject, subject_id in sorted(missing):
                 with contextlib.suppress(IntegrityError), s.begin_nested():  # (recorded at once elsewhere: fine)
                     self.posted_card_in(u, account_id, subject, subject_id, message_ref, address)
                     s.flush()
 
         self.units.system_write(work)
 
-    def posted_card(self, posted_card_id: int) -> PostedCard | None:
+    def posted_card(self, posted_card_id: object) -> PostedCard | None:
         if not isinstance(posted_card_id, int) or isinstance(posted_card_id, bool):
             return None  # e.g. the "request paid" card item, which names no posted card
         with self.units.system_read() as u:

@@ -74,7 +74,7 @@ class PaymentLinks:
                 if existing:
                     view = self.quotes.view(u, quote)
                 else:
-                    account = u.s.get(Account, caller.account_id)
+                    account = u.s.get_one(Account, caller.account_id)
                     request = self._payment_request(u, quote, account)
             if existing:
                 return view, False
@@ -139,7 +139,7 @@ class PaymentLinks:
         self.units.outside("the next payment attempt")
 
         def work(u: Unit):
-            values = {column.key: tried + 1}
+            values: dict[str, object] = {column.key: tried + 1}
             if column is Quote.link_attempt:
                 values["link_attempt_at"] = u.now
             u.s.execute(update(Quote).where(Quote.id == quote_id, column == tried).values(**values))
@@ -176,7 +176,7 @@ class PaymentLinks:
             quote = u.s.get(Quote, str(payload.get("quote_id")))
             if quote is None or not quote.carried:
                 return None
-            account = u.s.get(Account, quote.account_id)
+            account = u.s.get_one(Account, quote.account_id)
             view = self.quotes.view(u, quote)
         if not account.billing_ref:
             log.warning("quote %s: %d carried to the next invoice, but account %s has no billing profile",

@@ -172,7 +172,7 @@ def _close_link(u: Unit, quote: Quote) -> None:
 def mark_link_closed(u: Unit, payment: Payment) -> None:
     payment.status = "closed"
     payment.updated_at = u.now
-    queue_quote_cards(u, u.s.get(Quote, payment.quote_id), "link_closed")
+    queue_quote_cards(u, u.s.get_one(Quote, payment.quote_id), "link_closed")
 
 
 def _reopen_request(u: Unit, quote: Quote, status: str) -> None:

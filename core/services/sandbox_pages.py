@@ -36,16 +36,17 @@ class SandboxPages:
             payment = self._sandbox_payment(s, token)
             if payment is None:
                 return PayPage("unknown")
-            quote = s.get(Quote, payment.quote_id)
+            quote = s.get_one(Quote, payment.quote_id)
             view = self.quotes.view(u, quote)
             state = {"open": "payable"}.get(view.status, view.status)
-            return PayPage(state, view, s.get(Account, quote.account_id).name)
+            return PayPage(state, view, s.get_one(Account, quote.account_id).name)
 
     def sandbox_pay(self, token: str) -> PayPage:
         page = self.pay_page(token)
         if page.state != "payable":
             return page
         q = page.quote
+        assert q is not None, "a payable page shows its quote"
         self.settlement.handle_payment_event(PaymentEvent(provider="sandbox", event_id=f"sandbox:{token}:paid",
                                                           kind="paid", quote_id=q.id, external_id=token,
                                                           amount=q.due_now, currency=q.currency))
@@ -55,9 +56,11 @@ class SandboxPages:
         page = self.pay_page(token)
         if page.state != "payable":
             return page
+        q = page.quote
+        assert q is not None, "a payable page shows its quote"
 
         def work(u: Unit):
-            quote = u.s.scalars(select(Quote).where(Quote.id == page.quote.id).with_for_update()).one()
+            quote = u.s.scalars(select(Quote).where(Quote.id == q.id).with_for_update()).one()
             if effective_status(quote, u.now) == "open":
                 close_quote(u, quote, "cancelled", None)
                 u.audit(account_id=quote.account_id, tenant_id=None, actor_id=None, actor="payment page",
