@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 3978
 export PORT
 
-.PHONY: run test setup e2e bench lint clean
+.PHONY: run test setup e2e bench lint pot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,13 @@ test: setup
 ## BENCH_PG_URL, default postgresql+psycopg://root@127.0.0.1:5432/test, for its rows)
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## pot: re-extract every visible string of the code into cards/locale/messages.pot (babel.cfg) and merge it into
+## each cards/locale/<lang>/LC_MESSAGES/messages.po (make test fails until the new msgids are translated).
+## A new language: $(BIN)/pybabel init -i cards/locale/messages.pot -d cards/locale -l <lang>
+pot: $(VENV)/.installed
+	$(BIN)/python -m cards.extract
+	$(BIN)/pybabel update -i cards/locale/messages.pot -d cards/locale --no-fuzzy-matching -w 100
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -10,14 +10,7 @@ from __future__ import annotations
 from botbuilder.schema import InvokeResponse
 
 from bot.connector import SharedJson
-from cards.i18n import T, add_strings
-
-add_strings({
-    "en": {"invoke.unsupported": "License Desk does not offer this. Type help in your chat with License Desk to "
-                                 "see what it can do."},
-    "fr": {"invoke.unsupported": "License Desk ne propose pas cela. Tapez aide dans votre conversation avec "
-                                 "License Desk pour voir ce qu'il sait faire."},
-})
+from cards.i18n import T
 
 CARD = "application/vnd.microsoft.card.adaptive"
 MESSAGE = "application/vnd.microsoft.activity.message"

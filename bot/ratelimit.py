@@ -27,6 +27,7 @@ from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
+from cards.i18n import T
 from core.config import Settings
 from core.errors import DomainError
 
@@ -38,17 +39,11 @@ MAX_KEYS = 10_000
 DEFAULT_ACTIONS = "20/10 seconds"
 DEFAULT_SEARCHES = "60/10 seconds"
 
-_TEXT = {
-    "en": ("Slow down", "That is a lot of requests in a few seconds. Wait a moment, then try again. "
-                        "Nothing was changed."),
-    "fr": ("Doucement", "Cela fait beaucoup de demandes en quelques secondes. Attendez un instant, puis "
-                        "réessayez. Rien n'a été modifié."),
-}
-
 
 def slow_down_text(locale: str | None) -> tuple[str, str]:
     """(heading, message) in the user's language."""
-    return _TEXT.get((locale or "en")[:2].lower(), _TEXT["en"])
+    t = T(locale)
+    return t("ratelimit.title"), t("ratelimit.body")
 
 
 def _item(limit: str | None) -> RateLimitItem | None:

@@ -10,7 +10,7 @@ from babel.dates import format_timedelta
 
 from cards import verbs
 from cards.base import action_set, card, choice_set, column, columns, execute, facts, input_text, text, title
-from cards.i18n import Plural, T, add_strings, babel_locale
+from cards.i18n import T, babel_locale
 from core.views import Page, PoolView, UserRow
 
 ASSIGN_SEARCH = "assign.search"  # data: {pool?}; input q
@@ -28,108 +28,6 @@ class DirectoryChoice:
     name: str
     email: str
 
-
-add_strings({
-    "en": {
-        "assign.title": "Assign a license",
-        "assign.title_pool": "Assign a license: {plan} ({interval})",
-        "assign.count": Plural("{total} user in License Desk", "{total} users in License Desk", "total"),
-        "assign.count_search": Plural("{total} user in License Desk matching “{query}”",
-                                      "{total} users in License Desk matching “{query}”", "total"),
-        "assign.search": "Search by name or e-mail",
-        "assign.pick": "Or type a name to find anyone",
-        "assign.choose_user": "Choose the user",
-        "assign.holds": "holds {plans}",
-        "assign.holds_nothing": "no license yet",
-        "assign.from_directory": "from your organisation's directory, not in License Desk yet",
-        "assign.none": "Nobody matches.",
-        "assign.only_account": "Only people in your License Desk account are listed. Someone missing? Ask your IT "
-                               "administrator to add them to the account.",
-        "assign.directory_hint": "Search to also find people of your organisation who are not in License Desk yet.",
-        "assign.directory_down": "Your organisation's directory could not be searched just now: only License Desk "
-                                 "users are shown. Try again in a minute.",
-        "assign.directory_busy": "Your organisation's directory is busy: it can be searched again in {wait}. Only "
-                                 "License Desk users are shown meanwhile.",
-        "assign.pool_full": "There is no free seat in {plan} ({interval}). Buy one, or unassign someone first.",
-        "assign.pick_first": "Choose a user first.",
-        "assign.btn.plans": "Choose plan",
-        "assign.btn.save": "Save",
-        "assign.btn.buy": "Buy one",
-        "assign.btn.again": "Assign another",
-        "assign.plans.title": "Assign a license to {name}",
-        "assign.plans.holds": "Holds",
-        "assign.plans.choose": "License",
-        "assign.plans.option": Plural("{plan} ({interval}) · {free} free", "{plan} ({interval}) · {free} free", "free"),
-        "assign.plans.all_held": "{name} already holds a license of every family. Upgrade or unassign it from the "
-                                 "pool's users instead.",
-        "assign.plans.no_free": "There is no free seat for {name} in a plan of a family they do not hold yet. Buy "
-                                "one, or unassign someone first.",
-        "assign.plans.missing": "Choose the license first.",
-        "assign.done.title": "License assigned",
-        "assign.done.body": "{name} now holds {plan} ({interval}). They have been told in Teams, with what to do "
-                            "next.",
-        "assign.done.free": "Free seats left in this pool",
-        "assign.done.free_value": "{free} of {quantity}",
-        "assign.held.title": "Already assigned",
-        "assign.notice.title": "You have a new license",
-        "assign.notice.body": "{by} assigned you a license: {plan} ({interval}).",
-        "assign.notice.body_system": "You were assigned a license: {plan} ({interval}).",
-        "assign.notice.install": "If you have not yet, install the client and activate it with your work account "
-                                 "to start using it.",
-    },
-    "fr": {
-        "assign.title": "Attribuer une licence",
-        "assign.title_pool": "Attribuer une licence : {plan} ({interval})",
-        "assign.count": Plural("{total} utilisateur dans License Desk", "{total} utilisateurs dans License Desk",
-                               "total"),
-        "assign.count_search": Plural("{total} utilisateur dans License Desk pour « {query} »",
-                                      "{total} utilisateurs dans License Desk pour « {query} »", "total"),
-        "assign.search": "Rechercher par nom ou e-mail",
-        "assign.pick": "Ou tapez un nom pour trouver quelqu'un",
-        "assign.choose_user": "Choisissez l'utilisateur",
-        "assign.holds": "a {plans}",
-        "assign.holds_nothing": "pas encore de licence",
-        "assign.from_directory": "de l'annuaire de votre organisation, pas encore dans License Desk",
-        "assign.none": "Personne ne correspond.",
-        "assign.only_account": "Seules les personnes de votre compte License Desk sont listées. Il manque quelqu'un ? "
-                               "Demandez à votre administrateur informatique de l'ajouter au compte.",
-        "assign.directory_hint": "Lancez une recherche pour trouver aussi les personnes de votre organisation qui ne "
-                                 "sont pas encore dans License Desk.",
-        "assign.directory_down": "L'annuaire de votre organisation n'a pas pu être consulté : seuls les utilisateurs "
-                                 "de License Desk sont affichés. Réessayez dans une minute.",
-        "assign.directory_busy": "L'annuaire de votre organisation est surchargé : il pourra de nouveau être "
-                                 "consulté dans {wait}. En attendant, seuls les utilisateurs de License Desk sont "
-                                 "affichés.",
-        "assign.pool_full": "Il n'y a plus de licence libre en {plan} ({interval}). Achetez-en une, ou retirez "
-                            "d'abord une licence à quelqu'un.",
-        "assign.pick_first": "Choisissez d'abord un utilisateur.",
-        "assign.btn.plans": "Choisir l'offre",
-        "assign.btn.save": "Enregistrer",
-        "assign.btn.buy": "En acheter une",
-        "assign.btn.again": "Attribuer une autre licence",
-        "assign.plans.title": "Attribuer une licence à {name}",
-        "assign.plans.holds": "Licences",
-        "assign.plans.choose": "Licence",
-        "assign.plans.option": Plural("{plan} ({interval}) · {free} libre", "{plan} ({interval}) · {free} libres",
-                                      "free"),
-        "assign.plans.all_held": "{name} a déjà une licence de chaque famille. Mettez-la à niveau ou retirez-la "
-                                 "depuis les utilisateurs du lot.",
-        "assign.plans.no_free": "Il n'y a plus de licence libre pour {name} dans une offre d'une famille qu'il ou "
-                                "elle n'a pas encore. Achetez-en une, ou retirez d'abord une licence à quelqu'un.",
-        "assign.plans.missing": "Choisissez d'abord la licence.",
-        "assign.done.title": "Licence attribuée",
-        "assign.done.body": "{name} a maintenant {plan} ({interval}). Il ou elle a été prévenu(e) dans Teams, avec "
-                            "la marche à suivre.",
-        "assign.done.free": "Licences libres restantes dans ce lot",
-        "assign.done.free_value": "{free} sur {quantity}",
-        "assign.held.title": "Déjà attribuée",
-        "assign.notice.title": "Vous avez une nouvelle licence",
-        "assign.notice.body": "{by} vous a attribué une licence : {plan} ({interval}).",
-        "assign.notice.body_system": "Une licence vous a été attribuée : {plan} ({interval}).",
-        "assign.notice.install": "Si ce n'est pas déjà fait, installez le client et activez-le avec votre compte "
-                                 "professionnel pour commencer à l'utiliser.",
-    },
-})
 
 
 def _held(t: T, plan_code: str | None, plan_names: dict[str, str]) -> str:
@@ -198,8 +96,8 @@ def picker_card(locale: str | None, page: Page, people: list[DirectoryChoice], p
         body.append(choice_set("user", choices, label=t("assign.choose_user"), style="expanded"))
     else:
         body.append(text(t("assign.none"), subtle=True))
-    count = (t("assign.count_search", total=page.total, query=page.query) if page.query
-             else t("assign.count", total=page.total))
+    count = (t.plural("assign.count_search", "total", total=page.total, query=page.query) if page.query
+             else t.plural("assign.count", "total", total=page.total))
     body.append(text(f"{count} · {t('users.page', page=page.page + 1, pages=page.pages)}", subtle=True,
                      size_="Small"))
     if graph and not graph_down and not page.query:
@@ -235,8 +133,8 @@ def plans_card(locale: str | None, user: UserRow, pools: list[PoolView], plan_na
     body.append(facts([(t("assign.plans.holds"), ", ".join(held) if held else t("assign.holds_nothing"))]))
     actions = []
     if pools:
-        choices = [(t("assign.plans.option", plan=p.plan_name, interval=t.interval(p.interval), free=p.assignable),
-                    str(p.id)) for p in pools]
+        choices = [(t.plural("assign.plans.option", "free", plan=p.plan_name, interval=t.interval(p.interval),
+                             free=p.assignable), str(p.id)) for p in pools]
         value = str(selected) if selected in {p.id for p in pools} else str(pools[0].id)
         body.append(choice_set("to_pool", choices, label=t("assign.plans.choose"), value=value, required=True,
                                style="expanded"))

@@ -12,7 +12,7 @@ from babel.dates import format_datetime
 
 from cards import verbs
 from cards.base import CARD_BUDGET, action_set, card, container, execute, open_url, size, text, title
-from cards.i18n import STRINGS, Plural, T, add_strings
+from cards.i18n import N_, T
 from core.views import AuditRow, Page, PoolView
 
 LINK_MINUTES = 10
@@ -21,137 +21,84 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u20
 # (message, actor, target) character limits, tried in turn until the card fits the budget
 _LIMITS = ((240, 60, 60), (120, 40, 40), (60, 30, 30), (0, 20, 20))
 
-# The core's action names, as a person reads them: what happened (outcome "ok") ...
+# The core's action names -> the catalog key of their words: what happened (outcome "ok") ...
 _DONE = {
-    "demo.loaded": ("Demo data loaded", "Données de démonstration chargées"),
-    "quote.upgrade": ("Upgrade quote prepared", "Devis de mise à niveau préparé"),
-    "quote.purchase": ("Purchase quote prepared", "Devis d'achat préparé"),
-    "payment.link_created": ("Payment link created", "Lien de paiement créé"),
-    "quote.cancelled": ("Quote cancelled", "Devis annulé"),
-    "quote.expired": ("Quote expired", "Devis expiré"),
-    "quote.confirmed": ("Quote confirmed", "Devis confirmé"),
-    "quote.settled": ("Quote paid and applied", "Devis payé et appliqué"),
-    "payment.failed": ("Payment failed", "Échec du paiement"),
-    "payment.expired": ("Payment link expired", "Lien de paiement expiré"),
-    "payment.refund_needed": ("Payment to be refunded", "Paiement à rembourser"),
-    "payment.unknown_quote": ("Payment for an unknown quote", "Paiement pour un devis inconnu"),
-    "seat.assigned": ("License assigned", "Licence attribuée"),
-    "seat.unassigned": ("Licenses unassigned", "Licences retirées"),
-    "seat.downgraded": ("License downgraded", "Licence rétrogradée"),
-    "seats.removal_scheduled": ("Seat removal scheduled", "Suppression de licences prévue"),
-    "seats.removal_cancelled": ("Seat removal cancelled", "Suppression de licences annulée"),
-    "seats.removed": ("Seats removed at renewal", "Licences supprimées au renouvellement"),
-    "downgrade.scheduled": ("Downgrade scheduled", "Rétrogradation prévue"),
-    "downgrade.cancelled": ("Downgrade cancelled", "Rétrogradation annulée"),
-    "period.rolled_over": ("New billing period", "Nouvelle période de facturation"),
-    "user.added": ("User added", "Utilisateur ajouté"),
-    "request.created": ("Upgrade requested", "Mise à niveau demandée"),
-    "request.approved": ("Upgrade request approved", "Demande de mise à niveau approuvée"),
-    "request.declined": ("Upgrade request declined", "Demande de mise à niveau refusée"),
-    "audit.exported": ("Audit log downloaded", "Journal d'audit téléchargé"),
+    "demo.loaded": N_("audit.done.demo.loaded"),
+    "quote.upgrade": N_("audit.done.quote.upgrade"),
+    "quote.purchase": N_("audit.done.quote.purchase"),
+    "payment.link_created": N_("audit.done.payment.link_created"),
+    "quote.cancelled": N_("audit.done.quote.cancelled"),
+    "quote.expired": N_("audit.done.quote.expired"),
+    "quote.confirmed": N_("audit.done.quote.confirmed"),
+    "quote.settled": N_("audit.done.quote.settled"),
+    "payment.failed": N_("audit.done.payment.failed"),
+    "payment.expired": N_("audit.done.payment.expired"),
+    "payment.refund_needed": N_("audit.done.payment.refund_needed"),
+    "payment.unknown_quote": N_("audit.done.payment.unknown_quote"),
+    "seat.assigned": N_("audit.done.seat.assigned"),
+    "seat.unassigned": N_("audit.done.seat.unassigned"),
+    "seat.downgraded": N_("audit.done.seat.downgraded"),
+    "seats.removal_scheduled": N_("audit.done.seats.removal_scheduled"),
+    "seats.removal_cancelled": N_("audit.done.seats.removal_cancelled"),
+    "seats.removed": N_("audit.done.seats.removed"),
+    "downgrade.scheduled": N_("audit.done.downgrade.scheduled"),
+    "downgrade.cancelled": N_("audit.done.downgrade.cancelled"),
+    "period.rolled_over": N_("audit.done.period.rolled_over"),
+    "user.added": N_("audit.done.user.added"),
+    "request.created": N_("audit.done.request.created"),
+    "request.approved": N_("audit.done.request.approved"),
+    "request.declined": N_("audit.done.request.declined"),
+    "audit.exported": N_("audit.done.audit.exported"),
 }
 # ... and what was attempted (outcome "refused")
 _TRIED = {
-    "whoami": ("Open License Desk", "Ouvrir License Desk"),
-    "admin": ("Administrator action", "Action d'administrateur"),
-    "pools.list": ("View the license pools", "Voir les lots de licences"),
-    "pool.view": ("View a pool", "Voir un lot"),
-    "pool.users": ("View a pool's users", "Voir les utilisateurs d'un lot"),
-    "directory.search": ("Search the directory", "Rechercher dans l'annuaire"),
-    "directory.rows": ("Look up users", "Consulter des utilisateurs"),
-    "directory.user": ("View a user", "Voir un utilisateur"),
-    "directory.lookup": ("Look up directory people", "Rechercher des personnes de l'annuaire"),
-    "pool.rows": ("View a pool's users", "Voir les utilisateurs d'un lot"),
-    "seats.remove_preview": ("Prepare a seat removal", "Préparer une suppression de licences"),
-    "requests.mine": ("View own upgrade requests", "Voir ses demandes de mise à niveau"),
-    "rate.limited": ("Too many requests", "Trop de demandes"),
-    "upgrade.options": ("See the upgrade tiers", "Voir les offres supérieures"),
-    "downgrade.options": ("See the lower tiers", "Voir les offres inférieures"),
-    "quote.upgrade": ("Prepare an upgrade quote", "Préparer un devis de mise à niveau"),
-    "quote.purchase": ("Prepare a purchase quote", "Préparer un devis d'achat"),
-    "cart.preview": ("Preview a purchase", "Prévisualiser un achat"),
-    "quote.view": ("View a quote", "Voir un devis"),
-    "quote.cancel": ("Cancel a quote", "Annuler un devis"),
-    "quote.confirm": ("Confirm a quote", "Confirmer un devis"),
-    "payment.link": ("Create a payment link", "Créer un lien de paiement"),
-    "seat.assign": ("Assign a license", "Attribuer une licence"),
-    "seat.unassign": ("Unassign licenses", "Retirer des licences"),
-    "seats.remove": ("Remove seats", "Supprimer des licences"),
-    "seats.remove_cancel": ("Cancel a seat removal", "Annuler une suppression de licences"),
-    "downgrade.schedule": ("Schedule a downgrade", "Prévoir une rétrogradation"),
-    "downgrade.cancel": ("Cancel a downgrade", "Annuler une rétrogradation"),
-    "my_license": ("View own license", "Voir sa licence"),
-    "user.add": ("Add a user", "Ajouter un utilisateur"),
-    "request.create": ("Request an upgrade", "Demander une mise à niveau"),
-    "request.view": ("View an upgrade request", "Voir une demande de mise à niveau"),
-    "requests.list": ("View the upgrade requests", "Voir les demandes de mise à niveau"),
-    "request.approve": ("Approve an upgrade request", "Approuver une demande de mise à niveau"),
-    "request.decline": ("Decline an upgrade request", "Refuser une demande de mise à niveau"),
-    "audit.list": ("View the audit log", "Voir le journal d'audit"),
-    "audit.export": ("Download the audit log", "Télécharger le journal d'audit"),
-    "card.unknown_verb": ("Unknown button", "Bouton inconnu"),
-    "card.malformed": ("Malformed card action", "Action de carte mal formée"),
-    "tenant.refused": ("Organisation not allowed", "Organisation non autorisée"),
+    "whoami": N_("audit.tried.whoami"),
+    "admin": N_("audit.tried.admin"),
+    "pools.list": N_("audit.tried.pools.list"),
+    "pool.view": N_("audit.tried.pool.view"),
+    "pool.users": N_("audit.tried.pool.users"),
+    "directory.search": N_("audit.tried.directory.search"),
+    "directory.rows": N_("audit.tried.directory.rows"),
+    "directory.user": N_("audit.tried.directory.user"),
+    "directory.lookup": N_("audit.tried.directory.lookup"),
+    "pool.rows": N_("audit.tried.pool.rows"),
+    "seats.remove_preview": N_("audit.tried.seats.remove_preview"),
+    "requests.mine": N_("audit.tried.requests.mine"),
+    "rate.limited": N_("audit.tried.rate.limited"),
+    "upgrade.options": N_("audit.tried.upgrade.options"),
+    "downgrade.options": N_("audit.tried.downgrade.options"),
+    "quote.upgrade": N_("audit.tried.quote.upgrade"),
+    "quote.purchase": N_("audit.tried.quote.purchase"),
+    "cart.preview": N_("audit.tried.cart.preview"),
+    "quote.view": N_("audit.tried.quote.view"),
+    "quote.cancel": N_("audit.tried.quote.cancel"),
+    "quote.confirm": N_("audit.tried.quote.confirm"),
+    "payment.link": N_("audit.tried.payment.link"),
+    "seat.assign": N_("audit.tried.seat.assign"),
+    "seat.unassign": N_("audit.tried.seat.unassign"),
+    "seats.remove": N_("audit.tried.seats.remove"),
+    "seats.remove_cancel": N_("audit.tried.seats.remove_cancel"),
+    "downgrade.schedule": N_("audit.tried.downgrade.schedule"),
+    "downgrade.cancel": N_("audit.tried.downgrade.cancel"),
+    "my_license": N_("audit.tried.my_license"),
+    "user.add": N_("audit.tried.user.add"),
+    "request.create": N_("audit.tried.request.create"),
+    "request.view": N_("audit.tried.request.view"),
+    "requests.list": N_("audit.tried.requests.list"),
+    "request.approve": N_("audit.tried.request.approve"),
+    "request.decline": N_("audit.tried.request.decline"),
+    "audit.list": N_("audit.tried.audit.list"),
+    "audit.export": N_("audit.tried.audit.export"),
+    "card.unknown_verb": N_("audit.tried.card.unknown_verb"),
+    "card.malformed": N_("audit.tried.card.malformed"),
+    "tenant.refused": N_("audit.tried.tenant.refused"),
 }
 
 
-def _key(kind: str, action: str) -> str:
-    return f"audit.{kind}.{action}"
 
-
-add_strings({
-    "en": {
-        "audit.title": "Recent changes at {account}",
-        "audit.summary": Plural("{total} event, newest first · page {page} of {pages} · times in {zone}",
-                                 "{total} events, newest first · page {page} of {pages} · times in {zone}", "total"),
-        "audit.empty": "Nothing has been recorded yet.",
-        "audit.refused": "Refused",
-        "audit.system": "License Desk",
-        "audit.card_action": "A card button",
-        "audit.other_action": "Another action",
-        "audit.target.user": "user #{id}",
-        "audit.target.pool": "pool #{id}",
-        "audit.target.quote": "quote {id}",
-        "audit.target.request": "request #{id}",
-        "audit.target.subscription": "subscription #{id}",
-        "audit.target.account": "account #{id}",
-        "audit.newer": "Newer",
-        "audit.older": "Older",
-        "audit.export": "Export CSV",
-        "audit.export_hint": "Export CSV downloads the whole log. The link works for {minutes} minutes and for "
-                             "administrators only; after that, refresh this card for a new one.",
-        "audit.no_export": "The CSV export is not available on this server.",
-        **{_key("done", a): en for a, (en, _) in _DONE.items()},
-        **{_key("tried", a): en for a, (en, _) in _TRIED.items()},
-    },
-    "fr": {
-        "audit.title": "Changements récents chez {account}",
-        "audit.summary": Plural("{total} événement, du plus récent au plus ancien · page {page} sur {pages} · "
-                                 "heures {zone}",
-                                 "{total} événements, du plus récent au plus ancien · page {page} sur {pages} · "
-                                 "heures {zone}", "total"),
-        "audit.empty": "Rien n'a encore été enregistré.",
-        "audit.refused": "Refusé",
-        "audit.system": "License Desk",
-        "audit.card_action": "Un bouton de carte",
-        "audit.other_action": "Une autre action",
-        "audit.target.user": "utilisateur n° {id}",
-        "audit.target.pool": "lot n° {id}",
-        "audit.target.quote": "devis {id}",
-        "audit.target.request": "demande n° {id}",
-        "audit.target.subscription": "abonnement n° {id}",
-        "audit.target.account": "compte n° {id}",
-        "audit.newer": "Plus récents",
-        "audit.older": "Plus anciens",
-        "audit.export": "Exporter en CSV",
-        "audit.export_hint": "Exporter en CSV télécharge tout le journal. Le lien fonctionne pendant {minutes} "
-                             "minutes et pour les administrateurs seulement ; ensuite, actualisez cette carte pour "
-                             "en obtenir un nouveau.",
-        "audit.no_export": "L'export CSV n'est pas disponible sur ce serveur.",
-        **{_key("done", a): fr for a, (_, fr) in _DONE.items()},
-        **{_key("tried", a): fr for a, (_, fr) in _TRIED.items()},
-    },
-})
+# a target without its name at hand: "user #12"
+_TARGETS = {"user": N_("audit.target.user"), "pool": N_("audit.target.pool"), "request": N_("audit.target.request"),
+            "subscription": N_("audit.target.subscription"), "account": N_("audit.target.account")}
 
 
 def clip(value: str | None, limit: int) -> str:
@@ -166,11 +113,10 @@ def action_label(t: T, action: str, outcome: str = "ok") -> str:
     """An action name in words: what was attempted for a refusal, what happened otherwise;
     a ``card.<verb>`` refusal or an action without words is said generically, never as a code."""
     action = action or ""
-    order = ("tried", "done") if outcome == "refused" else ("done", "tried")
-    for kind in order:
-        key = _key(kind, action)
-        if key in STRINGS["en"]:
-            return t(key)
+    order = (_TRIED, _DONE) if outcome == "refused" else (_DONE, _TRIED)
+    for labels in order:
+        if action in labels:
+            return t(labels[action])
     if action.startswith("card."):
         return t("audit.card_action")
     return t("audit.other_action")  # (never a raw code: an action this version has no words for)
@@ -190,8 +136,8 @@ def target_label(t: T, target: str | None, users: dict[int, str], pools: dict[in
         return f"{p.plan_name} ({t.interval(p.interval)})"
     if kind == "quote":
         return t("audit.target.quote", id=ref[:8])
-    if kind in ("user", "pool", "request", "subscription", "account") and num is not None:
-        return t(f"audit.target.{kind}", id=num)
+    if kind in _TARGETS and num is not None:
+        return t(_TARGETS[kind], id=num)
     return target
 
 
@@ -236,7 +182,7 @@ def audit_card(locale: str | None, account_name: str, page: Page, *, export_url:
     built: dict = {}
     for limits in _LIMITS:
         body = [title(t("audit.title", account=clip(account_name, 80))),
-                text(t("audit.summary", total=page.total, page=page.page + 1, pages=page.pages,
+                text(t.plural("audit.summary", "total", total=page.total, page=page.page + 1, pages=page.pages,
                        zone=t.zone.key if t.zone else "UTC"),
                      subtle=True, size_="Small", spacing="None")]
         if note:

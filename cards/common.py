@@ -4,13 +4,42 @@ from __future__ import annotations
 
 from cards import verbs
 from cards.base import action_set, card, execute, facts, text, title
-from cards.i18n import T
+from cards.i18n import N_, SUPPORTED, T
+
+# each command: the word the help shows in the reader's language, its description, and the
+# other words that open it in that language ("|"-separated) (catalog keys)
+COMMANDS = {
+    "licenses": (N_("word.licenses"), N_("cmd.licenses"), N_("alias.licenses")),
+    "buy": (N_("word.buy"), N_("cmd.buy"), N_("alias.buy")),
+    "assign": (N_("word.assign"), N_("cmd.assign"), N_("alias.assign")),
+    "requests": (N_("word.requests"), N_("cmd.requests"), N_("alias.requests")),
+    "audit": (N_("word.audit"), N_("cmd.audit"), N_("alias.audit")),
+    "mylicense": (N_("word.mylicense"), N_("cmd.mylicense"), N_("alias.mylicense")),
+    "help": (N_("word.help"), N_("cmd.help"), N_("alias.help")),
+}
+# whom to ask, by how many administrators are named (catalog keys: not an admin, not a user)
+_ADMIN_ASK = {"none": N_("error.admin_ask.none"), "one": N_("error.admin_ask.one"), "two": N_("error.admin_ask.two"),
+              "three": N_("error.admin_ask.three"), "more": N_("error.admin_ask.more")}
+_ASK = {"none": N_("error.ask.none"), "one": N_("error.ask.one"), "two": N_("error.ask.two"),
+        "three": N_("error.ask.three"), "more": N_("error.ask.more")}
+
+
+def command_word(t: T, name: str) -> str:
+    """The word that opens command ``name`` in the reader's language (the help shows it)."""
+    return t(COMMANDS[name][0])
+
+
+def command_aliases(name: str) -> tuple[str, ...]:
+    """Every word that opens command ``name``, in every language of the catalogs (the router
+    takes them all: a French reader may type "aide" in an English Teams)."""
+    words = (T(lang)(COMMANDS[name][2]).split("|") for lang in SUPPORTED)
+    return tuple(dict.fromkeys(w.strip().lower() for ws in words for w in ws if w.strip()))
 
 
 def _commands(t: T, commands: list[str]) -> dict:
     """The commands a person may use, each as the word to type in the reader's language
-    (``word.<name>``) with its description (``cmd.<name>``)."""
-    return facts([(t(f"word.{cmd}"), t(f"cmd.{cmd}")) for cmd in commands])
+    with its description."""
+    return facts([(t(COMMANDS[cmd][0]), t(COMMANDS[cmd][1])) for cmd in commands])
 
 
 def welcome(locale: str | None, *, is_admin: bool, commands: list[str], name: str | None = None) -> dict:
@@ -75,11 +104,11 @@ def caller_error(locale: str | None, error) -> dict:
     size = "more" if more and len(admins) == 3 else {0: "none", 1: "one", 2: "two", 3: "three"}[len(admins)]
     names = dict(zip("abc", admins, strict=False))
     if isinstance(error, NotAdmin):
-        message = f"{t('error.admin_only')} {t(f'error.admin_ask.{size}', **names)}"
+        message = f"{t('error.admin_only')} {t(_ADMIN_ASK[size], **names)}"
         return error_card(locale, message, heading=t("error.not_admin.title"))
     if error.details.get("reason") == "anonymous":  # no tenant or user id at all: the core's words
         return error_card(locale, error.message, heading=t("error.not_registered.title"))
     if "account_id" not in error.details:  # the tenant has no account at all
         return error_card(locale, t("error.no_account"), heading=t("error.not_registered.title"))
-    message = f"{t('error.not_user')} {t(f'error.ask.{size}', **names)}"
+    message = f"{t('error.not_user')} {t(_ASK[size], **names)}"
     return error_card(locale, message, heading=t("error.not_registered.title"))

@@ -5,7 +5,7 @@ once an administrator decided."""
 from __future__ import annotations
 
 from cards.base import card, choice_set, container, execute, facts, input_text, text, title
-from cards.i18n import T, add_strings
+from cards.i18n import T
 from core.views import PlanView, RequestView, SeatView
 
 SHOW = "mylicense"  # data: {}
@@ -13,103 +13,6 @@ REQUEST = "mylicense.request"  # data: {}: the form (plan + optional reason)
 SEND = "mylicense.send"  # data: {} + inputs plan, reason
 
 MAX_REASON = 500
-
-add_strings({
-    "en": {
-        "mylicense.title": "Your licenses",
-        "mylicense.change": "Change",
-        "mylicense.reason": "Reason",
-        "mylicense.none": "You do not hold any license yet.",
-        "mylicense.ask": "Ask an administrator of your account to assign one to you: {names}.",
-        "mylicense.ask_any": "Ask an administrator of your account to assign one to you.",
-        "mylicense.billing": "Billing",
-        "mylicense.since": "Since",
-        "mylicense.renews": "Renews on",
-        "mylicense.pending": "Pending change",
-        "mylicense.request": "Upgrade request",
-        "mylicense.downgrade": "Moves to {plan} at renewal, on {date}",
-        "mylicense.requested": "You asked for {plan} on {date}; waiting for an administrator",
-        "mylicense.approved": "{plan} approved by {name}; it applies as soon as the payment is made",
-        "mylicense.top": "This is the highest plan of its family.",
-        "mylicense.nothing": "There is no upgrade to ask for: you hold the highest plans, or already asked.",
-        "mylicense.btn.request": "Request an upgrade",
-        "mylicense.btn.send": "Send the request",
-        "mylicense.btn.mine": "My license",
-        "mylicense.form.title": "Request an upgrade",
-        "mylicense.form.body": "Your administrators will be asked; one of them approves (and pays) or declines.",
-        "mylicense.form.plan": "The plan you would like",
-        "mylicense.form.choice": "{plan} ({family}, instead of {current})",
-        "mylicense.form.reason": "Why? (optional, your administrators will see it)",
-        "mylicense.form.placeholder": "For example: I now build the API integrations",
-        "mylicense.sent.title": "Request sent",
-        "mylicense.sent.body": "Your administrators were asked to move you from {old} to {plan}. You will be "
-                               "told here as soon as one of them decides.",
-        "mylicense.already": "You already asked for {plan} on {date}; an administrator will answer soon. "
-                             "Nothing else was sent.",
-        "mylicense.already_any": "You already asked for this upgrade; an administrator will answer soon. "
-                                 "Nothing else was sent.",
-        "mylicense.err.not_upgrade": "That plan is not above the one you hold now (your license may have "
-                                     "changed): choose again.",
-        "mylicense.err.unknown_plan": "That plan does not exist: choose one from the list.",
-        "mylicense.not_user": "You are not a user of your organisation's License Desk account yet. Ask one of "
-                              "its administrators to add you: {names}.",
-        "mylicense.approved.title": "Your upgrade request was approved",
-        "mylicense.approved.body": "{name} approved your request for {plan}. An administrator completes the "
-                                   "payment; you will be told here as soon as {plan} is active.",
-        "mylicense.declined.title": "Your upgrade request was declined",
-        "mylicense.declined.body": "{name} declined your request for {plan}.",
-        "mylicense.declined.reason": "Reason: {reason}",
-        "mylicense.declined.none": "No reason was given; ask {name} if you would like to know more.",
-    },
-    "fr": {
-        "mylicense.title": "Vos licences",
-        "mylicense.change": "Changement",
-        "mylicense.reason": "Motif",
-        "mylicense.none": "Vous n'avez encore aucune licence.",
-        "mylicense.ask": "Demandez à un administrateur de votre compte de vous en attribuer une : {names}.",
-        "mylicense.ask_any": "Demandez à un administrateur de votre compte de vous en attribuer une.",
-        "mylicense.billing": "Facturation",
-        "mylicense.since": "Depuis le",
-        "mylicense.renews": "Renouvellement le",
-        "mylicense.pending": "Changement prévu",
-        "mylicense.request": "Demande de mise à niveau",
-        "mylicense.downgrade": "Passe à {plan} au renouvellement, le {date}",
-        "mylicense.requested": "Vous avez demandé {plan} le {date} ; en attente d'un administrateur",
-        "mylicense.approved": "{plan} approuvée par {name} ; elle s'applique dès que le paiement est fait",
-        "mylicense.top": "C'est l'offre la plus haute de sa famille.",
-        "mylicense.nothing": "Aucune mise à niveau à demander : vous avez les offres les plus hautes, ou vous "
-                             "avez déjà demandé.",
-        "mylicense.btn.request": "Demander une mise à niveau",
-        "mylicense.btn.send": "Envoyer la demande",
-        "mylicense.btn.mine": "Ma licence",
-        "mylicense.form.title": "Demander une mise à niveau",
-        "mylicense.form.body": "Vos administrateurs seront sollicités ; l'un d'eux approuve (et paie) ou refuse.",
-        "mylicense.form.plan": "L'offre souhaitée",
-        "mylicense.form.choice": "{plan} ({family}, au lieu de {current})",
-        "mylicense.form.reason": "Pourquoi ? (facultatif, vos administrateurs le verront)",
-        "mylicense.form.placeholder": "Par exemple : je développe maintenant les intégrations API",
-        "mylicense.sent.title": "Demande envoyée",
-        "mylicense.sent.body": "Vos administrateurs ont été sollicités pour vous faire passer de {old} à {plan}. "
-                               "Vous serez prévenu ici dès que l'un d'eux aura décidé.",
-        "mylicense.already": "Vous avez déjà demandé {plan} le {date} ; un administrateur va vous répondre. "
-                             "Rien d'autre n'a été envoyé.",
-        "mylicense.already_any": "Vous avez déjà demandé cette mise à niveau ; un administrateur va vous "
-                                 "répondre. Rien d'autre n'a été envoyé.",
-        "mylicense.err.not_upgrade": "Cette offre n'est pas au-dessus de celle que vous avez maintenant (votre "
-                                     "licence a peut-être changé) : choisissez de nouveau.",
-        "mylicense.err.unknown_plan": "Cette offre n'existe pas : choisissez-en une dans la liste.",
-        "mylicense.not_user": "Vous n'êtes pas encore utilisateur du compte License Desk de votre organisation. "
-                              "Demandez à l'un de ses administrateurs de vous ajouter : {names}.",
-        "mylicense.approved.title": "Votre demande de mise à niveau a été approuvée",
-        "mylicense.approved.body": "{name} a approuvé votre demande pour {plan}. Un administrateur effectue le "
-                                   "paiement ; vous serez prévenu ici dès que {plan} sera active.",
-        "mylicense.declined.title": "Votre demande de mise à niveau a été refusée",
-        "mylicense.declined.body": "{name} a refusé votre demande pour {plan}.",
-        "mylicense.declined.reason": "Motif : {reason}",
-        "mylicense.declined.none": "Aucun motif n'a été donné ; demandez à {name} si vous souhaitez en savoir "
-                                   "plus.",
-    },
-})
 
 
 def names_of(names: list[str]) -> str:

@@ -18,7 +18,7 @@ from cards.base import (
     text,
     title,
 )
-from cards.i18n import T, add_strings
+from cards.i18n import T
 from core.errors import Message
 from core.views import PlanView, QuoteLineView, QuoteView
 
@@ -26,93 +26,6 @@ BUY_ADD = "buy.add"  # data: {cart} + inputs plan, interval, qty
 BUY_CART = "buy.cart"  # data: {cart}: the cart card (removing a line sends the cart without it)
 BUY_CHECKOUT = "buy.checkout"  # data: {cart, key}: the purchase quote (key: the quote's id, once)
 
-add_strings({
-    "en": {
-        "purchase.title": "Buy licenses",
-        "purchase.catalog": "Plans and prices per seat",
-        "purchase.col.plan": "Plan",
-        "purchase.col.month": "Monthly",
-        "purchase.col.year": "Yearly",
-        "purchase.family": "{family} family",
-        "purchase.per_month": "{price} / month",
-        "purchase.per_year": "{price} / year",
-        "purchase.no_plans": "No plan is sold in your account's currency ({currency}).",
-        "purchase.add_title": "Add to the cart",
-        "purchase.plan": "Plan",
-        "purchase.plan_choice": "{plan} ({family})",
-        "purchase.interval": "Billing",
-        "purchase.interval.month": "Monthly",
-        "purchase.interval.year": "Yearly",
-        "purchase.qty": "Number of seats (1 to 10,000)",
-        "purchase.cart": "Your cart",
-        "purchase.cart_empty": "Your cart is empty: choose a plan, the billing and the number of seats, then Add.",
-        "purchase.prorated": "For the rest of the current period, until {date}; then {amount} per {unit}",
-        "purchase.new_period": "A new {interval} subscription starts today; then {amount} per {unit} from {date}",
-        "purchase.max_lines": "The cart is full ({n} lines): check out or remove a line first.",
-        "purchase.hint": "Amounts are prorated to the current billing period and include your discount. "
-                         "Nothing is charged until you pay the quote.",
-        "purchase.btn.add": "Add",
-        "purchase.btn.remove": "Remove",
-        "purchase.btn.checkout": "Checkout",
-        "purchase.refused": "That line was not added: {reason}",
-        "purchase.bad_cart": "This cart could not be read, so it was emptied: {reason}",
-        "purchase.already": "This cart was already checked out: here is its quote.",
-        "purchase.paid.title": "Licenses added",
-        "purchase.paid.body": "Your payment of {amount} was received. These licenses are in your pools now:",
-        "purchase.paid.body_carried": "{amount} is added to your next invoice. These licenses are in your pools now:",
-        "purchase.paid.hint": "Assign them from the license pools.",
-        "purchase.refund.title": "Your payment will be refunded",
-        "purchase.refund.body": "The payment for your quote of {date} could not be applied, so nothing was changed "
-                                "and the payment will be refunded.",
-        "purchase.refund.reason": "Reason",
-        "purchase.refund.amount": "Amount",
-        "purchase.refund.hint": "You can prepare a new quote whenever you are ready.",
-    },
-    "fr": {
-        "purchase.title": "Acheter des licences",
-        "purchase.catalog": "Offres et prix par licence",
-        "purchase.col.plan": "Offre",
-        "purchase.col.month": "Mensuel",
-        "purchase.col.year": "Annuel",
-        "purchase.family": "Famille {family}",
-        "purchase.per_month": "{price} / mois",
-        "purchase.per_year": "{price} / an",
-        "purchase.no_plans": "Aucune offre n'est vendue dans la devise de votre compte ({currency}).",
-        "purchase.add_title": "Ajouter au panier",
-        "purchase.plan": "Offre",
-        "purchase.plan_choice": "{plan} ({family})",
-        "purchase.interval": "Facturation",
-        "purchase.interval.month": "Mensuelle",
-        "purchase.interval.year": "Annuelle",
-        "purchase.qty": "Nombre de licences (1 à 10 000)",
-        "purchase.cart": "Votre panier",
-        "purchase.cart_empty": "Votre panier est vide : choisissez une offre, la facturation et le nombre de "
-                               "licences, puis Ajouter.",
-        "purchase.prorated": "Pour le reste de la période en cours, jusqu'au {date} ; ensuite {amount} par {unit}",
-        "purchase.new_period": "Un nouvel abonnement {interval} commence aujourd'hui ; ensuite {amount} par {unit} "
-                               "à partir du {date}",
-        "purchase.max_lines": "Le panier est plein ({n} lignes) : passez commande ou retirez d'abord une ligne.",
-        "purchase.hint": "Les montants sont calculés au prorata de la période de facturation en cours et "
-                         "tiennent compte de votre remise. Rien n'est facturé avant le paiement du devis.",
-        "purchase.btn.add": "Ajouter",
-        "purchase.btn.remove": "Retirer",
-        "purchase.btn.checkout": "Commander",
-        "purchase.refused": "Cette ligne n'a pas été ajoutée : {reason}",
-        "purchase.bad_cart": "Ce panier n'a pas pu être lu, il a donc été vidé : {reason}",
-        "purchase.already": "Ce panier a déjà été commandé : voici son devis.",
-        "purchase.paid.title": "Licences ajoutées",
-        "purchase.paid.body": "Votre paiement de {amount} a été reçu. Ces licences sont maintenant dans vos lots :",
-        "purchase.paid.body_carried": "{amount} s'ajoute à votre prochaine facture. Ces licences sont maintenant dans "
-                                      "vos lots :",
-        "purchase.paid.hint": "Attribuez-les depuis les lots de licences.",
-        "purchase.refund.title": "Votre paiement sera remboursé",
-        "purchase.refund.body": "Le paiement de votre devis du {date} n'a pas pu être appliqué : rien n'a été "
-                                "modifié et le paiement sera remboursé.",
-        "purchase.refund.reason": "Motif",
-        "purchase.refund.amount": "Montant",
-        "purchase.refund.hint": "Vous pouvez préparer un nouveau devis quand vous le souhaitez.",
-    },
-})
 
 MAX_LINES = 20
 
@@ -147,8 +60,8 @@ def _line_detail(t: T, ln: QuoteLineView, currency: str) -> str:
     amount = t.money(ln.renewal_amount, currency)
     if ln.new_period:
         return t("purchase.new_period", interval=t.interval(ln.interval), amount=amount,
-                 unit=t(f"unit.{ln.interval}"), date=t.date(ln.period_end))
-    return t("purchase.prorated", date=t.date(ln.period_end), amount=amount, unit=t(f"unit.{ln.interval}"))
+                 unit=t.unit(ln.interval), date=t.date(ln.period_end))
+    return t("purchase.prorated", date=t.date(ln.period_end), amount=amount, unit=t.unit(ln.interval))
 
 
 def cart_lines(preview: QuoteView | None) -> list[dict]:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from cards import verbs
 from cards.base import action_set, card, container, execute, facts, input_text, refresh_for, text, title
-from cards.i18n import T, add_strings
+from cards.i18n import N_, T
 from core.views import Page, RequestView
 
 REFRESH = "request.refresh"  # data: {request}
@@ -20,75 +20,6 @@ LIST = verbs.REQUESTS  # data: {page?}
 MAX_REASON = 500
 LIST_REASON = 140  # a reason is cut to this length in the list (the request card shows it whole)
 
-add_strings({
-    "en": {
-        "requests.reopened.title": "Your upgrade request is waiting again",
-        "requests.reopened.cancelled": "The quote prepared for your request for {plan} was cancelled before it was "
-                                       "paid; nothing was charged. Your request is back with the administrators.",
-        "requests.reopened.expired": "The quote prepared for your request for {plan} expired before it was paid; "
-                                     "nothing was charged. Your request is back with the administrators.",
-        "requests.title": "Upgrade request from {name}",
-        "requests.requester": "Requested by",
-        "requests.change": "Change",
-        "requests.reason": "Reason",
-        "requests.asked": "Asked on",
-        "requests.pending": "Waiting for a decision.",
-        "requests.hint": "Approve to get the upgrade quote and its payment link. The first administrator to "
-                         "decide settles it; the others see the decision here.",
-        "requests.approved": "Approved by {name} on {time}. The upgrade quote was sent to {name}.",
-        "requests.declined": "Declined by {name} on {time}.",
-        "requests.declined_reason": "Reason given: {reason}",
-        "requests.already.approved": "This request was already approved by {name} on {time}: the first "
-                                     "decision counts, nothing else was changed.",
-        "requests.already.declined": "This request was already declined by {name} on {time}: the first "
-                                     "decision counts, nothing else was changed.",
-        "requests.btn.approve": "Approve",
-        "requests.btn.decline": "Decline",
-        "requests.btn.open_quote": "Open the quote",
-        "requests.btn.all": "All requests",
-        "requests.decline.title": "Decline the request of {name}",
-        "requests.decline.reason": "Reason (optional, {name} will see it)",
-        "requests.decline.placeholder": "For example: not this quarter",
-        "requests.list.title": "Pending upgrade requests ({n})",
-        "requests.list.empty": "No upgrade request is waiting for a decision.",
-        "requests.list.asked": "asked on {date}",
-        "requests.unknown": "someone",
-    },
-    "fr": {
-        "requests.reopened.title": "Votre demande de mise à niveau est de nouveau en attente",
-        "requests.reopened.cancelled": "Le devis préparé pour votre demande de {plan} a été annulé avant d'être "
-                                       "payé ; rien n'a été facturé. Votre demande revient aux administrateurs.",
-        "requests.reopened.expired": "Le devis préparé pour votre demande de {plan} a expiré avant d'être payé ; "
-                                     "rien n'a été facturé. Votre demande revient aux administrateurs.",
-        "requests.title": "Demande de mise à niveau de {name}",
-        "requests.requester": "Demandée par",
-        "requests.change": "Changement",
-        "requests.reason": "Motif",
-        "requests.asked": "Demandée le",
-        "requests.pending": "En attente de décision.",
-        "requests.hint": "Approuvez pour obtenir le devis de mise à niveau et son lien de paiement. Le premier "
-                         "administrateur qui décide tranche ; les autres voient sa décision ici.",
-        "requests.approved": "Approuvée par {name} le {time}. Le devis de mise à niveau a été envoyé à {name}.",
-        "requests.declined": "Refusée par {name} le {time}.",
-        "requests.declined_reason": "Motif donné : {reason}",
-        "requests.already.approved": "Cette demande a déjà été approuvée par {name} le {time} : la première "
-                                     "décision compte, rien d'autre n'a été modifié.",
-        "requests.already.declined": "Cette demande a déjà été refusée par {name} le {time} : la première "
-                                     "décision compte, rien d'autre n'a été modifié.",
-        "requests.btn.approve": "Approuver",
-        "requests.btn.decline": "Refuser",
-        "requests.btn.open_quote": "Ouvrir le devis",
-        "requests.btn.all": "Toutes les demandes",
-        "requests.decline.title": "Refuser la demande de {name}",
-        "requests.decline.reason": "Motif (facultatif, {name} le verra)",
-        "requests.decline.placeholder": "Par exemple : pas ce trimestre",
-        "requests.list.title": "Demandes de mise à niveau en attente ({n})",
-        "requests.list.empty": "Aucune demande de mise à niveau n'attend de décision.",
-        "requests.list.asked": "demandée le {date}",
-        "requests.unknown": "quelqu'un",
-    },
-})
-
 
 def _change(r: RequestView) -> str:
     return f"{r.from_plan_name or '?'} → {r.to_plan_name}"
@@ -99,14 +30,14 @@ def reopened_notice(locale: str | None, r: RequestView, why: str) -> dict:
     cancelled or expired) and that the request waits for the administrators again."""
     t = T(locale)
     heading = t("requests.reopened.title")
-    key = "requests.reopened.cancelled" if why == "cancelled" else "requests.reopened.expired"
+    key = N_("requests.reopened.cancelled") if why == "cancelled" else N_("requests.reopened.expired")
     return card([title(heading), text(t(key, plan=r.to_plan_name))], fallback_text=heading)
 
 
 def already_note(locale: str | None, r: RequestView) -> str:
     """The one line shown with a request that someone else (or a double click) decided first."""
     t = T(locale)
-    key = "requests.already.approved" if r.status == "approved" else "requests.already.declined"
+    key = N_("requests.already.approved") if r.status == "approved" else N_("requests.already.declined")
     when = t.datetime(r.decided_at) if r.decided_at else ""
     return t(key, name=r.decided_by_name or t("requests.unknown"), time=when)
 

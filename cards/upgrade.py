@@ -22,10 +22,15 @@ from cards.base import (
     text,
     title,
 )
-from cards.i18n import T
+from cards.i18n import N_, T
 from core.views import Page, PlanView, PoolView, QuoteView, UserRow
 
 MAX_NAMES = 10
+# a quote's status, as its card says it (catalog keys)
+STATUSES = {"open": N_("status.open"), "paid": N_("status.paid"), "expired": N_("status.expired"),
+            "cancelled": N_("status.cancelled"), "refund_needed": N_("status.refund_needed")}
+# why the previous payment link of a quote lapsed
+_LAPSED = {"failed": N_("quote.lapsed.failed"), "expired": N_("quote.lapsed.expired")}
 
 
 def pools_card(locale: str | None, account_name: str, pools: list[PoolView], *, note: str | None = None) -> dict:
@@ -45,7 +50,7 @@ def pools_card(locale: str | None, account_name: str, pools: list[PoolView], *, 
                     text(f"{t.interval(p.interval)} · {t.money(p.unit_price, p.currency)}", subtle=True,
                          size_="Small", spacing="None")]
             if p.removal_scheduled:
-                plan.append(text(t("pools.removal", n=p.removal_scheduled), size_="Small", color="Warning",
+                plan.append(text(t.plural("pools.removal", "n", n=p.removal_scheduled), size_="Small", color="Warning",
                                  spacing="None"))
             assigned = action_set([execute(str(p.assigned), verbs.POOL_USERS, {"pool": p.id},
                                            tooltip=f"{p.plan_name}: {t('pools.assigned')}")])
@@ -83,9 +88,10 @@ def pool_users_card(locale: str | None, pool: PoolView, page: Page, selected: li
     other = [i for i in selected if i not in on_page]
     checked = [str(i) for i in page_ids if i in set(selected)]
     base = {"pool": pool.id, "page": page.page, "cq": page.query, "sel": other, "ids": page_ids}
-    heading = (t("users.title_search", plan=pool.plan_name, interval=t.interval(pool.interval), total=page.total,
-                 query=page.query) if page.query else
-               t("users.title", plan=pool.plan_name, interval=t.interval(pool.interval), total=page.total))
+    interval = t.interval(pool.interval)
+    heading = (t.plural("users.title_search", "total", plan=pool.plan_name, interval=interval, total=page.total,
+                        query=page.query) if page.query else
+               t.plural("users.title", "total", plan=pool.plan_name, interval=interval, total=page.total))
     body = [title(heading)]
     if note:
         body.append(text(t.say(note), color="Warning"))
@@ -105,7 +111,7 @@ def pool_users_card(locale: str | None, pool: PoolView, page: Page, selected: li
         body.append(text(t("users.none"), subtle=True))
     status = t("users.page", page=page.page + 1, pages=page.pages)
     n_selected = len(other) + len(checked)
-    body.append(text(f"{status} · {t('users.selected', n=n_selected)}", subtle=True, size_="Small"))
+    body.append(text(f"{status} · {t.plural('users.selected', 'n', n=n_selected)}", subtle=True, size_="Small"))
     nav = []
     if page.has_prev:
         nav.append(execute(t("btn.prev"), verbs.POOL_USERS, dict(base, page=page.page - 1)))
@@ -139,7 +145,7 @@ def pool_users_card(locale: str | None, pool: PoolView, page: Page, selected: li
 def _names(t: T, users: list[UserRow], total: int) -> str:
     names = ", ".join(u.name for u in users[:MAX_NAMES])
     if total > MAX_NAMES:
-        names += " " + t("quote.more", n=total - MAX_NAMES)
+        names += " " + t.plural("quote.more", "n", n=total - MAX_NAMES)
     return names
 
 
@@ -148,7 +154,7 @@ def tiers_card(locale: str | None, pool: PoolView, users: list[UserRow], total: 
     """The tiers to upgrade to. ``key``: the id of the quote Upgrade creates (chosen once per card
     shown, so that a second click of the same card gets the same quote)."""
     t = T(locale)
-    heading = t("tiers.title", n=total, plan=pool.plan_name)
+    heading = t.plural("tiers.title", "n", n=total, plan=pool.plan_name)
     data = {"pool": pool.id, "sel": selected}
     body = [title(heading)]
     if note:
@@ -160,7 +166,7 @@ def tiers_card(locale: str | None, pool: PoolView, users: list[UserRow], total: 
         body.append(text(t("tiers.none", plan=pool.plan_name)))
         return card(body, [back, cancel], fallback_text=heading)
     choices = [(t("tiers.price", plan=p.name, price=t.money(p.price(pool.interval), p.currency),
-                  unit=t(f"unit.{pool.interval}")), p.code) for p in options]
+                  unit=t.unit(pool.interval)), p.code) for p in options]
     body.append(choice_set("plan", choices, label=t("tiers.choose"), value=options[0].code, required=True))
     upgrade_data = dict(data, qkey=key) if key else data  # not "key": the Teams card renderer refuses that name
     actions = [execute(t("btn.upgrade"), verbs.UPGRADE_QUOTE, upgrade_data, style="positive"), back, cancel]
@@ -191,7 +197,7 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, adm
     if note:
         body.append(text(t.say(note), color="Warning"))
     if q.status != "open":
-        body.append(text(f"{t('label.status')}: {t('status.' + q.status)}", weight="Bolder", color="Attention"))
+        body.append(text(f"{t('label.status')}: {t(STATUSES[q.status])}", weight="Bolder", color="Attention"))
     if q.status in ("cancelled", "expired"):  # the truth about the link while the provider closes it
         body.append(text(t("quote.closing") if q.payment_status == "closing" else t("quote.nothing_charged"),
                          color="Warning" if q.payment_status == "closing" else None))
@@ -214,8 +220,8 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, adm
         upgrade_quote = q.kind == "upgrade"
         body.append(text(t("quote.expires" if upgrade_quote else "quote.purchase_expires",
                            time=t.datetime(q.expires_at)), subtle=True, size_="Small"))
-        if q.payment_lapsed in ("failed", "expired"):
-            body.append(text(t(f"quote.lapsed.{q.payment_lapsed}"), color="Warning"))
+        if q.payment_lapsed in _LAPSED:
+            body.append(text(t(_LAPSED[q.payment_lapsed]), color="Warning"))
         if q.due_now > 0 and q.payment_url:
             body.append(text(t("quote.pay_hint" if upgrade_quote else "quote.purchase_pay_hint"), subtle=True,
                              size_="Small"))
@@ -246,13 +252,13 @@ def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None, admi
         body.append(text(t.say(note), color="Warning"))
     renewals = [(t("quote.renewal", date=t.date(r.date)), t.money(r.amount, q.currency)) for r in t.renewals(q)]
     if q.kind == "upgrade":
-        body.append(text(t("paid.body", n=len(q.users), plan=q.to_plan_name), color="Good"))
+        body.append(text(t.plural("paid.body", "n", n=len(q.users), plan=q.to_plan_name), color="Good"))
         if q.notices_delivered + q.notices_unreachable < q.notices_total:
-            told = t("paid.telling", done=q.notices_delivered, total=q.notices_total)
+            told = t.plural("paid.telling", "total", done=q.notices_delivered, total=q.notices_total)
         elif q.notices_unreachable:
-            told = t("paid.not_told", n=q.notices_unreachable, total=q.notices_total)
+            told = t.plural("paid.not_told", "n", n=q.notices_unreachable, total=q.notices_total)
         else:
-            told = t("paid.told", n=len(q.users))
+            told = t.plural("paid.told", "n", n=len(q.users))
         body.append(text(told))
         what = [(t("quote.users"), _names(t, q.users, len(q.users))),
                 (t("quote.change"), f"{q.from_plan_name} → {q.to_plan_name} ({t.interval(q.interval)})")]

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import re
 
-from babel.core import negotiate_locale
-
-from cards.i18n import SUPPORTED
+from cards.catalogs import DEFAULT, negotiate
 
 DEFAULT_LOCALE = "en-US"
 
@@ -39,13 +37,11 @@ def accept_language(header: str | None) -> list[str]:
 
 
 def page_locale(header: str | None) -> str:
-    """The locale of a page for this Accept-Language header: a French range (fr, fr-FR, fr-CA,
-    fr-CH...) preferred over English gives French with its region's formats ("fr-CA"; "fr" alone
-    is France's); English, any other language, no header or a malformed one give en-US."""
-    ranges = accept_language(header)
-    lang = (negotiate_locale(ranges, SUPPORTED, sep="-", aliases=None) or "en").lower()
-    if lang != "fr":
+    """The locale of a page for this Accept-Language header (:func:`cards.catalogs.negotiate`): a
+    French range (fr, fr-FR, fr-CA, fr-CH...) preferred over English gives French with its
+    region's formats ("fr-CA"; "fr" alone is France's); English, any other language, no header or
+    a malformed one give en-US."""
+    locale = negotiate(accept_language(header))
+    if locale.language == DEFAULT:
         return DEFAULT_LOCALE
-    subtags = next(r for r in ranges if r.split("-")[0].lower() == lang).split("-")[1:]
-    region = next((s.upper() for s in subtags if len(s) == 2 and s.isalpha()), None)  # skips a script (Latn)
-    return f"{lang}-{region}" if region else lang
+    return f"{locale.language}-{locale.territory}" if locale.territory else locale.language

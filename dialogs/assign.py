@@ -32,8 +32,7 @@ class AssignFlow(Flow):
         super().__init__(router)
         self.directory = router.directory  # the tenant's directory (Graph), or None
         self.commands = {
-            "assign": CommandSpec(self.cmd_assign, True, ("attribuer", "assign license", "assign a license",
-                                                          "assign licence", "assign a licence")),
+            "assign": CommandSpec(self.cmd_assign, True),
         }
         self.actions = {
             verbs.ASSIGN_START: self.start,

@@ -23,7 +23,7 @@ class AuditFlow(Flow):
         # the signed download links (bootstrap.py builds them with the route); None: no Export button
         self.links: ExportLinks | None = router.links
         self.commands = {
-            "audit": CommandSpec(self.cmd_audit, True, ("audit log", "journal", "history", "historique")),
+            "audit": CommandSpec(self.cmd_audit, True),
         }
         self.actions = {verbs.AUDIT: self.show}
 

@@ -25,7 +25,7 @@ MAX_LINES = purchase.MAX_LINES
 class BuyFlow(Flow):
     def __init__(self, router):
         super().__init__(router)
-        self.commands = {"buy": CommandSpec(self.cmd_buy, True, ("acheter", "purchase", "achat"))}
+        self.commands = {"buy": CommandSpec(self.cmd_buy, True)}
         self.actions = {
             verbs.BUY_START: self.start,
             purchase.BUY_ADD: self.add,

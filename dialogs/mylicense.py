@@ -14,9 +14,7 @@ class MyLicenseFlow(Flow):
     def __init__(self, router):
         super().__init__(router)
         self.commands = {
-            "mylicense": CommandSpec(self.cmd_mylicense, False, (
-                "my license", "my licence", "my licenses", "my licences", "my-license", "my plan",
-                "ma licence", "ma license", "mes licences", "ma-licence", "mon offre")),
+            "mylicense": CommandSpec(self.cmd_mylicense, False),
         }
         self.actions = {
             cards.SHOW: self.show,

@@ -20,8 +20,7 @@ class RequestsFlow(Flow):
     def __init__(self, router):
         super().__init__(router)
         self.commands = {
-            "requests": CommandSpec(self.cmd_requests, True, (
-                "upgrade requests", "pending requests", "demandes", "demandes de mise à niveau")),
+            "requests": CommandSpec(self.cmd_requests, True),
         }
         self.actions = {
             cards.LIST: self.show_list,

@@ -11,6 +11,7 @@ that registers its text commands, verbs, typeahead datasets and notification car
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from cards import common, upgrade
 from cards.base import execute
@@ -91,10 +92,12 @@ class Router:
                 if clash:
                     raise ValueError(f"{cls.__name__} registers {sorted(clash)} twice")
                 registry.update(items)
-        self.commands["help"] = CommandSpec(self._cmd_help, False, ("aide", "?", "hi", "hello", "bonjour", "start"))
+        self.commands["help"] = CommandSpec(self._cmd_help, False, ("?",))
+        for name, spec in list(self.commands.items()):  # the words of every language (catalogs: alias.<name>)
+            self.commands[name] = replace(spec, aliases=spec.aliases + common.command_aliases(name))
         for name in self.commands:  # the help shows each command's word in each language: it must open it
             for lang in SUPPORTED:
-                word = T(lang)(f"word.{name}")
+                word = common.command_word(T(lang), name)
                 if self.command_for(word) != name:
                     raise ValueError(f"the {lang} help shows “{word}” for {name}, which the router does not map to it")
 

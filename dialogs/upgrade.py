@@ -29,7 +29,7 @@ class UpgradeFlow(Flow):
     def __init__(self, router):
         super().__init__(router)
         self.commands = {
-            "licenses": CommandSpec(self.cmd_licenses, True, ("licences", "pools", "lots", "licence", "license")),
+            "licenses": CommandSpec(self.cmd_licenses, True),
         }
         self.actions = {
             verbs.POOLS: self.pools,

@@ -120,7 +120,12 @@ def test_french_entry_has_the_same_placeholders(template):
                                                                 "same count; any other, one"
     english = counted[:2] if counted else (template,)
     if counted:
-        assert french.count == counted[2] and fields(french.one) | fields(french.other) == fields(counted[1])
+        # (gettext: the count that picks the French form is the Message's own, counted[2])
+        assert fields(french.one) | fields(french.other) == fields(counted[1])
+        params = {name: "X" for name in fields(counted[1])}
+        for n in (0, 1, 2):
+            said = T("fr").say(Message.counted(*counted, **{**params, counted[2]: n}))
+            assert said == (french.one if n < 2 else french.other).format(**{**params, counted[2]: n}), (n, said)
     for text in forms(french):
         assert fields(text) <= fields(english[-1]), (template, text)
         assert "“" not in text and "’" not in text, f"French quotes are « » and apostrophes ' here: {text!r}"

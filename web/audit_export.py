@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from cards.catalogs import N_
 from cards.i18n import T
 from cards.i18n import language as i18n_language
 from cards.web_locale import page_locale
@@ -107,36 +108,19 @@ class ExportLinks:
 
 # ---------------------------------------------------------------------------- pages
 
+# state -> (heading, explanation): catalog keys
 _PAGES = {
-    "en": {
-        "invalid": ("Link not valid", "This download link is not valid: it may have been altered or copied "
-                    "incompletely. In Microsoft Teams, open Recent changes in License Desk and use Export CSV "
-                    "again."),
-        "expired": ("Link expired", "Download links work for 10 minutes. In Microsoft Teams, refresh Recent "
-                    "changes in License Desk and use Export CSV again."),
-        "not_admin": ("Administrators only", "Only an administrator of the License Desk account can download its "
-                      "audit log, and this link was made for someone who is not one (any more)."),
-        "unavailable": ("Export unavailable", "The audit log could not be exported just now. Nothing was changed. "
-                        "Please try again in a moment."),
-        "close": "You can close this page and go back to Microsoft Teams.",
-        "csv": ["id", "created_at", "tenant_id", "actor", "action", "outcome", "target", "message"],
-    },
-    "fr": {
-        "invalid": ("Lien non valide", "Ce lien de téléchargement n'est pas valide : il a peut-être été modifié "
-                    "ou copié en partie. Dans Microsoft Teams, ouvrez Changements récents dans License Desk et "
-                    "utilisez de nouveau Exporter en CSV."),
-        "expired": ("Lien expiré", "Les liens de téléchargement fonctionnent pendant 10 minutes. Dans Microsoft "
-                    "Teams, actualisez Changements récents dans License Desk et utilisez de nouveau Exporter en "
-                    "CSV."),
-        "not_admin": ("Réservé aux administrateurs", "Seul un administrateur du compte License Desk peut "
-                      "télécharger son journal d'audit, et ce lien a été créé pour une personne qui ne l'est pas "
-                      "(ou plus)."),
-        "unavailable": ("Export indisponible", "Le journal d'audit n'a pas pu être exporté pour le moment. Rien "
-                        "n'a été modifié. Réessayez dans un instant."),
-        "close": "Vous pouvez fermer cette page et revenir dans Microsoft Teams.",
-        "csv": ["id", "date", "locataire", "acteur", "action", "résultat", "cible", "message"],
-    },
+    "invalid": (N_("export.title.invalid"), N_("export.body.invalid")),
+    "expired": (N_("export.title.expired"), N_("export.body.expired")),
+    "not_admin": (N_("export.title.not_admin"), N_("export.body.not_admin")),
+    "unavailable": (N_("export.title.unavailable"), N_("export.body.unavailable")),
 }
+
+
+def csv_headers(lang: str) -> list[str]:
+    """The CSV's column names in the reader's language (one catalog string, comma-separated)."""
+    return T(lang).pgettext("csv", "export.columns").split(",")
+
 
 _HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
             "X-Content-Type-Options": "nosniff"}
@@ -149,17 +133,17 @@ def language(accept_language: str | None) -> str:
 
 
 def page(state: str, lang: str, status: int) -> web.Response:
-    strings = _PAGES.get(lang, _PAGES["en"])
-    heading, message = strings[state]
+    t = T(lang)
+    heading, message = (t(key) for key in _PAGES[state])
     body = (f'<!doctype html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             '<meta name="robots" content="noindex">\n'
-            f"<title>License Desk – {html.escape(heading)}</title>\n"
+            f"<title>{html.escape(t('app.name'))} – {html.escape(heading)}</title>\n"
             "<style>body{font-family:system-ui,-apple-system,\"Segoe UI\",sans-serif;max-width:40rem;margin:2rem auto;"
             "padding:0 1rem;color:#242424} .state{padding:1rem;border-radius:4px;background:#fde7e9}</style>\n"
             f'</head>\n<body>\n<h1>{html.escape(heading)}</h1>\n'
             f'<p class="state" id="state" data-state="{state}">{html.escape(message)}</p>\n'
-            f"<p>{html.escape(strings['close'])}</p>\n</body>\n</html>\n")
+            f"<p>{html.escape(t('pay.close'))}</p>\n</body>\n</html>\n")
     return web.Response(text=body, content_type="text/html", charset="utf-8", status=status, headers=_HEADERS)
 
 
@@ -230,7 +214,7 @@ async def _stream_csv(request: web.Request, lic: Licensing, account_id: int, nam
 
     def produce():
         try:
-            lic.audit.export_audit_csv(account_id, out=writer, headers=_PAGES.get(lang, _PAGES["en"])["csv"],
+            lic.audit.export_audit_csv(account_id, out=writer, headers=csv_headers(lang),
                                  say=T(lang).say)
             writer.flush()
             writer.put(_DONE)

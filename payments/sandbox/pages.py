@@ -14,66 +14,19 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from cards.i18n import T, add_strings
+from cards.catalogs import N_
+from cards.i18n import T
 from cards.web_locale import DEFAULT_LOCALE
 from payments.sandbox.checkout import PayPage
 
-add_strings({
-    "en": {
-        "pay.sandbox": "Sandbox payment page: no real money moves. It settles the quote exactly as a payment "
-                       "provider's confirmation would.",
-        "pay.title.payable": "Review and pay",
-        "pay.title.paid": "Paid",
-        "pay.title.expired": "Quote expired",
-        "pay.title.cancelled": "Quote cancelled",
-        "pay.title.refund_needed": "Payment received, not applied",
-        "pay.title.unknown": "Link not found",
-        "pay.state.paid": "Payment received. The licenses are updated; everyone concerned is told in Teams.",
-        "pay.state.expired": "This quote has expired and can no longer be paid. Nothing was charged. Prepare a new "
-                             "quote in Teams to see today's amounts.",
-        "pay.state.cancelled": "This quote was cancelled. Nothing was charged.",
-        "pay.state.refund_needed": "The payment arrived after the licenses changed, so it could not be applied. It "
-                                   "will be refunded; your administrator has been told.",
-        "pay.state.unknown": "This payment link is not valid. Check that you copied the whole link, or prepare a "
-                             "new quote in Teams.",
-        "pay.quote": "quote",
-        "pay.prepared_by": "prepared by {name}",
-        "pay.expires": "This link is valid until {time}.",
-        "pay.close": "You can close this page and go back to Microsoft Teams.",
-    },
-    "fr": {
-        "pay.sandbox": "Page de paiement de test : aucun argent réel ne circule. Elle règle le devis exactement "
-                       "comme le ferait la confirmation d'un prestataire de paiement.",
-        "pay.title.payable": "Vérifier et payer",
-        "pay.title.paid": "Payé",
-        "pay.title.expired": "Devis expiré",
-        "pay.title.cancelled": "Devis annulé",
-        "pay.title.refund_needed": "Paiement reçu, non appliqué",
-        "pay.title.unknown": "Lien introuvable",
-        "pay.state.paid": "Paiement reçu. Les licences sont mises à jour ; chaque personne concernée est prévenue "
-                          "dans Teams.",
-        "pay.state.expired": "Ce devis a expiré et ne peut plus être payé. Rien n'a été facturé. Préparez un "
-                             "nouveau devis dans Teams pour voir les montants du jour.",
-        "pay.state.cancelled": "Ce devis a été annulé. Rien n'a été facturé.",
-        "pay.state.refund_needed": "Le paiement est arrivé après une modification des licences : il n'a donc pas "
-                                   "pu être appliqué. Il sera remboursé ; votre administrateur a été prévenu.",
-        "pay.state.unknown": "Ce lien de paiement n'est pas valide. Vérifiez que vous avez copié le lien en "
-                             "entier, ou préparez un nouveau devis dans Teams.",
-        "pay.quote": "devis",
-        "pay.prepared_by": "préparé par {name}",
-        "pay.expires": "Ce lien est valable jusqu'au {time}.",
-        "pay.close": "Vous pouvez fermer cette page et revenir dans Microsoft Teams.",
-    },
-})
-
-# state -> (has an explanation, CSS class of the explanation)
+# state -> (its title, its explanation or None, CSS class of the explanation)
 _STATES = {
-    "payable": (False, ""),
-    "paid": (True, "paid"),
-    "expired": (True, "bad"),
-    "cancelled": (True, "bad"),
-    "refund_needed": (True, "bad"),
-    "unknown": (True, "bad"),
+    "payable": (N_("pay.title.payable"), None, ""),
+    "paid": (N_("pay.title.paid"), N_("pay.state.paid"), "paid"),
+    "expired": (N_("pay.title.expired"), N_("pay.state.expired"), "bad"),
+    "cancelled": (N_("pay.title.cancelled"), N_("pay.state.cancelled"), "bad"),
+    "refund_needed": (N_("pay.title.refund_needed"), N_("pay.state.refund_needed"), "bad"),
+    "unknown": (N_("pay.title.unknown"), N_("pay.state.unknown"), "bad"),
 }
 
 _templates = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")),
@@ -116,10 +69,9 @@ def render_pay_page(page: PayPage, token: str, locale: str | None = DEFAULT_LOCA
     ``nonce`` is the one of the response's :func:`content_security_policy` (a fresh one if not
     given)."""
     t = T(locale)
-    explained, css = _STATES[page.state]
+    heading, explanation, css = _STATES[page.state]
     ctx = {"t": t, "lang": t.lang, "locale": t.babel.replace("_", "-"), "nonce": nonce or new_nonce(),
-           "title": t(f"pay.title.{page.state}"),
-           "message": t(f"pay.state.{page.state}") if explained else None, "state": page.state,
+           "title": t(heading), "message": t(explanation) if explanation else None, "state": page.state,
            "state_class": css, "token": token, "quote": page.quote, "account_name": page.account_name}
     q = page.quote
     if q is not None:
@@ -129,9 +81,9 @@ def render_pay_page(page: PayPage, token: str, locale: str | None = DEFAULT_LOCA
                  "amount": t.signed(amount, cur) if role == "discount" else t.money(amount, cur)}
                 for role, label, amount in t.quote_amounts(q) if role != "due"]
         ctx.update(lines=rows, due_now=due_now,
-                   renewals=[{"label": _instant(t, "quote.renewal", "date", r.date, "date"),
+                   renewals=[{"label": _instant(t, N_("quote.renewal"), "date", r.date, "date"),
                               "amount": t.money(r.amount, cur)} for r in t.renewals(q)],
                    prepared_by=t("pay.prepared_by", name=q.created_by_name),
-                   expires=_instant(t, "pay.expires", "time", q.expires_at, "datetime"),
+                   expires=_instant(t, N_("pay.expires"), "time", q.expires_at, "datetime"),
                    pay=t("btn.pay", amount=due_now))
     return _templates.get_template("pay.html").render(**ctx)
