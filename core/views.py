@@ -246,12 +246,11 @@ class AuditRow:
 
 
 @dataclass(frozen=True)
-class PayPage:
-    """What the sandbox payment page shows for a token."""
+class LinkedQuote:
+    """A quote as the payer of its payment link sees it, on a provider's page."""
 
-    state: str  # payable | paid | expired | cancelled | unknown | refund_needed
-    quote: QuoteView | None = None
-    account_name: str | None = None
+    quote: QuoteView
+    account_name: str
 
 
 @dataclass(frozen=True)

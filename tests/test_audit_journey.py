@@ -536,7 +536,8 @@ def test_every_audit_action_the_code_writes_has_words_in_both_languages():
     from cards.audit import _DONE, _TRIED
 
     root = pathlib.Path(__file__).resolve().parent.parent
-    src = "\n".join(p.read_text() for d in ("core", "dialogs", "bot", "web") for p in (root / d).rglob("*.py"))
+    src = "\n".join(p.read_text() for d in ("core", "dialogs", "bot", "web", "payments")
+                    for p in (root / d).rglob("*.py"))
     written = set(re.findall(r'action="([a-z_]+\.[a-z_.]+|[a-z_]+)"', src))
     written |= set(re.findall(r'record_refusal\([^"\n]*"([a-z_.]+)"', src))
     written |= set(re.findall(r'self\.units\.(?:query|command)\(\s*\w+,\s*"([a-z_.]+)"', src))

@@ -47,6 +47,7 @@ from core.models import (
     User,
 )
 from core.views import Actor, ChatAddress
+from payments.sandbox.checkout import SandboxCheckout
 from tests.harness import add_account
 
 FAB_TENANT = "f0000000-0000-0000-0000-00000000000f"
@@ -197,7 +198,7 @@ def _expired_quote(c):
 
 def _paid_quote(c):
     q = c.lic.links.payment_link(c.admin, c.lic.quotes.quote_purchase(c.admin, [line("eco")]).id)
-    assert c.lic.sandbox.sandbox_pay(token_of(q)).state == "paid"
+    assert SandboxCheckout(c.lic).pay(token_of(q)).state == "paid"
     c.stash["quote"] = q
 
 
@@ -741,7 +742,7 @@ def test_paid_upgrade_moves_seats(c):
     grady = c.users["Grady Sink"]
     q = c.lic.links.payment_link(c.admin, c.lic.quotes.quote_upgrade(c.admin, c.pools["eco"], [grady], "pro").id)
     assert q.payment_url and c.lic.links.payment_link(c.admin, q.id).payment_url == q.payment_url  # one link
-    assert c.lic.sandbox.sandbox_pay(token_of(q)).state == "paid"
+    assert SandboxCheckout(c.lic).pay(token_of(q)).state == "paid"
     assert (pool_by_id(c, c.pools["eco"]).quantity, pool_by_id(c, c.pools["pro"]).quantity) == (29, 7)
     assert grady in {u.id for u in all_pool_users(c, "pro")}
     assert [m.user_id for m in outbox(c.db, "license_upgraded")] == [grady]
@@ -753,7 +754,7 @@ def test_purchase_quote_then_payment_adds_seats(c):
     assert q.discount_label == "Partner discount" and q.due_now < q.lines[0].gross
     assert c.lic.quotes.cart_preview(c.admin, [line("eco", "month", 3)]).due_now == q.due_now
     paid = c.lic.links.payment_link(c.admin, q.id)
-    assert c.lic.sandbox.sandbox_pay(token_of(paid)).state == "paid"
+    assert SandboxCheckout(c.lic).pay(token_of(paid)).state == "paid"
     assert pool_by_id(c, c.pools["eco"]).quantity == 33
     assert [m.user_id for m in outbox(c.db, "purchase_paid")] == [c.users["Alex Wilber"]]
 

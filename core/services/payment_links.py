@@ -1,6 +1,6 @@
 """Payment links: created once per quote at the provider (a network call between two
-transactions, never inside a unit), closed when the quote closes, and the amounts carried to
-the next invoice."""
+transactions, never inside a unit), closed when the quote closes, read and declined by their
+payer on a provider's page, and the amounts carried to the next invoice."""
 
 from __future__ import annotations
 
@@ -14,9 +14,17 @@ from sqlalchemy.exc import IntegrityError
 from core.errors import DomainError, InvalidInput, Message, PaymentRefused, PaymentUnavailable
 from core.models import Account, Payment, Quote
 from core.payments import CarryForward, PaymentGateway, PaymentLine, PaymentProviderError, PaymentRequest
-from core.services.quote_lifecycle import QUOTE_PAYMENT, billed_as, load_quote, mark_link_closed, require_open
+from core.services.quote_lifecycle import (
+    QUOTE_PAYMENT,
+    billed_as,
+    close_quote,
+    effective_status,
+    load_quote,
+    mark_link_closed,
+    require_open,
+)
 from core.services.shared import attempt_key
-from core.views import Actor, ChatAddress, QuoteView
+from core.views import Actor, ChatAddress, LinkedQuote, QuoteView
 
 if TYPE_CHECKING:
     from core.services.addresses import Addresses
@@ -28,6 +36,8 @@ log = logging.getLogger(__name__)
 PAYMENT_NO_ANSWER = Message("The payment service did not answer. Nothing was charged; please try again in a minute.")
 PAYMENT_FAILED_NOW = Message("The payment service could not create the payment link just now. Nothing was charged; "
                              "please try again in a minute.")
+_EXTERNAL_ID_MAX_CHARS = 255  # (the column's size: a longer id names no link)
+
 PAYMENT_REFUSED = {
     "credentials": Message("The payment service refused this server's credentials, so no payment link can be "
                            "created. Nothing was charged. Ask whoever runs License Desk to check its payment "
@@ -194,3 +204,38 @@ class PaymentLinks:
             tried = u.s.scalar(select(Quote.carry_attempt).where(Quote.id == carry.quote_id))
         if tried is not None and attempt_key(carry.quote_id, "carry", tried) == carry.idempotency_key:
             self._next_attempt(carry.quote_id, Quote.carry_attempt, tried)
+
+    # ------------------------------------------------------------------ the payer, on a provider's page
+
+    @staticmethod
+    def _by_link(u: Unit, provider: str, external_id: str) -> Payment | None:
+        if not isinstance(external_id, str) or not 0 < len(external_id) <= _EXTERNAL_ID_MAX_CHARS:
+            return None
+        return u.s.scalars(select(Payment).where(Payment.provider == provider,
+                                                 Payment.external_id == external_id)).first()
+
+    def linked_quote(self, provider: str, external_id: str) -> LinkedQuote | None:
+        """The quote that ``provider``'s link ``external_id`` collects for, as its payer sees it
+        (the link is the payer's credential: no caller), or None for a link that is not ours."""
+        with self.units.system_read() as u:
+            payment = self._by_link(u, provider, external_id)
+            if payment is None:
+                return None
+            quote = u.s.get_one(Quote, payment.quote_id)
+            return LinkedQuote(self.quotes.view(u, quote), u.s.get_one(Account, quote.account_id).name)
+
+    def cancel_by_payer(self, provider: str, external_id: str) -> None:
+        """The payer cancelled on the provider's page: the quote of that link, while it is open,
+        is cancelled (the audit log says by the payment page); otherwise nothing happens."""
+
+        def work(u: Unit) -> None:
+            payment = self._by_link(u, provider, external_id)
+            if payment is None:
+                return
+            quote = u.s.scalars(select(Quote).where(Quote.id == payment.quote_id).with_for_update()).one()
+            if effective_status(quote, u.now) == "open":
+                close_quote(u, quote, "cancelled", None)
+                u.audit(account_id=quote.account_id, tenant_id=None, actor_id=None, actor="payment page",
+                        action="quote.cancelled", target=f"quote:{quote.id}")
+
+        self.units.system_write(work)

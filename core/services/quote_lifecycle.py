@@ -1,4 +1,4 @@
-"""A quote's life after pricing, shared by quotes, links, settlement and the sandbox pages:
+"""A quote's life after pricing, shared by quotes, links, settlement and the payers' pages:
 loading it, its view, the seats it holds, and closing it (holds freed, link closed, request
 reopened, cards updated)."""
 
@@ -11,7 +11,6 @@ from sqlalchemy import bindparam, delete, func, select
 
 from core.errors import HeldByQuote, Message, NotFound, QuoteNotOpen
 from core.models import OutboxMessage, Payment, PostedCard, Quote, QuoteHold, UpgradeRequest, User
-from core.payments import SandboxGateway
 from core.services.shared import chunks, locked
 from core.text import fold
 from core.views import CallerView, QuoteLineView, QuoteView, RenewalView, UserRow
@@ -117,7 +116,7 @@ def quote_view(u: Unit, plans: PlanViews, quote: Quote) -> QuoteView:
         receipt = dict(paid_at=quote.closed_at, paid_amount=payment.amount if payment else quote.due_now,
                        paid_by=payment.payer_email if payment else None,  # (when the provider told it)
                        payment_reference=(None if payment is None else f"{quote.id[:8]}-{payment.id}"
-                                          if payment.provider == "sandbox" else payment.external_id),
+                                          if u.link_traits(payment.provider).secret_id else payment.external_id),
                        notices_total=sum(n for _, n in notices),
                        notices_delivered=sum(n for status, n in notices if status == "sent"),
                        notices_unreachable=sum(n for status, n in notices if status in ("unreachable", "failed")))
@@ -155,13 +154,13 @@ def close_quote(u: Unit, quote: Quote, status: str, by: int | None, note: str | 
 
 def _close_link(u: Unit, quote: Quote) -> None:
     """A closed quote's payment link must not stay payable: the provider is asked to close it
-    through the billing outbox (retried while it does not answer). The sandbox page already
-    refuses a quote that is not open: its link is closed at once."""
+    through the billing outbox (retried while it does not answer). A provider whose page asks
+    the core first (``LinkTraits.closes_with_quote``) already refuses it: closed at once."""
     payment = u.s.scalars(QUOTE_PAYMENT, {"quote": quote.id}).first()
     if payment is None or payment.status != "pending":
         return
     payment.updated_at = u.now
-    if payment.provider == SandboxGateway.name:
+    if u.link_traits(payment.provider).closes_with_quote:
         payment.status = "closed"
         return
     payment.status = "closing"
