@@ -14,15 +14,17 @@ from botbuilder.core.teams import TeamsActivityHandler
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, InvokeResponse
 
 from bot import invoke
+from bot.addresses import address_key, address_of
 from bot.auth import clean_activity
 from bot.guards import TurnGuard
-from bot.identity import actor_of, address_key, address_of, locale_of, timezone_of
+from bot.identity import actor_of, locale_of, timezone_of
 from bot.recent import Recent
 from bot.replies import reply
 from cards import common
 from core.errors import DomainError, InvalidInput, Message
 from core.kinds import AuditAction
 from core.licensing import Licensing
+from core.views import ChatAddress
 from dialogs.router import ProtocolError, Router, Turn
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ _UNSET = object()
 
 
 class ActivityTurn(Turn):
-    """The :class:`~dialogs.router.Turn` of an activity, whose ``address`` (the msrest
+    """The :class:`~dialogs.router.Turn` of an activity, whose ``address`` (built from the msrest
     serialisation of its conversation reference, ~0.13 ms) is built on first use only: most
     turns never read it (a quote card remembered for later updates, a new delivery address do)."""
 
@@ -46,7 +48,7 @@ class ActivityTurn(Turn):
             object.__setattr__(self, name, value)  # (a frozen dataclass)
 
     @property
-    def address(self) -> dict | None:
+    def address(self) -> ChatAddress | None:
         address = self._address
         if address is _UNSET:
             a = self._activity

@@ -10,7 +10,7 @@ from babel.dates import format_timedelta
 
 from cards.base import action_set, card, choice_set, column, columns, execute, facts, input_text, text, title
 from cards.data import AssignChoice, BuyStart, Origin, PickerPage, PoolRef
-from cards.i18n import T, babel_locale
+from cards.i18n import Locale, T, babel_locale
 from cards.verbs import Verb
 from core.views import Page, PoolView, UserRow
 
@@ -42,14 +42,14 @@ def _directory_choice(t: T, p: DirectoryChoice) -> tuple[str, str]:
     return f"{p.name} — {p.email} · {t('assign.from_directory')}"[:200], f"{DIRECTORY_PREFIX}{p.aad_object_id}"
 
 
-def user_choices(locale: str | None, users: list[UserRow], people: list[DirectoryChoice],
+def user_choices(locale: Locale, users: list[UserRow], people: list[DirectoryChoice],
                  plan_names: dict[str, str]) -> list[tuple[str, str]]:
     """The (title, value) of each person found: users of the account, then directory people."""
     t = T(locale)
     return [_user_choice(t, u, plan_names) for u in users] + [_directory_choice(t, p) for p in people]
 
 
-def buy_action(locale: str | None, buy: BuyStart) -> dict:
+def buy_action(locale: Locale, buy: BuyStart) -> dict:
     return execute(T(locale)("assign.btn.buy"), Verb.BUY_START, buy, inputs="none")
 
 
@@ -59,7 +59,7 @@ def directory_busy(locale, seconds: int) -> str:
     return T(locale)("assign.directory_busy", wait=wait)
 
 
-def picker_card(locale: str | None, page: Page, people: list[DirectoryChoice], plan_names: dict[str, str], *,
+def picker_card(locale: Locale, page: Page, people: list[DirectoryChoice], plan_names: dict[str, str], *,
                 dataset: str, pool: PoolView | None = None, graph: bool = False, graph_down: bool = False,
                 graph_busy: int | None = None, note: str | None = None) -> dict:
     """Step 1: find the user: a search box with paged results (works everywhere, the Agents
@@ -115,7 +115,7 @@ def picker_card(locale: str | None, page: Page, people: list[DirectoryChoice], p
     return card(body, actions, fallback_text=heading)
 
 
-def plans_card(locale: str | None, user: UserRow, pools: list[PoolView], plan_names: dict[str, str], *,
+def plans_card(locale: Locale, user: UserRow, pools: list[PoolView], plan_names: dict[str, str], *,
                back: PickerPage, selected: int | None = None, reason: str | None = None, buy: dict | None = None,
                note: str | None = None) -> dict:
     """Step 2: the plans with a free seat in a family the user does not hold yet; none: why,
@@ -145,7 +145,7 @@ def plans_card(locale: str | None, user: UserRow, pools: list[PoolView], plan_na
     return card(body, actions, fallback_text=heading)
 
 
-def assigned_card(locale: str | None, user: UserRow, pool: PoolView) -> dict:
+def assigned_card(locale: Locale, user: UserRow, pool: PoolView) -> dict:
     """Step 3: done; the pool's seats as they are now."""
     t = T(locale)
     heading = t("assign.done.title")
@@ -159,7 +159,7 @@ def assigned_card(locale: str | None, user: UserRow, pool: PoolView) -> dict:
     return card(body, actions, fallback_text=heading)
 
 
-def assigned_notice(locale: str | None, plan_name: str, interval: str | None, by: str | None) -> dict:
+def assigned_notice(locale: Locale, plan_name: str, interval: str | None, by: str | None) -> dict:
     """What the user receives in their chat."""
     t = T(locale)
     heading = t("assign.notice.title")

@@ -12,7 +12,7 @@ from babel.dates import format_datetime
 
 from cards.base import CARD_BUDGET, action_set, card, container, execute, open_url, size, text, title
 from cards.data import PageRef
-from cards.i18n import N_, T
+from cards.i18n import N_, Locale, T
 from cards.verbs import Verb
 from core.views import AuditRow, Page, PoolView
 
@@ -147,7 +147,7 @@ def target_label(t: T, target: str | None, users: dict[int, str], pools: dict[in
         return t("audit.target.quote", id=ref[:8])
     if kind in _TARGETS and num is not None:
         return t(_TARGETS[kind], id=num)
-    return target
+    return target or ""
 
 
 def _when(t: T, row: AuditRow) -> str:
@@ -181,7 +181,7 @@ def _row(t: T, row: AuditRow, users: dict[int, str], pools: dict[int, PoolView],
     return out
 
 
-def audit_card(locale: str | None, account_name: str, page: Page, *, export_url: str | None = None,
+def audit_card(locale: Locale, account_name: str, page: Page, *, export_url: str | None = None,
                users: dict[int, str] | None = None, pools: dict[int, PoolView] | None = None,
                note: str | None = None) -> dict:
     """A page of audit events (``page.items``: AuditRow, newest first); "Newer"/"Older" page

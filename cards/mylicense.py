@@ -5,7 +5,7 @@ once an administrator decided."""
 from __future__ import annotations
 
 from cards.base import card, choice_set, container, execute, facts, input_text, text, title
-from cards.i18n import T
+from cards.i18n import Locale, T
 from cards.verbs import Verb
 from core.kinds import RequestStatus
 from core.views import PlanView, RequestView, SeatView
@@ -40,7 +40,7 @@ def requestable(seats: list[SeatView], requests: list[RequestView]) -> list[tupl
     return [(s, p) for s in seats if s.family not in asked for p in s.higher_plans]
 
 
-def my_license_card(locale: str | None, seats: list[SeatView], requests: list[RequestView],
+def my_license_card(locale: Locale, seats: list[SeatView], requests: list[RequestView],
                     families: dict[str, str], *, admins: list[str] | None = None, note: str | None = None) -> dict:
     t = T(locale)
     heading = t("mylicense.title")
@@ -73,7 +73,7 @@ def my_license_card(locale: str | None, seats: list[SeatView], requests: list[Re
     return card(body, actions, fallback_text=heading)
 
 
-def request_form_card(locale: str | None, options: list[tuple[SeatView, PlanView]], families: dict[str, str], *,
+def request_form_card(locale: Locale, options: list[tuple[SeatView, PlanView]], families: dict[str, str], *,
                       plan: str | None = None, reason: str | None = None, note: str | None = None) -> dict:
     t = T(locale)
     heading = t("mylicense.form.title")
@@ -93,7 +93,7 @@ def request_form_card(locale: str | None, options: list[tuple[SeatView, PlanView
     return card(body, actions, fallback_text=heading)
 
 
-def request_sent_card(locale: str | None, r: RequestView) -> dict:
+def request_sent_card(locale: Locale, r: RequestView) -> dict:
     t = T(locale)
     heading = t("mylicense.sent.title")
     body = [title(heading),
@@ -103,7 +103,7 @@ def request_sent_card(locale: str | None, r: RequestView) -> dict:
     return card(body, [execute(t("mylicense.btn.mine"), Verb.MYLICENSE)], fallback_text=heading)
 
 
-def not_user_card(locale: str | None, message: str, admins: list[str]) -> dict:
+def not_user_card(locale: Locale, message: str, admins: list[str]) -> dict:
     """Someone of the account's tenant who is not one of its users: whom to ask."""
     t = T(locale)
     heading = t("error.not_registered.title")
@@ -112,7 +112,7 @@ def not_user_card(locale: str | None, message: str, admins: list[str]) -> dict:
     return card(body, fallback_text=heading)
 
 
-def approved_notice(locale: str | None, r: RequestView, by: str) -> dict:
+def approved_notice(locale: Locale, r: RequestView, by: str) -> dict:
     t = T(locale)
     heading = t("mylicense.approved.title")
     body = [title(heading), text(t("mylicense.approved.body", name=by, plan=r.to_plan_name)),
@@ -120,7 +120,7 @@ def approved_notice(locale: str | None, r: RequestView, by: str) -> dict:
     return card(body, [execute(t("mylicense.btn.mine"), Verb.MYLICENSE)], fallback_text=heading)
 
 
-def declined_notice(locale: str | None, r: RequestView, by: str, reason: str | None) -> dict:
+def declined_notice(locale: Locale, r: RequestView, by: str, reason: str | None) -> dict:
     t = T(locale)
     heading = t("mylicense.declined.title")
     body = [title(heading), text(t("mylicense.declined.body", name=by, plan=r.to_plan_name)),

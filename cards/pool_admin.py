@@ -7,7 +7,7 @@ from datetime import datetime
 
 from cards.base import card, choice_set, execute, facts, text, title
 from cards.data import PoolRef, PoolSelection, RemovalConfirm, RemovalForm
-from cards.i18n import NP_, T
+from cards.i18n import NP_, Locale, T
 from cards.verbs import Verb
 from core.views import PlanView, PoolView, UserRow
 
@@ -45,7 +45,7 @@ def _pools_button(t: T) -> dict:
 # ---------------------------------------------------------------------------- removing seats
 
 
-def removal_form(locale: str | None, pool: PoolView, *, quantity: int = 1, preview: PoolView | None = None,
+def removal_form(locale: Locale, pool: PoolView, *, quantity: int = 1, preview: PoolView | None = None,
                  note: str | None = None) -> dict:
     """How many free seats to remove at renewal, with the renewal amount now and after."""
     t = T(locale)
@@ -80,7 +80,7 @@ def removal_form(locale: str | None, pool: PoolView, *, quantity: int = 1, previ
     return card(body, actions, fallback_text=heading)
 
 
-def removal_done(locale: str | None, pool: PoolView, removed: int, *, note: str | None = None) -> dict:
+def removal_done(locale: Locale, pool: PoolView, removed: int, *, note: str | None = None) -> dict:
     t = T(locale)
     heading = t("pool_admin.removed.title")
     body = [title(heading)]
@@ -100,7 +100,7 @@ def removal_done(locale: str | None, pool: PoolView, removed: int, *, note: str 
     return card(body, actions, fallback_text=heading)
 
 
-def removal_cancelled(locale: str | None, pool: PoolView) -> dict:
+def removal_cancelled(locale: Locale, pool: PoolView) -> dict:
     t = T(locale)
     heading = t("pool_admin.removal_cancelled.title")
     body = [title(heading), text(t("pool_admin.removal_cancelled.body", pool=_pool_name(t, pool)), color="Good"),
@@ -116,7 +116,7 @@ def removal_cancelled(locale: str | None, pool: PoolView) -> dict:
 # ---------------------------------------------------------------------------- unassigning
 
 
-def unassign_confirm(locale: str | None, pool: PoolView, users: list[UserRow], selected: list[int]) -> dict:
+def unassign_confirm(locale: Locale, pool: PoolView, users: list[UserRow], selected: list[int]) -> dict:
     t = T(locale)
     n = len(selected)
     heading = t.plural("pool_admin.unassign.title", "n", n=n, pool=_pool_name(t, pool))
@@ -129,7 +129,7 @@ def unassign_confirm(locale: str | None, pool: PoolView, users: list[UserRow], s
     return card(body, actions, fallback_text=heading)
 
 
-def unassign_done(locale: str | None, pool: PoolView, n: int) -> dict:
+def unassign_done(locale: Locale, pool: PoolView, n: int) -> dict:
     t = T(locale)
     heading = t.plural("pool_admin.unassigned.title", "n", n=n)
     free = t.plural("pool_admin.unassigned.free", "free", free=max(pool.assignable, 0), pool=_pool_name(t, pool))
@@ -144,7 +144,7 @@ def unassign_done(locale: str | None, pool: PoolView, n: int) -> dict:
 # ---------------------------------------------------------------------------- downgrades
 
 
-def downgrade_card(locale: str | None, pool: PoolView, users: list[UserRow], selected: list[int],
+def downgrade_card(locale: Locale, pool: PoolView, users: list[UserRow], selected: list[int],
                    options: list[PlanView], *, pool_total: int, max_users: int, note: str | None = None) -> dict:
     """Choose who (the selected users, or the whole pool when it is small enough) and the lower
     plan they move to at renewal; offers to cancel the downgrades already scheduled."""
@@ -187,7 +187,7 @@ def downgrade_card(locale: str | None, pool: PoolView, users: list[UserRow], sel
     return card(body, actions + [back, cancel], fallback_text=heading)
 
 
-def downgrade_done(locale: str | None, pool: PoolView, to_plan_name: str, selected: list[int]) -> dict:
+def downgrade_done(locale: Locale, pool: PoolView, to_plan_name: str, selected: list[int]) -> dict:
     t = T(locale)
     heading = t("pool_admin.scheduled.title")
     body = [title(heading),
@@ -201,7 +201,7 @@ def downgrade_done(locale: str | None, pool: PoolView, to_plan_name: str, select
     return card(body, actions, fallback_text=heading)
 
 
-def downgrade_cancelled(locale: str | None, pool: PoolView, n: int) -> dict:
+def downgrade_cancelled(locale: Locale, pool: PoolView, n: int) -> dict:
     t = T(locale)
     heading = t("pool_admin.downgrade_cancelled.title")
     body = [title(heading),
@@ -218,24 +218,24 @@ def _notice(heading: str, body: str) -> dict:
     return card([title(heading), text(body)], fallback_text=heading)
 
 
-def unassigned_notice(locale: str | None, plan: str, by: str) -> dict:
+def unassigned_notice(locale: Locale, plan: str, by: str) -> dict:
     t = T(locale)
     return _notice(t("pool_admin.notice.unassigned.title"), t("pool_admin.notice.unassigned.body", plan=plan, by=by))
 
 
-def downgrade_scheduled_notice(locale: str | None, old: str, new: str, effective: datetime) -> dict:
+def downgrade_scheduled_notice(locale: Locale, old: str, new: str, effective: datetime) -> dict:
     t = T(locale)
     return _notice(t("pool_admin.notice.downgrade_scheduled.title"),
                    t("pool_admin.notice.downgrade_scheduled.body", old=old, new=new, date=t.date(effective)))
 
 
-def downgrade_cancelled_notice(locale: str | None, plan: str) -> dict:
+def downgrade_cancelled_notice(locale: Locale, plan: str) -> dict:
     t = T(locale)
     return _notice(t("pool_admin.notice.downgrade_cancelled.title"),
                    t("pool_admin.notice.downgrade_cancelled.body", plan=plan))
 
 
-def downgrade_applied_notice(locale: str | None, old: str, new: str, effective: datetime) -> dict:
+def downgrade_applied_notice(locale: Locale, old: str, new: str, effective: datetime) -> dict:
     t = T(locale)
     return _notice(t("pool_admin.notice.downgrade_applied.title"),
                    t("pool_admin.notice.downgrade_applied.body", old=old, new=new, date=t.date(effective)))

@@ -18,7 +18,7 @@ from cards.base import (
     title,
 )
 from cards.data import MAX_CART_LINES, Cart, CartLine, PoolSelection
-from cards.i18n import T
+from cards.i18n import Locale, T
 from cards.verbs import Verb
 from core.errors import Message
 from core.kinds import QuoteKind
@@ -72,7 +72,7 @@ def cart_lines(preview: QuoteView | None) -> list[dict]:
     return [{"plan": ln.plan_code, "interval": ln.interval, "quantity": ln.quantity} for ln in preview.lines]
 
 
-def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str], currency: str,
+def buy_card(locale: Locale, plans: list[PlanView], families: dict[str, str], currency: str,
              preview: QuoteView | None, *, key: str, plan: str | None = None, interval: str | None = None,
              quantity: int = 1, note: str | None = None) -> dict:
     """The catalog, the add form (pre-selected ``plan``/``interval``) and the priced cart
@@ -143,7 +143,7 @@ def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str]
     return card(body, actions, fallback_text=heading)
 
 
-def purchase_paid_notice(locale: str | None, q: QuoteView) -> dict:
+def purchase_paid_notice(locale: Locale, q: QuoteView) -> dict:
     t = T(locale)
     heading = t("purchase.paid.title")
     body = [title(heading), text(t("purchase.paid.body_carried", amount=t.money(q.carried, q.currency)) if q.carried
@@ -154,7 +154,7 @@ def purchase_paid_notice(locale: str | None, q: QuoteView) -> dict:
     return card(body, [execute(t("btn.licenses"), Verb.POOLS)], fallback_text=heading)
 
 
-def refund_notice(locale: str | None, q: QuoteView | None, reason: str) -> dict:
+def refund_notice(locale: Locale, q: QuoteView | None, reason: str) -> dict:
     """The admin is told a payment must be refunded, why, and can prepare a new quote at once
     (upgrade: the tiers step for the same pool and users; purchase: the cart with the same lines)."""
     t = T(locale)

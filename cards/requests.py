@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from cards.base import action_set, card, container, execute, facts, input_text, refresh_for, text, title
 from cards.data import PageRef, QuoteRef, RequestRef
-from cards.i18n import N_, T
+from cards.i18n import N_, Locale, T
 from cards.verbs import Verb
 from core.kinds import RequestStatus
 from core.views import Page, RequestView
@@ -21,7 +21,7 @@ def _change(r: RequestView) -> str:
     return f"{r.from_plan_name or '?'} → {r.to_plan_name}"
 
 
-def reopened_notice(locale: str | None, r: RequestView, why: str) -> dict:
+def reopened_notice(locale: Locale, r: RequestView, why: str) -> dict:
     """The requester is told that the quote for their approved request closed unpaid (``why``:
     cancelled or expired) and that the request waits for the administrators again."""
     t = T(locale)
@@ -30,7 +30,7 @@ def reopened_notice(locale: str | None, r: RequestView, why: str) -> dict:
     return card([title(heading), text(t(key, plan=r.to_plan_name))], fallback_text=heading)
 
 
-def already_note(locale: str | None, r: RequestView) -> str:
+def already_note(locale: Locale, r: RequestView) -> str:
     """The one line shown with a request that someone else (or a double click) decided first."""
     t = T(locale)
     key = N_("requests.already.approved") if r.status == RequestStatus.APPROVED else N_("requests.already.declined")
@@ -38,7 +38,7 @@ def already_note(locale: str | None, r: RequestView) -> str:
     return t(key, name=r.decided_by_name or t("requests.unknown"), time=when)
 
 
-def request_card(locale: str | None, r: RequestView, *, note: str | None = None,
+def request_card(locale: Locale, r: RequestView, *, note: str | None = None,
                  admins: Iterable[str] = ()) -> dict:
     """A request as an administrator sees it: Approve / Decline while pending (refreshed for
     ``admins``, the chat ids of the administrators who may act, so each sees the live status),
@@ -81,7 +81,7 @@ def _back_data(r: RequestView, back: str | None, page: int) -> RequestRef:
     return RequestRef(r.id, "list", page) if back == "list" else RequestRef(r.id)
 
 
-def decline_card(locale: str | None, r: RequestView, *, back: str | None = None, page: int = 0,
+def decline_card(locale: Locale, r: RequestView, *, back: str | None = None, page: int = 0,
                  reason: str | None = None, note: str | None = None) -> dict:
     t = T(locale)
     heading = t("requests.decline.title", name=r.requester_name)
@@ -104,7 +104,7 @@ def _short(value: str, limit: int = LIST_REASON) -> str:
     return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
 
 
-def requests_list_card(locale: str | None, page: Page, *, note: str | None = None) -> dict:
+def requests_list_card(locale: Locale, page: Page, *, note: str | None = None) -> dict:
     """A page (at most 20) of the account's pending requests, each with Approve / Decline."""
     t = T(locale)
     heading = t("requests.list.title", n=page.total)

@@ -23,7 +23,7 @@ from cards.base import (
     title,
 )
 from cards.data import BuyStart, PoolRef, PoolSelection, QuoteRef, RemovalForm, TierChoice, UsersPage
-from cards.i18n import N_, T
+from cards.i18n import N_, Locale, T
 from cards.verbs import Dataset, Verb
 from core.kinds import PaymentStatus, QuoteKind, QuoteStatus
 from core.views import Page, PlanView, PoolView, QuoteView, UserRow
@@ -36,7 +36,7 @@ STATUSES = {"open": N_("status.open"), "paid": N_("status.paid"), "expired": N_(
 _LAPSED = {"failed": N_("quote.lapsed.failed"), "expired": N_("quote.lapsed.expired")}
 
 
-def pools_card(locale: str | None, account_name: str, pools: list[PoolView], *, note: str | None = None) -> dict:
+def pools_card(locale: Locale, account_name: str, pools: list[PoolView], *, note: str | None = None) -> dict:
     t = T(locale)
     body = [title(t("pools.title", account=account_name))]
     if note:
@@ -81,7 +81,7 @@ def _user_choice(t: T, u: UserRow) -> tuple[str, str]:
     return label[:200], str(u.id)
 
 
-def pool_users_card(locale: str | None, pool: PoolView, page: Page, selected: list[int], *,
+def pool_users_card(locale: Locale, pool: PoolView, page: Page, selected: list[int], *,
                     note: str | None = None) -> dict:
     """A page of (at most 20) users with checkboxes; the selection made on other pages
     travels in the actions' data, so the card never grows with the pool."""
@@ -152,7 +152,7 @@ def _names(t: T, users: list[UserRow], total: int) -> str:
     return names
 
 
-def tiers_card(locale: str | None, pool: PoolView, users: list[UserRow], total: int, options: list[PlanView],
+def tiers_card(locale: Locale, pool: PoolView, users: list[UserRow], total: int, options: list[PlanView],
                selected: list[int], *, key: str | None = None, note: str | None = None) -> dict:
     """The tiers to upgrade to. ``key``: the id of the quote Upgrade creates (chosen once per card
     shown, so that a second click of the same card gets the same quote)."""
@@ -188,7 +188,7 @@ def amount_rows(t: T, q: QuoteView) -> list[dict]:
     return rows
 
 
-def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, admins: Iterable[str] = ()) -> dict:
+def quote_card(locale: Locale, q: QuoteView, *, note: str | None = None, admins: Iterable[str] = ()) -> dict:
     """The quote while open; once paid the paid summary; once expired or cancelled, its state.
     Refreshed automatically for ``admins`` only (the chat ids of who may act on it)."""
     if q.status == QuoteStatus.PAID:
@@ -207,6 +207,7 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, adm
                          color="Warning" if closing else None))
     info = []
     if q.kind == QuoteKind.UPGRADE:
+        assert q.interval, "an upgrade quote is of one interval"
         info += [(t("quote.users"), _names(t, q.users, len(q.users))),
                  (t("quote.change"), f"{q.from_plan_name} → {q.to_plan_name} ({t.interval(q.interval)})")]
     if q.kind == QuoteKind.UPGRADE and q.lines:
@@ -248,7 +249,7 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, adm
     return card(body, actions, refresh=refresh, fallback_text=heading)
 
 
-def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None, admins: Iterable[str] = ()) -> dict:
+def paid_card(locale: Locale, q: QuoteView, *, note: str | None = None, admins: Iterable[str] = ()) -> dict:
     t = T(locale)
     heading = t("paid.title") if q.kind == QuoteKind.UPGRADE else t("status.paid")
     body = [title(heading)]
@@ -264,6 +265,7 @@ def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None, admi
         else:
             told = t.plural("paid.told", "n", n=len(q.users))
         body.append(text(told))
+        assert q.interval, "an upgrade quote is of one interval"
         what = [(t("quote.users"), _names(t, q.users, len(q.users))),
                 (t("quote.change"), f"{q.from_plan_name} → {q.to_plan_name} ({t.interval(q.interval)})")]
     else:
@@ -297,7 +299,7 @@ def _carried_fact(t: T, q: QuoteView) -> list[tuple[str, str]]:
     return [(t("quote.carried"), t.money(q.carried, q.currency))] if q.carried else []
 
 
-def upgraded_notice(locale: str | None, new_plan: str, old_plan: str) -> dict:
+def upgraded_notice(locale: Locale, new_plan: str, old_plan: str) -> dict:
     t = T(locale)
     heading = t("notice.upgraded.title")
     return card([title(heading), text(t("notice.upgraded.body", plan=new_plan, old=old_plan))],

@@ -37,7 +37,7 @@ class Message(str):
     template: str
     params: dict
     plural: str | None = None
-    count: str | None = None
+    count: str | None = None  # type: ignore[assignment]  # the counted param's name (shadows str.count)
 
     def __new__(cls, template: str, /, **params) -> Message:
         return cls._build(template, None, None, params)
@@ -111,6 +111,7 @@ def _aware(at: datetime) -> datetime:
 
 class DomainError(Exception):
     code = "refused"
+    _refusal_audited = False  # set by Units.refuse: a refusal is audited once
 
     def __init__(self, message: str, **details):
         super().__init__(message)

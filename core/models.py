@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.db import UTCDateTime
+from core.views import ChatAddress
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -312,16 +313,34 @@ class OutboxMessage(Base):
     )
 
 
-class DeliveryAddress(Base):
-    """Where to reach a user proactively: an opaque address given by the chat layer."""
+class _Addressed:
+    """The columns of a :class:`~core.views.ChatAddress` (``ref`` opaque to the core)."""
+
+    ref: Mapped[str] = mapped_column(Text)
+    chat_user_id: Mapped[str | None] = mapped_column(String(256))
+    locale: Mapped[str | None] = mapped_column(String(20))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+
+    @property
+    def address(self) -> ChatAddress:
+        return ChatAddress(ref=self.ref, chat_user_id=self.chat_user_id, locale=self.locale, timezone=self.timezone)
+
+
+def address_columns(address: ChatAddress) -> dict:
+    """The column values of an address (for inserts and updates)."""
+    return {"ref": address.ref, "chat_user_id": address.chat_user_id, "locale": address.locale,
+            "timezone": address.timezone}
+
+
+class DeliveryAddress(_Addressed, Base):
+    """Where to reach a user proactively: an address given by the chat layer."""
 
     __tablename__ = "delivery_addresses"
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
-    address: Mapped[dict] = mapped_column(JSON)
     updated_at: Mapped[datetime]
 
 
-class PostedCard(Base):
+class PostedCard(_Addressed, Base):
     """A card shown in a chat about a quote or a request, to update in place later."""
 
     __tablename__ = "posted_cards"
@@ -330,7 +349,6 @@ class PostedCard(Base):
     subject: Mapped[str] = mapped_column(String(20))  # quote | request
     subject_id: Mapped[str] = mapped_column(String(40))
     message_ref: Mapped[str] = mapped_column(String(200))
-    address: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime]
     # its reader is acting on it: an in-place update waits until the action answered (or this passed)
     answering_until: Mapped[datetime | None]

@@ -15,7 +15,7 @@ has ended (committed or rolled back), exactly once each.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -28,12 +28,11 @@ from core.db import Database
 from core.errors import DomainError, Message, NotAdmin
 from core.kinds import OutboxKind, OutboxStatus, Outcome
 from core.models import AccountTenant, AuditEvent, OutboxMessage, User
+from core.payments import LinkTraits
 from core.services import accounts
-from core.views import Actor, CallerView
+from core.views import SYSTEM, Actor, CallerView
 
 log = logging.getLogger(__name__)
-
-SYSTEM = "system"
 
 _OPEN: ContextVar[Unit | None] = ContextVar("licensing_unit", default=None)
 
@@ -41,10 +40,12 @@ _OPEN: ContextVar[Unit | None] = ContextVar("licensing_unit", default=None)
 class Unit:
     """One transaction: its session ``s``, its instant ``now`` and the callers it resolved."""
 
-    def __init__(self, s: Session, now: datetime, catalog: Catalog, *, write: bool, actor: Actor | None = None):
+    def __init__(self, s: Session, now: datetime, catalog: Catalog, *, write: bool, actor: Actor | None = None,
+                 link_traits: Mapping[str, LinkTraits] | None = None):
         self.s = s
         self.now = now
         self.catalog = catalog
+        self._link_traits = link_traits or {}
         self.write = write
         self.actor = actor
         self.refusals: list[tuple[Actor | None, str, DomainError, str | None]] = []
@@ -66,6 +67,10 @@ class Unit:
                 message = Message("Only an administrator of your License Desk account can do this. Ask one of them.")
             raise NotAdmin(message, **admins)
         return caller
+
+    def link_traits(self, provider: str) -> LinkTraits:
+        """How the payment links of ``provider`` are treated (a provider not known: as a remote one's)."""
+        return self._link_traits.get(provider) or LinkTraits()
 
     def audit(self, *, account_id: int | None, tenant_id: str | None, actor_id: int | None, actor: str | None,
               action: str, outcome: Outcome = Outcome.OK, target: str | None = None, message: str | None = None,
@@ -98,13 +103,18 @@ class Unit:
 class Units:
     """Opens units on ``db`` with ``clock``; the one place that decides transactions."""
 
-    def __init__(self, db: Database, catalog: Catalog, clock: Callable[[], datetime]):
+    def __init__(self, db: Database, catalog: Catalog, clock: Callable[[], datetime],
+                 link_traits: Mapping[str, LinkTraits] | None = None):
         self.db = db
         self.catalog = catalog
         self.clock = clock
+        self.link_traits = dict(link_traits or {})  # payment provider name -> how its links are treated
 
     def now(self) -> datetime:
         return self.clock().replace(microsecond=0)
+
+    def _unit(self, s: Session, *, write: bool, actor: Actor | None = None) -> Unit:
+        return Unit(s, self.now(), self.catalog, write=write, actor=actor, link_traits=self.link_traits)
 
     @staticmethod
     def current() -> Unit | None:
@@ -131,7 +141,7 @@ class Units:
         unit = None
         try:
             with self.db.read() as s:
-                unit = Unit(s, self.now(), self.catalog, write=False, actor=actor)
+                unit = self._unit(s, write=False, actor=actor)
                 token = _OPEN.set(unit)
                 try:
                     yield unit
@@ -152,7 +162,7 @@ class Units:
         last: list[Unit] = []
 
         def attempt(s: Session):
-            unit = Unit(s, self.now(), self.catalog, write=True, actor=actor)
+            unit = self._unit(s, write=True, actor=actor)
             last[:] = [unit]
             token = _OPEN.set(unit)
             try:
@@ -174,7 +184,8 @@ class Units:
         unit = _OPEN.get()
         if unit is None:  # a transaction of its own (no savepoint needed: a refusal rolls all of it back)
             try:
-                return self.writing(actor, lambda: self._run(_OPEN.get(), actor, action, fn, admin, target))
+                return self.writing(actor, lambda: self._run(_OPEN.get(), actor, action, fn, admin,  # type: ignore[arg-type]  # writing() opened it
+                                                             target))
             except DomainError as e:  # e.g. Busy: the database stayed locked through every retry
                 self.refuse(actor, action, e, target)
                 raise
@@ -207,7 +218,7 @@ class Units:
                 return fn(unit)
         if unit is not None:
             raise RuntimeError("a write of the system cannot join a read unit")
-        return self.db.write(lambda s: fn(Unit(s, self.now(), self.catalog, write=True)))
+        return self.db.write(lambda s: fn(self._unit(s, write=True)))
 
     @contextmanager
     def system_read(self) -> Iterator[Unit]:
@@ -247,7 +258,7 @@ class Units:
                         User.account_id == account_id, User.aad_object_id == actor.aad_object_id)).first()
                     if u:
                         user_id, name = u
-            Unit(s, self.now(), self.catalog, write=True).audit(
+            self._unit(s, write=True).audit(
                 account_id=account_id, tenant_id=tenant, actor_id=user_id, actor=(name or "")[:320], action=action,
                 outcome=Outcome.REFUSED, target=(target or "")[:200] or None, message=error.message,
                 detail={"code": error.code})

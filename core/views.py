@@ -16,6 +16,24 @@ class Actor:
     name: str | None = None
 
 
+SYSTEM = "system"  # who the audit log names for what the system does on its own (no caller)
+
+
+@dataclass(frozen=True)
+class ChatAddress:
+    """Where the chat layer can reach a person later (proactive messages, cards updated in
+    place). ``ref`` is the chat layer's own serialisation of the conversation: the core stores
+    and returns it and never looks inside. The facts the core needs are given beside it:
+    ``chat_user_id`` (the id the chat layer knows the person by, e.g. a card's refresh
+    ``userIds``; None when it only knows their directory id), and the ``locale`` and IANA
+    ``timezone`` they told (None: not told by this activity, the known ones are kept)."""
+
+    ref: str
+    chat_user_id: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+
+
 @dataclass(frozen=True)
 class CallerView:
     account_id: int
@@ -228,12 +246,11 @@ class AuditRow:
 
 
 @dataclass(frozen=True)
-class PayPage:
-    """What the sandbox payment page shows for a token."""
+class LinkedQuote:
+    """A quote as the payer of its payment link sees it, on a provider's page."""
 
-    state: str  # payable | paid | expired | cancelled | unknown | refund_needed
-    quote: QuoteView | None = None
-    account_name: str | None = None
+    quote: QuoteView
+    account_name: str
 
 
 @dataclass(frozen=True)
@@ -253,6 +270,6 @@ class OutboxItem:
     user_id: int | None
     payload: dict
     attempts: int
-    address: dict | None = None
+    address: ChatAddress | None = None
     tenant_id: str | None = None
     aad_object_id: str | None = None

@@ -22,7 +22,7 @@ class ExportLinks(Protocol):
 
 
 class AuditFlow(Flow):
-    def __init__(self, lic: Licensing, links: ExportLinks | None = None):
+    def __init__(self, lic: Licensing, links: ExportLinks | None = None) -> None:
         super().__init__(lic)
         # the signed download links (bootstrap.py builds them with the route); None: no Export button
         self.links = links

@@ -11,7 +11,7 @@ from cards.data import MAX_SELECTION, CardDataError, data_int, id_list, page_of,
 from cards.i18n import Reader
 from core.errors import DomainError
 from core.licensing import Licensing
-from core.views import Actor, OutboxItem
+from core.views import Actor, ChatAddress, OutboxItem
 
 __all__ = ["MAX_SELECTION", "SEARCH_TOP", "Action", "CardDataError", "CommandSpec", "Flow", "ProtocolError",
            "Recovery", "Render", "Search", "Turn", "data_int", "id_list", "page_of", "target_of", "text_of"]
@@ -33,7 +33,7 @@ class Turn:
     actor: Actor
     locale: str = "en-US"
     message_ref: str | None = None  # the id of the message holding the card that was acted on
-    address: dict | None = None  # opaque conversation address (for updating cards later)
+    address: ChatAddress | None = None  # where this conversation is (for updating cards later)
     activity_id: str | None = None
     timezone: str | None = None  # the reader's IANA time zone, when their client tells it
     answer_in_place: bool = True  # the answer replaces the card acted on (an Action.Submit's is a new message)

@@ -116,6 +116,7 @@ class RequestsFlow(Flow):
             keep = reason[: cards.MAX_REASON] if isinstance(reason, str) else None
             return cards.decline_card(turn.reader, r, back=ref.back, page=ref.page or 0, reason=keep, note=e.message)
         if ref.back == "list":
+            assert r.decided_at is not None, "a declined request has its decision's time"
             t = T(turn.reader)
             note = t("requests.declined", name=r.decided_by_name, time=t.datetime(r.decided_at))
             return self.show_list(turn, PageRef(ref.page or 0).to_data(), note=note)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import TypeVar, cast
 
 from cards import common
 from cards.base import execute
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CardDataError", "ProtocolError", "Router", "Turn"]
 
+AnyFlow = TypeVar("AnyFlow", bound=Flow)
+
+
 class Router:
     def __init__(self, lic: Licensing, flows: list[Flow] | None = None, *, directory=None, links=None):
         """``flows``: the journeys, built (None: :func:`dialogs.flows.default_flows`, given
@@ -62,9 +66,11 @@ class Router:
         self.flows: dict[type[Flow], Flow] = {}
         for flow in flows:
             self.flows[type(flow)] = flow
-            for registry, items in ((self.commands, flow.commands), (self.actions, flow.actions),
-                                    (self.searches, flow.searches), (self.notifications, flow.notifications),
-                                    (self.card_updates, flow.card_updates), (self.tracked, flow.tracked)):
+            registries: tuple[tuple[dict, dict], ...] = (
+                (self.commands, flow.commands), (self.actions, flow.actions), (self.searches, flow.searches),
+                (self.notifications, flow.notifications), (self.card_updates, flow.card_updates),
+                (self.tracked, flow.tracked))
+            for registry, items in registries:
                 clash = set(registry) & set(items)
                 if clash:
                     raise ValueError(f"{type(flow).__name__} registers {sorted(clash)} twice")
@@ -81,9 +87,9 @@ class Router:
                 if self.command_for(word) != name:
                     raise ValueError(f"the {lang} help shows “{word}” for {name}, which the router does not map to it")
 
-    def flow(self, cls: type[Flow]) -> Flow:
+    def flow(self, cls: type[AnyFlow]) -> AnyFlow:
         """The flow of that class (for the composition root and tests: flows do not use it)."""
-        return self.flows[cls]
+        return cast(AnyFlow, self.flows[cls])  # (the one instance of that class)
 
     # ------------------------------------------------------------------ entry points
 

@@ -107,6 +107,7 @@ class UpgradeFlow(Flow):
 
     def back_from_quote(self, turn: Turn, q: QuoteView) -> dict:
         """Back from an upgrade quote: its tier step, for the same users."""
+        assert q.pool_id is not None, "an upgrade quote is of one pool"
         return self.tiers_card(turn, PoolSelection(q.pool_id, tuple(u.id for u in q.users)))
 
     # ------------------------------------------------------------------ notifications

@@ -49,7 +49,8 @@ def seed_outbox(lic, service_url: str, *, tenants: int, users: int, first: int =
     their chat), and ``messages_per_user`` ``license_upgraded`` notifications per user."""
     from sqlalchemy import insert, select
 
-    from core.models import Account, AccountTenant, DeliveryAddress, OutboxMessage, User
+    from bot.addresses import stored_address
+    from core.models import Account, AccountTenant, DeliveryAddress, OutboxMessage, User, address_columns
     from core.text import sort_key
     from tests.fakes.connector import personal_chat_id
 
@@ -72,11 +73,11 @@ def seed_outbox(lic, service_url: str, *, tenants: int, users: int, first: int =
                 aad, uid = r["aad_object_id"], ids[r["aad_object_id"]]
                 chat = personal_chat_id(aad, tid)
                 if i < users - without_address:
-                    addresses.append({"user_id": uid, "updated_at": now, "address": {
+                    addresses.append({"user_id": uid, "updated_at": now, **address_columns(stored_address({
                         "channelId": "msteams", "serviceUrl": service_url, "locale": "en-US",
                         "bot": {"id": BOT_ID, "name": "License Desk"},
                         "user": {"id": f"29:{aad}", "aadObjectId": aad},
-                        "conversation": {"id": chat, "conversationType": "personal", "tenantId": tid}}})
+                        "conversation": {"id": chat, "conversationType": "personal", "tenantId": tid}}))})
                 for m in range(messages_per_user):
                     outbox.append({"account_id": account_id, "channel": "chat", "kind": "license_upgraded",
                                    "user_id": uid, "dedupe_key": f"fanout:{tid}:{aad}:{m}", "status": "pending",

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select
 
+from bot.addresses import conversation_of, service_of
 from core.demo import TENANT
 from core.models import DeliveryAddress, Quote
 from core.views import Actor
@@ -469,7 +470,7 @@ async def test_a_person_of_the_tenant_not_in_the_account_then_added(desk):
     assert heading_of(card) == "What I can do"
     with desk.lic.db.read() as s:
         address = s.get(DeliveryAddress, user.id)
-    assert address is not None and address.address["conversation"]["id"] == newcomer.conversation_id
+    assert address is not None and conversation_of(address.address) == newcomer.conversation_id
 
 
 # ============================================================================ failures
@@ -671,4 +672,4 @@ async def test_local_mode_replies_to_and_stores_only_loopback_service_urls(desk)
     assert heading_of(card).startswith("License pools")
     with desk.lic.db.read() as s:
         [stored] = s.scalars(select(DeliveryAddress)).all()
-    assert stored.address["serviceUrl"] == desk.connector.service_url
+    assert service_of(stored.address)[1] == desk.connector.service_url

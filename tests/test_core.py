@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -42,11 +42,13 @@ from core.models import (
     DeliveryAddress,
     OutboxMessage,
     Pool,
+    PostedCard,
     Seat,
     Subscription,
     User,
 )
-from core.views import Actor
+from core.views import Actor, ChatAddress
+from payments.sandbox.checkout import SandboxCheckout
 from tests.harness import add_account
 
 FAB_TENANT = "f0000000-0000-0000-0000-00000000000f"
@@ -197,7 +199,7 @@ def _expired_quote(c):
 
 def _paid_quote(c):
     q = c.lic.links.payment_link(c.admin, c.lic.quotes.quote_purchase(c.admin, [line("eco")]).id)
-    assert c.lic.sandbox.sandbox_pay(token_of(q)).state == "paid"
+    assert SandboxCheckout(c.lic).pay(token_of(q)).state == "paid"
     c.stash["quote"] = q
 
 
@@ -741,7 +743,7 @@ def test_paid_upgrade_moves_seats(c):
     grady = c.users["Grady Sink"]
     q = c.lic.links.payment_link(c.admin, c.lic.quotes.quote_upgrade(c.admin, c.pools["eco"], [grady], "pro").id)
     assert q.payment_url and c.lic.links.payment_link(c.admin, q.id).payment_url == q.payment_url  # one link
-    assert c.lic.sandbox.sandbox_pay(token_of(q)).state == "paid"
+    assert SandboxCheckout(c.lic).pay(token_of(q)).state == "paid"
     assert (pool_by_id(c, c.pools["eco"]).quantity, pool_by_id(c, c.pools["pro"]).quantity) == (29, 7)
     assert grady in {u.id for u in all_pool_users(c, "pro")}
     assert [m.user_id for m in outbox(c.db, "license_upgraded")] == [grady]
@@ -753,7 +755,7 @@ def test_purchase_quote_then_payment_adds_seats(c):
     assert q.discount_label == "Partner discount" and q.due_now < q.lines[0].gross
     assert c.lic.quotes.cart_preview(c.admin, [line("eco", "month", 3)]).due_now == q.due_now
     paid = c.lic.links.payment_link(c.admin, q.id)
-    assert c.lic.sandbox.sandbox_pay(token_of(paid)).state == "paid"
+    assert SandboxCheckout(c.lic).pay(token_of(paid)).state == "paid"
     assert pool_by_id(c, c.pools["eco"]).quantity == 33
     assert [m.user_id for m in outbox(c.db, "purchase_paid")] == [c.users["Alex Wilber"]]
 
@@ -957,14 +959,42 @@ def test_no_new_request_while_an_approved_one_awaits_payment(c, clock):
 
 def test_an_address_without_locale_keeps_the_known_one(c):
     aad = "00000000-0000-0000-0000-0000000000022"
-    french = {"conversation": {"id": "a:lee"}, "serviceUrl": "http://x/", "locale": "fr-FR"}
+    french = ChatAddress("chat a:lee at http://x/", locale="fr-FR")
     assert c.lic.addresses.save_address(TENANT, aad, french)
-    c.lic.addresses.save_address(TENANT, aad, {"conversation": {"id": "a:lee"}, "serviceUrl": "http://x/"})
+    c.lic.addresses.save_address(TENANT, aad, ChatAddress("chat a:lee at http://x/"))
     with c.lic.db.read() as s:
-        assert s.get(DeliveryAddress, c.users["Lee Gu"]).address["locale"] == "fr-FR"
-    c.lic.addresses.save_address(TENANT, aad, dict(french, locale="en-GB"))
+        assert s.get(DeliveryAddress, c.users["Lee Gu"]).address.locale == "fr-FR"
+    c.lic.addresses.save_address(TENANT, aad, replace(french, locale="en-GB"))
     with c.lic.db.read() as s:
-        assert s.get(DeliveryAddress, c.users["Lee Gu"]).address["locale"] == "en-GB"
+        assert s.get(DeliveryAddress, c.users["Lee Gu"]).address.locale == "en-GB"
+
+
+def test_the_core_never_reads_inside_an_address_ref(c):
+    """``ref`` is the chat layer's own: any string (here no JSON at all) is stored and given back
+    as it came, through every way the core hands an address out; what the core uses (whom a card
+    is kept live for, the reader's locale and zone) comes from the fields given beside it."""
+    with c.db.read() as s:
+        christie = s.get(User, c.users["Christie Gupta"])
+        account_id, christie_aad = christie.account_id, christie.aad_object_id
+    admin_at = ChatAddress("<opaque> {not json: 29:admin", chat_user_id="chat:admin", locale="fr-FR",
+                           timezone="Europe/Paris")
+    christie_at = ChatAddress("also opaque, é \u00e9 [29:christie", chat_user_id=None, locale="de-DE")
+    assert c.lic.addresses.save_address(TENANT, c.admin.aad_object_id, admin_at)
+    assert c.lic.addresses.user_address(account_id, c.admin.aad_object_id) == admin_at
+    assert c.lic.addresses.any_address(account_id) == admin_at
+    assert c.lic.addresses.account_admin_chat_ids(account_id)[:1] == ["chat:admin"]
+    c.clock.advance(seconds=1)
+    assert c.lic.addresses.save_address(TENANT, christie_aad, christie_at)
+    assert c.lic.addresses.user_address(account_id, christie_aad) == christie_at
+    assert c.lic.addresses.any_address(account_id) == christie_at
+    assert "chat:admin" in c.lic.addresses.account_admin_chat_ids(account_id)  # (she is no admin)
+    c.lic.seats.assign(c.admin, c.users["Christie Gupta"], c.pools["eco"])
+    items = [i for i in c.lic.outbox.claim_outbox("w1") if i.user_id == c.users["Christie Gupta"]]
+    assert items and all(i.address == christie_at for i in items)
+    c.lic.addresses.record_posted_card(account_id, "quote", "q-opaque", "msg-opaque", admin_at)
+    with c.db.read() as s:
+        posted_id = s.scalar(select(PostedCard.id).where(PostedCard.message_ref == "msg-opaque"))
+    assert c.lic.addresses.posted_card(posted_id).address == admin_at
 
 
 def test_decline_with_reason_then_ask_again(c):
@@ -1031,7 +1061,7 @@ def _queue_two(c):
 
 def test_outbox_claim_lease_and_done(c):
     ids = _queue_two(c)
-    assert c.lic.addresses.save_address(TENANT.upper(), "00000000-0000-0000-0000-0000000000020", {"conversation": "x"})
+    assert c.lic.addresses.save_address(TENANT.upper(), "00000000-0000-0000-0000-0000000000020", ChatAddress("x"))
     items = c.lic.outbox.claim_outbox("w1")
     assert [i.id for i in items] == ids and all(i.attempts == 1 for i in items)
     assert {i.tenant_id for i in items} == {TENANT} and items[0].aad_object_id
@@ -1076,7 +1106,7 @@ def test_outbox_unreachable_marks_the_user(c):
         assert (m.status, m.last_error) == ("unreachable", "403 bot blocked")
         assert s.get(User, m.user_id).unreachable is True
         aad = s.get(User, m.user_id).aad_object_id
-    assert c.lic.addresses.save_address(TENANT, aad, {"conversation": "new"})
+    assert c.lic.addresses.save_address(TENANT, aad, ChatAddress("new"))
     with c.db.read() as s:
         assert s.get(User, c.users["Christie Gupta"]).unreachable is False
-    assert not c.lic.addresses.save_address(TENANT, "nobody", {})
+    assert not c.lic.addresses.save_address(TENANT, "nobody", ChatAddress(""))

@@ -225,7 +225,7 @@ def test_a_dialog_refusal_is_translated_too(router, demo, admin, locale):
 
 
 def _french_texts() -> list[str]:
-    import web.pay_pages  # noqa: F401 - (its strings too)
+    import payments.sandbox.pages  # noqa: F401 - (its strings too)
     from cards.i18n import MESSAGES, STRINGS
 
     return [text for value in [*STRINGS["fr"].values(), *MESSAGES["fr"].values()] for text in forms(value)]

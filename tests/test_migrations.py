@@ -159,3 +159,60 @@ def test_seats_plan_since_is_backfilled_from_assignments_upgrades_and_downgrades
     engine.dispose()
     assert {k: str(v)[:19] for k, v in since.items()} == {1: str(jan), 2: str(feb), 3: str(mar), 4: str(apr)}
     assert holds == [(1, "q-open")]
+
+
+def test_addresses_become_an_opaque_ref_beside_the_facts_the_core_needs(empty_url):
+    """0010: a stored JSON address (a serialised conversation reference with the locale and
+    time zone the bot added) becomes ``ref`` (the reference without them, read by bot/ only),
+    ``chat_user_id`` (the person's channel id; none when the notifier named them by directory
+    id), ``locale`` and ``timezone``; in delivery_addresses and posted_cards alike. Downgraded:
+    the JSON address again."""
+    import json
+    from datetime import datetime
+
+    from bot.addresses import conversation_of, person_of, reference_of
+    from core.views import ChatAddress
+
+    upgrade(empty_url, "0008")
+    jan = datetime(2026, 1, 5, 9)
+    told = {"channelId": "msteams", "serviceUrl": "https://smba.example/emea/", "locale": "fr-FR",
+            "timezone": "Europe/Paris", "bot": {"id": "28:bot", "name": "License Desk"},
+            "user": {"id": "29:lee", "aadObjectId": "aad-lee", "name": "Lee"},
+            "conversation": {"id": "a:lee", "conversationType": "personal", "tenantId": "t1"}}
+    created = {"channelId": "msteams", "serviceUrl": "https://smba.example/emea/", "locale": "en-US",
+               "user": {"id": "aad-ada", "aadObjectId": "aad-ada"}, "conversation": {"id": "a:ada"}}
+    engine = sa.create_engine(empty_url)
+    old = sa.MetaData()
+    old.reflect(engine)
+    t = old.tables
+    with engine.begin() as c:
+        c.execute(t["accounts"].insert(), [{"id": 1, "name": "A", "currency": "USD", "created_at": jan}])
+        c.execute(t["users"].insert(), [
+            {"id": u, "account_id": 1, "aad_object_id": aad, "email": f"u{u}@a.example", "name": f"U{u}",
+             "sort_key": f"u{u}", "role": "admin", "unreachable": False, "created_at": jan}
+            for u, aad in ((1, "aad-lee"), (2, "aad-ada"))])
+        c.execute(t["delivery_addresses"].insert(), [{"user_id": 1, "address": told, "updated_at": jan},
+                                                     {"user_id": 2, "address": created, "updated_at": jan}])
+        c.execute(t["posted_cards"].insert(), [
+            {"id": 7, "account_id": 1, "subject": "quote", "subject_id": "q1", "message_ref": "m1",
+             "address": dict(told, activityId="act-1"), "created_at": jan}])
+    upgrade(empty_url)
+    with engine.connect() as c:
+        rows = {r.user_id: r for r in c.exec_driver_sql(
+            "SELECT user_id, ref, chat_user_id, locale, timezone FROM delivery_addresses")}
+        card = c.exec_driver_sql("SELECT ref, chat_user_id, locale, timezone FROM posted_cards").one()
+        columns = {col["name"] for col in sa.inspect(c).get_columns("delivery_addresses")}
+    assert "address" not in columns
+    lee = ChatAddress(rows[1].ref, rows[1].chat_user_id, rows[1].locale, rows[1].timezone)
+    assert (lee.chat_user_id, lee.locale, lee.timezone) == ("29:lee", "fr-FR", "Europe/Paris")
+    assert json.loads(lee.ref) == {k: v for k, v in told.items() if k not in ("locale", "timezone")}
+    assert (conversation_of(lee), person_of(lee)) == ("a:lee", "aad-lee")  # bot/ reads the ref it wrote
+    assert reference_of(lee).service_url == told["serviceUrl"] and reference_of(lee).locale == "fr-FR"
+    assert (rows[2].chat_user_id, rows[2].locale, rows[2].timezone) == (None, "en-US", None)
+    assert tuple(card) == (lee.ref, "29:lee", "fr-FR", "Europe/Paris")  # (the card's activity id left out)
+    command.downgrade(alembic_config(empty_url), "0008")
+    with engine.connect() as c:
+        back = dict(c.execute(sa.select(t["delivery_addresses"].c.user_id, t["delivery_addresses"].c.address)).all())
+        card_back = c.execute(sa.select(t["posted_cards"].c.address)).scalar_one()
+    engine.dispose()
+    assert back == {1: told, 2: created} and card_back == told

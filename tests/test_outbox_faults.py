@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from bot.addresses import person_of, stored_address
 from bot.notifier import (
     ConversationWindows,
     Notifier,
@@ -301,14 +302,15 @@ async def test_a_chat_is_created_with_the_teams_id_an_activity_told(db_url, fake
     [oid] = [i for i, aad in seeded.users.items() if aad.endswith("-000001")]
     aad = seeded.users[oid]
     fake.add_member(f"29:{aad}", aad, "User 1", seeded.tenants[0])
-    assert lic.addresses.save_address(seeded.tenants[0], aad, {"channelId": "msteams", "serviceUrl": fake.service_url,
-                                                      "user": {"id": f"29:{aad}", "aadObjectId": aad}})
+    assert lic.addresses.save_address(seeded.tenants[0], aad, stored_address(
+        {"channelId": "msteams", "serviceUrl": fake.service_url, "user": {"id": f"29:{aad}", "aadObjectId": aad}}))
     async with notifier_on(lic) as notifier, running(notifier):
         await until_drained(lic)
     assert_exactly_once(fake, seeded.outbox_ids)
     [created] = fake.created()
     assert created.body["members"][0]["id"] == f"29:{aad}" and created.new_id == seeded.chats[oid]
-    assert lic.addresses.user_address(seeded.account_ids[0], aad)["user"] == {"id": f"29:{aad}", "aadObjectId": aad}
+    stored = lic.addresses.user_address(seeded.account_ids[0], aad)
+    assert (stored.chat_user_id, person_of(stored)) == (f"29:{aad}", aad)
     lic.db.dispose()
 
 

@@ -172,8 +172,8 @@ def test_our_own_words_need_no_escape():
 @pytest.mark.parametrize("locale", ["en-US", "fr-FR"])
 def test_the_pay_page_shows_person_text_as_text(demo, admin, locale):
     """The sandbox pay page (Jinja, autoescaped): names, account and discount labels never become HTML."""
-    from core.views import PayPage
-    from web.pay_pages import render_pay_page
+    from payments.sandbox.checkout import PayPage
+    from payments.sandbox.pages import render_pay_page
 
     pool = next(p for p in demo.pools.list_pools(admin) if p.assigned >= 2)
     users = demo.pools.pool_users(admin, pool.id).items[:2]

@@ -12,10 +12,12 @@ from babel.dates import format_datetime
 from botbuilder.schema import Activity
 from sqlalchemy import select
 
-from bot.identity import address_key, address_of, reader_of, timezone_of
+from bot.addresses import address_key, address_of, reader_of
+from bot.identity import timezone_of
 from cards.i18n import Reader, T, babel_locale, language
 from core.errors import HeldByQuote, RequestClosed
 from core.models import AuditEvent, DeliveryAddress
+from core.views import ChatAddress
 from tests.harness import (
     ALEX,
     LEE,
@@ -71,12 +73,12 @@ def test_an_unknown_or_malformed_zone_is_no_zone(bad):
 def test_the_address_carries_the_zone_and_its_key_changes_with_it():
     paris, toronto, none = (activity(localTimezone=PARIS), activity(entities=client_info("America/Toronto")),
                             activity())
-    assert address_of(paris)["timezone"] == PARIS and address_of(paris)["locale"] == "fr-FR"
-    assert address_of(toronto)["timezone"] == "America/Toronto"
-    assert "timezone" not in address_of(none)  # the core keeps the one it knows
+    assert address_of(paris).timezone == PARIS and address_of(paris).locale == "fr-FR"
+    assert address_of(toronto).timezone == "America/Toronto"
+    assert address_of(none).timezone is None  # the core keeps the one it knows
     assert len({address_key(paris), address_key(toronto), address_key(none)}) == 3
     assert reader_of(address_of(paris)) == Reader("fr-FR", PARIS)
-    assert reader_of(None) == Reader(None, None) and reader_of({"locale": 3, "timezone": ["x"]}) == Reader()
+    assert reader_of(None) == Reader(None, None) and reader_of(ChatAddress("r", locale=3, timezone=["x"])) == Reader()
 
 
 # ============================================================================ formatting
@@ -152,7 +154,7 @@ async def test_a_notification_uses_the_zone_stored_with_the_address(desk, clock)
     await desk.client(ALEX).say("help")  # an activity without a zone: the known one is kept
     with desk.lic.db.read() as s:
         address = s.get(DeliveryAddress, desk.user("Alex Wilber").id).address
-    assert address["timezone"] == PARIS
+    assert address.timezone == PARIS
     megan = desk.client(MEGAN)  # never talked to the bot: her chat is created, no zone known
     lee = desk.client(LEE)
     assert await lee.install()
@@ -186,7 +188,7 @@ async def test_a_card_updated_in_place_later_is_in_the_zone_its_reader_told_sinc
     assert heading_of(quote) == "Upgrade quote"
     assert expiry(text_of(quote)).endswith(" CET")
     with desk.lic.db.read() as s:  # his click told the bot his zone: kept for what comes later
-        assert s.get(DeliveryAddress, desk.user("Alex Wilber").id).address["timezone"] == PARIS
+        assert s.get(DeliveryAddress, desk.user("Alex Wilber").id).address.timezone == PARIS
     assert await desk.notify() >= 1  # the card update (and Lee's notice)
     [update] = in_paris.updates(card.message_id)
     after = in_paris.card_in(card.message_id)
@@ -218,11 +220,11 @@ async def test_a_change_of_locale_or_zone_is_saved_at_once_also_back_to_one_seen
     await desk.client(ALEX, locale="fr-FR", timezone="America/Toronto").say("aide")
     with desk.lic.db.read() as s:
         stored = s.get(DeliveryAddress, desk.user("Alex Wilber").id).address
-    assert (stored["locale"], stored["timezone"]) == ("fr-FR", "America/Toronto")
+    assert (stored.locale, stored.timezone) == ("fr-FR", "America/Toronto")
     quote = await upgrade_quote(en, "Adele Vance")  # back to English in Paris: saved again
     with desk.lic.db.read() as s:
         stored = s.get(DeliveryAddress, desk.user("Alex Wilber").id).address
-    assert (stored["locale"], stored["timezone"]) == ("en-US", PARIS)
+    assert (stored.locale, stored.timezone) == ("en-US", PARIS)
     assert (await desk.post_form(en.open_url(quote, "Pay …"), {"action": "pay"})).status == 200
     assert await desk.notify() >= 1
     after = en.card_in(quote.message_id)

@@ -29,12 +29,13 @@ from sqlalchemy import func, select
 from yarl import URL
 
 from bot import invoke
+from bot.addresses import address_key, address_of
 from bot.connector import FastDeserializer, FastSerializer, SharedJson, SharedSession, _unshared
 from bot.handler import ActivityTurn
-from bot.identity import address_key, address_of
 from bot.notifier import Notifier
 from core.errors import QuoteNotOpen
 from core.models import Payment, Pool, PostedCard, Subscription
+from core.views import ChatAddress
 
 CARD = {"type": "AdaptiveCard", "version": "1.5",
         "body": [{"type": "TextBlock", "text": "héllo \u2028", "n": 1.5, "b": True, "x": None, "l": [1, "2"]}]}
@@ -269,7 +270,7 @@ def test_a_payment_link_is_stored_with_the_card_that_shows_it(demo, admin):
     lic = demo
     pool = _eco_pool(lic)
     users = [u.id for u in lic.pools.pool_users(admin, pool, page_size=2).items]
-    address = {"conversation": {"id": "a:1"}, "serviceUrl": "https://smba/"}
+    address = ChatAddress('{"conversation": {"id": "a:1"}, "serviceUrl": "https://smba/"}')
     q = lic.quotes.quote_upgrade(admin, pool, users, "pro")
     with mock.patch.object(lic.addresses, "record_posted_card", side_effect=AssertionError("a transaction of its own")):
         paid = lic.links.payment_link(admin, q.id, posted_card=("msg-1", address))

@@ -33,11 +33,11 @@ from aiohttp import web
 from cards.catalogs import N_
 from cards.i18n import T
 from cards.i18n import language as i18n_language
+from cards.web_locale import page_locale
 from core.config import Settings
 from core.errors import InvalidInput, NotAdmin, UnknownCaller
 from core.kinds import AuditAction
 from core.licensing import Licensing
-from web.pay_pages import page_locale
 
 log = logging.getLogger(__name__)
 

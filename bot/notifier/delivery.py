@@ -12,14 +12,24 @@ import logging
 import weakref
 
 from botbuilder.core import CardFactory, MessageFactory, TurnContext
-from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationParameters, ConversationReference
+from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationParameters
 
-from bot.identity import address_of, chat_member_id, person_of, reader_now, reader_of
+from bot.addresses import (
+    chat_member_id,
+    conversation_of,
+    created_address,
+    has_chat,
+    person_of,
+    reader_now,
+    reader_of,
+    reference_of,
+    service_of,
+)
 from bot.notifier.claims import Claims
 from bot.notifier.failures import CardBeingAnswered, SendFailure
 from bot.notifier.pacing import Pacer
 from core.licensing import Licensing
-from core.views import OutboxItem
+from core.views import ChatAddress, OutboxItem
 from dialogs.router import Router
 
 log = logging.getLogger(__name__)
@@ -51,12 +61,6 @@ async def send_proactive(tc: TurnContext, activity: Activity):
     activity.id = None
     client = tc.turn_state.get(tc.adapter.BOT_CONNECTOR_CLIENT_KEY)
     return await client.conversations.send_to_conversation(activity.conversation.id, activity)
-
-
-def has_chat(address: dict | None) -> bool:
-    """Whether a stored address names a conversation to post into."""
-    conversation = address.get("conversation") if isinstance(address, dict) else None
-    return isinstance(conversation, dict) and bool(conversation.get("id"))
 
 
 class Delivery:
@@ -122,10 +126,10 @@ class Delivery:
             else:
                 await self._create_and_send(item, activity, stored or item.address)
 
-    async def _send_to(self, item: OutboxItem, activity: Activity, address: dict) -> None:
+    async def _send_to(self, item: OutboxItem, activity: Activity, address: ChatAddress) -> None:
         """Post into the conversation of a stored address."""
-        reference = ConversationReference().deserialize(address)
-        conversation = (address.get("conversation") or {}).get("id") or self._user_key(item)
+        reference = reference_of(address)
+        conversation = conversation_of(address) or self._user_key(item)
         sent = {}
 
         async def send(tc: TurnContext):
@@ -138,11 +142,12 @@ class Delivery:
     def _user_key(item: OutboxItem) -> str:
         return f"user:{item.tenant_id}:{item.aad_object_id}"  # their 1:1 chat, before we know its id
 
-    async def _create_and_send(self, item: OutboxItem, activity: Activity, known: dict | None = None) -> None:
+    async def _create_and_send(self, item: OutboxItem, activity: Activity, known: ChatAddress | None = None) -> None:
         """No stored conversation: create the 1:1 chat from tenant + user, then send. ``known``:
         what is stored about the user without a chat (their channel id, if told)."""
         hint = await asyncio.to_thread(self.lic.addresses.any_address, item.account_id)
-        if not hint or not item.aad_object_id or not item.tenant_id:
+        channel, service_url = service_of(hint) if hint is not None else (None, None)
+        if not service_url or not item.aad_object_id or not item.tenant_id:
             raise SendFailure(None, 300.0, False, "no conversation address for this user yet")
         member = chat_member_id(known, item.aad_object_id)
         params = ConversationParameters(
@@ -157,7 +162,7 @@ class Delivery:
             create_counted = True
             await self.pacer.sent(tenant, chat)  # the create POST was answered
             saved["response"] = await self._post(item, chat, lambda: send_proactive(tc, activity))
-            saved["address"] = address_of(tc.activity)
+            saved["address"] = created_address(tc.activity, member, item.aad_object_id, hint.locale)
 
         await self._ready(item, chat)
         try:
@@ -167,13 +172,12 @@ class Delivery:
                     await send(tc)
 
                 await proactive(lambda cb: self.adapter.create_conversation(
-                    self.app_id, cb, params, hint.get("channelId", "msteams"), hint["serviceUrl"], None), paced_send)
+                    self.app_id, cb, params, channel, service_url, None), paced_send)
         finally:
             if not create_counted:
                 await self.pacer.sent(tenant, chat)
         if saved.get("address"):
-            address = dict(saved["address"], locale=hint.get("locale", "en-US"))
-            address["user"] = {"id": member, "aadObjectId": item.aad_object_id}
+            address = saved["address"]
             await asyncio.to_thread(self.lic.addresses.save_address, item.tenant_id, item.aad_object_id, address)
             await self._track(item, saved.get("response"), address)
 
@@ -184,7 +188,7 @@ class Delivery:
         that the core can queue its update in place later."""
         return self.router.tracked_card(item)
 
-    async def _track(self, item: OutboxItem, response, address: dict | None) -> None:
+    async def _track(self, item: OutboxItem, response, address: ChatAddress | None) -> None:
         message_id = getattr(response, "id", None)
         subject = self._tracked(item)
         if not (message_id and subject and address):
@@ -211,12 +215,12 @@ class Delivery:
         posted, card = await asyncio.to_thread(render)
         if card is None:
             return
-        reference = ConversationReference().deserialize(posted.address)
+        reference = reference_of(posted.address)
         update = MessageFactory.attachment(CardFactory.adaptive_card(card))
         update.id = posted.message_ref
         update.type = ActivityTypes.message
         update.channel_data = self._channel_data(item)
-        conversation = (posted.address.get("conversation") or {}).get("id")
+        conversation = conversation_of(posted.address)
 
         async def send(tc: TurnContext):
             await self._post(item, conversation, lambda: tc.update_activity(update))

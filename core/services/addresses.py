@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -12,8 +13,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.db import conflict_insert
-from core.models import AccountTenant, DeliveryAddress, PostedCard, User
-from core.views import Actor
+from core.models import AccountTenant, DeliveryAddress, PostedCard, User, address_columns
+from core.views import Actor, ChatAddress
 
 if TYPE_CHECKING:
     from core.unit_of_work import Unit, Units
@@ -25,8 +26,10 @@ class Addresses:
     def __init__(self, units: Units):
         self.units = units
 
-    def save_address(self, tenant_id: str, aad_object_id: str, address: dict) -> bool:
-        """Remember where to reach a user proactively; False when the user is not known."""
+    def save_address(self, tenant_id: str, aad_object_id: str, address: ChatAddress) -> bool:
+        """Remember where to reach a user proactively; False when the user is not known. An
+        address without a locale (conversationUpdate tells none) keeps the known one (none:
+        en-US); the same for the time zone (none: UTC)."""
 
         def work(u: Unit) -> bool:
             s = u.s
@@ -36,18 +39,16 @@ class Addresses:
             if uid is None:
                 return False
             row = s.get(DeliveryAddress, uid)
-            new = address
-            known = (row.address or {}) if row is not None else {}
-            if "locale" not in new:  # an activity without a locale (conversationUpdate): keep the known one
-                new = {**new, "locale": known.get("locale") or "en-US"}
-            if "timezone" not in new and known.get("timezone"):  # the same for the time zone (none: UTC)
-                new = {**new, "timezone": known["timezone"]}
+            new = replace(address, locale=address.locale or (row.locale if row is not None else None) or "en-US",
+                          timezone=address.timezone or (row.timezone if row is not None else None))
             if row is None:  # an upsert: the user's first activities may reach two instances at once
-                stmt = conflict_insert(s, DeliveryAddress).values(user_id=uid, address=new, updated_at=u.now)
+                stmt = conflict_insert(s, DeliveryAddress).values(user_id=uid, updated_at=u.now,
+                                                                   **address_columns(new))
                 s.execute(stmt.on_conflict_do_update(index_elements=[DeliveryAddress.user_id], set_={
-                    "address": stmt.excluded.address, "updated_at": stmt.excluded.updated_at}))
+                    name: getattr(stmt.excluded, name) for name in (*address_columns(new), "updated_at")}))
             elif row.address != new:
-                row.address = new
+                for name, value in address_columns(new).items():
+                    setattr(row, name, value)
                 row.updated_at = u.now
             s.execute(update(User).where(User.id == uid, User.unreachable.is_(True)).values(unreachable=False))
             return True
@@ -56,17 +57,17 @@ class Addresses:
 
     @staticmethod
     def posted_card_in(u: Unit, account_id: int, subject: str, subject_id: str, message_ref: str,
-                       address: dict) -> None:
+                       address: ChatAddress) -> None:
         """Remember, in the unit's transaction, that a message shows a subject's card (once)."""
         exists_ = u.s.scalar(select(PostedCard.id).where(PostedCard.subject == subject,
                                                          PostedCard.subject_id == str(subject_id),
                                                          PostedCard.message_ref == message_ref))
         if exists_ is None:
             u.s.add(PostedCard(account_id=account_id, subject=subject, subject_id=str(subject_id),
-                               message_ref=message_ref, address=address, created_at=u.now))
+                               message_ref=message_ref, created_at=u.now, **address_columns(address)))
 
     def record_posted_card(self, account_id: int, subject: str, subject_id: str, message_ref: str,
-                           address: dict) -> None:
+                           address: ChatAddress) -> None:
         self.units.system_write(lambda u: self.posted_card_in(u, account_id, subject, subject_id, message_ref,
                                                               address))
 
@@ -96,7 +97,7 @@ class Addresses:
                 .values(answering_until=u.now + ANSWERING)))
         return bool(rows)
 
-    def message_shows(self, actor: Actor, message_ref: str, address: dict | None,
+    def message_shows(self, actor: Actor, message_ref: str, address: ChatAddress | None,
                       shown: Collection[tuple[str, str]] | None) -> None:
         """A message of the actor's account now shows ``shown`` ((subject, id) pairs) and nothing
         else: its reader acted on it and the answer replaced its card. The posted cards tying it
@@ -124,14 +125,16 @@ class Addresses:
             if waiting:
                 s.execute(update(PostedCard).where(PostedCard.id.in_(waiting)).values(answering_until=None))
             account_id = s.scalar(of_account) if missing else None
-            for subject, subject_id in sorted(missing) if account_id is not None else ():
+            if account_id is None or address is None:  # nothing to remember (or the message's account is gone)
+                return
+            for subject, subject_id in sorted(missing):
                 with contextlib.suppress(IntegrityError), s.begin_nested():  # (recorded at once elsewhere: fine)
                     self.posted_card_in(u, account_id, subject, subject_id, message_ref, address)
                     s.flush()
 
         self.units.system_write(work)
 
-    def posted_card(self, posted_card_id: int) -> PostedCard | None:
+    def posted_card(self, posted_card_id: object) -> PostedCard | None:
         if not isinstance(posted_card_id, int) or isinstance(posted_card_id, bool):
             return None  # e.g. the "request paid" card item, which names no posted card
         with self.units.system_read() as u:
@@ -145,31 +148,31 @@ class Addresses:
                 PostedCard.subject == subject, PostedCard.subject_id == str(subject_id),
                 PostedCard.message_ref == message_ref).limit(1)) is not None
 
-    def any_address(self, account_id: int) -> dict | None:
+    def any_address(self, account_id: int) -> ChatAddress | None:
         """Some stored address in the account (its service URL serves the whole tenant)."""
         with self.units.system_read() as u:
-            return u.s.scalar(select(DeliveryAddress.address).join(User, User.id == DeliveryAddress.user_id)
-                              .where(User.account_id == account_id).order_by(DeliveryAddress.updated_at.desc())
-                              .limit(1))
+            row = u.s.scalar(select(DeliveryAddress).join(User, User.id == DeliveryAddress.user_id)
+                             .where(User.account_id == account_id).order_by(DeliveryAddress.updated_at.desc())
+                             .limit(1))
+            return row.address if row is not None else None
 
-    def user_address(self, account_id: int, aad_object_id: str | None) -> dict | None:
+    def user_address(self, account_id: int, aad_object_id: str | None) -> ChatAddress | None:
         """The stored address of a user of the account, as it is now (None: not a user of the
         account, or never reached): with the locale and time zone they told last."""
         if not isinstance(aad_object_id, str) or not aad_object_id:
             return None
         with self.units.system_read() as u:
-            return u.s.scalar(select(DeliveryAddress.address).join(User, User.id == DeliveryAddress.user_id)
-                              .where(User.account_id == account_id, User.aad_object_id == aad_object_id[:64]))
+            row = u.s.scalar(select(DeliveryAddress).join(User, User.id == DeliveryAddress.user_id)
+                             .where(User.account_id == account_id, User.aad_object_id == aad_object_id[:64]))
+            return row.address if row is not None else None
 
     def account_admin_chat_ids(self, account_id: int, limit: int = 60) -> list[str]:
-        """The ids the chat layer knows the account's administrators by (the ``user.id`` of their
-        stored delivery addresses), most recently seen first, at most ``limit``: whom a card that
-        only administrators may act on is kept live for."""
+        """The ids the chat layer knows the account's administrators by (``chat_user_id`` of
+        their stored delivery addresses), most recently seen first, at most ``limit``: whom a
+        card that only administrators may act on is kept live for."""
         with self.units.system_read() as u:
-            rows = u.s.scalars(select(DeliveryAddress.address).join(User, User.id == DeliveryAddress.user_id)
-                               .where(User.account_id == account_id, User.role == "admin")
-                               .order_by(DeliveryAddress.updated_at.desc(), User.id))
-            users = [a.get("user") for a in rows if isinstance(a, dict) and isinstance(a.get("user"), dict)]
-        # (an address made when the chat was created for them names them by directory id only)
-        ids = [u.get("id") for u in users if u.get("id") != u.get("aadObjectId")]
-        return list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))[:max(0, limit)]
+            ids = u.s.scalars(select(DeliveryAddress.chat_user_id).join(User, User.id == DeliveryAddress.user_id)
+                              .where(User.account_id == account_id, User.role == "admin",
+                                     DeliveryAddress.chat_user_id.is_not(None))
+                              .order_by(DeliveryAddress.updated_at.desc(), User.id))
+            return list(dict.fromkeys(i for i in ids if i))[:max(0, limit)]

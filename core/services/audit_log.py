@@ -61,7 +61,8 @@ class AuditLog:
                          headers: list[str] | None = None, say=str) -> str:
         """The account's audit log as CSV, oldest first (streamed in batches). ``headers``: the
         column names in the reader's language; ``say``: says a refusal's Message in it."""
-        buf = out or io.StringIO()
+        text = io.StringIO()
+        buf = out or text
         w = csv.writer(buf)
         w.writerow(headers or ["id", "created_at", "tenant_id", "actor", "action", "outcome", "target", "message"])
         with self.units.system_read() as u:
@@ -78,7 +79,7 @@ class AuditLog:
                     w.writerow([r.id, r.created_at.isoformat(), r.tenant_id or "", csv_safe(r.actor),
                                 r.action, r.outcome, csv_safe(r.target), csv_safe(say(stored_message(r) or ""))])
                 last = rows[-1].id
-        return buf.getvalue() if out is None else ""
+        return text.getvalue() if out is None else ""
 
     def export_audit(self, actor: Actor) -> str:
         caller = self.accounts.require_admin(actor, AuditAction.AUDIT_EXPORT)

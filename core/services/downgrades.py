@@ -39,7 +39,7 @@ class Downgrades:
         def fn(u: Unit, caller: CallerView):
             s, now, catalog = u.s, u.now, u.catalog
             pool = load_pool(u, caller, pool_id, lock=True)
-            sub = current(u, s.get(Subscription, pool.subscription_id), now)  # before reading the seats
+            sub = current(u, s.get_one(Subscription, pool.subscription_id), now)  # before reading the seats
             seats = seats_of(u, pool, parse_ids(user_ids), lock=True)
             plan_a = catalog.plan(pool.plan_code)
             if not isinstance(to_plan, str) or not to_plan:
@@ -77,7 +77,7 @@ class Downgrades:
         def fn(u: Unit, caller: CallerView):
             s, now = u.s, u.now
             pool = load_pool(u, caller, pool_id, lock=True)
-            sub = current(u, s.get(Subscription, pool.subscription_id), now)  # past ends apply first
+            sub = current(u, s.get_one(Subscription, pool.subscription_id), now)  # past ends apply first
             seats = [seat for seat in seats_of(u, pool, parse_ids(user_ids), lock=True) if seat.downgrade_to]
             if not seats:
                 raise InvalidInput(Message("None of these users has a downgrade scheduled."))

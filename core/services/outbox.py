@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.kinds import Channel, OutboxStatus
 from core.models import AccountTenant, DeliveryAddress, OutboxMessage, User
 from core.services.shared import MAX_OUTBOX_ATTEMPTS, chunks
-from core.views import OutboxItem
+from core.views import ChatAddress, OutboxItem
 
 if TYPE_CHECKING:
     from core.unit_of_work import Units
@@ -52,6 +52,7 @@ class Outbox:
                     or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until <= now))
 
         def by_account(s: Session) -> list[int]:
+            assert per_account is not None, "claims by account only"
             if not self.db.is_sqlite:
                 s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_CLAIM_LOCK})
             # live leases, and accounts another worker sent for a moment ago (outbox_done_many's
@@ -101,13 +102,15 @@ class Outbox:
                                     OutboxMessage.attempts).where(OutboxMessage.id.in_(ids))
                              .order_by(OutboxMessage.available_at, OutboxMessage.id)).all()
             user_ids = {r.user_id for r in rows if r.user_id}
-            info = {}
+            info: dict[int, tuple] = {}
             for chunk in chunks(sorted(user_ids)):
-                for uid, aad, tenant, address in s.execute(
-                        select(User.id, User.aad_object_id, AccountTenant.tenant_id, DeliveryAddress.address)
+                for uid, aad, tenant, ref, chat_user_id, locale, tz in s.execute(
+                        select(User.id, User.aad_object_id, AccountTenant.tenant_id, DeliveryAddress.ref,
+                               DeliveryAddress.chat_user_id, DeliveryAddress.locale, DeliveryAddress.timezone)
                         .join(AccountTenant, AccountTenant.account_id == User.account_id)
                         .outerjoin(DeliveryAddress, DeliveryAddress.user_id == User.id)
                         .where(User.id.in_(chunk))):
+                    address = None if ref is None else ChatAddress(ref, chat_user_id, locale, tz)
                     info.setdefault(uid, (aad, tenant, address))
             out = []
             for r in rows:
@@ -217,4 +220,5 @@ class Outbox:
 
     def outbox_counts(self) -> dict[str, int]:
         with self.db.read() as s:
-            return dict(s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
+            return dict(s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status))
+                        .tuples().all())

@@ -133,7 +133,7 @@ class BillingPeriods:
         """What the subscription bills from its next renewal: bought seats less scheduled removals,
         with scheduled downgrades counted in their new plan."""
         s = u.s
-        account = s.get(Account, sub.account_id)
+        account = s.get_one(Account, sub.account_id)
         qty: dict[str, int] = {}
         for pool in s.scalars(select(Pool).where(Pool.subscription_id == sub.id)):
             qty[pool.plan_code] = qty.get(pool.plan_code, 0) + pool.quantity - pool.removal_scheduled

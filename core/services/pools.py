@@ -83,7 +83,7 @@ class Pools:
             return []
         s = u.s
         ids = [p.id for p, _ in rows]
-        assigned = dict(s.execute(_ASSIGNED, {"pools": ids}).all())
+        assigned = dict(s.execute(_ASSIGNED, {"pools": ids}).tuples().all())
         moves = s.execute(_DOWNGRADES, {"subscriptions": sorted({sub.id for _, sub in rows})}).all()
         down_out: dict[int, int] = {}
         down_in: dict[tuple[int, str], int] = {}
@@ -174,7 +174,7 @@ class Pools:
         def fn(u: Unit, caller: CallerView):
             pool = load_pool(u, caller, pool_id)
             ids = parse_ids(list(user_ids)) if user_ids else []
-            rows = []
+            rows: list = []
             for chunk in chunks(ids):
                 rows += u.s.execute(select(User.id, User.name, User.email, Seat.downgrade_to, Seat.sort_key)
                                     .join(Seat, Seat.user_id == User.id)

@@ -1,4 +1,4 @@
-"""A quote's life after pricing, shared by quotes, links, settlement and the sandbox pages:
+"""A quote's life after pricing, shared by quotes, links, settlement and the payers' pages:
 loading it, its view, the seats it holds, and closing it (holds freed, link closed, request
 reopened, cards updated)."""
 
@@ -12,7 +12,6 @@ from sqlalchemy import bindparam, delete, func, select
 from core.errors import HeldByQuote, Message, NotFound, QuoteNotOpen
 from core.kinds import AuditAction, OutboxKind, OutboxStatus, PaymentStatus, QuoteKind, QuoteStatus, RequestStatus
 from core.models import OutboxMessage, Payment, PostedCard, Quote, QuoteHold, UpgradeRequest, User
-from core.payments import SandboxGateway
 from core.services.shared import chunks, locked
 from core.text import fold
 from core.views import CallerView, QuoteLineView, QuoteView, RenewalView, UserRow
@@ -118,7 +117,7 @@ def quote_view(u: Unit, plans: PlanViews, quote: Quote) -> QuoteView:
         receipt = dict(paid_at=quote.closed_at, paid_amount=payment.amount if payment else quote.due_now,
                        paid_by=payment.payer_email if payment else None,  # (when the provider told it)
                        payment_reference=(None if payment is None else f"{quote.id[:8]}-{payment.id}"
-                                          if payment.provider == "sandbox" else payment.external_id),
+                                          if u.link_traits(payment.provider).secret_id else payment.external_id),
                        notices_total=sum(n for _, n in notices),
                        notices_delivered=sum(n for status, n in notices if status == OutboxStatus.SENT),
                        notices_unreachable=sum(n for status, n in notices
@@ -157,13 +156,13 @@ def close_quote(u: Unit, quote: Quote, status: str, by: int | None, note: str | 
 
 def _close_link(u: Unit, quote: Quote) -> None:
     """A closed quote's payment link must not stay payable: the provider is asked to close it
-    through the billing outbox (retried while it does not answer). The sandbox page already
-    refuses a quote that is not open: its link is closed at once."""
+    through the billing outbox (retried while it does not answer). A provider whose page asks
+    the core first (``LinkTraits.closes_with_quote``) already refuses it: closed at once."""
     payment = u.s.scalars(QUOTE_PAYMENT, {"quote": quote.id}).first()
     if payment is None or payment.status != PaymentStatus.PENDING:
         return
     payment.updated_at = u.now
-    if payment.provider == SandboxGateway.name:
+    if u.link_traits(payment.provider).closes_with_quote:
         payment.status = PaymentStatus.CLOSED
         return
     payment.status = PaymentStatus.CLOSING
@@ -174,7 +173,7 @@ def _close_link(u: Unit, quote: Quote) -> None:
 def mark_link_closed(u: Unit, payment: Payment) -> None:
     payment.status = PaymentStatus.CLOSED
     payment.updated_at = u.now
-    queue_quote_cards(u, u.s.get(Quote, payment.quote_id), "link_closed")
+    queue_quote_cards(u, u.s.get_one(Quote, payment.quote_id), "link_closed")
 
 
 def _reopen_request(u: Unit, quote: Quote, status: str) -> None:

@@ -30,8 +30,7 @@ from core.services.quote_lifecycle import (
 )
 from core.services.shared import MAX_CART_LINES, chunks
 from core.text import parse_ids, parse_quantity
-from core.unit_of_work import SYSTEM
-from core.views import Actor, CallerView, PlanView, QuoteView
+from core.views import SYSTEM, Actor, CallerView, PlanView, QuoteView
 
 if TYPE_CHECKING:
     from core.services.settlement import Settlement
@@ -90,7 +89,7 @@ class Quotes:
 
     def _price_upgrade(self, u: Unit, caller: CallerView, pool, user_ids: list[int], to_plan, now: datetime):
         s, catalog = u.s, u.catalog
-        sub = current(u, s.get(Subscription, pool.subscription_id), now)  # before reading the seats
+        sub = current(u, s.get_one(Subscription, pool.subscription_id), now)  # before reading the seats
         seats = seats_of(u, pool, user_ids)
         plan_a = catalog.plan(pool.plan_code)
         if not isinstance(to_plan, str) or not to_plan:

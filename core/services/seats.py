@@ -47,7 +47,7 @@ class Seats:
                                               "unassign it instead.", name=user.name,
                                               plan=self.plans.name_or_none(held[0]),
                                               family=catalog.families[plan.family]))
-            sub = current(u, s.get(Subscription, pool.subscription_id), now)
+            sub = current(u, s.get_one(Subscription, pool.subscription_id), now)
             if pool.quantity - assigned_count(u, pool.id) - pool.removal_scheduled <= 0:
                 raise NoFreeSeat(Message("There is no free {plan} seat in this pool. Buy one, or unassign someone "
                                          "first.", plan=plan.name), plan=plan.code, interval=sub.interval)
@@ -66,7 +66,7 @@ class Seats:
         def fn(u: Unit, caller: CallerView):
             s, now = u.s, u.now
             pool = load_pool(u, caller, pool_id, lock=True)
-            sub = current(u, s.get(Subscription, pool.subscription_id), now)
+            sub = current(u, s.get_one(Subscription, pool.subscription_id), now)
             seats = seats_of(u, pool, parse_ids(user_ids), lock=True)
             check_not_held(u, [seat.id for seat in seats], now, by=caller.user_id)
             for seat in seats:
@@ -100,7 +100,7 @@ class Seats:
             s = u.s
             pool = load_pool(u, caller, pool_id, lock=True)
             n = parse_quantity(quantity)
-            sub = current(u, s.get(Subscription, pool.subscription_id))  # before scheduling
+            sub = current(u, s.get_one(Subscription, pool.subscription_id))  # before scheduling
             if expected_scheduled is not None and pool.removal_scheduled != expected_scheduled:
                 raise InvalidInput(Message.counted("The seats to remove from this pool changed since this card was "
                                                    "shown: {scheduled} now leaves at renewal. Nothing more was "
@@ -128,7 +128,7 @@ class Seats:
             pool = load_pool(u, caller, pool_id)
             n = parse_quantity(quantity)
             self._check_removable(u, pool, n)
-            sub = s.get(Subscription, pool.subscription_id)
+            sub = s.get_one(Subscription, pool.subscription_id)
             view = self.pools.view(u, pool, sub, caller.currency)
             qty = view.renewal_quantity - n
             d_next = rate_at(s, pool.account_id, sub.period_end)
@@ -141,7 +141,7 @@ class Seats:
         def fn(u: Unit, caller: CallerView):
             s = u.s
             pool = load_pool(u, caller, pool_id, lock=True)
-            sub = current(u, s.get(Subscription, pool.subscription_id))  # past ends apply first
+            sub = current(u, s.get_one(Subscription, pool.subscription_id))  # past ends apply first
             pool.removal_scheduled = 0
             u.audit_ok(caller, AuditAction.SEATS_REMOVAL_CANCELLED, f"pool:{pool.id}")
             s.flush()

@@ -48,7 +48,7 @@ class Settlement:
                     s.flush()
             except IntegrityError:
                 return EventResult("duplicate", event.quote_id)
-            record = s.get(PaymentEventRecord, (event.provider, event.event_id))
+            record = s.get_one(PaymentEventRecord, (event.provider, event.event_id))
             result = self._on_event(u, event)
             record.result = result.result
             return result
@@ -83,7 +83,8 @@ class Settlement:
                 quote.link_attempt_at = u.now
                 queue_quote_cards(u, quote, f"lapsed:{event.event_id}")
             u.audit(account_id=quote.account_id, tenant_id=None, actor_id=None, actor=event.provider,
-                    action=_LAPSED[event.kind], target=f"quote:{quote.id}", detail={"event": event.event_id})
+                    action=_LAPSED[PaymentEventKind(event.kind)], target=f"quote:{quote.id}",
+                    detail={"event": event.event_id})
             return EventResult(event.kind, quote.id)
         # kind == "paid"
         if payment is None or payment.provider != event.provider or (
@@ -132,7 +133,7 @@ class Settlement:
                 continue
             if quote.kind == QuoteKind.UPGRADE:
                 pool = s.get(Pool, quote.pool_id)
-                sub = s.get(Subscription, pool.subscription_id) if pool is not None else None
+                sub = s.get_one(Subscription, pool.subscription_id) if pool is not None else None
             else:
                 sub = s.scalars(select(Subscription).where(Subscription.account_id == quote.account_id,
                                                            Subscription.interval == ln["interval"])).first()
@@ -165,9 +166,10 @@ class Settlement:
         touched: dict[int, Subscription] = {}
         if quote.kind == QuoteKind.UPGRADE:
             source = s.scalars(select(Pool).where(Pool.id == quote.pool_id).with_for_update()).one()
-            sub = current(u, s.get(Subscription, source.subscription_id), now)
+            sub = current(u, s.get_one(Subscription, source.subscription_id), now)
+            assert quote.to_plan is not None, "an upgrade quote names its plan"
             target = get_or_create_pool(u, sub, quote.to_plan)
-            seat_ids = []
+            seat_ids: list[int] = []
             for chunk in chunks(quote.user_ids):
                 seat_ids += s.scalars(select(Seat.id).where(Seat.pool_id == source.id, Seat.user_id.in_(chunk))).all()
             n = len(seat_ids)
@@ -188,8 +190,8 @@ class Settlement:
             for ln in quote.lines:
                 of_interval = select(Subscription).where(Subscription.account_id == quote.account_id,
                                                          Subscription.interval == ln["interval"]).with_for_update()
-                sub = s.scalars(of_interval).first()
-                if sub is None:
+                found = s.scalars(of_interval).first()
+                if found is None:
                     # The first of this interval, unless a concurrent settlement (another quote priced
                     # as a new period too) creates it first: then these seats join its period, which
                     # starts at that settlement, after this quote was priced, so it ends no earlier
@@ -201,7 +203,7 @@ class Settlement:
                         index_elements=[Subscription.account_id, Subscription.interval]))
                     sub = s.scalars(of_interval).one()
                 else:
-                    current(u, sub, now)
+                    sub = current(u, found, now)
                 pool = get_or_create_pool(u, sub, ln["plan_code"])
                 pool.quantity += ln["quantity"]
                 touched[sub.id] = sub

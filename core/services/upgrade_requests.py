@@ -29,7 +29,7 @@ class UpgradeRequests:
 
     def view(self, u: Unit, req: UpgradeRequest) -> RequestView:
         s, plan_name = u.s, self.plans.name_or_none
-        requester = s.get(User, req.requester_id)
+        requester = s.get_one(User, req.requester_id)
         decider = s.get(User, req.decided_by) if req.decided_by else None
         return RequestView(id=req.id, status=req.status, requester_id=req.requester_id,
                            requester_name=requester.name, requester_email=requester.email, family=req.family,
@@ -112,7 +112,7 @@ class UpgradeRequests:
         won = s.execute(update(UpgradeRequest)
                         .where(UpgradeRequest.id == req.id, UpgradeRequest.status == RequestStatus.PENDING)
                         .values(status=status, decided_by=caller.user_id, decided_at=u.now)
-                        .execution_options(synchronize_session=False)).rowcount
+                        .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]  # (a CursorResult)
         if won != 1:
             s.refresh(req)
             view = self.view(u, req)
