@@ -27,6 +27,7 @@ from core.config import Settings
 from core.db import Database
 from core.licensing import Licensing
 from core.payments import PaymentGateway
+from dialogs.flows import default_flows
 from dialogs.router import Router
 from payments import registry
 from payments.provider import Provider, ProviderConfigError
@@ -125,7 +126,9 @@ def build_server(settings: Settings, lic: Licensing | None = None, *, background
         raise SystemExit(f"Configuration error: PAYMENTS={provider.name} but the core was built with "
                          f"{getattr(lic.gateway, 'name', 'no')} payment gateway")
     links = build_export_links(settings, lic)
-    router = Router(lic, directory=build_directory(settings) if directory is _DEFAULT else directory, links=links)
+    flows = default_flows(lic, directory=build_directory(settings) if directory is _DEFAULT else directory,
+                          links=links)
+    router = Router(lic, flows)
     transport = BotTransport(settings, lic, router)
 
     app = web.Application(client_max_size=MAX_BODY, middlewares=[bounded_body])

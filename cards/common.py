@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from cards import verbs
 from cards.base import action_set, card, execute, facts, text, title
+from cards.data import QuoteRef
 from cards.i18n import N_, SUPPORTED, Locale, T
+from cards.verbs import Verb
 
 # each command: the word the help shows in the reader's language, its description, and the
 # other words that open it in that language ("|"-separated) (catalog keys)
@@ -46,7 +47,7 @@ def welcome(locale: Locale, *, is_admin: bool, commands: list[str], name: str | 
     t = T(locale)
     body = [title(t("welcome.title")), text(t("welcome.body")),
             text(t("welcome.admin") if is_admin else t("welcome.member")), _commands(t, commands)]
-    actions = [execute(t("btn.licenses"), verbs.POOLS, style="positive")] if is_admin else None
+    actions = [execute(t("btn.licenses"), Verb.POOLS, style="positive")] if is_admin else None
     return card(body, actions, fallback_text=t("welcome.title"))
 
 
@@ -56,7 +57,7 @@ def help_card(locale: Locale, *, is_admin: bool, commands: list[str], unknown: s
     if unknown:
         body.append(text(t("help.unknown", text=unknown[:80])))
     body.append(_commands(t, commands))
-    actions = [execute(t("btn.licenses"), verbs.POOLS, style="positive")] if is_admin else None
+    actions = [execute(t("btn.licenses"), Verb.POOLS, style="positive")] if is_admin else None
     return card(body, actions, fallback_text=t("help.title"))
 
 
@@ -70,12 +71,12 @@ def error_card(locale: Locale, message: str, *, heading: str | None = None, show
     if retry:
         buttons.append(retry)
     if own_quote:
-        buttons += [execute(t("btn.open_quote"), verbs.QUOTE_REFRESH, {"quote": own_quote}, style="positive",
+        buttons += [execute(t("btn.open_quote"), Verb.QUOTE_REFRESH, QuoteRef(own_quote), style="positive",
                             inputs="none"),
-                    execute(t("btn.cancel_quote"), verbs.QUOTE_CANCEL, {"quote": own_quote}, style="destructive",
+                    execute(t("btn.cancel_quote"), Verb.QUOTE_CANCEL, QuoteRef(own_quote), style="destructive",
                             inputs="none")]
     if show_pools:
-        buttons.append(execute(t("btn.licenses"), verbs.POOLS))
+        buttons.append(execute(t("btn.licenses"), Verb.POOLS))
     body = [title(heading or t("error.title")), text(message, color="Attention")]
     if buttons:
         body.append(action_set(buttons))
@@ -89,7 +90,7 @@ def apology_card(locale: Locale) -> dict:
 
 def dismissed_card(locale: Locale, heading: str, message: str, *, show_pools: bool = True) -> dict:
     t = T(locale)
-    actions = [execute(t("btn.licenses"), verbs.POOLS)] if show_pools else None
+    actions = [execute(t("btn.licenses"), Verb.POOLS)] if show_pools else None
     return card([title(heading), text(message)], actions, fallback_text=heading)
 
 

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from babel import Locale
 
+from core.kinds import RequestStatus
+
 
 @functools.cache
 def _plural_rule(lang: str):
@@ -139,6 +141,14 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+class StaleSelection(InvalidInput):
+    """Users selected on a card no longer hold a seat in its pool: the card is out of date (the
+    chat layer shows the pool as it is now). Its code stays ``invalid_input``, as audited."""
+
+    def __init__(self, message: str, **details):
+        super().__init__(message, stale=True, **details)
+
+
 class InvalidQuantity(InvalidInput):
     code = "invalid_quantity"
 
@@ -218,7 +228,7 @@ class RequestClosed(DomainError):
         if not (by and at):
             return cls(Message("This request was already decided."), **details)
         at = _aware(at)
-        if status == "approved":
+        if status == RequestStatus.APPROVED:
             return cls(Message("This request was already approved by {by} at {at:%Y-%m-%d %H:%M %Z}.", by=by, at=at),
                        **details)
         return cls(Message("This request was already declined by {by} at {at:%Y-%m-%d %H:%M %Z}.", by=by, at=at),

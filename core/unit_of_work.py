@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from core.catalog import Catalog
 from core.db import Database
 from core.errors import DomainError, Message, NotAdmin
+from core.kinds import OutboxKind, OutboxStatus, Outcome
 from core.models import AccountTenant, AuditEvent, OutboxMessage, User
 from core.payments import LinkTraits
 from core.services import accounts
@@ -72,7 +73,7 @@ class Unit:
         return self._link_traits.get(provider) or LinkTraits()
 
     def audit(self, *, account_id: int | None, tenant_id: str | None, actor_id: int | None, actor: str | None,
-              action: str, outcome: str = "ok", target: str | None = None, message: str | None = None,
+              action: str, outcome: Outcome = Outcome.OK, target: str | None = None, message: str | None = None,
               detail: dict | None = None) -> None:
         if isinstance(message, Message):  # its template and params too: said in the reader's language later
             detail = {**(detail or {}), "message": message.to_json()}
@@ -87,14 +88,15 @@ class Unit:
                    tenant_id=caller.tenant_id if caller else None, actor_id=caller.user_id if caller else None,
                    actor=caller.name if caller else SYSTEM, action=action, target=target, detail=detail)
 
-    def outbox(self, *, account_id: int, channel: str, kind: str, dedupe_key: str, payload: dict,
+    def outbox(self, *, account_id: int, kind: OutboxKind, dedupe_key: str, payload: dict,
                user_id: int | None = None) -> None:
-        """Queue a message, once per dedupe key (a replayed change queues nothing new)."""
+        """Queue a message, once per dedupe key (a replayed change queues nothing new), on the
+        channel of its kind (who delivers it)."""
         s = self.s
         if s.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)) is not None:
             return
-        s.add(OutboxMessage(account_id=account_id, channel=channel, kind=kind, user_id=user_id, payload=payload,
-                            dedupe_key=dedupe_key, status="pending", attempts=0, available_at=self.now,
+        s.add(OutboxMessage(account_id=account_id, channel=kind.channel, kind=kind, user_id=user_id, payload=payload,
+                            dedupe_key=dedupe_key, status=OutboxStatus.PENDING, attempts=0, available_at=self.now,
                             created_at=self.now))
 
 
@@ -258,7 +260,7 @@ class Units:
                         user_id, name = u
             self._unit(s, write=True).audit(
                 account_id=account_id, tenant_id=tenant, actor_id=user_id, actor=(name or "")[:320], action=action,
-                outcome="refused", target=(target or "")[:200] or None, message=error.message,
+                outcome=Outcome.REFUSED, target=(target or "")[:200] or None, message=error.message,
                 detail={"code": error.code})
 
         try:

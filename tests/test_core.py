@@ -31,6 +31,7 @@ from core.errors import (
     RequestClosed,
     SeatAlreadyHeld,
     SeatsAssigned,
+    StaleSelection,
     UnknownCaller,
     WrongFamily,
 )
@@ -262,10 +263,10 @@ REFUSALS = [
           NotFound, "quote.upgrade"),
     _case("upgrade-user-not-in-pool",
           lambda c: c.lic.quotes.quote_upgrade(c.admin, c.pools["eco"], [c.users["Christie Gupta"]], "pro"),
-          InvalidInput, "quote.upgrade"),
+          StaleSelection, "quote.upgrade"),
     _case("upgrade-user-of-other-account",
           lambda c: c.lic.quotes.quote_upgrade(c.admin, c.pools["eco"], [c.fab.user_ids[1]], "pro"),
-          InvalidInput, "quote.upgrade"),
+          StaleSelection, "quote.upgrade"),
     _case("upgrade-no-users", lambda c: c.lic.quotes.quote_upgrade(c.admin, c.pools["eco"], [], "pro"),
           InvalidInput, "quote.upgrade"),
     _case("upgrade-bad-user-ref", lambda c: c.lic.quotes.quote_upgrade(c.admin, c.pools["eco"], "abc", "pro"),
@@ -346,7 +347,7 @@ REFUSALS = [
           NotFound, "seat.unassign"),
     _case("unassign-user-not-in-pool",
           lambda c: c.lic.seats.unassign(c.admin, c.pools["eco"], [c.users["Lee Gu"], c.users["Christie Gupta"]]),
-          InvalidInput, "seat.unassign"),
+          StaleSelection, "seat.unassign"),
     _case("unassign-held-by-quote", lambda c: c.lic.seats.unassign(c.admin, c.pools["eco"], [c.users["Grady Sink"]]),
           HeldByQuote, "seat.unassign", _quote_by_admin2),
     # --- remove_seats
@@ -815,7 +816,7 @@ def test_downgrade_cancelled_after_the_end_is_already_applied(c):
     alex = c.users["Alex Wilber"]
     c.lic.downgrades.schedule_downgrade(c.admin, c.pools["pro"], [alex], "advanced")
     c.clock.now = _month_end(c) + timedelta(minutes=5)
-    e = assert_refused(c, lambda: c.lic.downgrades.cancel_downgrade(c.admin, c.pools["pro"], [alex]), InvalidInput,
+    e = assert_refused(c, lambda: c.lic.downgrades.cancel_downgrade(c.admin, c.pools["pro"], [alex]), StaleSelection,
                        "downgrade.cancel")
     assert e.details == {"stale": True}
     c.lic.periods.roll_over()
@@ -839,7 +840,8 @@ def test_upgrade_quote_after_the_end_sees_the_applied_downgrade(c):
     c.lic.downgrades.schedule_downgrade(c.admin, c.pools["advanced"], [megan], "eco")
     c.clock.now = end + timedelta(minutes=5)
     # Megan is on Eco since the boundary: a quote crediting her an Advanced seat would be wrong
-    assert_refused(c, lambda: c.lic.quotes.quote_upgrade(c.admin, c.pools["advanced"], [megan], "pro"), InvalidInput,
+    assert_refused(c, lambda: c.lic.quotes.quote_upgrade(c.admin, c.pools["advanced"], [megan], "pro"),
+                   StaleSelection,
                    "quote.upgrade")
     q = c.lic.quotes.quote_upgrade(c.admin, c.pools["eco"], [megan], "pro")
     assert (q.from_plan, q.lines[0].period_start) == ("eco", end)

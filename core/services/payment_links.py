@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.errors import DomainError, InvalidInput, Message, PaymentRefused, PaymentUnavailable
+from core.kinds import AuditAction, PaymentStatus, QuoteStatus
 from core.models import Account, Payment, Quote
 from core.payments import CarryForward, PaymentGateway, PaymentLine, PaymentProviderError, PaymentRequest
 from core.services.quote_lifecycle import (
@@ -112,10 +113,10 @@ class PaymentLinks:
                 require_open(u, q)
                 if s.scalars(QUOTE_PAYMENT, {"quote": q.id}).first() is None:
                     s.add(Payment(quote_id=q.id, provider=link.provider, external_id=link.external_id, url=link.url,
-                                  status="pending", amount=q.due_now, currency=q.currency, created_at=u.now,
+                                  status=PaymentStatus.PENDING, amount=q.due_now, currency=q.currency, created_at=u.now,
                                   updated_at=u.now))
                     s.flush()
-                    u.audit_ok(caller, "payment.link_created", f"quote:{q.id}",
+                    u.audit_ok(caller, AuditAction.PAYMENT_LINK_CREATED, f"quote:{q.id}",
                                {"provider": link.provider, "amount": q.due_now})
                 if posted_card is not None:  # (a savepoint: the same card recorded at once elsewhere is fine)
                     with contextlib.suppress(IntegrityError), s.begin_nested():
@@ -129,7 +130,7 @@ class PaymentLinks:
                 with units.reading(actor) as u:
                     return self.quotes.view(u, load_quote(u, caller, quote_id)), False
         except DomainError as e:
-            units.refuse(actor, "payment.link", e, target)
+            units.refuse(actor, AuditAction.PAYMENT_LINK, e, target)
             raise
 
     def _payment_request(self, u: Unit, quote: Quote, account: Account) -> PaymentRequest:
@@ -160,7 +161,7 @@ class PaymentLinks:
         """The provider's id of the link a ``close_link`` billing message asks to close (None: done)."""
         with self.units.system_read() as u:
             payment = u.s.get(Payment, payload.get("payment_id"))
-            return payment.external_id if payment is not None and payment.status == "closing" else None
+            return payment.external_id if payment is not None and payment.status == PaymentStatus.CLOSING else None
 
     def link_closed(self, payload: dict, closed: bool) -> None:
         """The provider answered a ``close_link``: closed (the quote's cards now say nothing was
@@ -169,7 +170,7 @@ class PaymentLinks:
 
         def work(u: Unit) -> None:
             payment = u.s.get(Payment, payload.get("payment_id"), with_for_update=True)
-            if payment is None or payment.status != "closing":
+            if payment is None or payment.status != PaymentStatus.CLOSING:
                 return
             if not closed:
                 log.warning("quote %s: its payment link could not be closed, a payment went through; it will be "
@@ -233,9 +234,9 @@ class PaymentLinks:
             if payment is None:
                 return
             quote = u.s.scalars(select(Quote).where(Quote.id == payment.quote_id).with_for_update()).one()
-            if effective_status(quote, u.now) == "open":
-                close_quote(u, quote, "cancelled", None)
+            if effective_status(quote, u.now) == QuoteStatus.OPEN:
+                close_quote(u, quote, QuoteStatus.CANCELLED, None)
                 u.audit(account_id=quote.account_id, tenant_id=None, actor_id=None, actor="payment page",
-                        action="quote.cancelled", target=f"quote:{quote.id}")
+                        action=AuditAction.QUOTE_CANCELLED, target=f"quote:{quote.id}")
 
         self.units.system_write(work)

@@ -9,7 +9,8 @@ from sqlalchemy import bindparam, func, select
 
 from core import pricing
 from core.catalog import INTERVALS
-from core.errors import InvalidInput, Message, NotFound, no_longer_held
+from core.errors import Message, NotFound, StaleSelection, no_longer_held
+from core.kinds import AuditAction
 from core.models import Pool, Seat, Subscription, User
 from core.services.periods import rate_at
 from core.services.plans import PlanViews
@@ -60,7 +61,7 @@ def seats_of(u: Unit, pool: Pool, user_ids: list[int], *, lock: bool = False) ->
     seats = list(u.s.scalars(SEATS_OF[lock], {"pool": pool.id, "users": list(user_ids)}))
     if len(seats) != len(user_ids):
         missing = len(user_ids) - len(seats)
-        raise InvalidInput(no_longer_held(missing), stale=True)
+        raise StaleSelection(no_longer_held(missing))
     return seats
 
 
@@ -115,19 +116,19 @@ class Pools:
         return sorted(views, key=lambda v: (order.index(v.family), v.rank, INTERVALS.index(v.interval)))
 
     def list_pools(self, actor: Actor) -> list[PoolView]:
-        return self.units.query(actor, "pools.list", self._list_pools)
+        return self.units.query(actor, AuditAction.POOLS_LIST, self._list_pools)
 
     def pools_overview(self, actor: Actor) -> tuple[CallerView, list[PoolView]]:
         """The caller (an administrator) and the account's pools, read together (one transaction:
         ``require_admin`` then ``list_pools`` read the caller twice)."""
-        return self.units.query(actor, "pools.list", lambda u, caller: (caller, self._list_pools(u, caller)))
+        return self.units.query(actor, AuditAction.POOLS_LIST, lambda u, caller: (caller, self._list_pools(u, caller)))
 
     def pool(self, actor: Actor, pool_id) -> PoolView:
         def fn(u: Unit, caller: CallerView):
             pool, sub = pool_and_subscription(u, caller, pool_id)
             return self.view(u, pool, sub, caller.currency)
 
-        return self.units.query(actor, "pool.view", fn, target=f"pool:{pool_id}")
+        return self.units.query(actor, AuditAction.POOL_VIEW, fn, target=f"pool:{pool_id}")
 
     def _pool_users(self, u: Unit, caller: CallerView, pool: Pool, query, page, page_size, *,
                     clamp: bool = False, assigned: int | None = None) -> Page:
@@ -150,7 +151,7 @@ class Pools:
                    page_size=PAGE_SIZE) -> Page:
         """The users holding a seat of a pool, by name, paged and searchable by name or e-mail."""
         return self.units.query(
-            actor, "pool.users",
+            actor, AuditAction.POOL_USERS,
             lambda u, c: self._pool_users(u, c, load_pool(u, c, pool_id), query, page, page_size),
             target=f"pool:{pool_id}")
 
@@ -164,7 +165,7 @@ class Pools:
             view = self.view(u, pool, sub, caller.currency)
             return view, self._pool_users(u, caller, pool, query, page, page_size, clamp=True, assigned=view.assigned)
 
-        return self.units.query(actor, "pool.users", fn, target=f"pool:{pool_id}")
+        return self.units.query(actor, AuditAction.POOL_USERS, fn, target=f"pool:{pool_id}")
 
     def pool_rows(self, actor: Actor, pool_id, user_ids: list[int]) -> list[UserRow]:
         """The given users who hold a seat of this pool (others dropped), each with the downgrade
@@ -182,4 +183,4 @@ class Pools:
             return [UserRow(id=r[0], name=r[1], email=r[2], plan_code=pool.plan_code, downgrade_to=r[3])
                     for r in rows]
 
-        return self.units.query(actor, "pool.rows", fn, target=f"pool:{pool_id}")
+        return self.units.query(actor, AuditAction.POOL_ROWS, fn, target=f"pool:{pool_id}")

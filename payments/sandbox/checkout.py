@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.kinds import PaymentEventKind
 from core.licensing import Licensing
 from core.payments import PaymentEvent
 from core.views import QuoteView
@@ -46,8 +47,8 @@ class SandboxCheckout:
         q = page.quote
         assert q is not None, "a payable page shows its quote"
         self.lic.settlement.handle_payment_event(PaymentEvent(
-            provider=NAME, event_id=f"sandbox:{token}:paid", kind="paid", quote_id=q.id, external_id=token,
-            amount=q.due_now, currency=q.currency))
+            provider=NAME, event_id=f"sandbox:{token}:paid", kind=PaymentEventKind.PAID, quote_id=q.id,
+            external_id=token, amount=q.due_now, currency=q.currency))
         return self.page(token)
 
     def cancel(self, token: str) -> PayPage:
