@@ -37,9 +37,8 @@ e2e: setup
 	  echo "make e2e needs Chromium at $$chromium (Debian: apt-get install -y chromium; or set CHROMIUM_PATH)."; exit 1; }
 	E2E_PYTHON=$(BIN)/python node e2e/all.mjs
 
-## test: set up and run the whole suite (ruff first); pytest's "no tests collected" is a failure
-test: setup
-	$(BIN)/ruff check .
+## test: set up, lint (ruff, the layer contracts, mypy) and run the whole suite; pytest's "no tests collected" is a failure
+test: setup lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
@@ -55,8 +54,11 @@ pot: $(VENV)/.installed
 	$(BIN)/python -m cards.extract
 	$(BIN)/pybabel update -i cards/locale/messages.pot -d cards/locale --no-fuzzy-matching -w 100
 
+## lint: ruff, the layer contracts (lint-imports: [tool.importlinter] in pyproject.toml) and mypy ([tool.mypy])
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) node_modules var dist test-results

@@ -1,10 +1,10 @@
 """The composition root: the one place that builds License Desk, in this order.
 
-    settings → Database → Catalog → payment gateway (``PAYMENTS``: sandbox or stripe)
+    settings → Database → Catalog → payment gateway (``PAYMENTS``: a provider of payments.registry)
     → Licensing (the core) → directory (Microsoft Graph, when ``GRAPH_ENABLED``)
     → audit export links → router and flows (their dependencies by constructor)
-    → bot transport (adapter, activity handler, notifier) → the aiohttp app (routes: bot,
-    Stripe webhook, pay pages, audit export; background jobs when serving)
+    → bot transport (adapter, activity handler, notifier) → the aiohttp app (routes: bot, the
+    payment provider's own (webhook, pages), audit export; background jobs when serving)
 
 Nothing here is kept in a module global: every part is made by a call and handed to whoever
 uses it. bot/ and web/ never import each other; both are assembled here. ``app.py`` commands,
@@ -26,8 +26,11 @@ from core.catalog import Catalog
 from core.config import Settings
 from core.db import Database
 from core.licensing import Licensing
-from core.payments import PaymentGateway, SandboxGateway
+from core.payments import PaymentGateway
+from dialogs.flows import default_flows
 from dialogs.router import Router
+from payments import registry
+from payments.provider import Provider, ProviderConfigError
 
 if TYPE_CHECKING:  # (built on demand: `app.py migrate` and the other commands never load botbuilder)
     from bot.transport import BotTransport
@@ -37,26 +40,33 @@ _DEFAULT = object()  # "build it from the settings" (None is a value: no directo
 
 
 def load_settings() -> Settings:
-    """The settings from the environment; a configuration error ends the process, saying what."""
+    """The settings from the environment; a configuration error (an unknown ``PAYMENTS``
+    provider included) ends the process, saying what."""
     from pydantic import ValidationError
 
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         raise SystemExit(f"Configuration error: {problems}") from None
+    payment_provider(settings)
+    return settings
+
+
+def payment_provider(settings: Settings) -> Provider:
+    """The payment provider ``PAYMENTS`` names; a name the registry does not know ends the process."""
+    try:
+        return registry.provider(settings.payments)
+    except registry.UnknownProvider as e:
+        raise SystemExit(f"Configuration error: {e}") from None
 
 
 def build_gateway(settings: Settings) -> PaymentGateway:
-    """The payment gateway ``PAYMENTS`` names: the sandbox (pay pages on this server) or Stripe."""
-    if settings.payments == "stripe":
-        from gateways.stripe_gateway import StripeGateway
-
-        if not settings.stripe_api_key or not settings.stripe_webhook_secret:
-            raise SystemExit("PAYMENTS=stripe needs STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET in the environment.")
-        return StripeGateway(settings.stripe_api_key.get_secret_value(),
-                             settings.stripe_webhook_secret.get_secret_value(), api_base=settings.stripe_api_base)
-    return SandboxGateway(settings.public_base_url)
+    """The gateway of the payment provider ``PAYMENTS`` names (settings it lacks end the process)."""
+    try:
+        return payment_provider(settings).gateway(settings)
+    except ProviderConfigError as e:
+        raise SystemExit(str(e)) from None
 
 
 def build_licensing(settings: Settings, *, db: Database | None = None, gateway: PaymentGateway | None = None,
@@ -67,7 +77,8 @@ def build_licensing(settings: Settings, *, db: Database | None = None, gateway: 
         gateway = build_gateway(settings)
     kw = {"clock": clock} if clock is not None else {}
     return Licensing(db or Database(settings.database_url), Catalog.load(), gateway,
-                     quote_ttl=quote_ttl or timedelta(minutes=settings.quote_ttl_minutes), **kw)
+                     quote_ttl=quote_ttl or timedelta(minutes=settings.quote_ttl_minutes),
+                     link_traits=registry.link_traits(), **kw)
 
 
 def build_directory(settings: Settings):
@@ -105,22 +116,24 @@ def build_server(settings: Settings, lic: Licensing | None = None, *, background
     """The whole app on top of the core (built from the settings unless given); ``background``:
     run the notifier, the roll-over and the billing outbox for the app's life."""
     from bot.transport import BotTransport
-    from web.app import MAX_BODY, Health, PayPages, StripeWebhook, bounded_body
+    from web.app import MAX_BODY, Health, bounded_body
     from web.audit_export import ROUTE, AuditExport
     from web.workers import billing_loop, rollover_loop
 
     lic = lic or build_licensing(settings)
+    provider = payment_provider(settings)
+    if lic.gateway is None or lic.gateway.name != provider.name:
+        raise SystemExit(f"Configuration error: PAYMENTS={provider.name} but the core was built with "
+                         f"{getattr(lic.gateway, 'name', 'no')} payment gateway")
     links = build_export_links(settings, lic)
-    router = Router(lic, directory=build_directory(settings) if directory is _DEFAULT else directory, links=links)
+    flows = default_flows(lic, directory=build_directory(settings) if directory is _DEFAULT else directory,
+                          links=links)
+    router = Router(lic, flows)
     transport = BotTransport(settings, lic, router)
 
     app = web.Application(client_max_size=MAX_BODY, middlewares=[bounded_body])
-    pay = PayPages(lic)
-    stripe = lic.gateway if getattr(lic.gateway, "name", "") == "stripe" else None
     app.router.add_get("/healthz", Health(lic, settings.payments).handle)
-    app.router.add_get("/pay/{token}", pay.get)
-    app.router.add_post("/pay/{token}", pay.post)
-    app.router.add_post("/api/stripe/webhook", StripeWebhook(lic, stripe).handle)
+    app.add_routes(provider.routes(lic, lic.gateway))  # only the configured provider's webhook and pages
     app.router.add_post("/api/messages", transport.messages)
     # GET only: a HEAD would audit a download never made
     app.router.add_get(ROUTE, AuditExport(lic, links).handle, allow_head=False)

@@ -371,6 +371,7 @@ def quote_and_settle(url: str, info: dict) -> dict:
 
     from core.models import OutboxMessage, Pool, Seat
     from core.views import Actor
+    from payments.sandbox.checkout import SandboxCheckout
 
     lic = licensing(url)
     actor = Actor(info["tenant_id"], info["admin"])
@@ -383,7 +384,7 @@ def quote_and_settle(url: str, info: dict) -> dict:
     q = lic.links.payment_link(actor, q.id)
     token = q.payment_url.rsplit("/", 1)[1]
     t0 = time.perf_counter()
-    page = lic.sandbox.sandbox_pay(token)
+    page = SandboxCheckout(lic).pay(token)
     t_settle = time.perf_counter() - t0
     pro = info["pools"]["year/pro"]
 
@@ -398,7 +399,7 @@ def quote_and_settle(url: str, info: dict) -> dict:
                     s.scalar(select(Pool.quantity).where(Pool.id == pro)))
 
     first = counts()
-    again = lic.sandbox.sandbox_pay(token)
+    again = SandboxCheckout(lic).pay(token)
     ok = page.state == "paid" and again.state == "paid" and counts() == first and first[:3] == (1000, 1000, 1000)
     lic.db.dispose()
     return {"quote_s": t_quote, "settle_s": t_settle, "exactly_once": ok, "moved": first[0], "told": first[2]}

@@ -36,6 +36,7 @@ from bot.replies import answer, reply
 from cards import common
 from cards.i18n import T
 from core.errors import InvalidInput, Message
+from core.kinds import AuditAction
 from core.licensing import Licensing
 from dialogs.router import Turn
 
@@ -214,7 +215,7 @@ class RateLimit:
             action = a.value.get("action") if kind == "action" and isinstance(a.value, dict) else None
             what = action.get("verb") if isinstance(action, dict) else (a.name if kind != "message" else None)
             limit = self.limiter.items[SEARCH if kind == "search" else ACTION]
-            await asyncio.to_thread(self.lic.audit.record_refusal, turn.actor, "rate.limited",
+            await asyncio.to_thread(self.lic.audit.record_refusal, turn.actor, AuditAction.RATE_LIMITED,
                                     RateLimited(Message("Over the rate limit ({limit}).", limit=limit)),
                                     f"{kind}:{str(what or '')[:64]}")
             log.warning("rate limit reached (%s, tenant %s, user %s)", kind, turn.actor.tenant_id,
@@ -263,7 +264,7 @@ class TenantAllowList:
     def refused(self, turn: Turn) -> dict:
         """(In a worker thread.) The refusal, audited; its card."""
         err = InvalidInput(NOT_AVAILABLE)
-        self.lic.audit.record_refusal(turn.actor, "tenant.refused", err, turn.actor.tenant_id or "(none)")
+        self.lic.audit.record_refusal(turn.actor, AuditAction.TENANT_REFUSED, err, turn.actor.tenant_id or "(none)")
         return common.error_card(turn.locale, err.message, heading=T(turn.locale)("error.not_registered.title"))
 
 

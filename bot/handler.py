@@ -22,6 +22,7 @@ from bot.recent import Recent
 from bot.replies import reply
 from cards import common
 from core.errors import DomainError, InvalidInput, Message
+from core.kinds import AuditAction
 from core.licensing import Licensing
 from core.views import ChatAddress
 from dialogs.router import ProtocolError, Router, Turn
@@ -190,7 +191,7 @@ class LicenseDeskBot(TeamsActivityHandler):
                     try:
                         return self.router.on_action(turn, value.get("verb"), value)
                     except ProtocolError as e:
-                        self.lic.audit.record_refusal(turn.actor, "card.malformed", InvalidInput(e.message))
+                        self.lic.audit.record_refusal(turn.actor, AuditAction.CARD_MALFORMED, InvalidInput(e.message))
                         return common.error_card(turn.locale, e.message)
             else:
                 text = str(TurnContext.remove_recipient_mention(tc.activity) or tc.activity.text or "")[:MAX_TEXT]
@@ -238,7 +239,7 @@ class LicenseDeskBot(TeamsActivityHandler):
                                          lambda: self.router.on_action(turn, action.get("verb"), action.get("data")))
             return invoke.card_response(card)
         except ProtocolError as e:
-            await asyncio.to_thread(self.lic.audit.record_refusal, turn.actor, "card.malformed",
+            await asyncio.to_thread(self.lic.audit.record_refusal, turn.actor, AuditAction.CARD_MALFORMED,
                                     InvalidInput(e.message))
             return invoke.error_response(400, e.code, e.message)
         except Exception:

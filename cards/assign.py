@@ -3,20 +3,17 @@ notice the user receives."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from babel.dates import format_timedelta
 
-from cards import verbs
 from cards.base import action_set, card, choice_set, column, columns, execute, facts, input_text, text, title
-from cards.i18n import T, babel_locale
+from cards.data import AssignChoice, BuyStart, Origin, PickerPage, PoolRef
+from cards.i18n import Locale, T, babel_locale
+from cards.verbs import Verb
 from core.views import Page, PoolView, UserRow
 
-ASSIGN_SEARCH = "assign.search"  # data: {pool?}; input q
-ASSIGN_PLANS = "assign.plans"  # data: {pool?, cq, page}; inputs pick (typeahead) or user (list)
-ASSIGN_SAVE = "assign.save"  # data: {user, pool?, cq, page}; input to_pool
-DATASET_DIRECTORY = "directory"  # typeahead dataset "directory:<account id>"
 DIRECTORY_PREFIX = "aad:"  # a picked person from the tenant's directory, not yet a user of the account
 
 
@@ -45,15 +42,15 @@ def _directory_choice(t: T, p: DirectoryChoice) -> tuple[str, str]:
     return f"{p.name} — {p.email} · {t('assign.from_directory')}"[:200], f"{DIRECTORY_PREFIX}{p.aad_object_id}"
 
 
-def user_choices(locale: str | None, users: list[UserRow], people: list[DirectoryChoice],
+def user_choices(locale: Locale, users: list[UserRow], people: list[DirectoryChoice],
                  plan_names: dict[str, str]) -> list[tuple[str, str]]:
     """The (title, value) of each person found: users of the account, then directory people."""
     t = T(locale)
     return [_user_choice(t, u, plan_names) for u in users] + [_directory_choice(t, p) for p in people]
 
 
-def buy_action(locale: str | None, buy: dict) -> dict:
-    return execute(T(locale)("assign.btn.buy"), verbs.BUY_START, buy, inputs="none")
+def buy_action(locale: Locale, buy: BuyStart) -> dict:
+    return execute(T(locale)("assign.btn.buy"), Verb.BUY_START, buy, inputs="none")
 
 
 def directory_busy(locale, seconds: int) -> str:
@@ -62,15 +59,14 @@ def directory_busy(locale, seconds: int) -> str:
     return T(locale)("assign.directory_busy", wait=wait)
 
 
-def picker_card(locale: str | None, page: Page, people: list[DirectoryChoice], plan_names: dict[str, str], *,
+def picker_card(locale: Locale, page: Page, people: list[DirectoryChoice], plan_names: dict[str, str], *,
                 dataset: str, pool: PoolView | None = None, graph: bool = False, graph_down: bool = False,
                 graph_busy: int | None = None, note: str | None = None) -> dict:
     """Step 1: find the user: a search box with paged results (works everywhere, the Agents
     Playground included), and a typeahead over the same directory for Teams."""
     t = T(locale)
-    base: dict = {"cq": page.query, "page": page.page}
+    base = PickerPage(page.query, page.page, pool.id if pool is not None else None)
     if pool is not None:
-        base["pool"] = pool.id
         heading = t("assign.title_pool", plan=pool.plan_name, interval=t.interval(pool.interval))
     else:
         heading = t("assign.title")
@@ -80,15 +76,15 @@ def picker_card(locale: str | None, page: Page, people: list[DirectoryChoice], p
     if pool is not None and pool.assignable <= 0:
         body.append(text(t("assign.pool_full", plan=pool.plan_name, interval=t.interval(pool.interval)),
                          color="Warning"))
-        body.append(action_set([buy_action(locale, {"plan": pool.plan_code, "interval": pool.interval})]))
+        body.append(action_set([buy_action(locale, BuyStart(pool.plan_code, pool.interval))]))
     if graph_busy:
         body.append(text(directory_busy(locale, graph_busy), color="Warning", size_="Small"))
     elif graph_down:
         body.append(text(t("assign.directory_down"), color="Warning", size_="Small"))
-    search_data = {"pool": pool.id} if pool is not None else {}
+    search_data = Origin(pool.id if pool is not None else None)
     body.append(columns([
         column([input_text("q", placeholder=t("assign.search"), value=page.query, max_length=100)]),
-        column([action_set([execute(t("btn.search"), ASSIGN_SEARCH, search_data)])], "auto"),
+        column([action_set([execute(t("btn.search"), Verb.ASSIGN_SEARCH, search_data)])], "auto"),
     ]))
     body.append(choice_set("pick", [], placeholder=t("assign.pick"), style="filtered", dataset=dataset))
     choices = user_choices(locale, page.items, people, plan_names)
@@ -106,21 +102,21 @@ def picker_card(locale: str | None, page: Page, people: list[DirectoryChoice], p
         body.append(text(t("assign.only_account"), subtle=True, size_="Small"))
     nav = []
     if page.has_prev:
-        nav.append(execute(t("btn.prev"), verbs.ASSIGN_START, dict(base, page=page.page - 1), inputs="none"))
+        nav.append(execute(t("btn.prev"), Verb.ASSIGN_START, replace(base, page=page.page - 1), inputs="none"))
     if page.has_next:
-        nav.append(execute(t("btn.next"), verbs.ASSIGN_START, dict(base, page=page.page + 1), inputs="none"))
+        nav.append(execute(t("btn.next"), Verb.ASSIGN_START, replace(base, page=page.page + 1), inputs="none"))
     if page.query:
-        nav.append(execute(t("btn.clear"), verbs.ASSIGN_START, dict(base, page=0, cq=""), inputs="none"))
+        nav.append(execute(t("btn.clear"), Verb.ASSIGN_START, replace(base, page=0, cq=""), inputs="none"))
     if nav:
         body.append(action_set(nav))
-    actions = [execute(t("assign.btn.plans"), ASSIGN_PLANS, base, style="positive"),
-               execute(t("btn.back"), verbs.POOLS, inputs="none"),
-               execute(t("btn.cancel"), verbs.DISMISS, inputs="none")]
+    actions = [execute(t("assign.btn.plans"), Verb.ASSIGN_PLANS, base, style="positive"),
+               execute(t("btn.back"), Verb.POOLS, inputs="none"),
+               execute(t("btn.cancel"), Verb.DISMISS, inputs="none")]
     return card(body, actions, fallback_text=heading)
 
 
-def plans_card(locale: str | None, user: UserRow, pools: list[PoolView], plan_names: dict[str, str], *,
-               back: dict, selected: int | None = None, reason: str | None = None, buy: dict | None = None,
+def plans_card(locale: Locale, user: UserRow, pools: list[PoolView], plan_names: dict[str, str], *,
+               back: PickerPage, selected: int | None = None, reason: str | None = None, buy: dict | None = None,
                note: str | None = None) -> dict:
     """Step 2: the plans with a free seat in a family the user does not hold yet; none: why,
     and "Buy one" (the plan the admin wanted pre-selected) when buying would help."""
@@ -138,17 +134,18 @@ def plans_card(locale: str | None, user: UserRow, pools: list[PoolView], plan_na
         value = str(selected) if selected in {p.id for p in pools} else str(pools[0].id)
         body.append(choice_set("to_pool", choices, label=t("assign.plans.choose"), value=value, required=True,
                                style="expanded"))
-        actions.append(execute(t("assign.btn.save"), ASSIGN_SAVE, dict(back, user=user.id), style="positive"))
+        save = AssignChoice(back.cq, back.page, back.pool, user=user.id)
+        actions.append(execute(t("assign.btn.save"), Verb.ASSIGN_SAVE, save, style="positive"))
     elif reason:
         body.append(text(reason))
     if buy is not None:
-        actions.append(buy_action(locale, buy))
-    actions += [execute(t("btn.back"), verbs.ASSIGN_START, back, inputs="none"),
-                execute(t("btn.cancel"), verbs.DISMISS, inputs="none")]
+        actions.append(buy_action(locale, BuyStart(buy.get("plan"), buy.get("interval"))))
+    actions += [execute(t("btn.back"), Verb.ASSIGN_START, back, inputs="none"),
+                execute(t("btn.cancel"), Verb.DISMISS, inputs="none")]
     return card(body, actions, fallback_text=heading)
 
 
-def assigned_card(locale: str | None, user: UserRow, pool: PoolView) -> dict:
+def assigned_card(locale: Locale, user: UserRow, pool: PoolView) -> dict:
     """Step 3: done; the pool's seats as they are now."""
     t = T(locale)
     heading = t("assign.done.title")
@@ -157,12 +154,12 @@ def assigned_card(locale: str | None, user: UserRow, pool: PoolView) -> dict:
                  color="Good"),
             facts([(t("assign.done.free"), t("assign.done.free_value", free=pool.assignable,
                                              quantity=pool.quantity))])]
-    actions = [execute(t("assign.btn.again"), verbs.ASSIGN_START, {"pool": pool.id}, inputs="none"),
-               execute(t("btn.licenses"), verbs.POOLS, inputs="none")]
+    actions = [execute(t("assign.btn.again"), Verb.ASSIGN_START, PoolRef(pool.id), inputs="none"),
+               execute(t("btn.licenses"), Verb.POOLS, inputs="none")]
     return card(body, actions, fallback_text=heading)
 
 
-def assigned_notice(locale: str | None, plan_name: str, interval: str | None, by: str | None) -> dict:
+def assigned_notice(locale: Locale, plan_name: str, interval: str | None, by: str | None) -> dict:
     """What the user receives in their chat."""
     t = T(locale)
     heading = t("assign.notice.title")

@@ -10,9 +10,10 @@ from datetime import UTC
 
 from babel.dates import format_datetime
 
-from cards import verbs
 from cards.base import CARD_BUDGET, action_set, card, container, execute, open_url, size, text, title
-from cards.i18n import N_, T
+from cards.data import PageRef
+from cards.i18n import N_, Locale, T
+from cards.verbs import Verb
 from core.views import AuditRow, Page, PoolView
 
 LINK_MINUTES = 10
@@ -21,7 +22,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u20
 # (message, actor, target) character limits, tried in turn until the card fits the budget
 _LIMITS = ((240, 60, 60), (120, 40, 40), (60, 30, 30), (0, 20, 20))
 
-# The core's action names -> the catalog key of their words: what happened (outcome "ok") ...
+# The audit actions (core.kinds.AuditAction; tests/test_kinds.py checks each has words) -> the
+# catalog key of their words: what happened (outcome "ok") ...
 _DONE = {
     "demo.loaded": N_("audit.done.demo.loaded"),
     "quote.upgrade": N_("audit.done.quote.upgrade"),
@@ -48,6 +50,7 @@ _DONE = {
     "request.created": N_("audit.done.request.created"),
     "request.approved": N_("audit.done.request.approved"),
     "request.declined": N_("audit.done.request.declined"),
+    "request.reopened": N_("audit.done.request.reopened"),
     "audit.exported": N_("audit.done.audit.exported"),
 }
 # ... and what was attempted (outcome "refused")
@@ -89,6 +92,12 @@ _TRIED = {
     "request.decline": N_("audit.tried.request.decline"),
     "audit.list": N_("audit.tried.audit.list"),
     "audit.export": N_("audit.tried.audit.export"),
+    "buy.start": N_("audit.tried.buy.start"),
+    "buy.cart": N_("audit.tried.buy.cart"),
+    "buy.add": N_("audit.tried.buy.add"),
+    "buy.checkout": N_("audit.tried.buy.checkout"),
+    "assign.start": N_("audit.tried.assign.start"),
+    "assign.search": N_("audit.tried.assign.search"),
     "card.unknown_verb": N_("audit.tried.card.unknown_verb"),
     "card.malformed": N_("audit.tried.card.malformed"),
     "tenant.refused": N_("audit.tried.tenant.refused"),
@@ -138,7 +147,7 @@ def target_label(t: T, target: str | None, users: dict[int, str], pools: dict[in
         return t("audit.target.quote", id=ref[:8])
     if kind in _TARGETS and num is not None:
         return t(_TARGETS[kind], id=num)
-    return target
+    return target or ""
 
 
 def _when(t: T, row: AuditRow) -> str:
@@ -172,7 +181,7 @@ def _row(t: T, row: AuditRow, users: dict[int, str], pools: dict[int, PoolView],
     return out
 
 
-def audit_card(locale: str | None, account_name: str, page: Page, *, export_url: str | None = None,
+def audit_card(locale: Locale, account_name: str, page: Page, *, export_url: str | None = None,
                users: dict[int, str] | None = None, pools: dict[int, PoolView] | None = None,
                note: str | None = None) -> dict:
     """A page of audit events (``page.items``: AuditRow, newest first); "Newer"/"Older" page
@@ -192,16 +201,16 @@ def audit_card(locale: str | None, account_name: str, page: Page, *, export_url:
         body.extend(_row(t, r, users, pools, limits) for r in page.items)
         nav = []
         if page.has_prev:
-            nav.append(execute(t("audit.newer"), verbs.AUDIT, {"page": page.page - 1}, inputs="none"))
+            nav.append(execute(t("audit.newer"), Verb.AUDIT, PageRef(page.page - 1), inputs="none"))
         if page.has_next:
-            nav.append(execute(t("audit.older"), verbs.AUDIT, {"page": page.page + 1}, inputs="none"))
+            nav.append(execute(t("audit.older"), Verb.AUDIT, PageRef(page.page + 1), inputs="none"))
         if nav:
             body.append(action_set(nav, spacing="Medium"))
         body.append(text(t("audit.export_hint", minutes=LINK_MINUTES) if export_url else t("audit.no_export"),
                          subtle=True, size_="Small", spacing="Medium"))
         actions = [open_url(t("audit.export"), export_url, style="positive")] if export_url else []
-        actions += [execute(t("btn.refresh"), verbs.AUDIT, {"page": page.page}, inputs="none"),
-                    execute(t("btn.licenses"), verbs.POOLS, inputs="none")]
+        actions += [execute(t("btn.refresh"), Verb.AUDIT, PageRef(page.page), inputs="none"),
+                    execute(t("btn.licenses"), Verb.POOLS, inputs="none")]
         built = card(body, actions, fallback_text=t("audit.title", account=clip(account_name, 80)))
         if size(built) <= _BUDGET:
             break

@@ -7,6 +7,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from cards.data import CardData
+
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 VERSION = "1.5"
 CARD_BUDGET = 28 * 1024
@@ -90,9 +92,11 @@ def facts(pairs: list[tuple[str, str]]) -> dict:
     return {"type": "FactSet", "facts": [{"title": plain(k), "value": plain(v)} for k, v in pairs]}
 
 
-def execute(title_: str, verb: str, data: dict | None = None, *, style: str | None = None,
+def execute(title_: str, verb: str, data: dict | CardData | None = None, *, style: str | None = None,
             inputs: str | None = None, tooltip: str | None = None) -> dict:
-    out: dict[str, Any] = {"type": "Action.Execute", "title": title_, "verb": verb, "data": dict(data or {})}
+    """An Action.Execute button: ``verb`` (cards/verbs.py) with its data (a cards/data.py dataclass)."""
+    payload = data.to_data() if isinstance(data, CardData) else dict(data or {})
+    out: dict[str, Any] = {"type": "Action.Execute", "title": title_, "verb": str(verb), "data": payload}
     if style:
         out["style"] = style
     if inputs:

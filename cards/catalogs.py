@@ -111,17 +111,17 @@ def entries(catalog: Catalog) -> tuple[dict[str, str | Plural], dict[str, str | 
         if not message.id:
             continue
         if message.context:
-            if message.string:
+            if message.string and isinstance(message.id, str) and isinstance(message.string, str):
                 contexts[(message.context, message.id)] = message.string
             continue
-        if message.pluralizable:
+        if not isinstance(message.id, str):  # pluralizable: (msgid, msgid_plural)
             msgid, plural = message.id[0], message.id[1]
-            forms = tuple(message.string)
+            forms = tuple(message.string or ())
             if not all(forms):
                 continue
             value: str | Plural = Plural(forms, plural if is_key(msgid) else None, rule)
         else:
-            msgid, value = message.id, message.string
+            msgid, value = message.id, message.string if isinstance(message.string, str) else ""
             if not value:
                 continue
         (keys if is_key(msgid) else templates)[msgid] = value

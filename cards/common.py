@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from cards import verbs
 from cards.base import action_set, card, execute, facts, text, title
-from cards.i18n import N_, SUPPORTED, T
+from cards.data import QuoteRef
+from cards.i18n import N_, SUPPORTED, Locale, T
+from cards.verbs import Verb
 
 # each command: the word the help shows in the reader's language, its description, and the
 # other words that open it in that language ("|"-separated) (catalog keys)
@@ -42,25 +43,25 @@ def _commands(t: T, commands: list[str]) -> dict:
     return facts([(t(COMMANDS[cmd][0]), t(COMMANDS[cmd][1])) for cmd in commands])
 
 
-def welcome(locale: str | None, *, is_admin: bool, commands: list[str], name: str | None = None) -> dict:
+def welcome(locale: Locale, *, is_admin: bool, commands: list[str], name: str | None = None) -> dict:
     t = T(locale)
     body = [title(t("welcome.title")), text(t("welcome.body")),
             text(t("welcome.admin") if is_admin else t("welcome.member")), _commands(t, commands)]
-    actions = [execute(t("btn.licenses"), verbs.POOLS, style="positive")] if is_admin else None
+    actions = [execute(t("btn.licenses"), Verb.POOLS, style="positive")] if is_admin else None
     return card(body, actions, fallback_text=t("welcome.title"))
 
 
-def help_card(locale: str | None, *, is_admin: bool, commands: list[str], unknown: str | None = None) -> dict:
+def help_card(locale: Locale, *, is_admin: bool, commands: list[str], unknown: str | None = None) -> dict:
     t = T(locale)
     body = [title(t("help.title"))]
     if unknown:
         body.append(text(t("help.unknown", text=unknown[:80])))
     body.append(_commands(t, commands))
-    actions = [execute(t("btn.licenses"), verbs.POOLS, style="positive")] if is_admin else None
+    actions = [execute(t("btn.licenses"), Verb.POOLS, style="positive")] if is_admin else None
     return card(body, actions, fallback_text=t("help.title"))
 
 
-def error_card(locale: str | None, message: str, *, heading: str | None = None, show_pools: bool = False,
+def error_card(locale: Locale, message: str, *, heading: str | None = None, show_pools: bool = False,
                retry: dict | None = None, own_quote: str | None = None) -> dict:
     """A refusal or a failure, said plainly (a core Message in the viewer's language), with a way forward.
     ``own_quote``: the id of the caller's own quote that blocks the action, to open or cancel."""
@@ -70,30 +71,30 @@ def error_card(locale: str | None, message: str, *, heading: str | None = None, 
     if retry:
         buttons.append(retry)
     if own_quote:
-        buttons += [execute(t("btn.open_quote"), verbs.QUOTE_REFRESH, {"quote": own_quote}, style="positive",
+        buttons += [execute(t("btn.open_quote"), Verb.QUOTE_REFRESH, QuoteRef(own_quote), style="positive",
                             inputs="none"),
-                    execute(t("btn.cancel_quote"), verbs.QUOTE_CANCEL, {"quote": own_quote}, style="destructive",
+                    execute(t("btn.cancel_quote"), Verb.QUOTE_CANCEL, QuoteRef(own_quote), style="destructive",
                             inputs="none")]
     if show_pools:
-        buttons.append(execute(t("btn.licenses"), verbs.POOLS))
+        buttons.append(execute(t("btn.licenses"), Verb.POOLS))
     body = [title(heading or t("error.title")), text(message, color="Attention")]
     if buttons:
         body.append(action_set(buttons))
     return card(body, fallback_text=message)
 
 
-def apology_card(locale: str | None) -> dict:
+def apology_card(locale: Locale) -> dict:
     t = T(locale)
     return card([title(t("error.title")), text(t("error.apology"))], fallback_text=t("error.apology"))
 
 
-def dismissed_card(locale: str | None, heading: str, message: str, *, show_pools: bool = True) -> dict:
+def dismissed_card(locale: Locale, heading: str, message: str, *, show_pools: bool = True) -> dict:
     t = T(locale)
-    actions = [execute(t("btn.licenses"), verbs.POOLS)] if show_pools else None
+    actions = [execute(t("btn.licenses"), Verb.POOLS)] if show_pools else None
     return card([title(heading), text(message)], actions, fallback_text=heading)
 
 
-def caller_error(locale: str | None, error) -> dict:
+def caller_error(locale: Locale, error) -> dict:
     """"You are not set up" / "administrators only", in the viewer's language, naming whom to ask
     (the core puts the administrators' names in the error's details)."""
     from core.errors import NotAdmin

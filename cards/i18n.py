@@ -7,6 +7,7 @@ import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import TypeAlias
 from zoneinfo import ZoneInfo, available_timezones
 
 from babel.dates import format_date, format_datetime
@@ -15,8 +16,8 @@ from cards.catalogs import N_, NP_, SUPPORTED, Plural, entries, formats_locale, 
 from core.errors import Message
 from core.money import money as _money
 
-__all__ = ["MESSAGES", "MESSAGES_FR", "N_", "NP_", "STRINGS", "SUPPORTED", "Plural", "Reader", "T", "babel_locale",
-           "forms", "french_typography", "language", "zone"]
+__all__ = ["MESSAGES", "MESSAGES_FR", "N_", "NP_", "STRINGS", "SUPPORTED", "Locale", "Plural", "Reader", "T",
+           "babel_locale", "forms", "french_typography", "language", "zone"]
 
 
 def forms(value: str | Plural) -> tuple[str, ...]:
@@ -82,7 +83,12 @@ class Reader:
     timezone: str | None = None
 
 
-def _locale(locale: str | Reader | None) -> str | None:
+# What a card builder's ``locale`` argument is: a Reader, a plain locale ("fr-CA"; times in UTC) or
+# None (English).
+Locale: TypeAlias = str | Reader | None
+
+
+def _locale(locale: Locale) -> str | None:
     return locale.locale if isinstance(locale, Reader) else locale
 
 
@@ -101,12 +107,12 @@ def zone(name) -> ZoneInfo | None:
         return None
 
 
-def language(locale: str | Reader | None) -> str:
+def language(locale: Locale) -> str:
     """The catalog language for a locale ("fr-CA" -> "fr"; anything unsupported: "en")."""
     return negotiate(_locale(locale)).language
 
 
-def babel_locale(locale: str | Reader | None) -> str:
+def babel_locale(locale: Locale) -> str:
     """The Babel locale of the formats: 'fr-CA' -> 'fr_CA', 'fr' -> 'fr_FR'; anything
     unsupported falls back to en_US."""
     return formats_locale(negotiate(_locale(locale)))
@@ -116,7 +122,7 @@ class T:
     """Translator bound to one reader (a :class:`Reader`, or a plain locale): ``t("key", n=3)``;
     also formats money, and dates and times in the reader's time zone (UTC when not known)."""
 
-    def __init__(self, locale: str | Reader | None):
+    def __init__(self, locale: Locale):
         self.zone = zone(locale.timezone) if isinstance(locale, Reader) else None
         locale = _locale(locale)
         self.locale = locale or "en-US"
@@ -128,15 +134,14 @@ class T:
         """The string ``key`` formatted with ``kw``; a value that is a Message is said first."""
         text = STRINGS[self.lang].get(key) or STRINGS["en"][key]
         if isinstance(text, Plural):
-            text = text.form(kw[text.count])
+            text = text.form(kw[text.count])  # type: ignore[index]  # a key's Plural names its count
         if not kw:
             return text
         values = {k: self.say(v) if isinstance(v, Message) else v for k, v in kw.items()}
         if self.lang == "fr":  # "de API Pro" is "d'API Pro": French elides "de" before a vowel
             for k, v in values.items():
                 if isinstance(v, str) and v[:1].lower() in _FR_VOWELS:
-                    text = re.sub(r"\b(de|De) \{" + re.escape(k) + r"\}", lambda m, k=k: m[1][0] + "'{" + k + "}",
-                                  text)
+                    text = re.sub(r"\b([dD])e \{" + re.escape(k) + r"\}", r"\1'{" + k + "}", text)
         return text.format(**values)
 
     def plural(self, key: str, count: str, /, **kw) -> str:

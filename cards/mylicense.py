@@ -5,12 +5,10 @@ once an administrator decided."""
 from __future__ import annotations
 
 from cards.base import card, choice_set, container, execute, facts, input_text, text, title
-from cards.i18n import T
+from cards.i18n import Locale, T
+from cards.verbs import Verb
+from core.kinds import RequestStatus
 from core.views import PlanView, RequestView, SeatView
-
-SHOW = "mylicense"  # data: {}
-REQUEST = "mylicense.request"  # data: {}: the form (plan + optional reason)
-SEND = "mylicense.send"  # data: {} + inputs plan, reason
 
 MAX_REASON = 500
 
@@ -27,10 +25,10 @@ def _pending_rows(t: T, seat: SeatView, requests: list[RequestView]) -> list[tup
     for r in requests:
         if r.family != seat.family:
             continue
-        if r.status == "pending":
+        if r.status == RequestStatus.PENDING:
             rows.append((t("mylicense.request"), t("mylicense.requested", plan=r.to_plan_name,
                                                    date=t.date(r.created_at))))
-        elif r.status == "approved":
+        elif r.status == RequestStatus.APPROVED:
             rows.append((t("mylicense.request"), t("mylicense.approved", plan=r.to_plan_name,
                                                    name=r.decided_by_name or "")))
     return rows
@@ -38,11 +36,11 @@ def _pending_rows(t: T, seat: SeatView, requests: list[RequestView]) -> list[tup
 
 def requestable(seats: list[SeatView], requests: list[RequestView]) -> list[tuple[SeatView, PlanView]]:
     """The plans one may ask for: above a held plan, in a family with no pending request."""
-    asked = {r.family for r in requests if r.status == "pending"}
+    asked = {r.family for r in requests if r.status == RequestStatus.PENDING}
     return [(s, p) for s in seats if s.family not in asked for p in s.higher_plans]
 
 
-def my_license_card(locale: str | None, seats: list[SeatView], requests: list[RequestView],
+def my_license_card(locale: Locale, seats: list[SeatView], requests: list[RequestView],
                     families: dict[str, str], *, admins: list[str] | None = None, note: str | None = None) -> dict:
     t = T(locale)
     heading = t("mylicense.title")
@@ -52,7 +50,7 @@ def my_license_card(locale: str | None, seats: list[SeatView], requests: list[Re
     if not seats:
         body.append(text(t("mylicense.none"), weight="Bolder"))
         body.append(text(t("mylicense.ask", names=names_of(admins)) if admins else t("mylicense.ask_any")))
-        return card(body, [execute(t("btn.refresh"), SHOW)], fallback_text=heading)
+        return card(body, [execute(t("btn.refresh"), Verb.MYLICENSE)], fallback_text=heading)
     for seat in seats:
         rows = [(t("mylicense.billing"), t.interval(seat.interval)),
                 (t("mylicense.since"), t.date(seat.since)),
@@ -68,14 +66,14 @@ def my_license_card(locale: str | None, seats: list[SeatView], requests: list[Re
         body.append(box)
     actions = []
     if requestable(seats, requests):
-        actions.append(execute(t("mylicense.btn.request"), REQUEST, style="positive"))
+        actions.append(execute(t("mylicense.btn.request"), Verb.MYLICENSE_REQUEST, style="positive"))
     else:
         body.append(text(t("mylicense.nothing"), subtle=True, size_="Small"))
-    actions.append(execute(t("btn.refresh"), SHOW))
+    actions.append(execute(t("btn.refresh"), Verb.MYLICENSE))
     return card(body, actions, fallback_text=heading)
 
 
-def request_form_card(locale: str | None, options: list[tuple[SeatView, PlanView]], families: dict[str, str], *,
+def request_form_card(locale: Locale, options: list[tuple[SeatView, PlanView]], families: dict[str, str], *,
                       plan: str | None = None, reason: str | None = None, note: str | None = None) -> dict:
     t = T(locale)
     heading = t("mylicense.form.title")
@@ -90,22 +88,22 @@ def request_form_card(locale: str | None, options: list[tuple[SeatView, PlanView
                            value=plan if plan in codes else codes[0], required=True))
     body.append(input_text("reason", label=t("mylicense.form.reason"), placeholder=t("mylicense.form.placeholder"),
                            value=reason, max_length=MAX_REASON, multiline=True))
-    actions = [execute(t("mylicense.btn.send"), SEND, style="positive"),
-               execute(t("btn.back"), SHOW, inputs="none")]
+    actions = [execute(t("mylicense.btn.send"), Verb.MYLICENSE_SEND, style="positive"),
+               execute(t("btn.back"), Verb.MYLICENSE, inputs="none")]
     return card(body, actions, fallback_text=heading)
 
 
-def request_sent_card(locale: str | None, r: RequestView) -> dict:
+def request_sent_card(locale: Locale, r: RequestView) -> dict:
     t = T(locale)
     heading = t("mylicense.sent.title")
     body = [title(heading),
             text(t("mylicense.sent.body", old=r.from_plan_name or "?", plan=r.to_plan_name), color="Good")]
     if r.reason:
         body.append(facts([(t("mylicense.reason"), r.reason)]))
-    return card(body, [execute(t("mylicense.btn.mine"), SHOW)], fallback_text=heading)
+    return card(body, [execute(t("mylicense.btn.mine"), Verb.MYLICENSE)], fallback_text=heading)
 
 
-def not_user_card(locale: str | None, message: str, admins: list[str]) -> dict:
+def not_user_card(locale: Locale, message: str, admins: list[str]) -> dict:
     """Someone of the account's tenant who is not one of its users: whom to ask."""
     t = T(locale)
     heading = t("error.not_registered.title")
@@ -114,17 +112,17 @@ def not_user_card(locale: str | None, message: str, admins: list[str]) -> dict:
     return card(body, fallback_text=heading)
 
 
-def approved_notice(locale: str | None, r: RequestView, by: str) -> dict:
+def approved_notice(locale: Locale, r: RequestView, by: str) -> dict:
     t = T(locale)
     heading = t("mylicense.approved.title")
     body = [title(heading), text(t("mylicense.approved.body", name=by, plan=r.to_plan_name)),
             facts([(t("mylicense.change"), f"{r.from_plan_name or '?'} → {r.to_plan_name}")])]
-    return card(body, [execute(t("mylicense.btn.mine"), SHOW)], fallback_text=heading)
+    return card(body, [execute(t("mylicense.btn.mine"), Verb.MYLICENSE)], fallback_text=heading)
 
 
-def declined_notice(locale: str | None, r: RequestView, by: str, reason: str | None) -> dict:
+def declined_notice(locale: Locale, r: RequestView, by: str, reason: str | None) -> dict:
     t = T(locale)
     heading = t("mylicense.declined.title")
     body = [title(heading), text(t("mylicense.declined.body", name=by, plan=r.to_plan_name)),
             text(t("mylicense.declined.reason", reason=reason) if reason else t("mylicense.declined.none", name=by))]
-    return card(body, [execute(t("mylicense.btn.mine"), SHOW)], fallback_text=heading)
+    return card(body, [execute(t("mylicense.btn.mine"), Verb.MYLICENSE)], fallback_text=heading)

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cards import verbs
 from cards.base import card, choice_set, execute, facts, text, title
-from cards.i18n import NP_, T
+from cards.data import PoolRef, PoolSelection, RemovalConfirm, RemovalForm
+from cards.i18n import NP_, Locale, T
+from cards.verbs import Verb
 from core.views import PlanView, PoolView, UserRow
-
-SEATS_REMOVE_CONFIRM = "seats.remove.confirm"  # data: {pool, scheduled} + input qty
-SEATS_REMOVE_CANCEL = "seats.remove.cancel"  # data: {pool}
-UNASSIGN_CONFIRM = "pool.unassign.confirm"  # data: {pool, sel}
-DOWNGRADE_SCHEDULE = "downgrade.schedule"  # data: {pool, sel} + inputs who, plan
-DOWNGRADE_CANCEL = "downgrade.cancel"  # data: {pool, sel}
 
 MAX_NAMES = 10
 
@@ -40,17 +35,17 @@ def _number_input(id_: str, label: str, value: int, maximum: int) -> dict:
 
 
 def _users_button(t: T, pool: PoolView) -> dict:
-    return execute(t("pool_admin.btn.users"), verbs.POOL_USERS, {"pool": pool.id}, inputs="none")
+    return execute(t("pool_admin.btn.users"), Verb.POOL_USERS, PoolRef(pool.id), inputs="none")
 
 
 def _pools_button(t: T) -> dict:
-    return execute(t("btn.licenses"), verbs.POOLS, inputs="none")
+    return execute(t("btn.licenses"), Verb.POOLS, inputs="none")
 
 
 # ---------------------------------------------------------------------------- removing seats
 
 
-def removal_form(locale: str | None, pool: PoolView, *, quantity: int = 1, preview: PoolView | None = None,
+def removal_form(locale: Locale, pool: PoolView, *, quantity: int = 1, preview: PoolView | None = None,
                  note: str | None = None) -> dict:
     """How many free seats to remove at renewal, with the renewal amount now and after."""
     t = T(locale)
@@ -75,17 +70,17 @@ def removal_form(locale: str | None, pool: PoolView, *, quantity: int = 1, previ
                          size_="Small"))
         body.append(_number_input("qty", t("pool_admin.remove.qty", max=pool.assignable),
                                   min(max(quantity, 1), pool.assignable), pool.assignable))
-        data = {"pool": pool.id, "scheduled": pool.removal_scheduled}
-        actions += [execute(t("pool_admin.btn.remove"), SEATS_REMOVE_CONFIRM, data, style="destructive"),
-                    execute(t("pool_admin.btn.preview"), verbs.SEATS_REMOVE, {"pool": pool.id, "preview": True})]
+        data = RemovalConfirm(pool.id, pool.removal_scheduled)
+        actions += [execute(t("pool_admin.btn.remove"), Verb.SEATS_REMOVE_CONFIRM, data, style="destructive"),
+                    execute(t("pool_admin.btn.preview"), Verb.SEATS_REMOVE, RemovalForm(pool.id, preview=True))]
     if pool.removal_scheduled:
-        actions.append(execute(t("pool_admin.btn.cancel_removal"), SEATS_REMOVE_CANCEL, {"pool": pool.id},
+        actions.append(execute(t("pool_admin.btn.cancel_removal"), Verb.SEATS_REMOVE_CANCEL, PoolRef(pool.id),
                                inputs="none"))
-    actions += [_users_button(t, pool), execute(t("btn.cancel"), verbs.DISMISS, inputs="none")]
+    actions += [_users_button(t, pool), execute(t("btn.cancel"), Verb.DISMISS, inputs="none")]
     return card(body, actions, fallback_text=heading)
 
 
-def removal_done(locale: str | None, pool: PoolView, removed: int, *, note: str | None = None) -> dict:
+def removal_done(locale: Locale, pool: PoolView, removed: int, *, note: str | None = None) -> dict:
     t = T(locale)
     heading = t("pool_admin.removed.title")
     body = [title(heading)]
@@ -98,14 +93,14 @@ def removal_done(locale: str | None, pool: PoolView, removed: int, *, note: str 
                        _renewal(t, pool, NP_("pool_admin.renewal_new", "n"))]))
     actions = []
     if pool.removal_scheduled:
-        actions.append(execute(t("pool_admin.btn.cancel_removal"), SEATS_REMOVE_CANCEL, {"pool": pool.id}))
+        actions.append(execute(t("pool_admin.btn.cancel_removal"), Verb.SEATS_REMOVE_CANCEL, PoolRef(pool.id)))
     if pool.assignable > 0:
-        actions.append(execute(t("pool_admin.btn.remove_more"), verbs.SEATS_REMOVE, {"pool": pool.id}))
+        actions.append(execute(t("pool_admin.btn.remove_more"), Verb.SEATS_REMOVE, RemovalForm(pool.id)))
     actions.append(_pools_button(t))
     return card(body, actions, fallback_text=heading)
 
 
-def removal_cancelled(locale: str | None, pool: PoolView) -> dict:
+def removal_cancelled(locale: Locale, pool: PoolView) -> dict:
     t = T(locale)
     heading = t("pool_admin.removal_cancelled.title")
     body = [title(heading), text(t("pool_admin.removal_cancelled.body", pool=_pool_name(t, pool)), color="Good"),
@@ -113,7 +108,7 @@ def removal_cancelled(locale: str | None, pool: PoolView) -> dict:
                    _renewal(t, pool, NP_("pool_admin.renewal_new", "n"))])]
     actions = []
     if pool.assignable > 0:
-        actions.append(execute(t("btn.remove_seats"), verbs.SEATS_REMOVE, {"pool": pool.id}))
+        actions.append(execute(t("btn.remove_seats"), Verb.SEATS_REMOVE, RemovalForm(pool.id)))
     actions.append(_pools_button(t))
     return card(body, actions, fallback_text=heading)
 
@@ -121,27 +116,27 @@ def removal_cancelled(locale: str | None, pool: PoolView) -> dict:
 # ---------------------------------------------------------------------------- unassigning
 
 
-def unassign_confirm(locale: str | None, pool: PoolView, users: list[UserRow], selected: list[int]) -> dict:
+def unassign_confirm(locale: Locale, pool: PoolView, users: list[UserRow], selected: list[int]) -> dict:
     t = T(locale)
     n = len(selected)
     heading = t.plural("pool_admin.unassign.title", "n", n=n, pool=_pool_name(t, pool))
     body = [title(heading), text(_names(t, users, n), subtle=True),
             text(t("pool_admin.unassign.explain"), color="Warning")]
-    data = {"pool": pool.id, "sel": selected}
-    actions = [execute(t.plural("pool_admin.btn.unassign", "n", n=n), UNASSIGN_CONFIRM, data, style="destructive"),
-               execute(t("btn.back"), verbs.POOL_USERS, data, inputs="none"),
-               execute(t("btn.cancel"), verbs.DISMISS, inputs="none")]
+    data = PoolSelection(pool.id, tuple(selected))
+    actions = [execute(t.plural("pool_admin.btn.unassign", "n", n=n), Verb.UNASSIGN_CONFIRM, data, style="destructive"),
+               execute(t("btn.back"), Verb.POOL_USERS, data, inputs="none"),
+               execute(t("btn.cancel"), Verb.DISMISS, inputs="none")]
     return card(body, actions, fallback_text=heading)
 
 
-def unassign_done(locale: str | None, pool: PoolView, n: int) -> dict:
+def unassign_done(locale: Locale, pool: PoolView, n: int) -> dict:
     t = T(locale)
     heading = t.plural("pool_admin.unassigned.title", "n", n=n)
     free = t.plural("pool_admin.unassigned.free", "free", free=max(pool.assignable, 0), pool=_pool_name(t, pool))
     body = [title(heading), text(f'{t.plural("pool_admin.unassigned.told", "n", n=n)} {free}', color="Good")]
     actions = []
     if pool.assignable > 0:
-        actions.append(execute(t("btn.remove_seats"), verbs.SEATS_REMOVE, {"pool": pool.id}))
+        actions.append(execute(t("btn.remove_seats"), Verb.SEATS_REMOVE, RemovalForm(pool.id)))
     actions += [_users_button(t, pool), _pools_button(t)]
     return card(body, actions, fallback_text=heading)
 
@@ -149,23 +144,23 @@ def unassign_done(locale: str | None, pool: PoolView, n: int) -> dict:
 # ---------------------------------------------------------------------------- downgrades
 
 
-def downgrade_card(locale: str | None, pool: PoolView, users: list[UserRow], selected: list[int],
+def downgrade_card(locale: Locale, pool: PoolView, users: list[UserRow], selected: list[int],
                    options: list[PlanView], *, pool_total: int, max_users: int, note: str | None = None) -> dict:
     """Choose who (the selected users, or the whole pool when it is small enough) and the lower
     plan they move to at renewal; offers to cancel the downgrades already scheduled."""
     t = T(locale)
     heading = t("pool_admin.downgrade.title", pool=_pool_name(t, pool))
-    data = {"pool": pool.id, "sel": selected}
+    data = PoolSelection(pool.id, tuple(selected))
     body = [title(heading)]
     if note:
         body.append(text(t.say(note), color="Attention"))
-    back = execute(t("btn.back"), verbs.POOL_USERS, data, inputs="none")
-    cancel = execute(t("btn.cancel"), verbs.DISMISS, inputs="none")
+    back = execute(t("btn.back"), Verb.POOL_USERS, data, inputs="none")
+    cancel = execute(t("btn.cancel"), Verb.DISMISS, inputs="none")
     actions = []
     scheduled = [u for u in users if u.downgrade_to]
     if scheduled:
         body.append(text(t.plural("pool_admin.downgrade.already", "n", n=len(scheduled)), color="Warning"))
-        actions.append(execute(t("pool_admin.btn.cancel_downgrade"), DOWNGRADE_CANCEL, data, inputs="none"))
+        actions.append(execute(t("pool_admin.btn.cancel_downgrade"), Verb.DOWNGRADE_CANCEL, data, inputs="none"))
     if not options:
         body.append(text(t("pool_admin.downgrade.lowest", plan=pool.plan_name)))
         return card(body, actions + [back, cancel], fallback_text=heading)
@@ -188,11 +183,11 @@ def downgrade_card(locale: str | None, pool: PoolView, users: list[UserRow], sel
     body.append(choice_set("plan", choices, label=t("pool_admin.downgrade.plan", date=t.date(pool.renewal_date)),
                            value=choices[-1][1], required=True))
     if who:
-        actions.insert(0, execute(t("pool_admin.btn.schedule"), DOWNGRADE_SCHEDULE, data, style="positive"))
+        actions.insert(0, execute(t("pool_admin.btn.schedule"), Verb.DOWNGRADE_SCHEDULE, data, style="positive"))
     return card(body, actions + [back, cancel], fallback_text=heading)
 
 
-def downgrade_done(locale: str | None, pool: PoolView, to_plan_name: str, selected: list[int]) -> dict:
+def downgrade_done(locale: Locale, pool: PoolView, to_plan_name: str, selected: list[int]) -> dict:
     t = T(locale)
     heading = t("pool_admin.scheduled.title")
     body = [title(heading),
@@ -200,13 +195,13 @@ def downgrade_done(locale: str | None, pool: PoolView, to_plan_name: str, select
                    date=t.date(pool.renewal_date)), color="Good"),
             facts([(t("pool_admin.renewal_date"), t.date(pool.renewal_date)),
                    _renewal(t, pool, NP_("pool_admin.renewal_new", "n"))])]
-    data = {"pool": pool.id, "sel": selected}
-    actions = [execute(t("pool_admin.btn.cancel_this"), DOWNGRADE_CANCEL, data), _users_button(t, pool),
+    data = PoolSelection(pool.id, tuple(selected))
+    actions = [execute(t("pool_admin.btn.cancel_this"), Verb.DOWNGRADE_CANCEL, data), _users_button(t, pool),
                _pools_button(t)]
     return card(body, actions, fallback_text=heading)
 
 
-def downgrade_cancelled(locale: str | None, pool: PoolView, n: int) -> dict:
+def downgrade_cancelled(locale: Locale, pool: PoolView, n: int) -> dict:
     t = T(locale)
     heading = t("pool_admin.downgrade_cancelled.title")
     body = [title(heading),
@@ -223,24 +218,24 @@ def _notice(heading: str, body: str) -> dict:
     return card([title(heading), text(body)], fallback_text=heading)
 
 
-def unassigned_notice(locale: str | None, plan: str, by: str) -> dict:
+def unassigned_notice(locale: Locale, plan: str, by: str) -> dict:
     t = T(locale)
     return _notice(t("pool_admin.notice.unassigned.title"), t("pool_admin.notice.unassigned.body", plan=plan, by=by))
 
 
-def downgrade_scheduled_notice(locale: str | None, old: str, new: str, effective: datetime) -> dict:
+def downgrade_scheduled_notice(locale: Locale, old: str, new: str, effective: datetime) -> dict:
     t = T(locale)
     return _notice(t("pool_admin.notice.downgrade_scheduled.title"),
                    t("pool_admin.notice.downgrade_scheduled.body", old=old, new=new, date=t.date(effective)))
 
 
-def downgrade_cancelled_notice(locale: str | None, plan: str) -> dict:
+def downgrade_cancelled_notice(locale: Locale, plan: str) -> dict:
     t = T(locale)
     return _notice(t("pool_admin.notice.downgrade_cancelled.title"),
                    t("pool_admin.notice.downgrade_cancelled.body", plan=plan))
 
 
-def downgrade_applied_notice(locale: str | None, old: str, new: str, effective: datetime) -> dict:
+def downgrade_applied_notice(locale: Locale, old: str, new: str, effective: datetime) -> dict:
     t = T(locale)
     return _notice(t("pool_admin.notice.downgrade_applied.title"),
                    t("pool_admin.notice.downgrade_applied.body", old=old, new=new, date=t.date(effective)))

@@ -4,7 +4,6 @@ purchase is paid or when a payment must be refunded."""
 
 from __future__ import annotations
 
-from cards import verbs
 from cards.base import (
     action_set,
     amount_row,
@@ -18,16 +17,18 @@ from cards.base import (
     text,
     title,
 )
-from cards.i18n import T
+from cards.data import MAX_CART_LINES, Cart, CartLine, PoolSelection
+from cards.i18n import Locale, T
+from cards.verbs import Verb
 from core.errors import Message
+from core.kinds import QuoteKind
 from core.views import PlanView, QuoteLineView, QuoteView
 
-BUY_ADD = "buy.add"  # data: {cart} + inputs plan, interval, qty
-BUY_CART = "buy.cart"  # data: {cart}: the cart card (removing a line sends the cart without it)
-BUY_CHECKOUT = "buy.checkout"  # data: {cart, key}: the purchase quote (key: the quote's id, once)
+MAX_LINES = MAX_CART_LINES
 
 
-MAX_LINES = 20
+def _lines(cart: list[dict]) -> tuple[CartLine, ...]:
+    return tuple(CartLine(ln["plan"], ln["interval"], ln["quantity"]) for ln in cart)
 
 
 def _catalog(t: T, plans: list[PlanView], families: dict[str, str]) -> list[dict]:
@@ -71,7 +72,7 @@ def cart_lines(preview: QuoteView | None) -> list[dict]:
     return [{"plan": ln.plan_code, "interval": ln.interval, "quantity": ln.quantity} for ln in preview.lines]
 
 
-def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str], currency: str,
+def buy_card(locale: Locale, plans: list[PlanView], families: dict[str, str], currency: str,
              preview: QuoteView | None, *, key: str, plan: str | None = None, interval: str | None = None,
              quantity: int = 1, note: str | None = None) -> dict:
     """The catalog, the add form (pre-selected ``plan``/``interval``) and the priced cart
@@ -85,7 +86,7 @@ def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str]
         body.append(text(t.say(note), color="Attention"))
     if not plans:
         body.append(text(t("purchase.no_plans", currency=currency)))
-        return card(body, [execute(t("btn.licenses"), verbs.POOLS, inputs="none")], fallback_text=heading)
+        return card(body, [execute(t("btn.licenses"), Verb.POOLS, inputs="none")], fallback_text=heading)
     body += _catalog(t, plans, families)
 
     body.append(text(t("purchase.add_title"), weight="Bolder", spacing="Medium"))
@@ -103,7 +104,7 @@ def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str]
                                value=interval if interval in ("month", "year") else "month")], vertical=None),
         ]))
         body.append(_number_input("qty", t("purchase.qty"), quantity, 10_000))
-        body.append(action_set([execute(t("purchase.btn.add"), BUY_ADD, {"cart": cart}, style="positive")]))
+        body.append(action_set([execute(t("purchase.btn.add"), Verb.BUY_ADD, Cart(_lines(cart)), style="positive")]))
 
     body.append(text(t("purchase.cart"), weight="Bolder", spacing="Medium"))
     actions = []
@@ -123,8 +124,8 @@ def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str]
             label.append(text(_line_detail(t, ln, cur), subtle=True, size_="Small", spacing="None"))
             rows.append(columns([
                 column(label, vertical=None), column(amount, "auto", vertical=None),
-                column([action_set([execute(t("purchase.btn.remove"), BUY_CART, {"cart": rest}, inputs="none")])],
-                       "auto"),
+                column([action_set([execute(t("purchase.btn.remove"), Verb.BUY_CART, Cart(_lines(rest)),
+                                            inputs="none")])], "auto"),
             ], separator=i > 0))
         body.append(container(rows))
         totals = []
@@ -135,14 +136,14 @@ def buy_card(locale: str | None, plans: list[PlanView], families: dict[str, str]
                    for r in t.renewals(preview)]
         body.append(container(totals, style="emphasis", spacing="Medium"))
         body.append(text(t("purchase.hint"), subtle=True, size_="Small"))
-        actions.append(execute(t("purchase.btn.checkout"), BUY_CHECKOUT, {"cart": cart, "qkey": key},
+        actions.append(execute(t("purchase.btn.checkout"), Verb.BUY_CHECKOUT, Cart(_lines(cart), key),
                                style="positive", inputs="none"))
-    actions += [execute(t("btn.licenses"), verbs.POOLS, inputs="none"),
-                execute(t("btn.cancel"), verbs.DISMISS, inputs="none")]
+    actions += [execute(t("btn.licenses"), Verb.POOLS, inputs="none"),
+                execute(t("btn.cancel"), Verb.DISMISS, inputs="none")]
     return card(body, actions, fallback_text=heading)
 
 
-def purchase_paid_notice(locale: str | None, q: QuoteView) -> dict:
+def purchase_paid_notice(locale: Locale, q: QuoteView) -> dict:
     t = T(locale)
     heading = t("purchase.paid.title")
     body = [title(heading), text(t("purchase.paid.body_carried", amount=t.money(q.carried, q.currency)) if q.carried
@@ -150,10 +151,10 @@ def purchase_paid_notice(locale: str | None, q: QuoteView) -> dict:
             facts([(t.quote_line(ln), t("quote.renewal", date=t.date(ln.period_end))
                     + f": {t.money(ln.renewal_amount, q.currency)}") for ln in q.lines]),
             text(t("purchase.paid.hint"), subtle=True, size_="Small")]
-    return card(body, [execute(t("btn.licenses"), verbs.POOLS)], fallback_text=heading)
+    return card(body, [execute(t("btn.licenses"), Verb.POOLS)], fallback_text=heading)
 
 
-def refund_notice(locale: str | None, q: QuoteView | None, reason: str) -> dict:
+def refund_notice(locale: Locale, q: QuoteView | None, reason: str) -> dict:
     """The admin is told a payment must be refunded, why, and can prepare a new quote at once
     (upgrade: the tiers step for the same pool and users; purchase: the cart with the same lines)."""
     t = T(locale)
@@ -170,9 +171,9 @@ def refund_notice(locale: str | None, q: QuoteView | None, reason: str) -> dict:
         body.append(facts([(t("purchase.refund.reason"), reason)]))
     body.append(text(t("purchase.refund.hint"), subtle=True, size_="Small"))
     actions = []
-    if q is not None and q.kind == "upgrade" and q.pool_id and q.users:
-        actions.append(execute(t("btn.new_quote"), verbs.UPGRADE_TIERS,
-                               {"pool": q.pool_id, "sel": [u.id for u in q.users]}, style="positive"))
-    elif q is not None and q.kind == "purchase" and q.lines:
-        actions.append(execute(t("btn.new_quote"), BUY_CART, {"cart": cart_lines(q)}, style="positive"))
-    return card(body, [*actions, execute(t("btn.licenses"), verbs.POOLS)], fallback_text=heading)
+    if q is not None and q.kind == QuoteKind.UPGRADE and q.pool_id and q.users:
+        actions.append(execute(t("btn.new_quote"), Verb.UPGRADE_TIERS,
+                               PoolSelection(q.pool_id, tuple(u.id for u in q.users)), style="positive"))
+    elif q is not None and q.kind == QuoteKind.PURCHASE and q.lines:
+        actions.append(execute(t("btn.new_quote"), Verb.BUY_CART, Cart(_lines(cart_lines(q))), style="positive"))
+    return card(body, [*actions, execute(t("btn.licenses"), Verb.POOLS)], fallback_text=heading)

@@ -4,8 +4,8 @@ summary and the notice a user receives."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
-from cards import verbs
 from cards.base import (
     action_set,
     amount_row,
@@ -22,8 +22,11 @@ from cards.base import (
     text,
     title,
 )
-from cards.i18n import N_, T
-from core.views import Page, PlanView, PoolView, QuoteView, UserRow
+from cards.data import BuyStart, PoolRef, PoolSelection, QuoteRef, RemovalForm, TierChoice, UsersPage
+from cards.i18n import N_, Locale, T
+from cards.verbs import Dataset, Verb
+from core.kinds import PaymentStatus, QuoteKind, QuoteStatus
+from core.views import Page, PageKey, PlanView, PoolView, QuoteView, UserRow
 
 MAX_NAMES = 10
 # a quote's status, as its card says it (catalog keys)
@@ -33,7 +36,7 @@ STATUSES = {"open": N_("status.open"), "paid": N_("status.paid"), "expired": N_(
 _LAPSED = {"failed": N_("quote.lapsed.failed"), "expired": N_("quote.lapsed.expired")}
 
 
-def pools_card(locale: str | None, account_name: str, pools: list[PoolView], *, note: str | None = None) -> dict:
+def pools_card(locale: Locale, account_name: str, pools: list[PoolView], *, note: str | None = None) -> dict:
     t = T(locale)
     body = [title(t("pools.title", account=account_name))]
     if note:
@@ -52,7 +55,7 @@ def pools_card(locale: str | None, account_name: str, pools: list[PoolView], *, 
             if p.removal_scheduled:
                 plan.append(text(t.plural("pools.removal", "n", n=p.removal_scheduled), size_="Small", color="Warning",
                                  spacing="None"))
-            assigned = action_set([execute(str(p.assigned), verbs.POOL_USERS, {"pool": p.id},
+            assigned = action_set([execute(str(p.assigned), Verb.POOL_USERS, PoolRef(p.id),
                                            tooltip=f"{p.plan_name}: {t('pools.assigned')}")])
             body.append(columns([
                 column(plan),
@@ -62,10 +65,10 @@ def pools_card(locale: str | None, account_name: str, pools: list[PoolView], *, 
                 column([text(t.date(p.renewal_date), wrap=False)], "auto"),
             ], separator=True))
         body.append(text(t("pools.hint"), subtle=True, size_="Small"))
-    actions = [execute(t("btn.buy"), verbs.BUY_START, inputs="none"),
-               execute(t("btn.assign"), verbs.ASSIGN_START, inputs="none"),
-               execute(t("btn.requests"), verbs.REQUESTS, inputs="none"),
-               execute(t("btn.audit"), verbs.AUDIT, inputs="none")]
+    actions = [execute(t("btn.buy"), Verb.BUY_START, inputs="none"),
+               execute(t("btn.assign"), Verb.ASSIGN_START, inputs="none"),
+               execute(t("btn.requests"), Verb.REQUESTS, inputs="none"),
+               execute(t("btn.audit"), Verb.AUDIT, inputs="none")]
     return card(body, actions, fallback_text=t("pools.title", account=account_name))
 
 
@@ -78,7 +81,7 @@ def _user_choice(t: T, u: UserRow) -> tuple[str, str]:
     return label[:200], str(u.id)
 
 
-def pool_users_card(locale: str | None, pool: PoolView, page: Page, selected: list[int], *,
+def pool_users_card(locale: Locale, pool: PoolView, page: Page, selected: list[int], *,
                     note: str | None = None) -> dict:
     """A page of (at most 20) users with checkboxes; the selection made on other pages
     travels in the actions' data, so the card never grows with the pool."""
@@ -87,10 +90,11 @@ def pool_users_card(locale: str | None, pool: PoolView, page: Page, selected: li
     on_page = set(page_ids)
     other = [i for i in selected if i not in on_page]
     checked = [str(i) for i in page_ids if i in set(selected)]
-    base = {"pool": pool.id, "page": page.page, "cq": page.query, "sel": other, "ids": page_ids}
-    if page.first_key:  # this page again from its first row (keyset paging: no offset to count)
-        base["at"] = list(page.first_key)
-    from_here = {k: v for k, v in base.items() if k != "at"}
+    # keyset paging (no offset to count): this page again from its first row, Previous before it,
+    # Next after the last row
+    first, last = page.first_key, page.last_key
+    base = UsersPage(pool.id, page.page, page.query, tuple(other), tuple(page_ids),
+                     PageKey("at", first) if first else None)
     interval = t.interval(pool.interval)
     heading = (t.plural("users.title_search", "total", plan=pool.plan_name, interval=interval, total=page.total,
                         query=page.query) if page.query else
@@ -100,12 +104,12 @@ def pool_users_card(locale: str | None, pool: PoolView, page: Page, selected: li
         body.append(text(t.say(note), color="Warning"))
     body.append(columns([
         column([input_text("q", placeholder=t("users.search"), value=page.query, max_length=100)]),
-        column([action_set([execute(t("btn.search"), verbs.POOL_SEARCH, base)])], "auto"),
+        column([action_set([execute(t("btn.search"), Verb.POOL_SEARCH, base)])], "auto"),
     ]))
     body.append(columns([
         column([choice_set("pick", [], placeholder=t("users.pick"), style="filtered",
-                           dataset=f"{verbs.DATASET_POOL_USERS}:{pool.id}")]),
-        column([action_set([execute(t("btn.add_pick"), verbs.POOL_PICK, base)])], "auto"),
+                           dataset=f"{Dataset.POOL_USERS}:{pool.id}")]),
+        column([action_set([execute(t("btn.add_pick"), Verb.POOL_PICK, base)])], "auto"),
     ]))
     if page.items:
         body.append(choice_set("users", [_user_choice(t, u) for u in page.items], label=t("users.select"),
@@ -117,32 +121,32 @@ def pool_users_card(locale: str | None, pool: PoolView, page: Page, selected: li
     body.append(text(f"{status} · {t.plural('users.selected', 'n', n=n_selected)}", subtle=True, size_="Small"))
     nav = []
     if page.has_prev:
-        prev = dict(from_here, page=page.page - 1, **({"before": list(page.first_key)} if page.first_key else {}))
-        nav.append(execute(t("btn.prev"), verbs.POOL_USERS, prev))
+        nav.append(execute(t("btn.prev"), Verb.POOL_USERS,
+                           replace(base, page=page.page - 1, keyset=PageKey("before", first) if first else None)))
     if page.has_next:
-        after = {"after": list(page.last_key)} if page.last_key else {}
-        nav.append(execute(t("btn.next"), verbs.POOL_USERS, dict(from_here, page=page.page + 1, **after)))
+        nav.append(execute(t("btn.next"), Verb.POOL_USERS,
+                           replace(base, page=page.page + 1, keyset=PageKey("after", last) if last else None)))
     if page.query:
-        nav.append(execute(t("btn.clear"), verbs.POOL_USERS, dict(from_here, page=0, cq="")))
+        nav.append(execute(t("btn.clear"), Verb.POOL_USERS, replace(base, page=0, cq="", keyset=None)))
     if n_selected:
-        nav.append(execute(t("btn.clear_sel"), verbs.POOL_CLEAR, base))
+        nav.append(execute(t("btn.clear_sel"), Verb.POOL_CLEAR, base))
     if nav:
         body.append(action_set(nav))
     if page.items:
         body.append(text(t("users.selection_actions"), size_="Small", weight="Bolder", spacing="Medium"))
-        body.append(action_set([execute(t("btn.downgrade"), verbs.DOWNGRADE_CHOOSE, base),
-                                execute(t("btn.unassign"), verbs.POOL_UNASSIGN, base)]))
+        body.append(action_set([execute(t("btn.downgrade"), Verb.DOWNGRADE_CHOOSE, base),
+                                execute(t("btn.unassign"), Verb.POOL_UNASSIGN, base)]))
     body.append(text(t("users.pool_actions"), size_="Small", weight="Bolder", spacing="Medium"))
     body.append(action_set([
-        execute(t("btn.assign"), verbs.ASSIGN_START, {"pool": pool.id}, inputs="none"),
-        execute(t("btn.remove_seats"), verbs.SEATS_REMOVE, {"pool": pool.id}, inputs="none"),
-        execute(t("btn.buy_more"), verbs.BUY_START, {"plan": pool.plan_code, "interval": pool.interval},
+        execute(t("btn.assign"), Verb.ASSIGN_START, PoolRef(pool.id), inputs="none"),
+        execute(t("btn.remove_seats"), Verb.SEATS_REMOVE, RemovalForm(pool.id), inputs="none"),
+        execute(t("btn.buy_more"), Verb.BUY_START, BuyStart(pool.plan_code, pool.interval),
                 inputs="none"),
     ]))
     actions = [
-        execute(t("btn.continue"), verbs.UPGRADE_TIERS, base, style="positive"),
-        execute(t("btn.back"), verbs.POOLS, inputs="none"),
-        execute(t("btn.cancel"), verbs.DISMISS, inputs="none"),
+        execute(t("btn.continue"), Verb.UPGRADE_TIERS, base, style="positive"),
+        execute(t("btn.back"), Verb.POOLS, inputs="none"),
+        execute(t("btn.cancel"), Verb.DISMISS, inputs="none"),
     ]
     return card(body, actions, fallback_text=heading)
 
@@ -154,27 +158,27 @@ def _names(t: T, users: list[UserRow], total: int) -> str:
     return names
 
 
-def tiers_card(locale: str | None, pool: PoolView, users: list[UserRow], total: int, options: list[PlanView],
+def tiers_card(locale: Locale, pool: PoolView, users: list[UserRow], total: int, options: list[PlanView],
                selected: list[int], *, key: str | None = None, note: str | None = None) -> dict:
     """The tiers to upgrade to. ``key``: the id of the quote Upgrade creates (chosen once per card
     shown, so that a second click of the same card gets the same quote)."""
     t = T(locale)
     heading = t.plural("tiers.title", "n", n=total, plan=pool.plan_name)
-    data = {"pool": pool.id, "sel": selected}
+    data = PoolSelection(pool.id, tuple(selected))
     body = [title(heading)]
     if note:
         body.append(text(t.say(note), color="Warning"))
     body.append(text(_names(t, users, total), subtle=True))
-    back = execute(t("btn.back"), verbs.POOL_USERS, data, inputs="none")
-    cancel = execute(t("btn.cancel"), verbs.DISMISS, inputs="none")
+    back = execute(t("btn.back"), Verb.POOL_USERS, data, inputs="none")
+    cancel = execute(t("btn.cancel"), Verb.DISMISS, inputs="none")
     if not options:
         body.append(text(t("tiers.none", plan=pool.plan_name)))
         return card(body, [back, cancel], fallback_text=heading)
     choices = [(t("tiers.price", plan=p.name, price=t.money(p.price(pool.interval), p.currency),
                   unit=t.unit(pool.interval)), p.code) for p in options]
     body.append(choice_set("plan", choices, label=t("tiers.choose"), value=options[0].code, required=True))
-    upgrade_data = dict(data, qkey=key) if key else data  # not "key": the Teams card renderer refuses that name
-    actions = [execute(t("btn.upgrade"), verbs.UPGRADE_QUOTE, upgrade_data, style="positive"), back, cancel]
+    upgrade_data = TierChoice(pool.id, tuple(selected), key or None)
+    actions = [execute(t("btn.upgrade"), Verb.UPGRADE_QUOTE, upgrade_data, style="positive"), back, cancel]
     return card(body, actions, fallback_text=heading)
 
 
@@ -190,27 +194,29 @@ def amount_rows(t: T, q: QuoteView) -> list[dict]:
     return rows
 
 
-def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, admins: Iterable[str] = ()) -> dict:
+def quote_card(locale: Locale, q: QuoteView, *, note: str | None = None, admins: Iterable[str] = ()) -> dict:
     """The quote while open; once paid the paid summary; once expired or cancelled, its state.
     Refreshed automatically for ``admins`` only (the chat ids of who may act on it)."""
-    if q.status == "paid":
+    if q.status == QuoteStatus.PAID:
         return paid_card(locale, q, note=note, admins=admins)
     t = T(locale)
     cur = q.currency
-    heading = t("quote.title") if q.kind == "upgrade" else t("quote.purchase_title")
+    heading = t("quote.title") if q.kind == QuoteKind.UPGRADE else t("quote.purchase_title")
     body = [title(heading)]
     if note:
         body.append(text(t.say(note), color="Warning"))
-    if q.status != "open":
+    if q.status != QuoteStatus.OPEN:
         body.append(text(f"{t('label.status')}: {t(STATUSES[q.status])}", weight="Bolder", color="Attention"))
-    if q.status in ("cancelled", "expired"):  # the truth about the link while the provider closes it
-        body.append(text(t("quote.closing") if q.payment_status == "closing" else t("quote.nothing_charged"),
-                         color="Warning" if q.payment_status == "closing" else None))
+    if q.status in (QuoteStatus.CANCELLED, QuoteStatus.EXPIRED):  # the truth about the link while it closes
+        closing = q.payment_status == PaymentStatus.CLOSING
+        body.append(text(t("quote.closing") if closing else t("quote.nothing_charged"),
+                         color="Warning" if closing else None))
     info = []
-    if q.kind == "upgrade":
+    if q.kind == QuoteKind.UPGRADE:
+        assert q.interval, "an upgrade quote is of one interval"
         info += [(t("quote.users"), _names(t, q.users, len(q.users))),
                  (t("quote.change"), f"{q.from_plan_name} → {q.to_plan_name} ({t.interval(q.interval)})")]
-    if q.kind == "upgrade" and q.lines:
+    if q.kind == QuoteKind.UPGRADE and q.lines:
         info.append((t("quote.period"), f"{t.date(q.priced_at)} → {t.date(q.lines[0].period_end)}"))
     elif q.lines:  # a cart may mix intervals: each line has its own period
         for ln in q.lines:
@@ -219,10 +225,10 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, adm
     info.append((t("label.prepared_by"), q.created_by_name))
     body.append(facts(info))
     body.append(container(amount_rows(t, q), style="emphasis", spacing="Medium"))
-    refresh_data = {"quote": q.id}
+    refresh_data = QuoteRef(q.id)
     actions = []
-    if q.status == "open":
-        upgrade_quote = q.kind == "upgrade"
+    if q.status == QuoteStatus.OPEN:
+        upgrade_quote = q.kind == QuoteKind.UPGRADE
         body.append(text(t("quote.expires" if upgrade_quote else "quote.purchase_expires",
                            time=t.datetime(q.expires_at)), subtle=True, size_="Small"))
         if q.payment_lapsed in _LAPSED:
@@ -232,31 +238,31 @@ def quote_card(locale: str | None, q: QuoteView, *, note: str | None = None, adm
                              size_="Small"))
             actions.append(open_url(t("btn.pay", amount=t.money(q.due_now, cur)), q.payment_url, style="positive"))
         elif q.due_now > 0 and q.payment_lapsed:  # (updated in place: the new link is made on this click)
-            actions.append(execute(t("btn.new_link"), verbs.QUOTE_REFRESH, refresh_data, style="positive"))
+            actions.append(execute(t("btn.new_link"), Verb.QUOTE_REFRESH, refresh_data, style="positive"))
         elif q.due_now <= 0:
             body.append(text(t("quote.carried_hint", amount=t.money(q.carried, cur)) if q.carried
                              else t("quote.nothing_due"), subtle=True, size_="Small"))
-            actions.append(execute(t("btn.confirm"), verbs.QUOTE_CONFIRM, refresh_data, style="positive"))
-        actions.append(execute(t("btn.refresh"), verbs.QUOTE_REFRESH, refresh_data))
-        actions.append(execute(t("btn.back"), verbs.QUOTE_BACK, refresh_data))
-        actions.append(execute(t("btn.cancel"), verbs.QUOTE_CANCEL, refresh_data, style="destructive"))
+            actions.append(execute(t("btn.confirm"), Verb.QUOTE_CONFIRM, refresh_data, style="positive"))
+        actions.append(execute(t("btn.refresh"), Verb.QUOTE_REFRESH, refresh_data))
+        actions.append(execute(t("btn.back"), Verb.QUOTE_BACK, refresh_data))
+        actions.append(execute(t("btn.cancel"), Verb.QUOTE_CANCEL, refresh_data, style="destructive"))
     else:
-        if q.kind == "upgrade" and q.pool_id and q.status in ("expired", "cancelled"):
-            actions.append(execute(t("btn.new_quote"), verbs.UPGRADE_TIERS,
-                                   {"pool": q.pool_id, "sel": [u.id for u in q.users]}))
-        actions.append(execute(t("btn.licenses"), verbs.POOLS))
-    refresh = refresh_for(execute(t("btn.refresh"), verbs.QUOTE_REFRESH, refresh_data), admins)
+        if q.kind == QuoteKind.UPGRADE and q.pool_id and q.status in (QuoteStatus.EXPIRED, QuoteStatus.CANCELLED):
+            actions.append(execute(t("btn.new_quote"), Verb.UPGRADE_TIERS,
+                                   PoolSelection(q.pool_id, tuple(u.id for u in q.users))))
+        actions.append(execute(t("btn.licenses"), Verb.POOLS))
+    refresh = refresh_for(execute(t("btn.refresh"), Verb.QUOTE_REFRESH, refresh_data), admins)
     return card(body, actions, refresh=refresh, fallback_text=heading)
 
 
-def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None, admins: Iterable[str] = ()) -> dict:
+def paid_card(locale: Locale, q: QuoteView, *, note: str | None = None, admins: Iterable[str] = ()) -> dict:
     t = T(locale)
-    heading = t("paid.title") if q.kind == "upgrade" else t("status.paid")
+    heading = t("paid.title") if q.kind == QuoteKind.UPGRADE else t("status.paid")
     body = [title(heading)]
     if note:
         body.append(text(t.say(note), color="Warning"))
     renewals = [(t("quote.renewal", date=t.date(r.date)), t.money(r.amount, q.currency)) for r in t.renewals(q)]
-    if q.kind == "upgrade":
+    if q.kind == QuoteKind.UPGRADE:
         body.append(text(t.plural("paid.body", "n", n=len(q.users), plan=q.to_plan_name), color="Good"))
         if q.notices_delivered + q.notices_unreachable < q.notices_total:
             told = t.plural("paid.telling", "total", done=q.notices_delivered, total=q.notices_total)
@@ -265,6 +271,7 @@ def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None, admi
         else:
             told = t.plural("paid.told", "n", n=len(q.users))
         body.append(text(told))
+        assert q.interval, "an upgrade quote is of one interval"
         what = [(t("quote.users"), _names(t, q.users, len(q.users))),
                 (t("quote.change"), f"{q.from_plan_name} → {q.to_plan_name} ({t.interval(q.interval)})")]
     else:
@@ -273,8 +280,8 @@ def paid_card(locale: str | None, q: QuoteView, *, note: str | None = None, admi
     body.append(facts(what + _receipt(t, q) + renewals))
     # while notices are on their way, Teams refreshes the card when an admin views it, so that it comes to say "told"
     pending = q.notices_delivered + q.notices_unreachable < q.notices_total
-    refresh = refresh_for(execute(t("btn.refresh"), verbs.QUOTE_REFRESH, {"quote": q.id}), admins) if pending else None
-    return card(body, [execute(t("btn.licenses"), verbs.POOLS)], refresh=refresh, fallback_text=heading)
+    refresh = refresh_for(execute(t("btn.refresh"), Verb.QUOTE_REFRESH, QuoteRef(q.id)), admins) if pending else None
+    return card(body, [execute(t("btn.licenses"), Verb.POOLS)], refresh=refresh, fallback_text=heading)
 
 
 def _receipt(t: T, q: QuoteView) -> list[tuple[str, str]]:
@@ -298,7 +305,7 @@ def _carried_fact(t: T, q: QuoteView) -> list[tuple[str, str]]:
     return [(t("quote.carried"), t.money(q.carried, q.currency))] if q.carried else []
 
 
-def upgraded_notice(locale: str | None, new_plan: str, old_plan: str) -> dict:
+def upgraded_notice(locale: Locale, new_plan: str, old_plan: str) -> dict:
     t = T(locale)
     heading = t("notice.upgraded.title")
     return card([title(heading), text(t("notice.upgraded.body", plan=new_plan, old=old_plan))],

@@ -8,6 +8,7 @@ from decimal import Decimal
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
+from core.kinds import AuditAction
 from core.licensing import Licensing
 from core.models import Account, AccountDomain, AccountTenant, Discount, Pool, Seat, Subscription
 from core.periods import period_containing
@@ -91,7 +92,7 @@ def load_demo(lic: Licensing, now: datetime | None = None) -> bool:
                 taken_by_family[plan.family].add(i)
                 s.add(Seat(account_id=account.id, pool_id=pool.id, user_id=users[i].id, family=plan.family,
                            sort_key=users[i].sort_key, assigned_at=subs[interval].anchor_at))
-        u.audit_ok(None, "demo.loaded", f"account:{account.id}", account_id=account.id)
+        u.audit_ok(None, AuditAction.DEMO_LOADED, f"account:{account.id}", account_id=account.id)
         return True
 
     return lic.units.system_write(work)

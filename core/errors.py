@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from babel import Locale
 
+from core.kinds import RequestStatus
+
 
 @functools.cache
 def _plural_rule(lang: str):
@@ -35,7 +37,7 @@ class Message(str):
     template: str
     params: dict
     plural: str | None = None
-    count: str | None = None
+    count: str | None = None  # type: ignore[assignment]  # the counted param's name (shadows str.count)
 
     def __new__(cls, template: str, /, **params) -> Message:
         return cls._build(template, None, None, params)
@@ -109,6 +111,7 @@ def _aware(at: datetime) -> datetime:
 
 class DomainError(Exception):
     code = "refused"
+    _refusal_audited = False  # set by Units.refuse: a refusal is audited once
 
     def __init__(self, message: str, **details):
         super().__init__(message)
@@ -136,6 +139,14 @@ class NotAdmin(DomainError):
 
 class InvalidInput(DomainError):
     code = "invalid_input"
+
+
+class StaleSelection(InvalidInput):
+    """Users selected on a card no longer hold a seat in its pool: the card is out of date (the
+    chat layer shows the pool as it is now). Its code stays ``invalid_input``, as audited."""
+
+    def __init__(self, message: str, **details):
+        super().__init__(message, stale=True, **details)
 
 
 class InvalidQuantity(InvalidInput):
@@ -217,7 +228,7 @@ class RequestClosed(DomainError):
         if not (by and at):
             return cls(Message("This request was already decided."), **details)
         at = _aware(at)
-        if status == "approved":
+        if status == RequestStatus.APPROVED:
             return cls(Message("This request was already approved by {by} at {at:%Y-%m-%d %H:%M %Z}.", by=by, at=at),
                        **details)
         return cls(Message("This request was already declined by {by} at {at:%Y-%m-%d %H:%M %Z}.", by=by, at=at),

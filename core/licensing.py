@@ -10,12 +10,12 @@ writes nothing but its audit event, and the message it carries is fit for a pers
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from core.catalog import Catalog
 from core.db import Database, utcnow
-from core.payments import PaymentGateway
+from core.payments import LinkTraits, PaymentGateway
 from core.services.accounts import Accounts
 from core.services.addresses import Addresses
 from core.services.audit_log import AuditLog
@@ -26,7 +26,6 @@ from core.services.periods import BillingPeriods
 from core.services.plans import PlanViews
 from core.services.pools import Pools
 from core.services.quotes import Quotes
-from core.services.sandbox_pages import SandboxPages
 from core.services.seats import Seats
 from core.services.settlement import Settlement
 from core.services.upgrade_requests import UpgradeRequests
@@ -44,13 +43,18 @@ class Licensing:
         *,
         clock: Callable[[], datetime] = utcnow,
         quote_ttl: timedelta = timedelta(minutes=30),
+        link_traits: Mapping[str, LinkTraits] | None = None,
     ):
+        """``link_traits``: how each payment provider's links are treated (the registry's, for
+        every provider a stored payment may name); by default the given gateway's."""
         self.db = db
         self.catalog = catalog or Catalog.load()
         self.gateway = gateway
         self.clock = clock
         self.quote_ttl = quote_ttl
-        self.units = units = Units(db, self.catalog, clock)
+        if link_traits is None:
+            link_traits = {gateway.name: gateway.link_traits} if gateway is not None else {}
+        self.units = units = Units(db, self.catalog, clock, link_traits)
         self.plan_views = PlanViews(self.catalog)
         self.accounts = Accounts(units)
         self.periods = BillingPeriods(units)
@@ -64,7 +68,6 @@ class Licensing:
         self.requests = UpgradeRequests(units, self.plan_views, self.quotes)
         self.audit = AuditLog(units, self.accounts)
         self.outbox = Outbox(units)
-        self.sandbox = SandboxPages(units, self.quotes, self.settlement)
 
     def now(self) -> datetime:
         return self.units.now()

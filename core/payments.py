@@ -1,13 +1,12 @@
-"""Payment gateways behind one interface.
+"""The payment port: what the core asks of a payment provider, and what it hears back.
 
-The core never imports a provider SDK: a gateway is injected into the licensing service.
-Two implementations exist: :class:`SandboxGateway` here (the embedded default, pay pages
-served by the app itself) and ``gateways.stripe_gateway.StripeGateway``.
+The core never imports a provider: a gateway is injected into the licensing service. The
+providers (``payments/sandbox``, ``payments/stripe``) live outside the core, each in its own
+package, chosen by ``PAYMENTS`` through ``payments.registry``.
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -98,8 +97,21 @@ class PaymentProviderError(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class LinkTraits:
+    """How the core treats the payment links of one provider (``PaymentGateway.link_traits``)."""
+
+    # The link's external id is its bearer credential (anyone holding it can pay): never shown,
+    # a receipt names the payment by the quote's own reference instead.
+    secret_id: bool = False
+    # The provider's page asks the core whether the quote is still open before taking a payment:
+    # closing the quote closes its link at once, with no call to the provider.
+    closes_with_quote: bool = False
+
+
 class PaymentGateway(Protocol):
     name: str
+    link_traits: LinkTraits
 
     def create_link(self, request: PaymentRequest) -> PaymentLink:
         """Create (idempotently, per quote id) a payment link for exactly ``request.amount``.
@@ -129,33 +141,6 @@ class PaymentGateway(Protocol):
 
         Raises PaymentProviderError when the provider is unreachable or fails."""
         ...
-
-
-class SandboxGateway:
-    """The embedded default: the link is ``PUBLIC_BASE_URL/pay/<unguessable token>``, a page
-    served by this app whose Pay button settles the quote through the same path as a provider
-    webhook."""
-
-    name = "sandbox"
-
-    def __init__(self, public_base_url: str):
-        self.public_base_url = public_base_url.rstrip("/")
-
-    def create_link(self, request: PaymentRequest) -> PaymentLink:
-        token = secrets.token_urlsafe(24)
-        return PaymentLink(provider=self.name, external_id=token, url=f"{self.public_base_url}/pay/{token}")
-
-    def sync_subscription(self, sync: SubscriptionSync) -> None:
-        return None
-
-    def minimum_charge(self, currency: str) -> int:
-        return 1  # the sandbox takes any amount: nothing is ever carried forward
-
-    def carry_forward(self, carry: CarryForward) -> None:
-        return None
-
-    def close_link(self, external_id: str) -> bool:
-        return True  # the pay page itself refuses a quote that is no longer open
 
 
 @dataclass(frozen=True)

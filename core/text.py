@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Literal, overload
 
 from core.errors import InvalidInput, InvalidQuantity, Message
 
@@ -26,6 +27,10 @@ _BAD_REFERENCE = {
 _BAD_QUANTITY = Message("The quantity must be a whole number from 1 to 10,000.")
 
 
+@overload
+def clean_text(value, *, max_length: int, field: str, required: Literal[True]) -> str: ...
+@overload
+def clean_text(value, *, max_length: int, field: str, required: bool = False) -> str | None: ...
 def clean_text(value, *, max_length: int, field: str, required: bool = False) -> str | None:
     """Free text from a person: control characters dropped, whitespace folded, length capped."""
     if value is None:

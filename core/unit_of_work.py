@@ -15,7 +15,7 @@ has ended (committed or rolled back), exactly once each.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -26,16 +26,16 @@ from sqlalchemy.orm import Session
 from core.catalog import Catalog
 from core.db import Database
 from core.errors import DomainError, Message, NotAdmin
+from core.kinds import OutboxKind, OutboxStatus, Outcome
 from core.models import AccountTenant, AuditEvent, OutboxMessage, User
+from core.payments import LinkTraits
 from core.services import accounts
-from core.services.shared import chunks, execute_core
-from core.views import Actor, CallerView
+from core.services.shared import chunks, execute_core, table_of
+from core.views import SYSTEM, Actor, CallerView
 
 log = logging.getLogger(__name__)
 
-SYSTEM = "system"
-
-_AUDIT_INSERT = insert(AuditEvent.__table__)
+_AUDIT_INSERT = insert(table_of(AuditEvent))
 
 _OPEN: ContextVar[Unit | None] = ContextVar("licensing_unit", default=None)
 
@@ -43,10 +43,12 @@ _OPEN: ContextVar[Unit | None] = ContextVar("licensing_unit", default=None)
 class Unit:
     """One transaction: its session ``s``, its instant ``now`` and the callers it resolved."""
 
-    def __init__(self, s: Session, now: datetime, catalog: Catalog, *, write: bool, actor: Actor | None = None):
+    def __init__(self, s: Session, now: datetime, catalog: Catalog, *, write: bool, actor: Actor | None = None,
+                 link_traits: Mapping[str, LinkTraits] | None = None):
         self.s = s
         self.now = now
         self.catalog = catalog
+        self._link_traits = link_traits or {}
         self.write = write
         self.actor = actor
         self.refusals: list[tuple[Actor | None, str, DomainError, str | None]] = []
@@ -69,8 +71,12 @@ class Unit:
             raise NotAdmin(message, **admins)
         return caller
 
+    def link_traits(self, provider: str) -> LinkTraits:
+        """How the payment links of ``provider`` are treated (a provider not known: as a remote one's)."""
+        return self._link_traits.get(provider) or LinkTraits()
+
     def audit(self, *, account_id: int | None, tenant_id: str | None, actor_id: int | None, actor: str | None,
-              action: str, outcome: str = "ok", target: str | None = None, message: str | None = None,
+              action: str, outcome: Outcome = Outcome.OK, target: str | None = None, message: str | None = None,
               detail: dict | None = None) -> None:
         if isinstance(message, Message):  # its template and params too: said in the reader's language later
             detail = {**(detail or {}), "message": message.to_json()}
@@ -88,27 +94,30 @@ class Unit:
                    tenant_id=caller.tenant_id if caller else None, actor_id=caller.user_id if caller else None,
                    actor=caller.name if caller else SYSTEM, action=action, target=target, detail=detail)
 
-    def outbox(self, *, account_id: int, channel: str, kind: str, dedupe_key: str, payload: dict,
+    def outbox(self, *, account_id: int, kind: OutboxKind, dedupe_key: str, payload: dict,
                user_id: int | None = None) -> None:
-        """Queue a message, once per dedupe key (a replayed change queues nothing new)."""
+        """Queue a message, once per dedupe key (a replayed change queues nothing new), on the
+        channel of its kind (who delivers it)."""
         s = self.s
         if s.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)) is not None:
             return
-        s.add(OutboxMessage(account_id=account_id, channel=channel, kind=kind, user_id=user_id, payload=payload,
-                            dedupe_key=dedupe_key, status="pending", attempts=0, available_at=self.now,
+        s.add(OutboxMessage(account_id=account_id, channel=kind.channel, kind=kind, user_id=user_id, payload=payload,
+                            dedupe_key=dedupe_key, status=OutboxStatus.PENDING, attempts=0, available_at=self.now,
                             created_at=self.now))
 
-    def outbox_many(self, messages: list[dict]) -> None:
-        """Queue many messages (each a dict of :meth:`outbox`'s arguments), once per dedupe key, in
-        set-based statements: one read of the keys queued already and one multi-row insert per
-        500 (a settlement telling 1,000 users costs a few round trips, not 2,000)."""
+    def outbox_many(self, *, account_id: int, kind: OutboxKind, payload: dict, users: dict[str, int]) -> None:
+        """Queue one message of ``kind`` and ``payload`` to each of ``users`` (dedupe key -> user
+        id), once per dedupe key as :meth:`outbox` does, in set-based statements: one read of the
+        keys queued already and one multi-row insert per 500 (a settlement telling 1,000 users
+        costs a few round trips, not 2,000)."""
         s = self.s
-        by_key = {m["dedupe_key"]: m for m in messages}
-        for chunk in chunks(list(by_key)):
+        to_queue = dict(users)
+        for chunk in chunks(list(to_queue)):
             for queued in s.scalars(select(OutboxMessage.dedupe_key).where(OutboxMessage.dedupe_key.in_(chunk))):
-                del by_key[queued]
-        rows = [{"user_id": None, **m, "status": "pending", "attempts": 0, "available_at": self.now,
-                 "created_at": self.now} for m in by_key.values()]
+                del to_queue[queued]
+        rows = [{"account_id": account_id, "channel": kind.channel, "kind": kind, "user_id": user_id,
+                 "payload": payload, "dedupe_key": key, "status": OutboxStatus.PENDING, "attempts": 0,
+                 "available_at": self.now, "created_at": self.now} for key, user_id in to_queue.items()]
         for chunk in chunks(rows):
             s.execute(insert(OutboxMessage), chunk)
 
@@ -116,13 +125,18 @@ class Unit:
 class Units:
     """Opens units on ``db`` with ``clock``; the one place that decides transactions."""
 
-    def __init__(self, db: Database, catalog: Catalog, clock: Callable[[], datetime]):
+    def __init__(self, db: Database, catalog: Catalog, clock: Callable[[], datetime],
+                 link_traits: Mapping[str, LinkTraits] | None = None):
         self.db = db
         self.catalog = catalog
         self.clock = clock
+        self.link_traits = dict(link_traits or {})  # payment provider name -> how its links are treated
 
     def now(self) -> datetime:
         return self.clock().replace(microsecond=0)
+
+    def _unit(self, s: Session, *, write: bool, actor: Actor | None = None) -> Unit:
+        return Unit(s, self.now(), self.catalog, write=write, actor=actor, link_traits=self.link_traits)
 
     @staticmethod
     def current() -> Unit | None:
@@ -149,7 +163,7 @@ class Units:
         unit = None
         try:
             with self.db.read() as s:
-                unit = Unit(s, self.now(), self.catalog, write=False, actor=actor)
+                unit = self._unit(s, write=False, actor=actor)
                 token = _OPEN.set(unit)
                 try:
                     yield unit
@@ -170,7 +184,7 @@ class Units:
         last: list[Unit] = []
 
         def attempt(s: Session):
-            unit = Unit(s, self.now(), self.catalog, write=True, actor=actor)
+            unit = self._unit(s, write=True, actor=actor)
             last[:] = [unit]
             token = _OPEN.set(unit)
             try:
@@ -192,7 +206,8 @@ class Units:
         unit = _OPEN.get()
         if unit is None:  # a transaction of its own (no savepoint needed: a refusal rolls all of it back)
             try:
-                return self.writing(actor, lambda: self._run(_OPEN.get(), actor, action, fn, admin, target))
+                return self.writing(actor, lambda: self._run(_OPEN.get(), actor, action, fn, admin,  # type: ignore[arg-type]  # writing() opened it
+                                                             target))
             except DomainError as e:  # e.g. Busy: the database stayed locked through every retry
                 self.refuse(actor, action, e, target)
                 raise
@@ -225,7 +240,7 @@ class Units:
                 return fn(unit)
         if unit is not None:
             raise RuntimeError("a write of the system cannot join a read unit")
-        return self.db.write(lambda s: fn(Unit(s, self.now(), self.catalog, write=True)))
+        return self.db.write(lambda s: fn(self._unit(s, write=True)))
 
     @contextmanager
     def system_read(self) -> Iterator[Unit]:
@@ -265,9 +280,9 @@ class Units:
                         User.account_id == account_id, User.aad_object_id == actor.aad_object_id)).first()
                     if u:
                         user_id, name = u
-            Unit(s, self.now(), self.catalog, write=True).audit(
+            self._unit(s, write=True).audit(
                 account_id=account_id, tenant_id=tenant, actor_id=user_id, actor=(name or "")[:320], action=action,
-                outcome="refused", target=(target or "")[:200] or None, message=error.message,
+                outcome=Outcome.REFUSED, target=(target or "")[:200] or None, message=error.message,
                 detail={"code": error.code})
 
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,9 @@ class Actor:
     tenant_id: str
     aad_object_id: str
     name: str | None = None
+
+
+SYSTEM = "system"  # who the audit log names for what the system does on its own (no caller)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,28 @@ class UserRow:
     downgrade_to: str | None = None
     held_until: datetime | None = None  # held by an open quote
     downgrade_to_name: str | None = None
+
+
+class PageKey(NamedTuple):
+    """A row of a pool's users order that a users card's paging button names (keyset paging):
+    the rows after it (Next, from the last row shown), from it on (the same page again, from its
+    first row) or before it (Previous, from the first row). Never trusted: :meth:`of` checks one
+    given by card data."""
+
+    rel: Literal["after", "at", "before"]
+    row: tuple[str, int]  # (sort key, user id), as Page.first_key / last_key
+
+    @classmethod
+    def of(cls, value: object) -> PageKey | None:
+        """``value`` as a key when it is one (a user id within the 32-bit INTEGER column, a sort
+        key of at most 200 characters); anything else None: the page is then found by its number."""
+        if not (isinstance(value, tuple | list) and len(value) == 2 and value[0] in ("after", "at", "before")):
+            return None
+        rel, row = value
+        if not (isinstance(row, tuple | list) and len(row) == 2 and isinstance(row[0], str) and len(row[0]) <= 200
+                and isinstance(row[1], int) and not isinstance(row[1], bool) and 0 < row[1] < 2**31):
+            return None
+        return cls(rel, (row[0], row[1]))
 
 
 @dataclass(frozen=True)
@@ -247,12 +273,11 @@ class AuditRow:
 
 
 @dataclass(frozen=True)
-class PayPage:
-    """What the sandbox payment page shows for a token."""
+class LinkedQuote:
+    """A quote as the payer of its payment link sees it, on a provider's page."""
 
-    state: str  # payable | paid | expired | cancelled | unknown | refund_needed
-    quote: QuoteView | None = None
-    account_name: str | None = None
+    quote: QuoteView
+    account_name: str
 
 
 @dataclass(frozen=True)

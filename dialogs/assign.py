@@ -1,7 +1,7 @@
 """The assign flow: find a user (the account's users, and the tenant's directory through
 Microsoft Graph when enabled) → a plan with a free seat → Save; the user is told in Teams.
 
-The directory is optional and injected: the router's ``directory`` (built by ``bootstrap.py`` when
+The directory is optional and injected by constructor (built by ``bootstrap.py`` when
 GRAPH_ENABLED; ``None`` otherwise) with ``search(tenant_id, query, top)`` and
 ``person(tenant_id, aad_object_id)``, both returning objects with ``aad_object_id``,
 ``name`` and ``email``. It is only ever asked by an administrator's turn; when it fails, the
@@ -13,12 +13,16 @@ import logging
 import re
 
 from cards import assign as cards
-from cards import common, verbs
+from cards import common
 from cards.base import execute
+from cards.data import AssignChoice, Origin, PickerPage, PoolRef
 from cards.i18n import Reader, T
+from cards.verbs import Dataset, Verb
 from core.errors import DomainNotApproved, InvalidInput, Message, NoFreeSeat, SeatAlreadyHeld
+from core.kinds import AuditAction, OutboxKind
+from core.licensing import Licensing
 from core.views import PoolView, UserRow
-from dialogs.base import CardDataError, CommandSpec, Flow, Turn, data_int, page_of, text_of
+from dialogs.base import CardDataError, CommandSpec, Flow, Turn, data_int, text_of
 
 log = logging.getLogger(__name__)
 
@@ -28,20 +32,20 @@ _OBJECT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 
 
 class AssignFlow(Flow):
-    def __init__(self, router):
-        super().__init__(router)
-        self.directory = router.directory  # the tenant's directory (Graph), or None
+    def __init__(self, lic: Licensing, directory=None):
+        super().__init__(lic)
+        self.directory = directory  # the tenant's directory (Graph), or None
         self.commands = {
             "assign": CommandSpec(self.cmd_assign, True),
         }
         self.actions = {
-            verbs.ASSIGN_START: self.start,
-            cards.ASSIGN_SEARCH: self.search,
-            cards.ASSIGN_PLANS: self.plans,
-            cards.ASSIGN_SAVE: self.save,
+            Verb.ASSIGN_START: self.start,
+            Verb.ASSIGN_SEARCH: self.search,
+            Verb.ASSIGN_PLANS: self.plans,
+            Verb.ASSIGN_SAVE: self.save,
         }
-        self.searches = {cards.DATASET_DIRECTORY: self.typeahead}
-        self.notifications = {"license_assigned": self.assigned_notice}
+        self.searches = {Dataset.DIRECTORY: self.typeahead}
+        self.notifications = {OutboxKind.LICENSE_ASSIGNED: self.assigned_notice}
 
     def plan_names(self) -> dict[str, str]:
         return {p.code: p.name for p in self.lic.plan_views.plans()}
@@ -54,14 +58,18 @@ class AssignFlow(Flow):
     @staticmethod
     def origin(data: dict) -> int | None:
         """The pool the journey started from (pre-selects its plan), if any."""
-        return data_int(data, "pool", "pool") if data.get("pool") not in (None, "") else None
+        return Origin.parse(data).pool
 
     @staticmethod
-    def back_data(data: dict, origin: int | None) -> dict:
-        back = {"cq": text_of(data, "cq"), "page": page_of(data)}
-        if origin is not None:
-            back["pool"] = origin
-        return back
+    def back_data(data: dict, origin: int | None) -> PickerPage:
+        kept = PickerPage.parse(data)
+        return PickerPage(kept.cq, kept.page, origin)
+
+    @staticmethod
+    def kept(data: dict) -> tuple[str, int]:
+        """The picker's search and page the card carries (shown again by Back and by a refusal)."""
+        back = PickerPage.parse(data)
+        return back.cq, back.page
 
     def directory_people(self, turn: Turn, query: str, top: int) -> tuple[list[cards.DirectoryChoice], bool,
                                                                             int | None]:
@@ -82,7 +90,7 @@ class AssignFlow(Flow):
 
     def picker(self, turn: Turn, data: dict, query: str, page: int, note: str | None = None) -> dict:
         with self.lic.units.reading(turn.actor):  # (one snapshot; the tenant's directory is asked after it)
-            caller = self.lic.accounts.require_admin(turn.actor, "assign.start")
+            caller = self.lic.accounts.require_admin(turn.actor, AuditAction.ASSIGN_START)
             origin = self.origin(data)
             pool = self.lic.pools.pool(turn.actor, origin) if origin is not None else None
             pg = self.lic.accounts.directory(turn.actor, query=query, page=page, page_size=PICKER_PAGE)
@@ -91,17 +99,18 @@ class AssignFlow(Flow):
         people, down, busy = (self.directory_people(turn, pg.query, DIRECTORY_TOP) if pg.page == 0
                               else ([], False, None))
         return cards.picker_card(turn.reader, pg, people, self.plan_names(), pool=pool, note=note,
-                                 dataset=f"{cards.DATASET_DIRECTORY}:{caller.account_id}",
+                                 dataset=f"{Dataset.DIRECTORY}:{caller.account_id}",
                                  graph=self.directory is not None, graph_down=down, graph_busy=busy)
 
     def start(self, turn: Turn, data: dict) -> dict:
-        return self.picker(turn, data, text_of(data, "cq"), page_of(data))
+        back = PickerPage.parse(data)
+        return self.picker(turn, data, back.cq, back.page)
 
     def search(self, turn: Turn, data: dict) -> dict:
         return self.picker(turn, data, text_of(data, "q"), 0)
 
     def typeahead(self, turn: Turn, ref: str, query: str, skip: int, top: int) -> list[dict]:
-        caller = self.lic.accounts.require_admin(turn.actor, "assign.search")
+        caller = self.lic.accounts.require_admin(turn.actor, AuditAction.ASSIGN_SEARCH)
         if int(ref) != caller.account_id:
             return []
         query = query[:100]
@@ -116,10 +125,10 @@ class AssignFlow(Flow):
     def plans(self, turn: Turn, data: dict) -> dict:
         picked = data.get("pick") or data.get("user")
         if isinstance(picked, bool) or not isinstance(picked, str | int) or picked in ("", 0):
-            card = self.picker(turn, data, text_of(data, "cq"), page_of(data),
+            card = self.picker(turn, data, *self.kept(data),
                                note=T(turn.reader)("assign.pick_first"))  # built first: no right, no card
-            self.lic.audit.record_refusal(turn.actor, f"card.{cards.ASSIGN_PLANS}",
-                                    InvalidInput(Message("No user was chosen.")))
+            self.lic.audit.record_refusal(turn.actor, AuditAction.card(Verb.ASSIGN_PLANS),
+                                          InvalidInput(Message("No user was chosen.")))
             return card
         picked = str(picked).strip()
         if picked.startswith(cards.DIRECTORY_PREFIX):
@@ -133,7 +142,7 @@ class AssignFlow(Flow):
     def from_directory(self, turn: Turn, data: dict, aad: str) -> UserRow | dict:
         """A person picked from the tenant's directory: read again from the directory (the card
         is not trusted), then added to the account if their e-mail domain is approved."""
-        self.lic.accounts.require_admin(turn.actor, f"card.{cards.ASSIGN_PLANS}")
+        self.lic.accounts.require_admin(turn.actor, AuditAction.card(Verb.ASSIGN_PLANS))
         directory = self.directory
         if directory is None or not _OBJECT_ID.match(aad):
             raise CardDataError(Message("That person cannot be picked here. Search again and choose someone from the "
@@ -144,18 +153,18 @@ class AssignFlow(Flow):
             log.warning("directory lookup failed: %s", e)
             t = T(turn.reader)
             busy = getattr(e, "retry_after", None)
-            card = self.picker(turn, data, text_of(data, "cq"), page_of(data),
+            card = self.picker(turn, data, *self.kept(data),
                                note=cards.directory_busy(turn.reader, busy) if busy else t("assign.directory_down"))
-            self.lic.audit.record_refusal(turn.actor, f"card.{cards.ASSIGN_PLANS}",
-                                    InvalidInput(Message("The organisation's directory could not be read.")),
-                                    f"aad:{aad}")
+            self.lic.audit.record_refusal(turn.actor, AuditAction.card(Verb.ASSIGN_PLANS),
+                                          InvalidInput(Message("The organisation's directory could not be read.")),
+                                          f"aad:{aad}")
             return card
         if person is None:
             raise CardDataError(Message("That person is not in your organisation's directory any more. Search again."))
         try:
             row = self.lic.accounts.add_user(turn.actor, person.aad_object_id, person.email, person.name)
         except DomainNotApproved as e:  # audited by the core
-            return self.picker(turn, data, text_of(data, "cq"), page_of(data), note=e.message)
+            return self.picker(turn, data, *self.kept(data), note=e.message)
         return self.lic.accounts.directory_user(turn.actor, row.id)
 
     def plans_step(self, turn: Turn, user: UserRow, data: dict, *, note: str | None = None,
@@ -190,18 +199,18 @@ class AssignFlow(Flow):
 
     def save(self, turn: Turn, data: dict) -> dict:
         t = T(turn.reader)
-        user_id = data_int(data, "user", "user")
+        user_id = AssignChoice.parse(data).user
         if data.get("to_pool") in (None, ""):
             card = self.plans_step(turn, self.lic.accounts.directory_user(turn.actor, user_id), data,
                                    note=t("assign.plans.missing"))
-            self.lic.audit.record_refusal(turn.actor, f"card.{cards.ASSIGN_SAVE}",
-                                    InvalidInput(Message("No license was chosen.")), f"user:{user_id}")
+            self.lic.audit.record_refusal(turn.actor, AuditAction.card(Verb.ASSIGN_SAVE),
+                                          InvalidInput(Message("No license was chosen.")), f"user:{user_id}")
             return card
         pool_id = data_int(data, "to_pool", "pool")
         try:
             pool = self.lic.seats.assign(turn.actor, user_id, pool_id)
         except SeatAlreadyHeld as e:  # e.g. a double click: the first one assigned it
-            again = execute(t("assign.btn.again"), verbs.ASSIGN_START, {"pool": pool_id}, inputs="none")
+            again = execute(t("assign.btn.again"), Verb.ASSIGN_START, PoolRef(pool_id), inputs="none")
             return common.error_card(turn.reader, e.message, heading=t("assign.held.title"), retry=again,
                                      show_pools=True)
         except NoFreeSeat as e:  # the seat was taken meanwhile: the plans as they are now, and Buy one

@@ -6,9 +6,13 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
-from cards import audit, verbs
+from cards import audit
+from cards.data import PageRef
+from cards.verbs import Verb
+from core.kinds import AuditAction
+from core.licensing import Licensing
 from core.views import CallerView, Page
-from dialogs.base import CommandSpec, Flow, Turn, page_of
+from dialogs.base import CommandSpec, Flow, Turn
 
 _REF = re.compile(r"(user|pool):([0-9]{1,18})")
 
@@ -18,22 +22,22 @@ class ExportLinks(Protocol):
 
 
 class AuditFlow(Flow):
-    def __init__(self, router):
-        super().__init__(router)
+    def __init__(self, lic: Licensing, links: ExportLinks | None = None) -> None:
+        super().__init__(lic)
         # the signed download links (bootstrap.py builds them with the route); None: no Export button
-        self.links: ExportLinks | None = router.links
+        self.links = links
         self.commands = {
             "audit": CommandSpec(self.cmd_audit, True),
         }
-        self.actions = {verbs.AUDIT: self.show}
+        self.actions = {Verb.AUDIT: self.show}
 
     def cmd_audit(self, turn: Turn) -> dict:
         return self.show(turn, {})
 
     def show(self, turn: Turn, data: dict) -> dict:
         with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
-            caller: CallerView = self.lic.accounts.require_admin(turn.actor, "audit.list")
-            page = page_of(data)
+            caller: CallerView = self.lic.accounts.require_admin(turn.actor, AuditAction.AUDIT_LIST)
+            page = PageRef.parse(data).page
             pg: Page = self.lic.audit.audit_page(turn.actor, page=page)
             if page and not pg.items and pg.total:  # the log is shorter than the card thought
                 pg = self.lic.audit.audit_page(turn.actor, page=pg.pages - 1)

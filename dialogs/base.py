@@ -1,22 +1,21 @@
-"""What every card flow shares: the turn, the refusals the router answers, card-data parsing,
-and the Flow base class through which a flow registers its commands, verbs, searches and
-notification cards with the router."""
+"""What every card flow shares: the turn, the refusals the router answers, and the Flow base
+class through which a flow registers its commands, verbs, searches, notification cards and the
+refusals it recovers from. Card data is parsed by the dataclasses of cards/data.py."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from cards.data import MAX_SELECTION, CardDataError, data_int, id_list, page_of, text_of
 from cards.i18n import Reader
-from core.errors import InvalidInput
-from core.text import parse_id, parse_ids
+from core.errors import DomainError
+from core.licensing import Licensing
 from core.views import Actor, ChatAddress, OutboxItem
 
-if TYPE_CHECKING:
-    from dialogs.router import Router
+__all__ = ["MAX_SELECTION", "SEARCH_TOP", "Action", "CardDataError", "CommandSpec", "Flow", "ProtocolError",
+           "Recovery", "Render", "Search", "Turn", "data_int", "id_list", "page_of", "target_of", "text_of"]
 
-MAX_SELECTION = 250
 SEARCH_TOP = 15
 
 
@@ -27,11 +26,6 @@ class ProtocolError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
-
-
-class CardDataError(InvalidInput):
-    """Card data refused by the router itself (the core never saw it, so never audited it):
-    the router audits it as refused."""
 
 
 @dataclass(frozen=True)
@@ -73,14 +67,16 @@ class CommandSpec:
 Action = Callable[[Turn, dict], dict]
 Search = Callable[[Turn, str, str, int, int], list[dict]]  # (turn, dataset ref, query, skip, top)
 Render = Callable[[OutboxItem, Reader | str | None], dict | None]  # (outbox item, recipient: Reader or locale)
+# (turn, the action's data, the refusal) -> the card that recovers from it, or None: the router's error card
+Recovery = Callable[[Turn, dict, DomainError], dict | None]
 
 
 class Flow:
-    """A card flow. Subclasses fill the registries in ``__init__``."""
+    """A card flow. Subclasses take what they need by constructor (the core, the steps they
+    share with other flows) and fill the registries in ``__init__``."""
 
-    def __init__(self, router: Router):
-        self.router = router
-        self.lic = router.lic
+    def __init__(self, lic: Licensing):
+        self.lic = lic
         self.commands: dict[str, CommandSpec] = {}
         self.actions: dict[str, Action] = {}
         self.searches: dict[str, Search] = {}
@@ -88,6 +84,8 @@ class Flow:
         self.card_updates: dict[str, Render] = {}  # outbox kind (channel card) -> the card's new content
         # outbox kind -> (subject, subject id) of a sent card to remember, so that it can be updated in place
         self.tracked: dict[str, Callable[[OutboxItem], tuple[str, str] | None]] = {}
+        # a refusal of any step (by class) -> the card that recovers from it (e.g. a stale selection: the pool now)
+        self.recoveries: dict[type[DomainError], Recovery] = {}
 
     def admins(self, account_id: int) -> list[str]:
         """The chat ids of the account's administrators: whom a card only they may act on is
@@ -98,13 +96,6 @@ class Flow:
 # ---------------------------------------------------------------------------- card data
 
 
-def data_int(data: dict, key: str, what: str = "item") -> int:
-    try:
-        return parse_id(data.get(key), what)
-    except InvalidInput as e:
-        raise CardDataError(e.message) from None
-
-
 def target_of(data: dict | None) -> str | None:
     """What a refused card action was about, for the audit log."""
     for key in ("quote", "pool", "request", "user"):
@@ -112,37 +103,3 @@ def target_of(data: dict | None) -> str | None:
         if isinstance(value, str | int) and not isinstance(value, bool):
             return f"{key}:{str(value)[:64]}"
     return None
-
-
-def page_of(data: dict, key: str = "page") -> int:
-    value = data.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        return 0
-    try:
-        return max(0, min(int(value), 100_000))
-    except ValueError:
-        return 0
-
-
-def page_key_of(data: dict) -> tuple[str, object] | None:
-    """The keyset of a users card's button (Next: "after" its last row, Previous: "before" its
-    first, the same page again: "at" its first), checked by the core; None: by page number."""
-    for rel in ("after", "before", "at"):
-        if rel in data:
-            return rel, data[rel]
-    return None
-
-
-def text_of(data: dict, key: str, limit: int = 100) -> str:
-    value = data.get(key)
-    return value[:limit] if isinstance(value, str) else ""
-
-
-def id_list(value, what: str = "user") -> list[int]:
-    """Ids from card data: a list of ints, or a comma-separated string (Teams multi-select)."""
-    if value in (None, "", []):
-        return []
-    try:
-        return parse_ids(value if isinstance(value, list | str) else [value], what, limit=MAX_SELECTION * 2)
-    except InvalidInput as e:
-        raise CardDataError(e.message) from None

@@ -11,41 +11,41 @@ from __future__ import annotations
 
 import uuid
 
-from cards import purchase, verbs
+from cards import purchase
+from cards.data import BuyStart, Cart, CartLine
 from cards.i18n import Reader, T
+from cards.verbs import Verb
 from core.catalog import INTERVALS
 from core.errors import DomainError, Message, NotAdmin, UnknownCaller
+from core.kinds import AuditAction, OutboxKind, QuoteKind, QuoteStatus
+from core.licensing import Licensing
 from core.views import CallerView, QuoteView
 from dialogs.base import CardDataError, CommandSpec, Flow, Turn
-from dialogs.upgrade import UpgradeFlow
+from dialogs.quotes import QuoteFlow
 
 MAX_LINES = purchase.MAX_LINES
 
 
 class BuyFlow(Flow):
-    def __init__(self, router):
-        super().__init__(router)
+    def __init__(self, lic: Licensing, quotes: QuoteFlow):
+        super().__init__(lic)
+        self.quotes = quotes
+        quotes.on_back(QuoteKind.PURCHASE, self.back_from_quote)
         self.commands = {"buy": CommandSpec(self.cmd_buy, True)}
         self.actions = {
-            verbs.BUY_START: self.start,
-            purchase.BUY_ADD: self.add,
-            purchase.BUY_CART: self.cart,
-            purchase.BUY_CHECKOUT: self.checkout,
+            Verb.BUY_START: self.start,
+            Verb.BUY_ADD: self.add,
+            Verb.BUY_CART: self.cart,
+            Verb.BUY_CHECKOUT: self.checkout,
         }
-        self.notifications = {"purchase_paid": self.paid_notice, "refund_needed": self.refund_notice}
+        self.notifications = {OutboxKind.PURCHASE_PAID: self.paid_notice, OutboxKind.REFUND_NEEDED: self.refund_notice}
 
     # ------------------------------------------------------------------ helpers
 
     @staticmethod
     def cart_of(data: dict) -> list[dict]:
         """The cart carried by the card (shape only: the core validates the content)."""
-        cart = data.get("cart")
-        if cart is None or cart == "":
-            return []
-        if not isinstance(cart, list) or len(cart) > MAX_LINES or not all(isinstance(ln, dict) for ln in cart):
-            raise CardDataError(Message("This cart is not valid (a cart holds at most {n} lines). Start again with "
-                                        "“buy”.", n=MAX_LINES))
-        return [{k: ln.get(k) for k in ("plan", "interval", "quantity")} for ln in cart]
+        return Cart.parse(data).lines
 
     def preview(self, turn: Turn, cart: list[dict]) -> QuoteView | None:
         return self.lic.quotes.cart_preview(turn.actor, cart) if cart else None
@@ -73,15 +73,21 @@ class BuyFlow(Flow):
 
     def start(self, turn: Turn, data: dict) -> dict:
         """The catalog with an empty cart; ``plan``/``interval`` pre-select the form."""
-        caller = self.lic.accounts.require_admin(turn.actor, "buy.start")
-        return self.render(turn, caller, None, plan=data.get("plan"), interval=data.get("interval"))
+        caller = self.lic.accounts.require_admin(turn.actor, AuditAction.BUY_START)
+        wanted = BuyStart.parse(data)
+        return self.render(turn, caller, None, plan=wanted.plan, interval=wanted.interval)
 
     def cart(self, turn: Turn, data: dict) -> dict:
         """The cart card for the cart in the data (a line removed, or back from the quote)."""
         with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
-            caller = self.lic.accounts.require_admin(turn.actor, "buy.cart")
+            caller = self.lic.accounts.require_admin(turn.actor, AuditAction.BUY_CART)
             preview, note = self.priced_or_emptied(turn, self.cart_of(data))
             return self.render(turn, caller, preview, note=note)
+
+    def back_from_quote(self, turn: Turn, q: QuoteView) -> dict:
+        """Back from a purchase quote: its cart again."""
+        cart = Cart(tuple(CartLine(ln.plan_code, ln.interval, ln.quantity) for ln in q.lines))
+        return self.cart(turn, cart.to_data())
 
     def add(self, turn: Turn, data: dict) -> dict:
         """Add the form's line to the cart; a bad line leaves the cart as it was, and says why."""
@@ -89,7 +95,7 @@ class BuyFlow(Flow):
             return self._add(turn, data)
 
     def _add(self, turn: Turn, data: dict) -> dict:
-        caller = self.lic.accounts.require_admin(turn.actor, "buy.add")
+        caller = self.lic.accounts.require_admin(turn.actor, AuditAction.BUY_ADD)
         cart = self.cart_of(data)
         preview, note = self.priced_or_emptied(turn, cart)
         if note:
@@ -107,17 +113,17 @@ class BuyFlow(Flow):
 
     def checkout(self, turn: Turn, data: dict) -> dict:
         """The purchase quote for the cart (created once per cart card), with its payment link."""
-        self.lic.accounts.require_admin(turn.actor, "buy.checkout")
-        cart = self.cart_of(data)
-        key = data.get("qkey")  # not "key": the Teams card renderer refuses that name
-        if not isinstance(key, str) or not cart:
+        self.lic.accounts.require_admin(turn.actor, AuditAction.BUY_CHECKOUT)
+        checkout = Cart.parse(data)
+        cart, key = checkout.lines, checkout.qkey
+        if key is None or not cart:
             raise CardDataError(Message("This cart card is not valid, or its cart is empty. Start again with “buy”."))
         started = self.lic.now()
         quote = self.lic.quotes.quote_purchase(turn.actor, cart, quote_id=key)
         note = None
-        if quote.created_at < started or quote.status != "open":
+        if quote.created_at < started or quote.status != QuoteStatus.OPEN:
             note = T(turn.reader)("purchase.already")
-        return self.router.flow(UpgradeFlow).show_quote(turn, quote.id, note=note)
+        return self.quotes.show_quote(turn, quote.id, note=note)
 
     # ------------------------------------------------------------------ notifications
 

@@ -5,25 +5,28 @@ from __future__ import annotations
 
 from cards import mylicense as cards
 from cards.i18n import Reader, T
+from cards.verbs import Verb
 from core.errors import CurrencyMismatch, InvalidInput, NotAnUpgrade, NotFound, RequestClosed, UnknownCaller
+from core.kinds import OutboxKind, RequestStatus
+from core.licensing import Licensing
 from core.views import OutboxItem, RequestView
 from dialogs.base import CommandSpec, Flow, Turn
 
 
 class MyLicenseFlow(Flow):
-    def __init__(self, router):
-        super().__init__(router)
+    def __init__(self, lic: Licensing):
+        super().__init__(lic)
         self.commands = {
             "mylicense": CommandSpec(self.cmd_mylicense, False),
         }
         self.actions = {
-            cards.SHOW: self.show,
-            cards.REQUEST: self.request_form,
-            cards.SEND: self.send,
+            Verb.MYLICENSE: self.show,
+            Verb.MYLICENSE_REQUEST: self.request_form,
+            Verb.MYLICENSE_SEND: self.send,
         }
         self.notifications = {
-            "request_approved": self.approved_notice,
-            "request_declined": self.declined_notice,
+            OutboxKind.REQUEST_APPROVED: self.approved_notice,
+            OutboxKind.REQUEST_DECLINED: self.declined_notice,
         }
 
     # ------------------------------------------------------------------ helpers
@@ -91,7 +94,7 @@ class MyLicenseFlow(Flow):
         chosen = self.lic.catalog.plans.get(plan) if isinstance(plan, str) else None
         family = chosen.family if chosen else None
         for r in self.lic.requests.my_requests(turn.actor):
-            if r.status == "pending" and r.family == family:
+            if r.status == RequestStatus.PENDING and r.family == family:
                 return t("mylicense.already", plan=r.to_plan_name, date=t.date(r.created_at))
         return t("mylicense.already_any")
 

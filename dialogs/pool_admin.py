@@ -9,48 +9,45 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cards import pool_admin, verbs
+from cards import pool_admin
+from cards.data import PoolRef, PoolSelection, RemovalConfirm, RemovalForm, UsersPage
 from cards.i18n import Reader, T
+from cards.verbs import Verb
 from core.errors import DomainError, InvalidInput, Message, NotAdmin, NotFound, UnknownCaller, no_longer_held
+from core.kinds import AuditAction, OutboxKind
+from core.licensing import Licensing
 from core.text import parse_quantity
-from dialogs.base import MAX_SELECTION, CardDataError, Flow, Turn, data_int, id_list, page_key_of, page_of, text_of
-from dialogs.upgrade import NO_PLAN, NO_USER, UpgradeFlow
+from core.views import PageKey
+from dialogs.base import MAX_SELECTION, CardDataError, Flow, Turn
+from dialogs.pool_steps import NO_PLAN, PoolSteps
 
 PAGE = 50  # users read per query when collecting a whole pool
 
 
 class PoolAdminFlow(Flow):
-    def __init__(self, router):
-        super().__init__(router)
+    def __init__(self, lic: Licensing, pool_steps: PoolSteps):
+        super().__init__(lic)
+        self.steps = pool_steps
         self.actions = {
-            verbs.SEATS_REMOVE: self.removal_form,
-            pool_admin.SEATS_REMOVE_CONFIRM: self.remove,
-            pool_admin.SEATS_REMOVE_CANCEL: self.cancel_removal,
-            verbs.POOL_UNASSIGN: self.unassign_confirm,
-            pool_admin.UNASSIGN_CONFIRM: self.unassign,
-            verbs.DOWNGRADE_CHOOSE: self.downgrade_choose,
-            pool_admin.DOWNGRADE_SCHEDULE: self.downgrade_schedule,
-            pool_admin.DOWNGRADE_CANCEL: self.downgrade_cancel,
+            Verb.SEATS_REMOVE: self.removal_form,
+            Verb.SEATS_REMOVE_CONFIRM: self.remove,
+            Verb.SEATS_REMOVE_CANCEL: self.cancel_removal,
+            Verb.POOL_UNASSIGN: self.unassign_confirm,
+            Verb.UNASSIGN_CONFIRM: self.unassign,
+            Verb.DOWNGRADE_CHOOSE: self.downgrade_choose,
+            Verb.DOWNGRADE_SCHEDULE: self.downgrade_schedule,
+            Verb.DOWNGRADE_CANCEL: self.downgrade_cancel,
         }
         self.notifications = {
-            "license_unassigned": self.unassigned_notice,
-            "downgrade_scheduled": self.downgrade_scheduled_notice,
-            "downgrade_cancelled": self.downgrade_cancelled_notice,
-            "downgrade_applied": self.downgrade_applied_notice,
+            OutboxKind.LICENSE_UNASSIGNED: self.unassigned_notice,
+            OutboxKind.DOWNGRADE_SCHEDULED: self.downgrade_scheduled_notice,
+            OutboxKind.DOWNGRADE_CANCELLED: self.downgrade_cancelled_notice,
+            OutboxKind.DOWNGRADE_APPLIED: self.downgrade_applied_notice,
         }
-
-    @property
-    def upgrade(self) -> UpgradeFlow:
-        return self.router.flow(UpgradeFlow)
+        self.recoveries = pool_steps.recoveries
 
     def refused(self, turn: Turn, verb: str, why: Message, pool_id: int, card: dict) -> dict:
-        return self.upgrade.refused_step(turn, verb, why, pool_id, card)
-
-    def no_selection(self, turn: Turn, verb: str, pool_id: int, data: dict) -> dict:
-        """Nobody selected: the users card again, saying so (the refusal audited)."""
-        page = self.upgrade.users_page(turn, pool_id, text_of(data, "cq"), page_of(data), [],
-                                       note=T(turn.reader)("users.empty_selection"), key=page_key_of(data))
-        return self.refused(turn, verb, NO_USER, pool_id, page)
+        return self.steps.refused_step(turn, verb, why, pool_id, card)
 
     def selected_rows(self, turn: Turn, verb: str, pool_id: int, sel: list[int]):
         """The selected users with their seat in the pool; None (and the refusal audited) when
@@ -59,7 +56,7 @@ class PoolAdminFlow(Flow):
         if len(rows) == len(sel):
             return rows, None
         message = no_longer_held(len(sel) - len(rows))
-        page = self.upgrade.users_page(turn, pool_id, "", 0, [], note=message)
+        page = self.steps.users_page(turn, pool_id, "", 0, [], note=message)
         return None, self.refused(turn, verb, message, pool_id, page)
 
     # ------------------------------------------------------------------ removing free seats
@@ -83,15 +80,13 @@ class PoolAdminFlow(Flow):
         return pool_admin.removal_form(turn.reader, pool, quantity=n, preview=preview, note=note)
 
     def removal_form(self, turn: Turn, data: dict) -> dict:
-        pool_id = data_int(data, "pool", "pool")
-        typed = "qty" in data or data.get("preview") is True
-        return self.form(turn, pool_id, typed=typed, quantity=data.get("qty"))
+        asked = RemovalForm.parse(data)
+        typed = "qty" in data or asked.preview is True  # (qty: the form's input)
+        return self.form(turn, asked.pool, typed=typed, quantity=data.get("qty"))
 
     def remove(self, turn: Turn, data: dict) -> dict:
-        pool_id = data_int(data, "pool", "pool")
-        expected = data.get("scheduled")
-        if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
-            raise CardDataError(Message("This card is not valid. Open the pool's users card and try again."))
+        confirmed = RemovalConfirm.parse(data)
+        pool_id, expected = confirmed.pool, confirmed.scheduled
 
         def step() -> dict:  # (one write transaction: a refusal, then the form as it is now)
             try:
@@ -105,11 +100,11 @@ class PoolAdminFlow(Flow):
         return self.lic.units.writing(turn.actor, step)
 
     def cancel_removal(self, turn: Turn, data: dict) -> dict:
-        pool_id = data_int(data, "pool", "pool")
+        pool_id = PoolRef.parse(data).pool
         pool = self.lic.pools.pool(turn.actor, pool_id)
         if not pool.removal_scheduled:
             why = Message("No seat of this pool is scheduled to leave at renewal: there is nothing to cancel.")
-            self.lic.audit.record_refusal(turn.actor, f"card.{pool_admin.SEATS_REMOVE_CANCEL}", InvalidInput(why),
+            self.lic.audit.record_refusal(turn.actor, AuditAction.card(Verb.SEATS_REMOVE_CANCEL), InvalidInput(why),
                                           f"pool:{pool.id}")
             return self.form(turn, pool.id, note=why)
         return pool_admin.removal_cancelled(turn.reader, self.lic.seats.cancel_removal(turn.actor, pool.id))
@@ -117,22 +112,23 @@ class PoolAdminFlow(Flow):
     # ------------------------------------------------------------------ unassigning
 
     def unassign_confirm(self, turn: Turn, data: dict) -> dict:
-        pool_id = data_int(data, "pool", "pool")
-        sel = self.upgrade.selection(data)
+        page = UsersPage.parse(data)
+        pool_id = page.pool
+        sel = self.steps.selection(page, data)
         if not sel:
-            return self.no_selection(turn, verbs.POOL_UNASSIGN, pool_id, data)
+            return self.steps.no_selection(turn, Verb.POOL_UNASSIGN, page)
         with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
-            rows, stale = self.selected_rows(turn, verbs.POOL_UNASSIGN, pool_id, sel)
+            rows, stale = self.selected_rows(turn, Verb.POOL_UNASSIGN, pool_id, sel)
             if stale:
                 return stale
             pool = self.lic.pools.pool(turn.actor, pool_id)
             return pool_admin.unassign_confirm(turn.reader, pool, rows, [u.id for u in rows])
 
     def unassign(self, turn: Turn, data: dict) -> dict:
-        pool_id = data_int(data, "pool", "pool")
-        sel = id_list(data.get("sel"))
+        chosen = PoolSelection.parse(data)
+        pool_id, sel = chosen.pool, list(chosen.sel)
         if not sel:
-            return self.no_selection(turn, pool_admin.UNASSIGN_CONFIRM, pool_id, data)
+            return self.steps.no_selection(turn, Verb.UNASSIGN_CONFIRM, UsersPage(pool_id))
         if len(sel) > MAX_SELECTION:
             raise CardDataError(Message("At most {n} users can be unassigned at once.", n=MAX_SELECTION))
         pool = self.lic.seats.unassign(turn.actor, pool_id, sel)
@@ -150,15 +146,16 @@ class PoolAdminFlow(Flow):
     def downgrade_choose(self, turn: Turn, data: dict) -> dict:
         """The users card's selection (or, with nobody selected, the whole pool if it is small
         enough) → the lower plan to move to at renewal."""
-        pool_id = data_int(data, "pool", "pool")
-        sel = self.upgrade.selection(data)
+        page = UsersPage.parse(data)
+        pool_id = page.pool
+        sel = self.steps.selection(page, data)
         with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
             if not sel:
                 pool = self.lic.pools.pool(turn.actor, pool_id)
                 if not 0 < pool.assigned <= MAX_SELECTION:
-                    return self.no_selection(turn, verbs.DOWNGRADE_CHOOSE, pool_id, data)
+                    return self.steps.no_selection(turn, Verb.DOWNGRADE_CHOOSE, page)
                 return self.downgrade_view(turn, pool_id, [], [])
-            rows, stale = self.selected_rows(turn, verbs.DOWNGRADE_CHOOSE, pool_id, sel)
+            rows, stale = self.selected_rows(turn, Verb.DOWNGRADE_CHOOSE, pool_id, sel)
             if stale:
                 return stale
             return self.downgrade_view(turn, pool_id, [u.id for u in rows], rows)
@@ -170,17 +167,17 @@ class PoolAdminFlow(Flow):
                                         "them in the pool's users card, in several rounds.", total=pool.assigned,
                                         n=MAX_SELECTION))
         ids: list[int] = []
-        page = 0
-        while True:
-            pg = self.lic.pools.pool_users(turn.actor, pool_id, page=page, page_size=PAGE)
+        page, after = 0, None
+        while True:  # (each page after the last row of the one before: keyset paging)
+            pg = self.lic.pools.pool_users(turn.actor, pool_id, page=page, page_size=PAGE, key=after)
             ids += [u.id for u in pg.items]
-            if not pg.has_next or len(ids) >= MAX_SELECTION:
+            if not pg.has_next or len(ids) >= MAX_SELECTION or pg.last_key is None:
                 return ids[:MAX_SELECTION]
-            page += 1
+            page, after = page + 1, PageKey("after", pg.last_key)
 
     def downgrade_schedule(self, turn: Turn, data: dict) -> dict:
-        pool_id = data_int(data, "pool", "pool")
-        sel = id_list(data.get("sel"))
+        chosen = PoolSelection.parse(data)
+        pool_id, sel = chosen.pool, list(chosen.sel)
         if len(sel) > MAX_SELECTION:
             raise CardDataError(Message("At most {limit:,} users can be selected at once.", limit=MAX_SELECTION))
         who = data.get("who") or ("sel" if sel else "pool")
@@ -190,21 +187,21 @@ class PoolAdminFlow(Flow):
         if not isinstance(plan, str) or not plan.strip():
             rows = self.lic.pools.pool_rows(turn.actor, pool_id, sel) if sel else []
             why = T(turn.reader)("pool_admin.downgrade.missing")
-            return self.refused(turn, pool_admin.DOWNGRADE_SCHEDULE, NO_PLAN, pool_id,
+            return self.refused(turn, Verb.DOWNGRADE_SCHEDULE, NO_PLAN, pool_id,
                                 self.downgrade_view(turn, pool_id, sel, rows, note=why))
         if who == "sel" and not sel:
-            return self.no_selection(turn, pool_admin.DOWNGRADE_SCHEDULE, pool_id, data)
+            return self.steps.no_selection(turn, Verb.DOWNGRADE_SCHEDULE, UsersPage(pool_id))
         users = sel if who == "sel" else self.whole_pool(turn, pool_id)
         if not users:
-            return self.no_selection(turn, pool_admin.DOWNGRADE_SCHEDULE, pool_id, data)
+            return self.steps.no_selection(turn, Verb.DOWNGRADE_SCHEDULE, UsersPage(pool_id))
         pool = self.lic.downgrades.schedule_downgrade(turn.actor, pool_id, users, plan.strip())
         return pool_admin.downgrade_done(turn.reader, pool, self.lic.plan_views.plan_name(plan.strip()), users)
 
     def downgrade_cancel(self, turn: Turn, data: dict) -> dict:
-        pool_id = data_int(data, "pool", "pool")
-        sel = id_list(data.get("sel"))
+        chosen = PoolSelection.parse(data)
+        pool_id, sel = chosen.pool, list(chosen.sel)
         if not sel:
-            return self.no_selection(turn, pool_admin.DOWNGRADE_CANCEL, pool_id, data)
+            return self.steps.no_selection(turn, Verb.DOWNGRADE_CANCEL, UsersPage(pool_id))
         if len(sel) > MAX_SELECTION:
             raise CardDataError(Message("At most {limit:,} users can be selected at once.", limit=MAX_SELECTION))
 

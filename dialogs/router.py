@@ -5,27 +5,24 @@ from the database; nothing is kept in process memory, so any instance serves any
 Card data is never trusted: the core re-checks every id and right.
 
 The router owns dispatch and error handling; each journey is a :class:`~dialogs.base.Flow`
-that registers its text commands, verbs, typeahead datasets and notification cards.
+that registers its text commands, verbs, typeahead datasets, notification cards and the
+refusals it recovers from (e.g. a stale selection: the pool as it is now). Flows are built
+with their collaborators by dialogs/flows.py (or bootstrap.py); they never reach each other
+through the router.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import TypeVar, cast
 
-from cards import common, upgrade
+from cards import common
 from cards.base import execute
 from cards.i18n import SUPPORTED, Reader, T
-from core.errors import (
-    DomainError,
-    HeldByQuote,
-    InvalidInput,
-    Message,
-    NotAdmin,
-    PaymentUnavailable,
-    QuoteNotOpen,
-    UnknownCaller,
-)
+from cards.verbs import Verb
+from core.errors import DomainError, HeldByQuote, InvalidInput, Message, NotAdmin, PaymentUnavailable, UnknownCaller
+from core.kinds import AuditAction
 from core.licensing import Licensing
 from core.text import parse_id
 from core.views import OutboxItem
@@ -36,62 +33,51 @@ from dialogs.base import (
     CommandSpec,
     Flow,
     ProtocolError,
+    Recovery,
     Render,
     Search,
     Turn,
     target_of,
 )
-from dialogs.upgrade import UpgradeFlow
 
 log = logging.getLogger(__name__)
 
 __all__ = ["CardDataError", "ProtocolError", "Router", "Turn"]
 
-HELP = "help"
-DISMISS = "dismiss"
-
-
-def default_flows() -> list[type[Flow]]:
-    """Every journey the bot offers, in the order the help card lists their commands."""
-    flows: list[type[Flow]] = [UpgradeFlow]
-    for module, name in (("dialogs.buy", "BuyFlow"), ("dialogs.assign", "AssignFlow"),
-                         ("dialogs.pool_admin", "PoolAdminFlow"), ("dialogs.requests", "RequestsFlow"),
-                         ("dialogs.mylicense", "MyLicenseFlow"), ("dialogs.audit", "AuditFlow")):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-            continue
-        flows.append(getattr(mod, name))
-    return flows
+AnyFlow = TypeVar("AnyFlow", bound=Flow)
 
 
 class Router:
-    def __init__(self, lic: Licensing, flows: list[type[Flow]] | None = None, *, directory=None, links=None):
-        """``directory``: the tenant's directory for the assign picker (None: the account's users
-        only); ``links``: the audit download links (None: no Export button). The flows take
-        them from here as they are built."""
+    def __init__(self, lic: Licensing, flows: list[Flow] | None = None, *, directory=None, links=None):
+        """``flows``: the journeys, built (None: :func:`dialogs.flows.default_flows`, given
+        ``directory`` and ``links``)."""
+        if flows is None:
+            from dialogs.flows import default_flows
+
+            flows = default_flows(lic, directory=directory, links=links)
         self.lic = lic
-        self.directory = directory
-        self.links = links
         self.commands: dict[str, CommandSpec] = {}
-        self.actions: dict[str, Action] = {HELP: self._help, DISMISS: self._dismiss}
+        self.actions: dict[str, Action] = {Verb.HELP: self._help, Verb.DISMISS: self._dismiss}
         self.searches: dict[str, Search] = {}
         self.notifications: dict[str, Render] = {}
         self.card_updates: dict[str, Render] = {}
         self.tracked: dict = {}
+        self.recoveries: dict[type[DomainError], Recovery] = {}
         self.flows: dict[type[Flow], Flow] = {}
-        for cls in flows or default_flows():
-            flow = cls(self)
-            self.flows[cls] = flow
-            for registry, items in ((self.commands, flow.commands), (self.actions, flow.actions),
-                                    (self.searches, flow.searches), (self.notifications, flow.notifications),
-                                    (self.card_updates, flow.card_updates), (self.tracked, flow.tracked)):
+        for flow in flows:
+            self.flows[type(flow)] = flow
+            registries: tuple[tuple[dict, dict], ...] = (
+                (self.commands, flow.commands), (self.actions, flow.actions), (self.searches, flow.searches),
+                (self.notifications, flow.notifications), (self.card_updates, flow.card_updates),
+                (self.tracked, flow.tracked))
+            for registry, items in registries:
                 clash = set(registry) & set(items)
                 if clash:
-                    raise ValueError(f"{cls.__name__} registers {sorted(clash)} twice")
+                    raise ValueError(f"{type(flow).__name__} registers {sorted(clash)} twice")
                 registry.update(items)
+            for error, recover in flow.recoveries.items():  # (flows sharing steps register the same recovery)
+                if self.recoveries.setdefault(error, recover) != recover:
+                    raise ValueError(f"{type(flow).__name__} registers a second recovery from {error.__name__}")
         self.commands["help"] = CommandSpec(self._cmd_help, False, ("?",))
         for name, spec in list(self.commands.items()):  # the words of every language (catalogs: alias.<name>)
             self.commands[name] = replace(spec, aliases=spec.aliases + common.command_aliases(name))
@@ -101,8 +87,9 @@ class Router:
                 if self.command_for(word) != name:
                     raise ValueError(f"the {lang} help shows “{word}” for {name}, which the router does not map to it")
 
-    def flow(self, cls: type[Flow]) -> Flow:
-        return self.flows[cls]
+    def flow(self, cls: type[AnyFlow]) -> AnyFlow:
+        """The flow of that class (for the composition root and tests: flows do not use it)."""
+        return cast(AnyFlow, self.flows[cls])  # (the one instance of that class)
 
     # ------------------------------------------------------------------ entry points
 
@@ -114,8 +101,8 @@ class Router:
     def on_text(self, turn: Turn, text: str) -> dict:
         name = self.command_for(text)
         if name is not None:
-            return self._guard(turn, lambda: self.commands[name].handler(turn), f"command.{name}")
-        return self._guard(turn, lambda: self._cmd_help(turn, unknown=text), "command.unknown")
+            return self._guard(turn, lambda: self.commands[name].handler(turn), AuditAction.command(name))
+        return self._guard(turn, lambda: self._cmd_help(turn, unknown=text), AuditAction.command("unknown"))
 
     def on_action(self, turn: Turn, verb, data) -> dict:
         if not isinstance(verb, str) or not verb or len(verb) > 64:
@@ -131,10 +118,11 @@ class Router:
                 t = T(turn.reader)
                 err = InvalidInput(Message("This button is not one I know (the card may come from an older "
                                            "version). Start again from the license pools."))
-                self.lic.audit.record_refusal(turn.actor, "card.unknown_verb", err, verb[:64])
+                self.lic.audit.record_refusal(turn.actor, AuditAction.CARD_UNKNOWN_VERB, err, verb[:64])
                 answer = common.error_card(turn.reader, err.message, heading=t("error.title"), show_pools=True)
             else:
-                answer = self._guard(turn, lambda: handler(turn, data), f"card.{verb}", data=data, verb=verb)
+                answer = self._guard(turn, lambda: handler(turn, data), AuditAction.card(verb), data=data,
+                                     verb=verb)
         except BaseException:
             if held:
                 self._moved_on(turn, failed=True)  # its card stays: its updates need not wait
@@ -219,22 +207,9 @@ class Router:
         except CardDataError as e:
             self.lic.audit.record_refusal(turn.actor, action, e, target_of(data))
             return common.error_card(turn.reader, e.message, show_pools=True)
+        except tuple(self.recoveries) as e:  # a flow knows the card that recovers from it
+            return self._recover(turn, data, e)
         except InvalidInput as e:
-            if e.details.get("stale") and data and "pool" in data:
-                try:
-                    return self.flow(UpgradeFlow).stale_pool(turn, data, e.message)
-                except DomainError as again:
-                    return common.error_card(turn.reader, again.message, show_pools=True)
-            return common.error_card(turn.reader, e.message, show_pools=True)
-        except QuoteNotOpen as e:
-            if data and "quote" in data:
-                try:
-                    q = self.lic.quotes.quote(turn.actor, data["quote"])
-                    turn.shows("quote", q.id)
-                    return upgrade.quote_card(turn.reader, q, note=e.message,
-                                              admins=self.lic.addresses.account_admin_chat_ids(q.account_id))
-                except DomainError:
-                    pass
             return common.error_card(turn.reader, e.message, show_pools=True)
         except HeldByQuote as e:
             own = e.details.get("quote_id") if e.details.get("mine") else None
@@ -244,6 +219,17 @@ class Router:
             return common.error_card(turn.reader, e.message, retry=retry, show_pools=True)
         except DomainError as e:
             return common.error_card(turn.reader, e.message, show_pools=True)
+
+    def _recover(self, turn: Turn, data: dict | None, error: DomainError) -> dict:
+        """The card of the recovery registered for the refusal's class (the most specific one);
+        the error card when it has none for this action or fails in turn."""
+        recover = next(fn for cls, fn in sorted(self.recoveries.items(), key=lambda kv: -len(kv[0].__mro__))
+                       if isinstance(error, cls))
+        try:
+            card = recover(turn, data or {}, error) if data else None
+        except DomainError as again:
+            return common.error_card(turn.reader, again.message, show_pools=True)
+        return card if card is not None else common.error_card(turn.reader, error.message, show_pools=True)
 
     # ------------------------------------------------------------------ help
 

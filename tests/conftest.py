@@ -19,8 +19,8 @@ from core.demo import ADMIN_AAD, TENANT, load_demo
 from core.licensing import Licensing
 from core.migrate import upgrade
 from core.models import Base
-from core.payments import SandboxGateway
 from core.views import Actor
+from payments.sandbox.gateway import SandboxGateway
 
 pytest.register_assert_rewrite("tests.harness")  # before the import: its asserts keep pytest's messages
 

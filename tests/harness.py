@@ -75,10 +75,11 @@ from core.models import (
     User,
     UserTerm,
 )
-from core.payments import PaymentGateway, SandboxGateway
+from core.payments import PaymentGateway
 from core.periods import period_containing
 from core.text import search_terms, sort_key
 from core.views import Actor
+from payments.sandbox.gateway import SandboxGateway
 from tests.fakes.connector import CARD, FakeConnector, personal_chat_id
 
 ALEX = "00000000-0000-0000-0000-0000000000020"  # admin
@@ -603,9 +604,11 @@ class Desk:
             self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
             if db is None:
                 db = self._own_db = Database(db_url)
+            gateway = gateway or SandboxGateway(self.url)
+            settings.setdefault("PAYMENTS", gateway.name)  # (the provider whose routes are mounted)
             self.settings = Settings(MicrosoftAppId="", DATABASE_URL=db.url, PUBLIC_BASE_URL=self.url,
                                      QUOTE_TTL_MINUTES=int(quote_ttl.total_seconds() // 60), **settings)
-            self.lic = bootstrap.build_licensing(self.settings, db=db, gateway=gateway or SandboxGateway(self.url),
+            self.lic = bootstrap.build_licensing(self.settings, db=db, gateway=gateway,
                                                  clock=clock, quote_ttl=quote_ttl)
             if demo:
                 assert load_demo(self.lic)

@@ -17,7 +17,7 @@ from cards import catalogs
 from cards.catalogs import is_key, negotiate, read_catalog
 from cards.extract import POT, ROOT, extract
 from cards.i18n import T, babel_locale, language
-from web.pay_pages import page_locale
+from cards.web_locale import page_locale
 
 # msgids whose French is the English on purpose (the brand; a word French writes the same)
 SAME_IN_FRENCH = {"app.name", "audit.system", "e-mail"}

@@ -31,6 +31,7 @@ from core.errors import (
     RequestClosed,
     SeatAlreadyHeld,
     SeatsAssigned,
+    StaleSelection,
     UnknownCaller,
     WrongFamily,
 )
@@ -47,6 +48,7 @@ from core.models import (
     User,
 )
 from core.views import Actor, ChatAddress
+from payments.sandbox.checkout import SandboxCheckout
 from tests.harness import add_account
 
 FAB_TENANT = "f0000000-0000-0000-0000-00000000000f"
@@ -197,7 +199,7 @@ def _expired_quote(c):
 
 def _paid_quote(c):
     q = c.lic.links.payment_link(c.admin, c.lic.quotes.quote_purchase(c.admin, [line("eco")]).id)
-    assert c.lic.sandbox.sandbox_pay(token_of(q)).state == "paid"
+    assert SandboxCheckout(c.lic).pay(token_of(q)).state == "paid"
     c.stash["quote"] = q
 
 
@@ -261,10 +263,10 @@ REFUSALS = [
           NotFound, "quote.upgrade"),
     _case("upgrade-user-not-in-pool",
           lambda c: c.lic.quotes.quote_upgrade(c.admin, c.pools["eco"], [c.users["Christie Gupta"]], "pro"),
-          InvalidInput, "quote.upgrade"),
+          StaleSelection, "quote.upgrade"),
     _case("upgrade-user-of-other-account",
           lambda c: c.lic.quotes.quote_upgrade(c.admin, c.pools["eco"], [c.fab.user_ids[1]], "pro"),
-          InvalidInput, "quote.upgrade"),
+          StaleSelection, "quote.upgrade"),
     _case("upgrade-no-users", lambda c: c.lic.quotes.quote_upgrade(c.admin, c.pools["eco"], [], "pro"),
           InvalidInput, "quote.upgrade"),
     _case("upgrade-bad-user-ref", lambda c: c.lic.quotes.quote_upgrade(c.admin, c.pools["eco"], "abc", "pro"),
@@ -345,7 +347,7 @@ REFUSALS = [
           NotFound, "seat.unassign"),
     _case("unassign-user-not-in-pool",
           lambda c: c.lic.seats.unassign(c.admin, c.pools["eco"], [c.users["Lee Gu"], c.users["Christie Gupta"]]),
-          InvalidInput, "seat.unassign"),
+          StaleSelection, "seat.unassign"),
     _case("unassign-held-by-quote", lambda c: c.lic.seats.unassign(c.admin, c.pools["eco"], [c.users["Grady Sink"]]),
           HeldByQuote, "seat.unassign", _quote_by_admin2),
     # --- remove_seats
@@ -770,7 +772,7 @@ def test_paid_upgrade_moves_seats(c):
     grady = c.users["Grady Sink"]
     q = c.lic.links.payment_link(c.admin, c.lic.quotes.quote_upgrade(c.admin, c.pools["eco"], [grady], "pro").id)
     assert q.payment_url and c.lic.links.payment_link(c.admin, q.id).payment_url == q.payment_url  # one link
-    assert c.lic.sandbox.sandbox_pay(token_of(q)).state == "paid"
+    assert SandboxCheckout(c.lic).pay(token_of(q)).state == "paid"
     assert (pool_by_id(c, c.pools["eco"]).quantity, pool_by_id(c, c.pools["pro"]).quantity) == (29, 7)
     assert grady in {u.id for u in all_pool_users(c, "pro")}
     assert [m.user_id for m in outbox(c.db, "license_upgraded")] == [grady]
@@ -782,7 +784,7 @@ def test_purchase_quote_then_payment_adds_seats(c):
     assert q.discount_label == "Partner discount" and q.due_now < q.lines[0].gross
     assert c.lic.quotes.cart_preview(c.admin, [line("eco", "month", 3)]).due_now == q.due_now
     paid = c.lic.links.payment_link(c.admin, q.id)
-    assert c.lic.sandbox.sandbox_pay(token_of(paid)).state == "paid"
+    assert SandboxCheckout(c.lic).pay(token_of(paid)).state == "paid"
     assert pool_by_id(c, c.pools["eco"]).quantity == 33
     assert [m.user_id for m in outbox(c.db, "purchase_paid")] == [c.users["Alex Wilber"]]
 
@@ -843,7 +845,7 @@ def test_downgrade_cancelled_after_the_end_is_already_applied(c):
     alex = c.users["Alex Wilber"]
     c.lic.downgrades.schedule_downgrade(c.admin, c.pools["pro"], [alex], "advanced")
     c.clock.now = _month_end(c) + timedelta(minutes=5)
-    e = assert_refused(c, lambda: c.lic.downgrades.cancel_downgrade(c.admin, c.pools["pro"], [alex]), InvalidInput,
+    e = assert_refused(c, lambda: c.lic.downgrades.cancel_downgrade(c.admin, c.pools["pro"], [alex]), StaleSelection,
                        "downgrade.cancel")
     assert e.details == {"stale": True}
     c.lic.periods.roll_over()
@@ -867,7 +869,8 @@ def test_upgrade_quote_after_the_end_sees_the_applied_downgrade(c):
     c.lic.downgrades.schedule_downgrade(c.admin, c.pools["advanced"], [megan], "eco")
     c.clock.now = end + timedelta(minutes=5)
     # Megan is on Eco since the boundary: a quote crediting her an Advanced seat would be wrong
-    assert_refused(c, lambda: c.lic.quotes.quote_upgrade(c.admin, c.pools["advanced"], [megan], "pro"), InvalidInput,
+    assert_refused(c, lambda: c.lic.quotes.quote_upgrade(c.admin, c.pools["advanced"], [megan], "pro"),
+                   StaleSelection,
                    "quote.upgrade")
     q = c.lic.quotes.quote_upgrade(c.admin, c.pools["eco"], [megan], "pro")
     assert (q.from_plan, q.lines[0].period_start) == ("eco", end)

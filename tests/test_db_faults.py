@@ -16,7 +16,7 @@ from core.db import Database
 from core.errors import Busy
 from core.licensing import Licensing
 from core.models import AuditEvent, Pool, Quote, QuoteHold
-from core.payments import SandboxGateway
+from payments.sandbox.gateway import SandboxGateway
 from tests.conftest import BASE_URL
 
 

@@ -18,6 +18,7 @@ from core.catalog import Catalog
 from core.demo import TENANT
 from core.models import Account, Discount, OutboxMessage, Pool, Quote, Seat, Subscription, User
 from core.money import money
+from payments.sandbox.checkout import SandboxCheckout
 from tests.harness import (
     amount_rows,
     choice_value,
@@ -355,7 +356,7 @@ def test_a_paid_card_says_will_be_told_until_the_notices_are_delivered(demo, adm
     pool = next(p for p in demo.pools.list_pools(admin) if p.plan_code == "eco" and p.interval == "month")
     users = [u.id for u in demo.pools.pool_users(admin, pool.id, page_size=2).items]
     q = demo.links.payment_link(admin, demo.quotes.quote_upgrade(admin, pool.id, users, "pro").id)
-    demo.sandbox.sandbox_pay(q.payment_url.rsplit("/", 1)[1])
+    SandboxCheckout(demo).pay(q.payment_url.rsplit("/", 1)[1])
     pending = quote_card(locale, demo.quotes.quote(admin, q.id))
     assert telling in text_of(pending) and "refresh" in pending  # Teams refreshes it when it is viewed
     demo.db.write(lambda s: s.execute(update(OutboxMessage).where(OutboxMessage.kind == "license_upgraded")
@@ -376,7 +377,7 @@ def test_a_paid_card_says_who_could_not_be_told(demo, admin, locale, says):
     pool = next(p for p in demo.pools.list_pools(admin) if p.plan_code == "eco" and p.interval == "month")
     users = [u.id for u in demo.pools.pool_users(admin, pool.id, page_size=2).items]
     q = demo.links.payment_link(admin, demo.quotes.quote_upgrade(admin, pool.id, users, "pro").id)
-    demo.sandbox.sandbox_pay(q.payment_url.rsplit("/", 1)[1])
+    SandboxCheckout(demo).pay(q.payment_url.rsplit("/", 1)[1])
     with demo.db.read() as s:
         first, second = s.scalars(select(OutboxMessage.id).where(OutboxMessage.kind == "license_upgraded")
                                   .order_by(OutboxMessage.id)).all()

@@ -17,7 +17,7 @@ import msrest.pipeline.universal
 import pytest
 
 from bot.auth import install_log_redaction, redact
-from gateways.stripe_gateway import StripeGateway
+from payments.stripe.gateway import StripeGateway
 from tests import harness
 from tests.fakes.fake_stripe import TEST_API_KEY, event_payload, sign_webhook
 from tests.fakes.openid import APP_ID, APP_PASSWORD, FakeOpenId, production_desk
@@ -27,7 +27,7 @@ WEBHOOK_SECRET = "whsec_license_desk_log_test_0123456789"
 LINK_SECRET = "link-secret-for-the-log-test-0123456789"
 LOGGERS = ("", "botbuilder", "botframework", "msrest", "msrest.http_logger", "aiohttp", "aiohttp.access",
            "aiohttp.client", "aiohttp.server", "aiohttp.web", "stripe", "msal", "urllib3", "requests", "asyncio",
-           "bot", "web", "core", "dialogs", "gateways", "sqlalchemy.engine")
+           "bot", "web", "core", "dialogs", "gateways", "payments", "sqlalchemy.engine")
 CARD_MARKERS = ('"type": "AdaptiveCard"', '"type":"AdaptiveCard"', "'type': 'AdaptiveCard'",
                 "application/vnd.microsoft.card.adaptive", "adaptivecards.io/schemas")
 

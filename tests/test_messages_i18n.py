@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 
 import bot.handler  # noqa: F401 - (loads every refusal class: the core's, the dialogs' and the bot's)
-from cards import pool_admin, purchase, verbs
 from cards.i18n import MESSAGES_FR, Plural, T, forms
+from cards.verbs import Verb
 from core.errors import DomainError, Message
 from dialogs.base import Turn
 from dialogs.router import Router
 from tests.harness import text_of
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = sorted(p for d in ("core", "dialogs", "bot") for p in (ROOT / d).rglob("*.py"))
+SOURCES = sorted([*(p for d in ("core", "dialogs", "bot") for p in (ROOT / d).rglob("*.py")),
+                  ROOT / "cards" / "data.py"])  # (the card-data refusals)
 
 
 def _subclasses(cls: type) -> set[type]:
@@ -169,7 +170,7 @@ LOCALES = ["en-US", "fr-FR"]
 
 @pytest.mark.parametrize("locale", LOCALES)
 def test_invalid_quantity_in_the_buy_flow(router, admin, locale):
-    card = router.on_action(Turn(admin, locale), purchase.BUY_ADD, {"cart": [], "plan": "eco", "interval": "month",
+    card = router.on_action(Turn(admin, locale), Verb.BUY_ADD, {"cart": [], "plan": "eco", "interval": "month",
                                                                     "qty": "0"})
     expected = {"en-US": "That line was not added: The quantity must be a whole number from 1 to 10,000.",
                 "fr-FR": "Cette ligne n'a pas été ajoutée\u00a0: La quantité doit être un nombre entier de 1 à 10 000."}
@@ -180,7 +181,7 @@ def test_invalid_quantity_in_the_buy_flow(router, admin, locale):
 def test_not_an_upgrade(router, demo, admin, locale):
     pool = _pool(demo, admin, "advanced")
     data = {"pool": pool.id, "sel": [_user_of(demo, admin, pool.id)], "plan": "eco"}
-    card = router.on_action(Turn(admin, locale), verbs.UPGRADE_QUOTE, data)
+    card = router.on_action(Turn(admin, locale), Verb.UPGRADE_QUOTE, data)
     expected = {"en-US": "Eco is not above Advanced: an upgrade must go to a higher tier.",
                 "fr-FR": "L'offre Eco n'est pas au-dessus de l'offre Advanced\u00a0: une mise à niveau doit aller vers "
                          "une offre supérieure."}
@@ -192,7 +193,7 @@ def test_held_by_quote(router, demo, admin, admin2, locale):
     pool = _pool(demo, admin, "eco")
     user = _user_of(demo, admin, pool.id)
     demo.quotes.quote_upgrade(admin2, pool.id, [user], "advanced")  # Megan Bowen's quote holds the seat until 12:30
-    card = router.on_action(Turn(admin, locale), verbs.UPGRADE_QUOTE, {"pool": pool.id, "sel": [user],
+    card = router.on_action(Turn(admin, locale), Verb.UPGRADE_QUOTE, {"pool": pool.id, "sel": [user],
                                                                        "plan": "pro"})
     expected = {"en-US": "These seats are held by an open quote of Megan Bowen until 2026-03-10 12:30 UTC. Wait for "
                          "it to be paid or to expire, or ask Megan Bowen to cancel it.",
@@ -205,7 +206,7 @@ def test_held_by_quote(router, demo, admin, admin2, locale):
 @pytest.mark.parametrize("locale", LOCALES)
 def test_too_many_seats_to_remove_is_said_on_the_form(router, demo, admin, locale):
     pool = _pool(demo, admin, "eco")  # 30 bought, 24 assigned
-    card = router.on_action(Turn(admin, locale), pool_admin.SEATS_REMOVE_CONFIRM, {"pool": pool.id, "qty": "7",
+    card = router.on_action(Turn(admin, locale), Verb.SEATS_REMOVE_CONFIRM, {"pool": pool.id, "qty": "7",
                                                                                    "scheduled": 0})
     expected = {"en-US": "Only 6 seats of this pool are free. Unassign users first, then remove their seats.",
                 "fr-FR": "Ce lot n'a que 6 licences libres. Retirez d'abord des utilisateurs, puis supprimez leurs "
@@ -224,7 +225,7 @@ def test_a_dialog_refusal_is_translated_too(router, demo, admin, locale):
 
 
 def _french_texts() -> list[str]:
-    import web.pay_pages  # noqa: F401 - (its strings too)
+    import payments.sandbox.pages  # noqa: F401 - (its strings too)
     from cards.i18n import MESSAGES, STRINGS
 
     return [text for value in [*STRINGS["fr"].values(), *MESSAGES["fr"].values()] for text in forms(value)]

@@ -16,10 +16,12 @@ from sqlalchemy import func, select
 from bootstrap import build_server
 from cards.i18n import T
 from cards.upgrade import quote_card
+from cards.web_locale import accept_language, page_locale
 from core.config import Settings
 from core.models import AuditEvent, Pool, Subscription
+from payments.sandbox.checkout import SandboxCheckout
+from payments.sandbox.pages import iso_utc, render_pay_page
 from tests.harness import amount_rows
-from web.pay_pages import accept_language, iso_utc, page_locale, render_pay_page
 
 FR_BROWSER = "fr-FR,fr;q=0.9,en;q=0.8"
 
@@ -435,7 +437,7 @@ def test_iso_utc(value, iso):
 
 async def test_data_stay_escaped_in_french(demo, admin):
     q, token = await _upgrade_link(demo, admin)
-    page = await asyncio.to_thread(demo.sandbox.pay_page, token)
+    page = await asyncio.to_thread(SandboxCheckout(demo).page, token)
     evil = "<script>alert('x')</script>"
     page = replace(page, account_name=evil, quote=replace(page.quote, created_by_name=evil, discount_label=evil))
     for locale in ("fr-FR", "en-US"):

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from core.models import Quote
-from gateways.stripe_gateway import StripeGateway
+from payments.stripe.gateway import StripeGateway
 from tests.fakes.fake_stripe import TEST_API_KEY, FakeStripe, event_payload, sign_webhook
 from tests.harness import (
     choice_value,

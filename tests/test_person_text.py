@@ -18,6 +18,7 @@ from markdown_it import MarkdownIt
 
 from cards import assign, audit, common, mylicense, pool_admin, purchase, requests, upgrade
 from cards.base import plain, text
+from cards.data import PickerPage
 from core.views import AuditRow, Page
 from tests.cardcheck import assert_valid_cards
 from tests.harness import walk
@@ -118,7 +119,7 @@ def _cards(lic, admin, member, locale: str) -> dict[str, dict]:
         "approved_notice": mylicense.approved_notice(locale, request, HOSTILE),
         "declined_notice": mylicense.declined_notice(locale, declined, HOSTILE, HOSTILE),
         "picker": assign.picker_card(locale, hpage, [person], {}, dataset="people"),
-        "assign_plans": assign.plans_card(locale, users[0], pools, {}, back={}, reason=HOSTILE),
+        "assign_plans": assign.plans_card(locale, users[0], pools, {}, back=PickerPage(), reason=HOSTILE),
         "assigned": assign.assigned_card(locale, users[0], pool),
         "assigned_notice": assign.assigned_notice(locale, pool.plan_name, pool.interval, HOSTILE),
         "unassign": pool_admin.unassign_confirm(locale, pool, users, [u.id for u in users]),
@@ -171,8 +172,8 @@ def test_our_own_words_need_no_escape():
 @pytest.mark.parametrize("locale", ["en-US", "fr-FR"])
 def test_the_pay_page_shows_person_text_as_text(demo, admin, locale):
     """The sandbox pay page (Jinja, autoescaped): names, account and discount labels never become HTML."""
-    from core.views import PayPage
-    from web.pay_pages import render_pay_page
+    from payments.sandbox.checkout import PayPage
+    from payments.sandbox.pages import render_pay_page
 
     pool = next(p for p in demo.pools.list_pools(admin) if p.assigned >= 2)
     users = demo.pools.pool_users(admin, pool.id).items[:2]

@@ -27,9 +27,10 @@ from core.demo import TENANT
 from core.views import Actor
 from dialogs.base import Turn
 from dialogs.router import Router
+from payments.sandbox.checkout import SandboxCheckout
+from payments.sandbox.pages import render_pay_page
 from tests.harness import shown, walk
 from web import audit_export
-from web.pay_pages import render_pay_page
 
 OPEN, CLOSE = "⟦", "⟧"
 _INNERMOST = re.compile(f"{OPEN}[^{OPEN}{CLOSE}]*{CLOSE}")
@@ -209,8 +210,8 @@ def _pay_every_link(lic) -> None:
     with lic.db.read() as s:
         tokens = [t for (t,) in s.execute(sa_text("SELECT external_id FROM payments WHERE provider = 'sandbox'"))]
     for token in tokens:
-        if lic.sandbox.pay_page(token).state == "payable":
-            lic.sandbox.sandbox_pay(token)
+        if SandboxCheckout(lic).page(token).state == "payable":
+            SandboxCheckout(lic).pay(token)
 
 
 def _outbox_cards(lic, router: Router) -> list[dict]:
@@ -264,7 +265,7 @@ def _pay_an_upgrade(lic, admin) -> str:
     pool = next(p for p in lic.pools.list_pools(admin) if p.assigned > 0 and p.plan_code == "eco")
     users = [u.id for u in lic.pools.pool_users(admin, pool.id, page_size=2).items]
     q = lic.links.payment_link(admin, lic.quotes.quote_upgrade(admin, pool.id, users, "pro").id)
-    lic.sandbox.sandbox_pay(q.payment_url.rsplit("/", 1)[1])
+    SandboxCheckout(lic).pay(q.payment_url.rsplit("/", 1)[1])
     return q.id
 
 
@@ -306,14 +307,14 @@ def test_every_pay_page_comes_through_the_catalog(demo, admin, clock, pseudo_en,
     q = demo.links.payment_link(admin, demo.quotes.quote_upgrade(admin, pool.id, users, "pro").id)
     token = q.payment_url.rsplit("/", 1)[1]
     if state == "paid":
-        demo.sandbox.sandbox_pay(token)
+        SandboxCheckout(demo).pay(token)
     elif state == "cancelled":
         demo.quotes.cancel_quote(admin, q.id)
     elif state == "expired":
         clock.advance(minutes=45)
     elif state == "unknown":
         token = "x" * 32
-    page = demo.sandbox.pay_page(token)
+    page = SandboxCheckout(demo).page(token)
     assert page.state == state
     pseudo_en()
     leaked = leaks(page_text(render_pay_page(page, token, "en-US")), data_words(demo))

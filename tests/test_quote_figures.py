@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from cards import purchase, upgrade
 from cards.i18n import T, babel_locale
 from core import pricing
-from core.views import PayPage, QuoteLineView, QuoteView, RenewalView
+from core.views import QuoteLineView, QuoteView, RenewalView
+from payments.sandbox.checkout import PayPage
+from payments.sandbox.pages import render_pay_page
 from tests.harness import amount_rows, walk
-from web.pay_pages import render_pay_page
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -18,7 +18,8 @@ from core.errors import HeldByQuote, QuoteNotOpen
 from core.licensing import Licensing
 from core.models import AuditEvent, OutboxMessage, Payment, Pool, Quote, QuoteHold, Seat, Subscription
 from core.payments import PaymentEvent
-from gateways.stripe_gateway import StripeGateway
+from payments.sandbox.checkout import SandboxCheckout
+from payments.stripe.gateway import StripeGateway
 from tests.fakes.fake_stripe import TEST_API_KEY, FakeStripe, event_payload, sign_webhook
 from web.workers import billing_sync_once
 
@@ -62,9 +63,9 @@ def test_settling_twice_changes_nothing_the_second_time(demo, admin):
     q = lic.links.payment_link(admin, lic.quotes.quote_upgrade(admin, pool.id, users, "pro").id)
     token = q.payment_url.rsplit("/", 1)[1]
 
-    assert lic.sandbox.sandbox_pay(token).state == "paid"
+    assert SandboxCheckout(lic).pay(token).state == "paid"
     after_first = counts(lic)
-    assert lic.sandbox.sandbox_pay(token).state == "paid"
+    assert SandboxCheckout(lic).pay(token).state == "paid"
     # the same provider event replayed, and another event for the same payment
     ev = PaymentEvent("sandbox", f"sandbox:{token}:paid", "paid", q.id, token, q.due_now, q.currency)
     assert lic.settlement.handle_payment_event(ev).result == "duplicate"

@@ -25,7 +25,7 @@ from core.payments import (
     SubscriptionItemChange,
     SubscriptionSync,
 )
-from gateways.stripe_gateway import StripeGateway, WebhookSignatureError
+from payments.stripe.gateway import StripeGateway, WebhookSignatureError
 from tests.fakes import fake_stripe
 from tests.fakes.fake_stripe import TEST_API_KEY, FakeStripe, event_payload, sign_webhook
 

@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import event, select
 
 import core.services.accounts as accounts
-from cards import requests as request_cards
-from cards import verbs
+from cards.verbs import Verb
 from core.errors import InvalidInput, Message, NoFreeSeat, NotAdmin
 from core.models import AuditEvent, Seat
 from core.views import Actor
@@ -154,7 +153,7 @@ def test_the_pool_users_page_card_action_runs_in_one_transaction(demo, db, admin
     router = Router(lic)
     eco = _pool(lic, admin, "eco")
     with counting(db, monkeypatch) as seen:
-        router.on_action(Turn(admin), verbs.POOL_USERS, {"pool": eco.id, "page": 1})
+        router.on_action(Turn(admin), Verb.POOL_USERS, {"pool": eco.id, "page": 1})
     assert seen == {"transactions": 1, "callers": 1}
 
 
@@ -166,7 +165,7 @@ def test_the_tiers_card_action_runs_in_one_transaction(demo, db, admin, monkeypa
     eco = _pool(lic, admin, "eco")
     users = [u.id for u in lic.pools.pool_users(admin, eco.id, page_size=2).items]
     with counting(db, monkeypatch) as seen:
-        router.on_action(Turn(admin), verbs.UPGRADE_TIERS, {"pool": eco.id, "sel": users})
+        router.on_action(Turn(admin), Verb.UPGRADE_TIERS, {"pool": eco.id, "sel": users})
     assert seen == {"transactions": 1, "callers": 1}
 
 
@@ -176,5 +175,5 @@ def test_the_request_card_refresh_runs_in_one_transaction(demo, db, admin, monke
     megan = Actor(admin.tenant_id, MEGAN)  # an admin holding Advanced: asks for Pro
     req = lic.requests.request_upgrade(megan, "pro", "for the API")
     with counting(db, monkeypatch) as seen:
-        router.on_action(Turn(admin), request_cards.REFRESH, {"request": req.id})
+        router.on_action(Turn(admin), Verb.REQUEST_REFRESH, {"request": req.id})
     assert seen == {"transactions": 1, "callers": 1}

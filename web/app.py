@@ -1,6 +1,7 @@
-"""The web routes: health, sandbox payment pages, the Stripe webhook, and the bounds on slow
-clients. Handlers get what they use by constructor; the composition root (bootstrap.py) builds
-them and assembles the aiohttp app. Wiring only: every decision is the core's."""
+"""The web routes: health and the bounds on slow clients (each payment provider's routes are
+its own, in ``payments/``). Handlers get what they use by constructor; the composition root
+(bootstrap.py) builds them and assembles the aiohttp app. Wiring only: every decision is the
+core's."""
 
 from __future__ import annotations
 
@@ -8,12 +9,9 @@ import asyncio
 import logging
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy import text
 
 from core.licensing import Licensing
-from core.views import PayPage
-from web.pay_pages import content_security_policy, new_nonce, page_locale, render_pay_page
 
 log = logging.getLogger(__name__)
 
@@ -45,74 +43,6 @@ class Health:
             log.exception("health check: database unreachable")
             return web.json_response({"status": "error", "database": "unreachable"}, status=503)
         return web.json_response({"status": "ok", "payments": self.payments})
-
-
-def _html(request: web.Request, page: PayPage, token: str, *, status: int | None = None) -> web.Response:
-    """The payment page in the language the browser asks for (Accept-Language; English by default),
-    its style and script allowed by this response's nonce only."""
-    status = status or (404 if page.state == "unknown" else 200)
-    locale = page_locale(request.headers.get("Accept-Language"))
-    nonce = new_nonce()
-    return web.Response(text=render_pay_page(page, token, locale, nonce=nonce), content_type="text/html",
-                        status=status,
-                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
-                                 "X-Frame-Options": "DENY", "Content-Language": locale.split("-")[0],
-                                 "Vary": "Accept-Language", "Content-Security-Policy": content_security_policy(nonce)})
-
-
-class PayPages:
-    """``/pay/{token}``: the sandbox payment page (GET) and its Pay / Cancel buttons (POST)."""
-
-    def __init__(self, lic: Licensing):
-        self.lic = lic
-
-    async def get(self, request: web.Request) -> web.Response:
-        token = request.match_info["token"]
-        return _html(request, await asyncio.to_thread(self.lic.sandbox.pay_page, token), token)
-
-    async def post(self, request: web.Request) -> web.Response:
-        token = request.match_info["token"]
-        lic = self.lic
-        try:
-            form = await request.post()
-        except (ValueError, LookupError, HttpProcessingError) as e:  # no boundary, a bad part, bytes that are
-            # not the charset or an unknown charset: no browser sends these; the page as it is, nothing done
-            log.info("pay page: unreadable form (%s)", type(e).__name__)
-            return _html(request, await asyncio.to_thread(lic.sandbox.pay_page, token), token, status=400)
-        action = form.get("action")
-        if action == "pay":
-            page = await asyncio.to_thread(lic.sandbox.sandbox_pay, token)
-        elif action == "cancel":
-            page = await asyncio.to_thread(lic.sandbox.sandbox_cancel, token)
-        else:
-            page = await asyncio.to_thread(lic.sandbox.pay_page, token)
-        # Post/Redirect/Get would lose the outcome message on refresh; the page shows the state anyway.
-        return _html(request, page, token)
-
-
-class StripeWebhook:
-    """``POST /api/stripe/webhook``: a signed Stripe event, handed to the core (404 unless
-    ``PAYMENTS=stripe``)."""
-
-    def __init__(self, lic: Licensing, gateway=None):
-        self.lic = lic
-        self.gateway = gateway  # the Stripe gateway, or None
-
-    async def handle(self, request: web.Request) -> web.Response:
-        gateway = self.gateway
-        if gateway is None:
-            return web.json_response({"error": "Stripe payments are not enabled on this server."}, status=404)
-        from gateways.stripe_gateway import WebhookSignatureError
-
-        payload = await request.read()
-        try:
-            event = gateway.parse_webhook(payload, request.headers.get("Stripe-Signature", ""))
-        except WebhookSignatureError as e:
-            log.warning("stripe webhook refused: %s", e)
-            return web.json_response({"error": "invalid signature"}, status=400)
-        result = await asyncio.to_thread(self.lic.settlement.handle_payment_event, event)
-        log.info("stripe event %s (%s) -> %s", event.event_id, event.kind, result.result)
-        return web.json_response({"received": True, "result": result.result})
 
 
 def _route(request: web.Request) -> str:

@@ -33,10 +33,11 @@ from aiohttp import web
 from cards.catalogs import N_
 from cards.i18n import T
 from cards.i18n import language as i18n_language
+from cards.web_locale import page_locale
 from core.config import Settings
 from core.errors import InvalidInput, NotAdmin, UnknownCaller
+from core.kinds import AuditAction
 from core.licensing import Licensing
-from web.pay_pages import page_locale
 
 log = logging.getLogger(__name__)
 
@@ -276,18 +277,18 @@ async def export_audit(request: web.Request, lic: Licensing, links: ExportLinks)
         """(state, status) of a refusal (audited), or the administrator."""
         claim = links.read(token)
         if claim is None:
-            lic.audit.record_refusal(None, "audit.export", InvalidInput(
+            lic.audit.record_refusal(None, AuditAction.AUDIT_EXPORT, InvalidInput(
                 "An audit download link was refused: it is altered or incomplete."), f"link:{token[:24]}")
             return ("invalid", 403), None
         actor = lic.accounts.user_actor(claim.account_id, claim.user_id)
         target = f"account:{claim.account_id}"
         if actor is None:
-            lic.audit.record_refusal(None, "audit.export", InvalidInput(
+            lic.audit.record_refusal(None, AuditAction.AUDIT_EXPORT, InvalidInput(
                 "An audit download link was refused: the person it was made for is no longer a user of the "
                 "account."), target)
             return ("not_admin", 403), None
         if lic.now() >= claim.expires_at:
-            lic.audit.record_refusal(actor, "audit.export", InvalidInput(
+            lic.audit.record_refusal(actor, AuditAction.AUDIT_EXPORT, InvalidInput(
                 "The audit download link has expired (links work for 10 minutes)."), target)
             return ("expired", 410), None
         try:
@@ -295,7 +296,8 @@ async def export_audit(request: web.Request, lic: Licensing, links: ExportLinks)
         except (NotAdmin, UnknownCaller):
             return ("not_admin", 403), None
         if caller.account_id != claim.account_id:  # cannot happen: user_actor is scoped to the account
-            lic.audit.record_refusal(actor, "audit.export", InvalidInput("The link names another account."), target)
+            lic.audit.record_refusal(actor, AuditAction.AUDIT_EXPORT, InvalidInput("The link names another account."),
+                                     target)
             return ("not_admin", 403), None
         return None, caller
 

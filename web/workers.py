@@ -12,10 +12,14 @@ import random
 from datetime import timedelta
 
 from background import worker_name
+from core.kinds import Channel, OutboxKind
 from core.licensing import Licensing
 from core.payments import PaymentProviderError
 
 log = logging.getLogger(__name__)
+
+# the outbox kinds of the billing channel, each a call to the payment provider made below
+BILLING_KINDS = frozenset({OutboxKind.CARRY_FORWARD, OutboxKind.CLOSE_LINK, OutboxKind.SYNC_SUBSCRIPTION})
 
 
 def backoff(attempt: int, *, base: float = 1.0, cap: float = 300.0) -> timedelta:
@@ -38,23 +42,27 @@ async def rollover_loop(lic: Licensing, every: float = 60.0) -> None:
 
 
 async def billing_sync_once(lic: Licensing, worker: str) -> int:
-    items = await asyncio.to_thread(lic.outbox.claim_outbox, worker, channels=("billing",), limit=10)
+    items = await asyncio.to_thread(lic.outbox.claim_outbox, worker, channels=(Channel.BILLING,), limit=10)
     for item in items:
         carry = None
         try:
-            if item.kind == "carry_forward":  # an amount under the payment minimum, to the next invoice
+            if item.kind == OutboxKind.CARRY_FORWARD:  # an amount under the payment minimum, to the next invoice
                 carry = await asyncio.to_thread(lic.links.carry_request, item.payload)
                 if carry is not None:
                     await asyncio.to_thread(lic.gateway.carry_forward, carry)
-            elif item.kind == "close_link":  # a closed quote's payment link, made unpayable
+            elif item.kind == OutboxKind.CLOSE_LINK:  # a closed quote's payment link, made unpayable
                 external_id = await asyncio.to_thread(lic.links.link_to_close, item.payload)
                 if external_id is not None:
                     closed = await asyncio.to_thread(lic.gateway.close_link, external_id)
                     await asyncio.to_thread(lic.links.link_closed, item.payload, closed)
-            else:
+            elif item.kind == OutboxKind.SYNC_SUBSCRIPTION:
                 sync = await asyncio.to_thread(lic.periods.subscription_sync, item.payload)
                 if sync is not None:
                     await asyncio.to_thread(lic.gateway.sync_subscription, sync)
+            else:  # a kind this version does not know: kept as failed, with why, never marked sent
+                log.error("billing message %s has an unknown kind %s", item.id, item.kind)
+                await asyncio.to_thread(lic.outbox.outbox_failed, item.id, worker, f"unknown kind {item.kind}")
+                continue
         except PaymentProviderError as e:
             if carry is not None and e.answered:  # that key's answer is kept: the next attempt gets a new key
                 await asyncio.to_thread(lic.links.carry_answered, carry)

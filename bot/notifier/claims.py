@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterable
 from datetime import timedelta
 
 from bot.notifier.failures import LeaseLost
+from core.kinds import Channel
 from core.licensing import Licensing
 from core.views import OutboxItem
 
@@ -29,7 +30,7 @@ class Claims:
     lease runs out (as far as this worker knows)."""
 
     def __init__(self, lic: Licensing, worker: str, lease: timedelta, *, hold: timedelta | None = None,
-                 channels: tuple[str, ...] = ("chat", "card")):
+                 channels: tuple[str, ...] = (Channel.CHAT, Channel.CARD)):
         self.lic = lic
         self.worker = worker
         self.lease = lease

@@ -44,6 +44,7 @@ from bot.notifier.claims import Claims, LeaseLost
 from bot.notifier.delivery import Delivery
 from bot.notifier.failures import ANSWER_POLL, CardBeingAnswered, SendFailure, classify, retry_delay, retryable
 from bot.notifier.pacing import Pacer
+from core.kinds import Channel
 from core.licensing import Licensing
 from core.views import OutboxItem
 from dialogs.router import Router
@@ -202,7 +203,7 @@ class Notifier:
 
     async def deliver(self, item: OutboxItem) -> None:
         try:
-            if item.channel == "card":
+            if item.channel == Channel.CARD:
                 await self.delivery.update_card(item)
             else:
                 await self.delivery.notify(item)

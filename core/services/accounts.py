@@ -8,6 +8,7 @@ from sqlalchemy import bindparam, false, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from core.errors import DomainNotApproved, InvalidInput, Message, NotFound, UnknownCaller
+from core.kinds import AuditAction
 from core.models import Account, AccountDomain, AccountTenant, Pool, Seat, User, UserTerm
 from core.services.shared import MAX_PAGE_SIZE, PAGE_SIZE, execute_core, page_args, term_filter
 from core.text import clean_text, parse_id, search_terms, sort_key
@@ -112,7 +113,7 @@ class Accounts:
         self.units = units
 
     def whoami(self, actor: Actor) -> CallerView:
-        return self.units.query(actor, "whoami", lambda u, c: c, admin=False)
+        return self.units.query(actor, AuditAction.WHOAMI, lambda u, c: c, admin=False)
 
     def require_admin(self, actor: Actor, action: str = "admin") -> CallerView:
         return self.units.query(actor, action, lambda u, c: c, admin=True)
@@ -138,7 +139,7 @@ class Accounts:
                      for u in users]
             return Page(items=items, total=total, page=pg, page_size=size, query=q)
 
-        return self.units.query(actor, "directory.search", fn)
+        return self.units.query(actor, AuditAction.DIRECTORY_SEARCH, fn)
 
     def directory_user(self, actor: Actor, user_id) -> UserRow:
         """One user of the caller's account with the plans they hold (``plan_code``: a comma
@@ -148,7 +149,7 @@ class Accounts:
             user = load_user(u, caller, user_id)
             return UserRow(user.id, user.name, user.email, plan_code=_held_codes(u.s, [user.id]).get(user.id))
 
-        return self.units.query(actor, "directory.user", fn, target=f"user:{user_id}")
+        return self.units.query(actor, AuditAction.DIRECTORY_USER, fn, target=f"user:{user_id}")
 
     def users_by_aad(self, actor: Actor, aad_object_ids) -> dict[str, UserRow]:
         """Which of these Azure AD object ids (e.g. people found in the tenant's directory) are
@@ -163,7 +164,7 @@ class Accounts:
             held = _held_codes(u.s, [r[1] for r in rows]) if rows else {}
             return {r[0]: UserRow(r[1], r[2], r[3], plan_code=held.get(r[1])) for r in rows}
 
-        return self.units.query(actor, "directory.lookup", fn)
+        return self.units.query(actor, AuditAction.DIRECTORY_LOOKUP, fn)
 
     def directory_rows(self, actor: Actor, user_ids: list[int]) -> list[UserRow]:
         """Names and e-mails of the given users of the caller's account (unknown ids dropped)."""
@@ -175,7 +176,7 @@ class Accounts:
             by_id = {r[0]: UserRow(r[0], r[1], r[2]) for r in rows}
             return [by_id[i] for i in ids if i in by_id]
 
-        return self.units.query(actor, "directory.rows", fn, admin=False)
+        return self.units.query(actor, AuditAction.DIRECTORY_ROWS, fn, admin=False)
 
     def add_user(self, actor: Actor, aad_object_id: str, email: str, name: str) -> UserRow:
         """Add a person (e.g. picked from the tenant's directory) to the account, only if their
@@ -193,10 +194,10 @@ class Accounts:
                 return UserRow(existing.id, existing.name, existing.email)
             check_domain(u, caller.account_id, mail)
             user = self.insert_user(u.s, caller.account_id, aad, mail, display, "member")
-            u.audit_ok(caller, "user.added", f"user:{user.id}", {"email": mail})
+            u.audit_ok(caller, AuditAction.USER_ADDED, f"user:{user.id}", {"email": mail})
             return UserRow(user.id, user.name, user.email)
 
-        return self.units.command(actor, "user.add", fn, target=f"aad:{aad_object_id}")
+        return self.units.command(actor, AuditAction.USER_ADD, fn, target=f"aad:{aad_object_id}")
 
     def insert_user(self, s: Session, account_id: int, aad: str, email: str, name: str, role: str) -> User:
         """A new user of the account with their search terms, in the session's transaction (no

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.db import conflict_insert
 from core.models import AccountTenant, DeliveryAddress, PostedCard, User, address_columns
-from core.services.shared import execute_core
+from core.services.shared import execute_core, table_of
 from core.views import Actor, ChatAddress
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 ANSWERING = timedelta(seconds=30)  # longer than Teams waits for an invoke's answer (~10-15 s)
 
-_POSTED_CARD_INSERT = insert(PostedCard.__table__)
+_POSTED_CARD_INSERT = insert(table_of(PostedCard))
 # the posted cards a message shows, of the actor's account (read on every card action: built once)
 _MESSAGE_CARDS = (select(PostedCard.id, PostedCard.subject, PostedCard.subject_id, PostedCard.answering_until)
                   .where(PostedCard.message_ref == bindparam("message"),
@@ -131,14 +131,16 @@ class Addresses:
             if waiting:
                 s.execute(update(PostedCard).where(PostedCard.id.in_(waiting)).values(answering_until=None))
             account_id = s.scalar(of_account) if missing else None
-            for subject, subject_id in sorted(missing) if account_id is not None else ():
+            if account_id is None or address is None:  # nothing to remember (or the message's account is gone)
+                return
+            for subject, subject_id in sorted(missing):
                 with contextlib.suppress(IntegrityError), s.begin_nested():  # (recorded at once elsewhere: fine)
                     self.posted_card_in(u, account_id, subject, subject_id, message_ref, address)
                     s.flush()
 
         self.units.system_write(work)
 
-    def posted_card(self, posted_card_id: int) -> PostedCard | None:
+    def posted_card(self, posted_card_id: object) -> PostedCard | None:
         if not isinstance(posted_card_id, int) or isinstance(posted_card_id, bool):
             return None  # e.g. the "request paid" card item, which names no posted card
         with self.units.system_read() as u:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 
 from core.errors import DomainError, Message, NotFound
+from core.kinds import AuditAction
 from core.models import Account, AuditEvent
 from core.services.accounts import Accounts
 from core.services.shared import PAGE_SIZE, page_args
@@ -54,13 +55,14 @@ class AuditLog:
                              .limit(size).offset(pg * size)).all()
             return Page([audit_row(r) for r in rows], total, pg, size)
 
-        return self.units.query(actor, "audit.list", fn)
+        return self.units.query(actor, AuditAction.AUDIT_LIST, fn)
 
     def export_audit_csv(self, account_id: int, out: io.TextIOBase | None = None, *,
                          headers: list[str] | None = None, say=str) -> str:
         """The account's audit log as CSV, oldest first (streamed in batches). ``headers``: the
         column names in the reader's language; ``say``: says a refusal's Message in it."""
-        buf = out or io.StringIO()
+        text = io.StringIO()
+        buf = out or text
         w = csv.writer(buf)
         w.writerow(headers or ["id", "created_at", "tenant_id", "actor", "action", "outcome", "target", "message"])
         with self.units.system_read() as u:
@@ -77,10 +79,10 @@ class AuditLog:
                     w.writerow([r.id, r.created_at.isoformat(), r.tenant_id or "", csv_safe(r.actor),
                                 r.action, r.outcome, csv_safe(r.target), csv_safe(say(stored_message(r) or ""))])
                 last = rows[-1].id
-        return buf.getvalue() if out is None else ""
+        return text.getvalue() if out is None else ""
 
     def export_audit(self, actor: Actor) -> str:
-        caller = self.accounts.require_admin(actor, "audit.export")
+        caller = self.accounts.require_admin(actor, AuditAction.AUDIT_EXPORT)
         return self.export_audit_csv(caller.account_id)
 
     def authorize_audit_export(self, actor: Actor) -> CallerView:
@@ -88,10 +90,10 @@ class AuditLog:
         no longer are one) and the download audited."""
 
         def fn(u: Unit, caller: CallerView) -> CallerView:
-            u.audit_ok(caller, "audit.exported", f"account:{caller.account_id}")
+            u.audit_ok(caller, AuditAction.AUDIT_EXPORTED, f"account:{caller.account_id}")
             return caller
 
-        return self.units.command(actor, "audit.export", fn)
+        return self.units.command(actor, AuditAction.AUDIT_EXPORT, fn)
 
     def record_refusal(self, actor: Actor | None, action: str, error: DomainError, target: str | None = None) -> None:
         """For the chat layer: audit an attempt it refused itself (malformed card data, ...); inside

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from core.kinds import Channel, OutboxStatus
 from core.models import AccountTenant, DeliveryAddress, OutboxMessage, User
 from core.services.shared import MAX_OUTBOX_ATTEMPTS, chunks
 from core.views import ChatAddress, OutboxItem
@@ -27,7 +28,7 @@ class Outbox:
         self.db = units.db
         self.now = units.now
 
-    def claim_outbox(self, worker: str, *, channels: tuple[str, ...] = ("chat", "card", "billing"), limit: int = 50,
+    def claim_outbox(self, worker: str, *, channels: tuple[str, ...] = tuple(Channel), limit: int = 50,
                      lease: timedelta = timedelta(seconds=60), per_account: int | None = None,
                      max_accounts: int | None = None, skip_accounts: Collection[int] = ()) -> list[OutboxItem]:
         """Lease up to ``limit`` due messages to ``worker``. Several workers (even in several
@@ -46,11 +47,12 @@ class Outbox:
         now = self.now()
 
         def due():
-            return (OutboxMessage.status == "pending", OutboxMessage.available_at <= now,
+            return (OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.available_at <= now,
                     OutboxMessage.channel.in_(channels),
                     or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until <= now))
 
         def by_account(s: Session) -> list[int]:
+            assert per_account is not None, "claims by account only"
             if not self.db.is_sqlite:
                 s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_CLAIM_LOCK})
             # live leases, and accounts another worker sent for a moment ago (outbox_done_many's
@@ -62,7 +64,7 @@ class Outbox:
             # accounts with messages waiting, those this worker holds first, then the longest waiting
             # (an index-only scan of ix_outbox_status_account_available; exact checks per account)
             waiting = s.execute(select(OutboxMessage.account_id, func.min(OutboxMessage.available_at))
-                                .where(OutboxMessage.status == "pending", OutboxMessage.available_at <= now)
+                                .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.available_at <= now)
                                 .group_by(OutboxMessage.account_id)).all()
             order = [a for a, _ in sorted(waiting, key=lambda r: (r[0] not in mine, r[1], r[0])) if a not in excluded]
             wanted = len(order) if max_accounts is None else max_accounts
@@ -70,7 +72,7 @@ class Outbox:
             for tried, account in enumerate(order):  # each an index range
                 if len(per) >= wanted or tried >= 3 * wanted + len(mine):
                     break
-                q = (select(OutboxMessage.id).where(OutboxMessage.status == "pending",
+                q = (select(OutboxMessage.id).where(OutboxMessage.status == OutboxStatus.PENDING,
                                                     OutboxMessage.account_id == account, *due()[1:])
                      .order_by(OutboxMessage.available_at, OutboxMessage.id).limit(per_account))
                 if not self.db.is_sqlite:
@@ -100,7 +102,7 @@ class Outbox:
                                     OutboxMessage.attempts).where(OutboxMessage.id.in_(ids))
                              .order_by(OutboxMessage.available_at, OutboxMessage.id)).all()
             user_ids = {r.user_id for r in rows if r.user_id}
-            info = {}
+            info: dict[int, tuple] = {}
             for chunk in chunks(sorted(user_ids)):
                 for uid, aad, tenant, ref, chat_user_id, locale, tz in s.execute(
                         select(User.id, User.aad_object_id, AccountTenant.tenant_id, DeliveryAddress.ref,
@@ -131,7 +133,7 @@ class Outbox:
             for chunk in chunks(ids):
                 held.update(s.scalars(update(OutboxMessage).where(
                     OutboxMessage.id.in_(chunk), OutboxMessage.locked_by == worker,
-                    OutboxMessage.status == "pending").values(locked_until=now + lease)
+                    OutboxMessage.status == OutboxStatus.PENDING).values(locked_until=now + lease)
                     .returning(OutboxMessage.id), execution_options={"synchronize_session": False}))
             return held
 
@@ -148,7 +150,7 @@ class Outbox:
             for chunk in chunks(ids):
                 s.execute(update(OutboxMessage).where(
                     OutboxMessage.id.in_(chunk), OutboxMessage.locked_by == worker,
-                    OutboxMessage.status == "pending").values(
+                    OutboxMessage.status == OutboxStatus.PENDING).values(
                     locked_until=None, attempts=func.max(OutboxMessage.attempts - 1, 0)
                     if self.db.is_sqlite else func.greatest(OutboxMessage.attempts - 1, 0), **due),
                     execution_options={"synchronize_session": False})
@@ -157,7 +159,7 @@ class Outbox:
             self.db.write(work)
 
     def outbox_done(self, message_id: int, worker: str) -> None:
-        self._outbox_update(message_id, worker, status="sent", sent_at=self.now(), locked_until=None)
+        self._outbox_update(message_id, worker, status=OutboxStatus.SENT, sent_at=self.now(), locked_until=None)
 
     def outbox_done_many(self, message_ids: Collection[int], worker: str, *, hold: timedelta | None = None) -> None:
         """:meth:`outbox_done` for several messages in one transaction (the notifier's lanes
@@ -172,7 +174,8 @@ class Outbox:
             for chunk in chunks(ids):
                 s.execute(update(OutboxMessage).where(
                     OutboxMessage.id.in_(chunk), OutboxMessage.locked_by == worker,
-                    OutboxMessage.status == "pending").values(status="sent", sent_at=now, locked_until=until),
+                    OutboxMessage.status == OutboxStatus.PENDING).values(
+                        status=OutboxStatus.SENT, sent_at=now, locked_until=until),
                     execution_options={"synchronize_session": False})
 
         if ids:
@@ -181,12 +184,12 @@ class Outbox:
     def outbox_retry(self, message_id: int, worker: str, delay: timedelta, error: str) -> None:
         def work(s: Session):
             m = s.get(OutboxMessage, message_id)
-            if m is None or m.locked_by != worker or m.status != "pending":
+            if m is None or m.locked_by != worker or m.status != OutboxStatus.PENDING:
                 return
             m.last_error = error[:500]
             m.locked_until = None
             if m.attempts >= MAX_OUTBOX_ATTEMPTS:
-                m.status = "failed"
+                m.status = OutboxStatus.FAILED
             else:
                 m.available_at = self.now() + delay
 
@@ -195,7 +198,7 @@ class Outbox:
     def outbox_failed(self, message_id: int, worker: str, error: str) -> None:
         """A delivery that cannot succeed (e.g. a request the Bot Connector refuses as
         malformed): failed at once, the error kept, not retried."""
-        self._outbox_update(message_id, worker, status="failed", last_error=error[:500], locked_until=None)
+        self._outbox_update(message_id, worker, status=OutboxStatus.FAILED, last_error=error[:500], locked_until=None)
 
     def outbox_unreachable(self, message_id: int, worker: str, error: str) -> None:
         """The user blocked the bot: keep the record, stop retrying, mark the user."""
@@ -204,7 +207,7 @@ class Outbox:
             m = s.get(OutboxMessage, message_id)
             if m is None or m.locked_by != worker:
                 return
-            m.status, m.last_error, m.locked_until = "unreachable", error[:500], None
+            m.status, m.last_error, m.locked_until = OutboxStatus.UNREACHABLE, error[:500], None
             if m.user_id:
                 s.execute(update(User).where(User.id == m.user_id).values(unreachable=True))
 
@@ -213,8 +216,9 @@ class Outbox:
     def _outbox_update(self, message_id: int, worker: str, **values) -> None:
         self.db.write(lambda s: s.execute(update(OutboxMessage).where(
             OutboxMessage.id == message_id, OutboxMessage.locked_by == worker,
-            OutboxMessage.status == "pending").values(**values)))
+            OutboxMessage.status == OutboxStatus.PENDING).values(**values)))
 
     def outbox_counts(self) -> dict[str, int]:
         with self.db.read() as s:
-            return dict(s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
+            return dict(s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status))
+                        .tuples().all())

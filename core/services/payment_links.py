@@ -1,6 +1,6 @@
 """Payment links: created once per quote at the provider (a network call between two
-transactions, never inside a unit), closed when the quote closes, and the amounts carried to
-the next invoice."""
+transactions, never inside a unit), closed when the quote closes, read and declined by their
+payer on a provider's page, and the amounts carried to the next invoice."""
 
 from __future__ import annotations
 
@@ -12,11 +12,20 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.errors import DomainError, InvalidInput, Message, PaymentRefused, PaymentUnavailable
+from core.kinds import AuditAction, PaymentStatus, QuoteStatus
 from core.models import Account, Payment, Quote
 from core.payments import CarryForward, PaymentGateway, PaymentLine, PaymentProviderError, PaymentRequest
-from core.services.quote_lifecycle import QUOTE_PAYMENT, billed_as, load_quote, mark_link_closed, require_open
+from core.services.quote_lifecycle import (
+    QUOTE_PAYMENT,
+    billed_as,
+    close_quote,
+    effective_status,
+    load_quote,
+    mark_link_closed,
+    require_open,
+)
 from core.services.shared import attempt_key
-from core.views import Actor, ChatAddress, QuoteView
+from core.views import Actor, ChatAddress, LinkedQuote, QuoteView
 
 if TYPE_CHECKING:
     from core.services.addresses import Addresses
@@ -28,6 +37,8 @@ log = logging.getLogger(__name__)
 PAYMENT_NO_ANSWER = Message("The payment service did not answer. Nothing was charged; please try again in a minute.")
 PAYMENT_FAILED_NOW = Message("The payment service could not create the payment link just now. Nothing was charged; "
                              "please try again in a minute.")
+_EXTERNAL_ID_MAX_CHARS = 255  # (the column's size: a longer id names no link)
+
 PAYMENT_REFUSED = {
     "credentials": Message("The payment service refused this server's credentials, so no payment link can be "
                            "created. Nothing was charged. Ask whoever runs License Desk to check its payment "
@@ -73,7 +84,7 @@ class PaymentLinks:
                 existing = u.s.scalars(QUOTE_PAYMENT, {"quote": quote.id}).first()
                 view = self.quotes.view(u, quote, payment=existing, creator=caller)
                 if not existing:
-                    account = u.s.get(Account, caller.account_id)
+                    account = u.s.get_one(Account, caller.account_id)
                     request = self._payment_request(view, quote, account)
             if existing:
                 return view, False
@@ -102,11 +113,11 @@ class PaymentLinks:
                 payment = s.scalars(QUOTE_PAYMENT, {"quote": q.id}).first()
                 if payment is None:
                     payment = Payment(quote_id=q.id, provider=link.provider, external_id=link.external_id,
-                                      url=link.url, status="pending", amount=q.due_now, currency=q.currency,
-                                      created_at=u.now, updated_at=u.now)
+                                      url=link.url, status=PaymentStatus.PENDING, amount=q.due_now,
+                                      currency=q.currency, created_at=u.now, updated_at=u.now)
                     s.add(payment)
                     s.flush()
-                    u.audit_ok(caller, "payment.link_created", f"quote:{q.id}",
+                    u.audit_ok(caller, AuditAction.PAYMENT_LINK_CREATED, f"quote:{q.id}",
                                {"provider": link.provider, "amount": q.due_now})
                 if posted_card is not None:  # (a savepoint: the same card recorded at once elsewhere is fine)
                     with contextlib.suppress(IntegrityError), s.begin_nested():
@@ -122,7 +133,7 @@ class PaymentLinks:
                 with units.reading(actor) as u:
                     return self.quotes.view(u, load_quote(u, caller, quote_id)), False
         except DomainError as e:
-            units.refuse(actor, "payment.link", e, target)
+            units.refuse(actor, AuditAction.PAYMENT_LINK, e, target)
             raise
 
     @staticmethod
@@ -142,7 +153,7 @@ class PaymentLinks:
         self.units.outside("the next payment attempt")
 
         def work(u: Unit):
-            values = {column.key: tried + 1}
+            values: dict[str, object] = {column.key: tried + 1}
             if column is Quote.link_attempt:
                 values["link_attempt_at"] = u.now
             u.s.execute(update(Quote).where(Quote.id == quote_id, column == tried).values(**values))
@@ -153,7 +164,7 @@ class PaymentLinks:
         """The provider's id of the link a ``close_link`` billing message asks to close (None: done)."""
         with self.units.system_read() as u:
             payment = u.s.get(Payment, payload.get("payment_id"))
-            return payment.external_id if payment is not None and payment.status == "closing" else None
+            return payment.external_id if payment is not None and payment.status == PaymentStatus.CLOSING else None
 
     def link_closed(self, payload: dict, closed: bool) -> None:
         """The provider answered a ``close_link``: closed (the quote's cards now say nothing was
@@ -162,7 +173,7 @@ class PaymentLinks:
 
         def work(u: Unit) -> None:
             payment = u.s.get(Payment, payload.get("payment_id"), with_for_update=True)
-            if payment is None or payment.status != "closing":
+            if payment is None or payment.status != PaymentStatus.CLOSING:
                 return
             if not closed:
                 log.warning("quote %s: its payment link could not be closed, a payment went through; it will be "
@@ -179,7 +190,7 @@ class PaymentLinks:
             quote = u.s.get(Quote, str(payload.get("quote_id")))
             if quote is None or not quote.carried:
                 return None
-            account = u.s.get(Account, quote.account_id)
+            account = u.s.get_one(Account, quote.account_id)
             view = self.quotes.view(u, quote)
         if not account.billing_ref:
             log.warning("quote %s: %d carried to the next invoice, but account %s has no billing profile",
@@ -197,3 +208,38 @@ class PaymentLinks:
             tried = u.s.scalar(select(Quote.carry_attempt).where(Quote.id == carry.quote_id))
         if tried is not None and attempt_key(carry.quote_id, "carry", tried) == carry.idempotency_key:
             self._next_attempt(carry.quote_id, Quote.carry_attempt, tried)
+
+    # ------------------------------------------------------------------ the payer, on a provider's page
+
+    @staticmethod
+    def _by_link(u: Unit, provider: str, external_id: str) -> Payment | None:
+        if not isinstance(external_id, str) or not 0 < len(external_id) <= _EXTERNAL_ID_MAX_CHARS:
+            return None
+        return u.s.scalars(select(Payment).where(Payment.provider == provider,
+                                                 Payment.external_id == external_id)).first()
+
+    def linked_quote(self, provider: str, external_id: str) -> LinkedQuote | None:
+        """The quote that ``provider``'s link ``external_id`` collects for, as its payer sees it
+        (the link is the payer's credential: no caller), or None for a link that is not ours."""
+        with self.units.system_read() as u:
+            payment = self._by_link(u, provider, external_id)
+            if payment is None:
+                return None
+            quote = u.s.get_one(Quote, payment.quote_id)
+            return LinkedQuote(self.quotes.view(u, quote), u.s.get_one(Account, quote.account_id).name)
+
+    def cancel_by_payer(self, provider: str, external_id: str) -> None:
+        """The payer cancelled on the provider's page: the quote of that link, while it is open,
+        is cancelled (the audit log says by the payment page); otherwise nothing happens."""
+
+        def work(u: Unit) -> None:
+            payment = self._by_link(u, provider, external_id)
+            if payment is None:
+                return
+            quote = u.s.scalars(select(Quote).where(Quote.id == payment.quote_id).with_for_update()).one()
+            if effective_status(quote, u.now) == QuoteStatus.OPEN:
+                close_quote(u, quote, QuoteStatus.CANCELLED, None)
+                u.audit(account_id=quote.account_id, tenant_id=None, actor_id=None, actor="payment page",
+                        action=AuditAction.QUOTE_CANCELLED, target=f"quote:{quote.id}")
+
+        self.units.system_write(work)

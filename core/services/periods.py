@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from core import pricing
 from core.db import conflict_insert
+from core.kinds import AuditAction, OutboxKind
 from core.models import Account, Discount, Pool, Seat, Subscription
 from core.payments import SubscriptionItemChange, SubscriptionSync
 from core.periods import period_bounds
@@ -73,7 +74,7 @@ def roll_one_period(u: Unit, sub: Subscription) -> None:
     by_plan = {p.plan_code: p for p in pools}
     for pool in pools:
         if pool.removal_scheduled:
-            u.audit_ok(None, "seats.removed", f"pool:{pool.id}",
+            u.audit_ok(None, AuditAction.SEATS_REMOVED, f"pool:{pool.id}",
                        {"quantity": pool.removal_scheduled, "plan": pool.plan_code}, account_id=sub.account_id)
             pool.quantity -= pool.removal_scheduled
             pool.removal_scheduled = 0
@@ -92,15 +93,15 @@ def roll_one_period(u: Unit, sub: Subscription) -> None:
         seat.plan_since = boundary
         to_code = seat.downgrade_to
         seat.downgrade_to = None
-        u.outbox(account_id=sub.account_id, channel="chat", kind="downgrade_applied",
+        u.outbox(account_id=sub.account_id, kind=OutboxKind.DOWNGRADE_APPLIED,
                  user_id=seat.user_id, dedupe_key=f"downgrade:{seat.id}:{boundary.isoformat()}",
                  payload={"from_plan": from_code, "to_plan": to_code, "effective": boundary.isoformat()})
-        u.audit_ok(None, "seat.downgraded", f"user:{seat.user_id}", {"from": from_code, "to": to_code},
+        u.audit_ok(None, AuditAction.SEAT_DOWNGRADED, f"user:{seat.user_id}", {"from": from_code, "to": to_code},
                    account_id=sub.account_id)
     sub.period_number += 1
     sub.period_start, sub.period_end = period_bounds(sub.anchor_at, sub.interval, sub.period_number)
     s.flush()
-    u.audit_ok(None, "period.rolled_over", f"subscription:{sub.id}",
+    u.audit_ok(None, AuditAction.PERIOD_ROLLED_OVER, f"subscription:{sub.id}",
                {"interval": sub.interval, "start": sub.period_start.isoformat(),
                 "end": sub.period_end.isoformat()}, account_id=sub.account_id)
     queue_billing_sync(u, sub, f"rollover:{sub.id}:{sub.period_number}")
@@ -112,7 +113,7 @@ def queue_billing_sync(u: Unit, sub: Subscription, key: str) -> None:
     now, so that syncs delivered late or out of order still leave the latest state."""
     if not sub.external_ref:
         return
-    u.outbox(account_id=sub.account_id, channel="billing", kind="sync_subscription",
+    u.outbox(account_id=sub.account_id, kind=OutboxKind.SYNC_SUBSCRIPTION,
              dedupe_key=f"billing:{key}:{uuid.uuid4().hex[:12]}", payload={"subscription_id": sub.id})
 
 
@@ -138,7 +139,7 @@ class BillingPeriods:
         """What the subscription bills from its next renewal: bought seats less scheduled removals,
         with scheduled downgrades counted in their new plan."""
         s = u.s
-        account = s.get(Account, sub.account_id)
+        account = s.get_one(Account, sub.account_id)
         qty: dict[str, int] = {}
         for pool in s.scalars(select(Pool).where(Pool.subscription_id == sub.id)):
             qty[pool.plan_code] = qty.get(pool.plan_code, 0) + pool.quantity - pool.removal_scheduled

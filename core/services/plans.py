@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import overload
+
 from core.catalog import Catalog, Plan
 from core.views import PlanView
 
@@ -18,6 +20,10 @@ class PlanViews:
     def plans(self) -> list[PlanView]:
         return [self.plan_view(p) for p in self.catalog.all_plans()]
 
+    @overload
+    def name_or_none(self, code: str) -> str: ...
+    @overload
+    def name_or_none(self, code: str | None) -> str | None: ...
     def name_or_none(self, code: str | None) -> str | None:
         """A plan's name (an unknown code as it is; None for None)."""
         if code is None:

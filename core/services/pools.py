@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from fractions import Fraction
 from typing import TYPE_CHECKING, NamedTuple
@@ -10,7 +11,8 @@ from sqlalchemy import bindparam, func, select
 
 from core import pricing
 from core.catalog import INTERVALS
-from core.errors import InvalidInput, Message, NotFound, no_longer_held
+from core.errors import Message, NotFound, StaleSelection, no_longer_held
+from core.kinds import AuditAction
 from core.models import Pool, Seat, Subscription, User
 from core.services.periods import rate_at
 from core.services.plans import PlanViews
@@ -25,13 +27,10 @@ from core.services.shared import (
     term_filter,
 )
 from core.text import clean_text, parse_id, parse_ids
-from core.views import Actor, CallerView, Page, PoolView, UserRow
+from core.views import Actor, CallerView, Page, PageKey, PoolView, UserRow
 
 if TYPE_CHECKING:
     from core.unit_of_work import Unit, Units
-
-# Card data naming a row of a pool's order: ("after" | "at" | "before", (sort key, user id)).
-KEY_RELATIONS = ("after", "at", "before")
 
 NO_SUCH_POOL = Message("That license pool does not exist in your account (it may have been removed).")
 
@@ -98,7 +97,7 @@ def seats_of(u: Unit, pool: Pool, user_ids: list[int], *, lock: bool = False) ->
     seats = list(u.s.scalars(SEATS_OF[lock], {"pool": pool.id, "users": list(user_ids)}))
     if len(seats) != len(user_ids):
         missing = len(user_ids) - len(seats)
-        raise InvalidInput(no_longer_held(missing), stale=True)
+        raise StaleSelection(no_longer_held(missing))
     return seats
 
 
@@ -106,18 +105,7 @@ def assigned_count(u: Unit, pool_id: int) -> int:
     return u.s.scalar(select(func.count()).select_from(Seat).where(Seat.pool_id == pool_id)) or 0
 
 
-def page_key(key) -> tuple[str, tuple[str, int]] | None:
-    """A :data:`PageKey` as given by card data, checked (anything else: the page by its number)."""
-    if not (isinstance(key, tuple | list) and len(key) == 2 and key[0] in KEY_RELATIONS):
-        return None
-    rel, at = key
-    if not (isinstance(at, tuple | list) and len(at) == 2 and isinstance(at[0], str) and len(at[0]) <= 200
-            and isinstance(at[1], int) and not isinstance(at[1], bool) and 0 < at[1] < 2**31):  # (an INTEGER)
-        return None
-    return rel, (at[0], at[1])
-
-
-def _page_rows(s, sql, params: dict, pg: int, size: int, total: int, last: int, key):
+def _page_rows(s, sql, params: dict, pg: int, size: int, total: int, last: int, key: PageKey | None):
     """(the rows of the page, its number): by keyset when the card gave a key, else by number,
     its first row found over the index from the nearer end (no OFFSET over joined rows)."""
     if key is not None:
@@ -151,16 +139,17 @@ class Pools:
         self.units = units
         self.plans = plans
 
-    def view(self, u: Unit, pool: Pool, sub: Subscription, currency: str) -> PoolView:
+    def view(self, u: Unit, pool: Pool | PoolRow, sub: Subscription | SubscriptionRow, currency: str) -> PoolView:
         return self.views(u, [(pool, sub)], currency)[0]
 
-    def views(self, u: Unit, rows: list[tuple[Pool, Subscription]], currency: str) -> list[PoolView]:
+    def views(self, u: Unit, rows: Sequence[tuple[Pool | PoolRow, Subscription | SubscriptionRow]],
+              currency: str) -> list[PoolView]:
         """Views of several pools in a few grouped queries (not a few queries per pool)."""
         if not rows:
             return []
         s = u.s
         ids = [p.id for p, _ in rows]
-        assigned = dict(execute_core(s, _ASSIGNED, {"pools": ids}).all())
+        assigned = dict(execute_core(s, _ASSIGNED, {"pools": ids}).tuples().all())
         moves = execute_core(s, _DOWNGRADES, {"subscriptions": sorted({sub.id for _, sub in rows})}).all()
         down_out: dict[int, int] = {}
         down_in: dict[tuple[int, str], int] = {}
@@ -193,29 +182,29 @@ class Pools:
         return sorted(views, key=lambda v: (order.index(v.family), v.rank, INTERVALS.index(v.interval)))
 
     def list_pools(self, actor: Actor) -> list[PoolView]:
-        return self.units.query(actor, "pools.list", self._list_pools)
+        return self.units.query(actor, AuditAction.POOLS_LIST, self._list_pools)
 
     def pools_overview(self, actor: Actor) -> tuple[CallerView, list[PoolView]]:
         """The caller (an administrator) and the account's pools, read together (one transaction:
         ``require_admin`` then ``list_pools`` read the caller twice)."""
-        return self.units.query(actor, "pools.list", lambda u, caller: (caller, self._list_pools(u, caller)))
+        return self.units.query(actor, AuditAction.POOLS_LIST, lambda u, caller: (caller, self._list_pools(u, caller)))
 
     def pool(self, actor: Actor, pool_id) -> PoolView:
         def fn(u: Unit, caller: CallerView):
             pool, sub = pool_and_subscription(u, caller, pool_id)
             return self.view(u, pool, sub, caller.currency)
 
-        return self.units.query(actor, "pool.view", fn, target=f"pool:{pool_id}")
+        return self.units.query(actor, AuditAction.POOL_VIEW, fn, target=f"pool:{pool_id}")
 
-    def _pool_users(self, u: Unit, caller: CallerView, pool: Pool, query, page, page_size, *,
-                    clamp: bool = False, assigned: int | None = None, key=None) -> Page:
+    def _pool_users(self, u: Unit, caller: CallerView, pool: Pool | PoolRow, query, page, page_size, *,
+                    clamp: bool = False, assigned: int | None = None, key: object = None) -> Page:
         """``assigned``: the pool's seat count, read in this transaction already (the total when
         there is no search); ``key``: from the card, the rows after, at or before a row (keyset
-        paging, see :func:`page_key`), else the page is found by its number."""
+        paging: a :class:`~core.views.PageKey`, checked here), else the page is found by its number."""
         s = u.s
         q = clean_text(query, max_length=100, field="search text") or ""
         pg, size = page_args(page, page_size)
-        key = page_key(key)
+        checked = PageKey.of(key)
         terms = term_filter(caller.account_id, q, Seat.user_id)
         sql = pool_users_statements(*terms) if terms else _POOL_USERS
         if assigned is not None and not terms:
@@ -225,7 +214,8 @@ class Pools:
         last = max(0, -(-total // size) - 1)
         if clamp and pg > last:  # past the end (the pool shrank): the last page
             pg = last
-        rows, pg = _page_rows(s, sql, {"pool": pool.id, "now": u.now, "limit": size}, pg, size, total, last, key)
+        rows, pg = _page_rows(s, sql, {"pool": pool.id, "now": u.now, "limit": size}, pg, size, total, last,
+                              checked)
         items = [UserRow(id=r[0], name=r[1], email=r[2], plan_code=pool.plan_code, downgrade_to=r[3],
                          held_until=r[4], downgrade_to_name=self.plans.name_or_none(r[3])) for r in rows]
         return Page(items=items, total=total, page=pg, page_size=size, query=q,
@@ -233,18 +223,18 @@ class Pools:
                     last_key=(rows[-1][5], rows[-1][0]) if rows else None)
 
     def pool_users(self, actor: Actor, pool_id, *, query: str | None = None, page=0,
-                   page_size=PAGE_SIZE, key=None) -> Page:
+                   page_size=PAGE_SIZE, key: object = None) -> Page:
         """The users holding a seat of a pool, by name, paged and searchable by name or e-mail."""
         return self.units.query(
-            actor, "pool.users",
+            actor, AuditAction.POOL_USERS,
             lambda u, c: self._pool_users(u, c, load_pool(u, c, pool_id), query, page, page_size, key=key),
             target=f"pool:{pool_id}")
 
     def pool_page(self, actor: Actor, pool_id, *, query: str | None = None, page=0,
-                  page_size=PAGE_SIZE, key=None) -> tuple[PoolView, Page]:
+                  page_size=PAGE_SIZE, key: object = None) -> tuple[PoolView, Page]:
         """A pool and a page of its users, read together (one transaction: one consistent view); a
         page past the end (the pool shrank since the card was shown) gives the last page.
-        ``key``: the card's Next / Previous / same page (see :func:`page_key`)."""
+        ``key``: the card's Next / Previous / same page (a :class:`~core.views.PageKey`)."""
 
         def fn(u: Unit, caller: CallerView):
             pool, sub = pool_and_subscription(u, caller, pool_id)
@@ -252,7 +242,7 @@ class Pools:
             return view, self._pool_users(u, caller, pool, query, page, page_size, clamp=True,
                                           assigned=view.assigned, key=key)
 
-        return self.units.query(actor, "pool.users", fn, target=f"pool:{pool_id}")
+        return self.units.query(actor, AuditAction.POOL_USERS, fn, target=f"pool:{pool_id}")
 
     def pool_rows(self, actor: Actor, pool_id, user_ids: list[int]) -> list[UserRow]:
         """The given users who hold a seat of this pool (others dropped), each with the downgrade
@@ -261,7 +251,7 @@ class Pools:
         def fn(u: Unit, caller: CallerView):
             pool = load_pool(u, caller, pool_id)
             ids = parse_ids(list(user_ids)) if user_ids else []
-            rows = []
+            rows: list = []
             for chunk in chunks(ids):
                 rows += u.s.execute(select(User.id, User.name, User.email, Seat.downgrade_to, Seat.sort_key)
                                     .join(Seat, Seat.user_id == User.id)
@@ -270,4 +260,4 @@ class Pools:
             return [UserRow(id=r[0], name=r[1], email=r[2], plan_code=pool.plan_code, downgrade_to=r[3])
                     for r in rows]
 
-        return self.units.query(actor, "pool.rows", fn, target=f"pool:{pool_id}")
+        return self.units.query(actor, AuditAction.POOL_ROWS, fn, target=f"pool:{pool_id}")

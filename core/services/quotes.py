@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from core import pricing
 from core.catalog import INTERVALS, Plan
 from core.errors import HeldByQuote, InvalidInput, Message, NotAnUpgrade, NotFound, WrongFamily
+from core.kinds import AuditAction, QuoteKind, QuoteStatus
 from core.models import Account, Quote, QuoteHold, Subscription
 from core.payments import PaymentGateway
 from core.periods import add_intervals, period_containing
@@ -27,16 +28,15 @@ from core.services.quote_lifecycle import (
     quote_view,
     require_open,
 )
-from core.services.shared import MAX_CART_LINES, chunks, execute_core
+from core.services.shared import MAX_CART_LINES, chunks, execute_core, table_of
 from core.text import parse_ids, parse_quantity
-from core.unit_of_work import SYSTEM
-from core.views import Actor, CallerView, PlanView, QuoteView
+from core.views import SYSTEM, Actor, CallerView, PlanView, QuoteView
 
 if TYPE_CHECKING:
     from core.services.settlement import Settlement
     from core.unit_of_work import Unit, Units
 
-_HOLD_INSERT = insert(QuoteHold.__table__)
+_HOLD_INSERT = insert(table_of(QuoteHold))
 
 
 class Quotes:
@@ -75,7 +75,7 @@ class Quotes:
 
     @staticmethod
     def _new_quote(caller: CallerView, kind: str, now: datetime, expires_at: datetime, **kw) -> Quote:
-        return Quote(id=uuid.uuid4().hex, account_id=caller.account_id, kind=kind, status="open",
+        return Quote(id=uuid.uuid4().hex, account_id=caller.account_id, kind=kind, status=QuoteStatus.OPEN,
                      created_by=caller.user_id, created_at=now, priced_at=now, expires_at=expires_at,
                      currency=caller.currency, **kw)
 
@@ -92,7 +92,7 @@ class Quotes:
 
     def _price_upgrade(self, u: Unit, caller: CallerView, pool, user_ids: list[int], to_plan, now: datetime):
         s, catalog = u.s, u.catalog
-        sub = current(u, s.get(Subscription, pool.subscription_id), now)  # before reading the seats
+        sub = current(u, s.get_one(Subscription, pool.subscription_id), now)  # before reading the seats
         seats = seats_of(u, pool, user_ids)
         plan_a = catalog.plan(pool.plan_code)
         if not isinstance(to_plan, str) or not to_plan:
@@ -128,7 +128,7 @@ class Quotes:
             plan = u.catalog.plan(pool.plan_code)
             return [self.plans.plan_view(p) for p in u.catalog.higher_plans(plan) if p.currency == caller.currency]
 
-        return self.units.query(actor, "upgrade.options", fn, target=f"pool:{pool_id}")
+        return self.units.query(actor, AuditAction.UPGRADE_OPTIONS, fn, target=f"pool:{pool_id}")
 
     def quote_upgrade(self, actor: Actor, pool_id, user_ids, to_plan, *, request_id: int | None = None,
                       quote_id: str | None = None) -> QuoteView:
@@ -140,7 +140,7 @@ class Quotes:
             return self.upgrade_in(u, caller, pool_id, parse_ids(user_ids), to_plan, request_id, quote_id)
 
         try:
-            return self.units.command(actor, "quote.upgrade", fn, target=f"pool:{pool_id}")
+            return self.units.command(actor, AuditAction.QUOTE_UPGRADE, fn, target=f"pool:{pool_id}")
         except IntegrityError:  # a concurrent click with the same key created the quote first
             if quote_id is None:
                 raise
@@ -151,7 +151,7 @@ class Quotes:
         if quote_id is None:
             return None
         if not isinstance(quote_id, str) or len(quote_id) != 32 or quote_id.strip("0123456789abcdef"):
-            if kind == "upgrade":
+            if kind == QuoteKind.UPGRADE:
                 raise InvalidInput(Message("This card is not valid. Start again from the license pools."))
             raise InvalidInput(Message("This cart card is not valid. Start again from “buy”."))
         existing = u.s.get(Quote, quote_id)
@@ -166,7 +166,7 @@ class Quotes:
         """:meth:`quote_upgrade` in the unit's transaction (an approved request's quote)."""
         s, now = u.s, u.now
         pool = load_pool(u, caller, pool_id, lock=True)
-        existing = self._keyed_quote(u, caller, quote_id, "upgrade")  # (read under the pool's lock)
+        existing = self._keyed_quote(u, caller, quote_id, QuoteKind.UPGRADE)  # (read under the pool's lock)
         if existing is not None:
             return existing
         seats, sub, plan_a, plan_b, lines, line_dicts, renewal, disc = self._price_upgrade(
@@ -174,7 +174,7 @@ class Quotes:
         totals = pricing.totals(lines)
         due_now, carried = self._carry_split(u, caller, totals.due_now)
         quote = self._new_quote(
-            caller, "upgrade", now, min(now + self.quote_ttl, sub.period_end), pool_id=pool.id,
+            caller, QuoteKind.UPGRADE, now, min(now + self.quote_ttl, sub.period_end), pool_id=pool.id,
             from_plan=plan_a.code, to_plan=plan_b.code, user_ids=[seat.user_id for seat in seats],
             lines=line_dicts, discount_label=disc.label if disc else None,
             discount_percent=disc.percent_off if disc else None, gross=totals.gross, discount=totals.discount,
@@ -185,7 +185,7 @@ class Quotes:
         s.add(quote)
         s.flush()
         self._hold(u, quote, [seat.id for seat in seats], now)
-        u.audit_ok(caller, "quote.upgrade", f"quote:{quote.id}",
+        u.audit_ok(caller, AuditAction.QUOTE_UPGRADE, f"quote:{quote.id}",
                    {"pool": pool.id, "users": len(seats), "from": plan_a.code, "to": plan_b.code,
                     "due_now": due_now, "carried": carried, "renewal": renewal})
         return self.view(u, quote, payment=None, creator=caller)  # (new: no payment link yet)
@@ -196,13 +196,13 @@ class Quotes:
         (double click, replay) returns the quote created with that id instead of a second quote."""
 
         def fn(u: Unit, caller: CallerView):
-            existing = self._keyed_quote(u, caller, quote_id, "purchase")
+            existing = self._keyed_quote(u, caller, quote_id, QuoteKind.PURCHASE)
             if existing is not None:
                 return existing
             return self._quote_purchase(u, caller, lines, quote_id=quote_id)
 
         try:
-            return self.units.command(actor, "quote.purchase", fn)
+            return self.units.command(actor, AuditAction.QUOTE_PURCHASE, fn)
         except IntegrityError:  # a concurrent checkout of the same cart created the quote first
             if quote_id is None:
                 raise
@@ -235,7 +235,7 @@ class Quotes:
         def fn(u: Unit, caller: CallerView):
             return self._quote_purchase(u, caller, lines, persist=False)
 
-        return self.units.query(actor, "cart.preview", fn)
+        return self.units.query(actor, AuditAction.CART_PREVIEW, fn)
 
     def _quote_purchase(self, u: Unit, caller: CallerView, lines, *, persist: bool = True,
                         quote_id: str | None = None) -> QuoteView:
@@ -271,7 +271,7 @@ class Quotes:
                 renewal_total += renewal
         totals = pricing.totals(priced)
         due_now, carried = self._carry_split(u, caller, totals.due_now)
-        quote = self._new_quote(caller, "purchase", now, expires, lines=line_dicts, user_ids=[],
+        quote = self._new_quote(caller, QuoteKind.PURCHASE, now, expires, lines=line_dicts, user_ids=[],
                                 discount_label=d.label if d else None, discount_percent=d.percent_off if d else None,
                                 gross=totals.gross, discount=totals.discount, due_now=due_now, carried=carried,
                                 renewal_amount=renewal_total, renewal_date=renewal_date)
@@ -280,14 +280,14 @@ class Quotes:
         if persist:
             s.add(quote)
             s.flush()
-            u.audit_ok(caller, "quote.purchase", f"quote:{quote.id}",
+            u.audit_ok(caller, AuditAction.QUOTE_PURCHASE, f"quote:{quote.id}",
                        {"lines": [[p.code, i, q] for p, i, q in cart], "due_now": due_now, "carried": carried})
         return self.view(u, quote)
 
     # ------------------------------------------------------------------ one quote
 
     def quote(self, actor: Actor, quote_id) -> QuoteView:
-        return self.units.query(actor, "quote.view", lambda u, c: self.view(u, load_quote(u, c, quote_id)),
+        return self.units.query(actor, AuditAction.QUOTE_VIEW, lambda u, c: self.view(u, load_quote(u, c, quote_id)),
                                 target=f"quote:{quote_id}")
 
     def quote_snapshot(self, quote_id: str) -> QuoteView | None:
@@ -300,11 +300,11 @@ class Quotes:
         def fn(u: Unit, caller: CallerView):
             quote = load_quote(u, caller, quote_id, lock=True)
             require_open(u, quote)
-            close_quote(u, quote, "cancelled", caller.user_id)
-            u.audit_ok(caller, "quote.cancelled", f"quote:{quote.id}")
+            close_quote(u, quote, QuoteStatus.CANCELLED, caller.user_id)
+            u.audit_ok(caller, AuditAction.QUOTE_CANCELLED, f"quote:{quote.id}")
             return self.view(u, quote)
 
-        return self.units.command(actor, "quote.cancel", fn, target=f"quote:{quote_id}")
+        return self.units.command(actor, AuditAction.QUOTE_CANCEL, fn, target=f"quote:{quote_id}")
 
     def confirm_without_payment(self, actor: Actor, quote_id) -> QuoteView:
         """A quote with nothing due (e.g. a 100 % discount) is applied without a payment."""
@@ -315,22 +315,22 @@ class Quotes:
             if quote.due_now > 0:
                 raise InvalidInput(Message("This quote has an amount due: pay it through the payment link."))
             self.settlement.apply(u, quote, "none", None)
-            u.audit_ok(caller, "quote.confirmed", f"quote:{quote.id}")
+            u.audit_ok(caller, AuditAction.QUOTE_CONFIRMED, f"quote:{quote.id}")
             return self.view(u, quote)
 
-        return self.units.command(actor, "quote.confirm", fn, target=f"quote:{quote_id}")
+        return self.units.command(actor, AuditAction.QUOTE_CONFIRM, fn, target=f"quote:{quote_id}")
 
     def expire_quotes(self, limit: int = 200) -> int:
         """The expiry sweep: close the open quotes whose time ran out (status expired, seats freed,
         payment link closed at the provider, cards updated). Returns how many were closed."""
 
         def work(u: Unit) -> int:
-            due = u.s.scalars(select(Quote).where(Quote.status == "open", Quote.expires_at <= u.now)
+            due = u.s.scalars(select(Quote).where(Quote.status == QuoteStatus.OPEN, Quote.expires_at <= u.now)
                               .order_by(Quote.expires_at).limit(limit).with_for_update(skip_locked=True)).all()
             for quote in due:
-                close_quote(u, quote, "expired", None)
+                close_quote(u, quote, QuoteStatus.EXPIRED, None)
                 u.audit(account_id=quote.account_id, tenant_id=None, actor_id=None, actor=SYSTEM,
-                        action="quote.expired", target=f"quote:{quote.id}")
+                        action=AuditAction.QUOTE_EXPIRED, target=f"quote:{quote.id}")
             return len(due)
 
         return self.units.system_write(work)

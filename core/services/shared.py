@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import Integer, Select, String, and_, bindparam, exists, func, select, tuple_
+from sqlalchemy import CursorResult, Integer, Select, String, Table, and_, bindparam, exists, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput, Message
@@ -24,13 +25,18 @@ MAX_OUTBOX_ATTEMPTS = 25
 # for SQLAlchemy to compute its cache key (to find its compiled form): as much as running it on SQLite.
 
 
-def execute_core(s: Session, statement, params: dict | None = None):
+def execute_core(s: Session, statement, params: dict | list[dict] | None = None) -> CursorResult[Any]:
     """A Core statement (columns read, rows written: no ORM objects) run on the session's
     connection: a third of the cost of ``s.execute`` on the hot paths (no ORM compile state or
     result processing). Flushed first, as an ORM query autoflushes, so that it sees (and may name)
     what the transaction added."""
     s.flush()
     return s.connection().execute(statement, params)
+
+
+def table_of(model: type) -> Table:
+    """The Core table of a mapped class (what a Core insert of its rows is written against)."""
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
 
 
 def locked(q, lock: bool):

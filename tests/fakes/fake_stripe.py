@@ -1,4 +1,4 @@
-"""A fake of the part of Stripe's v1 API that ``gateways.stripe_gateway`` uses, over real HTTP.
+"""A fake of the part of Stripe's v1 API that ``payments.stripe.gateway`` uses, over real HTTP.
 
 It runs an aiohttp server on 127.0.0.1 (random free port) in a background thread with its own
 event loop, so the synchronous stripe SDK can call it from ordinary tests::

@@ -33,6 +33,7 @@ from core.payments import (
     SubscriptionItemChange,
     SubscriptionSync,
 )
+from payments.stripe import LINK_TRAITS
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class _Billed:
 
 class StripeGateway:
     name = "stripe"
+    link_traits = LINK_TRAITS
 
     def __init__(
         self,
