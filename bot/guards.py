@@ -29,10 +29,10 @@ from botframework.connector.auth import AuthenticateRequestResult, BotFrameworkA
 
 from bot import invoke
 from bot.auth import AuthUnavailable, Unauthorized, authenticate, check_bearer, is_loopback, local_service_url
-from bot.connector import FastDeserializer
 from bot.ratelimit import ACTION, SEARCH, RateLimited, RateLimiter, slow_down_text
 from bot.recent import Recent
 from bot.replies import answer, reply
+from bot.serialization import FastDeserializer
 from cards import common
 from cards.i18n import T
 from core.errors import InvalidInput, Message

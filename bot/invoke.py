@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from botbuilder.schema import InvokeResponse
 
-from bot.connector import SharedJson
+from bot.serialization import SharedJson
 from cards.i18n import T
 
 CARD = "application/vnd.microsoft.card.adaptive"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from botbuilder.core import CardFactory, MessageFactory, TurnContext
 from botbuilder.schema import Activity, ActivityTypes, InvokeResponse
 
-from bot.connector import SharedJson
+from bot.serialization import SharedJson
 
 
 async def reply(tc: TurnContext, card: dict) -> None:

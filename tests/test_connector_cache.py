@@ -198,7 +198,7 @@ def test_the_fast_serializer_writes_what_msrest_writes():
 
     from botbuilder.core import CardFactory, MessageFactory
 
-    from bot.connector import FastSerializer
+    from bot.serialization import FastSerializer
 
     stock = ConnectorClient(microsoft_app_credentials.MicrosoftAppCredentials.empty(), base_url="http://x/")._serialize
     fast = FastSerializer(stock.dependencies)

@@ -30,9 +30,10 @@ from yarl import URL
 
 from bot import invoke
 from bot.addresses import address_key, address_of
-from bot.connector import FastDeserializer, FastSerializer, SharedJson, SharedSession, _unshared
+from bot.connector import SharedSession
 from bot.handler import ActivityTurn
 from bot.notifier import Notifier
+from bot.serialization import FastDeserializer, FastSerializer, SharedJson, _unshared
 from core.errors import QuoteNotOpen
 from core.models import Payment, Pool, PostedCard, Subscription
 from core.views import ChatAddress

@@ -3,11 +3,8 @@ amounts carried to the next invoice. Naming it loads no SDK: ``gateway`` and ``r
 
 from __future__ import annotations
 
-from core.payments import LinkTraits
 from payments.provider import Provider, ProviderConfigError
-
-# A Checkout Session id is no credential (the receipt shows it); closing one is a call to Stripe.
-LINK_TRAITS = LinkTraits()
+from payments.stripe.traits import LINK_TRAITS
 
 
 def _gateway(settings):

@@ -33,7 +33,7 @@ from core.payments import (
     SubscriptionItemChange,
     SubscriptionSync,
 )
-from payments.stripe import LINK_TRAITS
+from payments.stripe.traits import LINK_TRAITS
 
 log = logging.getLogger(__name__)
 
