@@ -99,11 +99,13 @@ class UpgradeFlow(Flow):
             return self.steps.refused_step(turn, Verb.UPGRADE_QUOTE, NO_PLAN, choice.pool, self.tiers_card(
                 turn, PoolSelection(choice.pool, tuple(sel)), note=T(turn.reader)("tiers.missing")))
         started = self.lic.now()
-        quote = self.lic.quotes.quote_upgrade(turn.actor, choice.pool, sel, plan.strip(), quote_id=choice.qkey)
+        created = self.quotes.create(turn, lambda: self.lic.quotes.quote_upgrade(
+            turn.actor, choice.pool, sel, plan.strip(), quote_id=choice.qkey))
+        quote = created.quote
         note = None
         if quote.created_at < started or quote.status != QuoteStatus.OPEN:  # a second click of the same card
             note = T(turn.reader)("tiers.already")
-        return self.quotes.show_quote(turn, quote.id, note=note, view=quote)
+        return self.quotes.show_quote(turn, quote.id, note=note, created=created)
 
     def back_from_quote(self, turn: Turn, q: QuoteView) -> dict:
         """Back from an upgrade quote: its tier step, for the same users."""
