@@ -58,10 +58,10 @@ def cmd_export_audit(args) -> int:
     try:
         if args.out:
             with open(args.out, "w", encoding="utf-8", newline="") as fh:
-                lic.audit.export_audit_csv(args.account, fh)
+                lic.audit.export_csv(args.account, fh)
             print(f"Audit log of account {args.account} written to {args.out}.")
         else:
-            sys.stdout.write(lic.audit.export_audit_csv(args.account))
+            sys.stdout.write(lic.audit.export_csv(args.account))
     except NotFound as e:
         print(e.message, file=sys.stderr)
         return 1

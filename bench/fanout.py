@@ -67,12 +67,12 @@ async def _run(tenants: int, users: int, workdir: Path, timeout: float) -> dict:
         ready = time.monotonic()
         deadline = ready + timeout
         while time.monotonic() < deadline:
-            counts = await asyncio.to_thread(lic.outbox.outbox_counts)
+            counts = await asyncio.to_thread(lic.outbox.counts)
             if counts.get("pending", 0) == 0:
                 break
             await asyncio.sleep(0.05)
         done = time.monotonic()
-        counts = lic.outbox.outbox_counts()
+        counts = lic.outbox.counts()
         delivered = fake.deliveries()
         sends = [a for a in fake.accepted if a.kind in ("send", "reply")]
         wall = (sends[-1].at - sends[0].at) if sends else float("nan")

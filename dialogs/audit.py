@@ -38,9 +38,9 @@ class AuditFlow(Flow):
         with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
             caller: CallerView = self.lic.accounts.require_admin(turn.actor, AuditAction.AUDIT_LIST)
             page = PageRef.parse(data).page
-            pg: Page = self.lic.audit.audit_page(turn.actor, page=page)
+            pg: Page = self.lic.audit.page(turn.actor, page=page)
             if page and not pg.items and pg.total:  # the log is shorter than the card thought
-                pg = self.lic.audit.audit_page(turn.actor, page=pg.pages - 1)
+                pg = self.lic.audit.page(turn.actor, page=pg.pages - 1)
             refs = {(m[1], int(m[2])) for r in pg.items if (m := _REF.fullmatch(r.target or ""))}
             user_ids = sorted(i for kind, i in refs if kind == "user")
             users = ({u.id: u.name for u in self.lic.accounts.directory_rows(turn.actor, user_ids)}

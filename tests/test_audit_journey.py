@@ -337,7 +337,7 @@ async def test_a_refusal_is_said_in_the_readers_language_in_the_audit_and_its_cs
             "fr": ["id", "date", "locataire", "acteur", "action", "résultat", "cible", "message"]}[lang]
         messages = [r[7] for r in rows[1:]]
         assert said[lang] in messages and "Stored English text." in messages
-    assert said["en"] in desk.lic.audit.export_audit_csv(account_id)  # (the command line's export: English, as stored)
+    assert said["en"] in desk.lic.audit.export_csv(account_id)  # (the command line's export: English, as stored)
 
 
 # OWASP "CSV injection": a cell that begins with = + - @, a tab or a carriage return is a formula; spreadsheets
@@ -353,7 +353,7 @@ async def test_export_neutralises_formulas_behind_blanks_and_line_breaks(desk):
         {"account_id": account_id, "tenant_id": TENANT, "actor_id": None, "actor": value, "action": "seat.assign",
          "outcome": "refused", "target": value, "message": value, "detail": {}, "created_at": now}
         for value in SNEAKY_FORMULAS]))
-    rows = list(csv.reader(io.StringIO(desk.lic.audit.export_audit_csv(account_id))))
+    rows = list(csv.reader(io.StringIO(desk.lic.audit.export_csv(account_id))))
     cells = [r[i] for r in rows if r[4] == "seat.assign" for i in (3, 6, 7)]
     assert cells == ["'" + value for value in SNEAKY_FORMULAS for _ in range(3)]  # as typed, behind an apostrophe
     others = [c for r in rows[1:] if r[4] != "seat.assign" for c in r]

@@ -247,7 +247,7 @@ REFUSALS = [
     _case("whoami-unknown-user", lambda c: c.lic.accounts.whoami(NOT_A_USER), UnknownCaller, "whoami"),
     _case("pools-member", lambda c: c.lic.pools.list_pools(c.member), NotAdmin, "pools.list"),
     _case("pools-stranger", lambda c: c.lic.pools.list_pools(STRANGER), UnknownCaller, "pools.list"),
-    _case("export-member", lambda c: c.lic.audit.export_audit(c.member), NotAdmin, "audit.export"),
+    _case("export-member", lambda c: c.lic.audit.export(c.member), NotAdmin, "audit.export"),
     # --- quote_upgrade
     _case("upgrade-member", lambda c: c.lic.quotes.quote_upgrade(c.member, c.pools["eco"], [c.users["Lee Gu"]], "pro"),
           NotAdmin, "quote.upgrade"),
@@ -1018,7 +1018,7 @@ def test_the_core_never_reads_inside_an_address_ref(c):
     assert c.lic.addresses.any_address(account_id) == christie_at
     assert "chat:admin" in c.lic.addresses.account_admin_chat_ids(account_id)  # (she is no admin)
     c.lic.seats.assign(c.admin, c.users["Christie Gupta"], c.pools["eco"])
-    items = [i for i in c.lic.outbox.claim_outbox("w1") if i.user_id == c.users["Christie Gupta"]]
+    items = [i for i in c.lic.outbox.claim("w1") if i.user_id == c.users["Christie Gupta"]]
     assert items and all(i.address == christie_at for i in items)
     c.lic.addresses.record_posted_card(account_id, "quote", "q-opaque", "msg-opaque", admin_at)
     with c.db.read() as s:
@@ -1043,7 +1043,7 @@ def test_audit_log_records_changes_and_refusals(c):
     c.lic.seats.assign(c.admin, c.users["Christie Gupta"], c.pools["eco"])
     with pytest.raises(NotAdmin):
         c.lic.seats.assign(c.member, c.users["Debra Berg"], c.pools["eco"])
-    page = c.lic.audit.audit_page(c.admin2)
+    page = c.lic.audit.page(c.admin2)
     newest, ok = page.items[0], page.items[1]
     assert (newest.action, newest.outcome, newest.actor, newest.tenant_id) == ("seat.assign", "refused", "Lee Gu",
                                                                                TENANT)
@@ -1051,10 +1051,10 @@ def test_audit_log_records_changes_and_refusals(c):
     assert (ok.action, ok.outcome, ok.actor) == ("seat.assigned", "ok", "Alex Wilber")
     # another account's log is not shown
     c.lic.seats.assign(c.fab.admin, c.fab.user_ids[2], c.fab.pool_id)
-    assert "Fay Admin" not in {r.actor for r in c.lic.audit.audit_page(c.admin, page_size=50).items}
-    assert "Fay Admin" not in c.lic.audit.export_audit(c.admin)
+    assert "Fay Admin" not in {r.actor for r in c.lic.audit.page(c.admin, page_size=50).items}
+    assert "Fay Admin" not in c.lic.audit.export(c.admin)
     with pytest.raises(NotFound):
-        c.lic.audit.export_audit_csv(987654)
+        c.lic.audit.export_csv(987654)
 
 
 @pytest.mark.parametrize("name", ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx"])
@@ -1069,14 +1069,14 @@ def test_csv_export_neutralises_formulas(c, name):
     c.lic.seats.assign(evil, c.users["Christie Gupta"], c.pools["eco"])
     with pytest.raises(SeatAlreadyHeld):
         c.lic.seats.assign(evil, c.users["Christie Gupta"], c.pools["eco"])
-    text = c.lic.audit.export_audit(c.admin)
+    text = c.lic.audit.export(c.admin)
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["id", "created_at", "tenant_id", "actor", "action", "outcome", "target", "message"]
     mine = [r for r in rows[1:] if r[4] in ("seat.assigned", "seat.assign")]
     assert [(r[3], r[4], r[5]) for r in mine] == [("'" + name, "seat.assigned", "ok"),
                                                   ("'" + name, "seat.assign", "refused")]
     assert all(cell[:1] not in ("=", "+", "-", "@", "\t", "\r") for r in rows[1:] for cell in r[3:])
-    assert len(rows) - 1 == c.lic.audit.audit_page(c.admin).total
+    assert len(rows) - 1 == c.lic.audit.page(c.admin).total
 
 
 # ---------------------------------------------------------------------------- outbox delivery
@@ -1091,45 +1091,45 @@ def _queue_two(c):
 def test_outbox_claim_lease_and_done(c):
     ids = _queue_two(c)
     assert c.lic.addresses.save_address(TENANT.upper(), "00000000-0000-0000-0000-0000000000020", ChatAddress("x"))
-    items = c.lic.outbox.claim_outbox("w1")
+    items = c.lic.outbox.claim("w1")
     assert [i.id for i in items] == ids and all(i.attempts == 1 for i in items)
     assert {i.tenant_id for i in items} == {TENANT} and items[0].aad_object_id
-    assert c.lic.outbox.claim_outbox("w2") == []  # leased to w1
-    c.lic.outbox.outbox_done(ids[0], "w1")
-    c.lic.outbox.outbox_done(ids[1], "w2")  # not w2's lease: ignored
-    assert c.lic.outbox.outbox_counts() == {"sent": 1, "pending": 1}
+    assert c.lic.outbox.claim("w2") == []  # leased to w1
+    c.lic.outbox.done(ids[0], "w1")
+    c.lic.outbox.done(ids[1], "w2")  # not w2's lease: ignored
+    assert c.lic.outbox.counts() == {"sent": 1, "pending": 1}
     c.clock.advance(seconds=61)  # w1's lease ran out: the message is due again
-    again = c.lic.outbox.claim_outbox("w2")
+    again = c.lic.outbox.claim("w2")
     assert [(i.id, i.attempts) for i in again] == [(ids[1], 2)]
-    c.lic.outbox.outbox_done(ids[1], "w1")  # the crashed worker's late answer does not count
-    assert c.lic.outbox.outbox_counts() == {"sent": 1, "pending": 1}
-    c.lic.outbox.outbox_done(ids[1], "w2")
-    assert c.lic.outbox.outbox_counts() == {"sent": 2}
+    c.lic.outbox.done(ids[1], "w1")  # the crashed worker's late answer does not count
+    assert c.lic.outbox.counts() == {"sent": 1, "pending": 1}
+    c.lic.outbox.done(ids[1], "w2")
+    assert c.lic.outbox.counts() == {"sent": 2}
     assert outbox(c.db)[1].sent_at == c.clock.now
 
 
 def test_outbox_retry_and_give_up(c):
     mid = _queue_two(c)[0]
-    c.lic.outbox.claim_outbox("w", limit=1)
-    c.lic.outbox.outbox_retry(mid, "w", timedelta(seconds=30), "429 Too Many Requests")
-    assert c.lic.outbox.claim_outbox("w", limit=5)[0].id != mid  # the other one; this one waits
+    c.lic.outbox.claim("w", limit=1)
+    c.lic.outbox.retry(mid, "w", timedelta(seconds=30), "429 Too Many Requests")
+    assert c.lic.outbox.claim("w", limit=5)[0].id != mid  # the other one; this one waits
     c.clock.advance(seconds=31)
-    [item] = c.lic.outbox.claim_outbox("w", limit=5)
+    [item] = c.lic.outbox.claim("w", limit=5)
     assert (item.id, item.attempts) == (mid, 2)
     [m] = [m for m in outbox(c.db) if m.id == mid]
     assert m.last_error == "429 Too Many Requests"
     from core.services.shared import MAX_OUTBOX_ATTEMPTS
 
     for _ in range(MAX_OUTBOX_ATTEMPTS):
-        c.lic.outbox.outbox_retry(mid, "w", timedelta(0), "502")
-        c.lic.outbox.claim_outbox("w", limit=5)
-    assert c.lic.outbox.outbox_counts().get("failed") == 1
+        c.lic.outbox.retry(mid, "w", timedelta(0), "502")
+        c.lic.outbox.claim("w", limit=5)
+    assert c.lic.outbox.counts().get("failed") == 1
 
 
 def test_outbox_unreachable_marks_the_user(c):
     mid = _queue_two(c)[0]
-    c.lic.outbox.claim_outbox("w")
-    c.lic.outbox.outbox_unreachable(mid, "w", "403 bot blocked")
+    c.lic.outbox.claim("w")
+    c.lic.outbox.unreachable(mid, "w", "403 bot blocked")
     with c.db.read() as s:
         m = s.get(OutboxMessage, mid)
         assert (m.status, m.last_error) == ("unreachable", "403 bot blocked")

@@ -70,14 +70,14 @@ async def notifier_on(lic: Licensing, **kw):
 
 
 async def pending(lic: Licensing) -> int:
-    return (await asyncio.to_thread(lic.outbox.outbox_counts)).get("pending", 0)
+    return (await asyncio.to_thread(lic.outbox.counts)).get("pending", 0)
 
 
 async def until_drained(lic: Licensing, *, what: str = "the outbox to drain", also=lambda: True) -> None:
     deadline = time.monotonic() + WAIT
     while await pending(lic) or not also():
         if time.monotonic() >= deadline:
-            counts = await asyncio.to_thread(lic.outbox.outbox_counts)
+            counts = await asyncio.to_thread(lic.outbox.counts)
             raise AssertionError(f"gave up waiting for {what}: {counts}")
         await asyncio.sleep(0.05)
 
@@ -161,17 +161,17 @@ def test_claims_by_account_keep_each_account_with_one_worker(db_url):
     seeded = seed_outbox(lic, "http://127.0.0.1:9/", tenants=3, users=5)
     a1, a2, a3 = seeded.account_ids
     lease = timedelta(seconds=30)
-    got = lic.outbox.claim_outbox("A", channels=("chat",), lease=lease, per_account=2, max_accounts=2)
+    got = lic.outbox.claim("A", channels=("chat",), lease=lease, per_account=2, max_accounts=2)
     assert Counter(i.account_id for i in got) == {a1: 2, a2: 2}  # accounts in turn, 2 each
-    got_b = lic.outbox.claim_outbox("B", channels=("chat",), lease=lease, per_account=2)
+    got_b = lic.outbox.claim("B", channels=("chat",), lease=lease, per_account=2)
     assert {i.account_id for i in got_b} == {a3}  # A's accounts are A's while it holds a lease there
-    more = lic.outbox.claim_outbox("A", channels=("chat",), lease=lease, per_account=2, skip_accounts={a2})
+    more = lic.outbox.claim("A", channels=("chat",), lease=lease, per_account=2, skip_accounts={a2})
     assert {i.account_id for i in more} == {a1}  # its own first; a2 skipped (its lane is full)
-    lic.outbox.outbox_done_many([i.id for i in got + more], "A", hold=timedelta(seconds=1))
+    lic.outbox.done_many([i.id for i in got + more], "A", hold=timedelta(seconds=1))
     # B takes the rest of its own account, not yet A's: A sent there less than a second ago
-    assert {i.account_id for i in lic.outbox.claim_outbox("B", channels=("chat",), lease=lease, per_account=9)} == {a3}
+    assert {i.account_id for i in lic.outbox.claim("B", channels=("chat",), lease=lease, per_account=9)} == {a3}
     clock.advance(seconds=2)  # A's hold after its last sends is over (its other leases ran out too)
-    assert {i.account_id for i in lic.outbox.claim_outbox("B", channels=("chat",), lease=lease,
+    assert {i.account_id for i in lic.outbox.claim("B", channels=("chat",), lease=lease,
                                                           per_account=9)} == {a1, a2}
     lic.db.dispose()
 
@@ -181,15 +181,15 @@ def test_leases_are_renewed_only_by_their_holder_and_given_back_unattempted(db_u
     lic = core_on(db_url, clock)
     seed_outbox(lic, "http://127.0.0.1:9/", tenants=1, users=3)
     lease = timedelta(seconds=30)
-    items = lic.outbox.claim_outbox("A", channels=("chat",), lease=lease, per_account=3)
+    items = lic.outbox.claim("A", channels=("chat",), lease=lease, per_account=3)
     ids = [i.id for i in items]
     clock.advance(seconds=40)
-    assert lic.outbox.outbox_extend(ids[:1], "A", lease) == {ids[0]}  # ran out, nobody took it: still A's
-    taken = lic.outbox.claim_outbox("B", channels=("chat",), lease=lease, limit=5)
+    assert lic.outbox.extend(ids[:1], "A", lease) == {ids[0]}  # ran out, nobody took it: still A's
+    taken = lic.outbox.claim("B", channels=("chat",), lease=lease, limit=5)
     assert {i.id for i in taken} == set(ids[1:])
-    assert lic.outbox.outbox_extend(ids, "A", lease) == {ids[0]}  # B's now
-    lic.outbox.outbox_release(ids, "B")
-    again = lic.outbox.claim_outbox("C", channels=("chat",), lease=lease, limit=5)
+    assert lic.outbox.extend(ids, "A", lease) == {ids[0]}  # B's now
+    lic.outbox.release(ids, "B")
+    again = lic.outbox.claim("C", channels=("chat",), lease=lease, limit=5)
     assert {i.id: i.attempts for i in again} == dict.fromkeys(ids[1:], 2)  # B's claim did not count
     lic.db.dispose()
 
@@ -322,7 +322,7 @@ async def test_a_worker_whose_lease_ran_out_sends_nothing_another_took(db_url, f
         items = await slow._claim(10)
         assert len(items) == 3
         clock.advance(seconds=10)  # slow stalled: its leases ran out
-        taken = lic.outbox.claim_outbox("other-worker", channels=("chat",), limit=1)
+        taken = lic.outbox.claim("other-worker", channels=("chat",), limit=1)
         for item in items:
             slow.claims.deadlines[item.id] = 0.0  # what it knows of its leases: run out
             await slow.deliver(item)
@@ -342,7 +342,7 @@ async def test_a_failed_record_of_sends_is_written_again_not_sent_again(db_url, 
     recorded on a later round instead (their leases kept meanwhile)."""
     lic = core_on(db_url)
     seeded = seed_outbox(lic, fake.service_url, tenants=3, users=4)
-    done_many, failed = lic.outbox.outbox_done_many, []
+    done_many, failed = lic.outbox.done_many, []
 
     def flaky(ids, worker, **kw):
         if len(failed) < 3:  # the first rounds of records fail, as a database locked for long would
@@ -350,7 +350,7 @@ async def test_a_failed_record_of_sends_is_written_again_not_sent_again(db_url, 
             raise Busy(Message("The database is busy right now."))
         return done_many(ids, worker, **kw)
 
-    lic.outbox.outbox_done_many = flaky
+    lic.outbox.done_many = flaky
     async with notifier_on(lic, lease=timedelta(seconds=3)) as notifier, running(notifier):
         await until_drained(lic)
         await asyncio.sleep(3.5)  # past the lease: nothing is due again

@@ -216,7 +216,7 @@ def _pay_every_link(lic) -> None:
 
 def _outbox_cards(lic, router: Router) -> list[dict]:
     cards = []
-    for item in lic.outbox.claim_outbox("pseudo-test", limit=500):
+    for item in lic.outbox.claim("pseudo-test", limit=500):
         for render in (router.notification, router.card_update):
             card = render(item, "en-US")
             if card:

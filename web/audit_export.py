@@ -215,7 +215,7 @@ async def _stream_csv(request: web.Request, lic: Licensing, account_id: int, nam
 
     def produce():
         try:
-            lic.audit.export_audit_csv(account_id, out=writer, headers=csv_headers(lang),
+            lic.audit.export_csv(account_id, out=writer, headers=csv_headers(lang),
                                  say=T(lang).say)
             writer.flush()
             writer.put(_DONE)
@@ -292,7 +292,7 @@ async def export_audit(request: web.Request, lic: Licensing, links: ExportLinks)
                 "The audit download link has expired (links work for 10 minutes)."), target)
             return ("expired", 410), None
         try:
-            caller = lic.audit.authorize_audit_export(actor)  # NotAdmin / UnknownCaller: audited by the core
+            caller = lic.audit.authorize_export(actor)  # NotAdmin / UnknownCaller: audited by the core
         except (NotAdmin, UnknownCaller):
             return ("not_admin", 403), None
         if caller.account_id != claim.account_id:  # cannot happen: user_actor is scoped to the account

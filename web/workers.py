@@ -42,7 +42,7 @@ async def rollover_loop(lic: Licensing, every: float = 60.0) -> None:
 
 
 async def billing_sync_once(lic: Licensing, worker: str) -> int:
-    items = await asyncio.to_thread(lic.outbox.claim_outbox, worker, channels=(Channel.BILLING,), limit=10)
+    items = await asyncio.to_thread(lic.outbox.claim, worker, channels=(Channel.BILLING,), limit=10)
     for item in items:
         carry = None
         try:
@@ -61,21 +61,21 @@ async def billing_sync_once(lic: Licensing, worker: str) -> int:
                     await asyncio.to_thread(lic.gateway.sync_subscription, sync)
             else:  # a kind this version does not know: kept as failed, with why, never marked sent
                 log.error("billing message %s has an unknown kind %s", item.id, item.kind)
-                await asyncio.to_thread(lic.outbox.outbox_failed, item.id, worker, f"unknown kind {item.kind}")
+                await asyncio.to_thread(lic.outbox.failed, item.id, worker, f"unknown kind {item.kind}")
                 continue
         except PaymentProviderError as e:
             if carry is not None and e.answered:  # that key's answer is kept: the next attempt gets a new key
                 await asyncio.to_thread(lic.links.carry_answered, carry)
             if e.permanent:  # retrying as it is cannot help: kept as failed, with why, for an operator
                 log.error("billing message %s (%s) refused by the payment provider: %s", item.id, item.kind, e)
-                await asyncio.to_thread(lic.outbox.outbox_failed, item.id, worker, str(e))
+                await asyncio.to_thread(lic.outbox.failed, item.id, worker, str(e))
                 continue
-            await asyncio.to_thread(lic.outbox.outbox_retry, item.id, worker, backoff(item.attempts), str(e))
+            await asyncio.to_thread(lic.outbox.retry, item.id, worker, backoff(item.attempts), str(e))
         except Exception as e:
             log.exception("billing sync %s failed", item.id)
-            await asyncio.to_thread(lic.outbox.outbox_retry, item.id, worker, backoff(item.attempts), type(e).__name__)
+            await asyncio.to_thread(lic.outbox.retry, item.id, worker, backoff(item.attempts), type(e).__name__)
         else:
-            await asyncio.to_thread(lic.outbox.outbox_done, item.id, worker)
+            await asyncio.to_thread(lic.outbox.done, item.id, worker)
     return len(items)
 
 

@@ -46,7 +46,7 @@ class Claims:
         held here (a message re-claimed after its lease ran out while it waited is held once)."""
         started = time.monotonic()
         items = await asyncio.to_thread(
-            self.lic.outbox.claim_outbox, self.worker, channels=self.channels, limit=limit, lease=self.lease,
+            self.lic.outbox.claim, self.worker, channels=self.channels, limit=limit, lease=self.lease,
             per_account=per_account, max_accounts=max_accounts, skip_accounts=set(skip_accounts))
         deadline = started + self.lease.total_seconds()
         fresh = []
@@ -67,7 +67,7 @@ class Claims:
         if deadline is None or deadline - time.monotonic() >= seconds:
             return
         started = time.monotonic()
-        held = await asyncio.to_thread(self.lic.outbox.outbox_extend, [message_id], self.worker, self.lease)
+        held = await asyncio.to_thread(self.lic.outbox.extend, [message_id], self.worker, self.lease)
         if message_id not in held:
             raise LeaseLost(message_id)
         self.deadlines[message_id] = started + self.lease.total_seconds()
@@ -82,7 +82,7 @@ class Claims:
                 continue
             started = time.monotonic()
             try:
-                held = await asyncio.to_thread(self.lic.outbox.outbox_extend, ids, self.worker, self.lease)
+                held = await asyncio.to_thread(self.lic.outbox.extend, ids, self.worker, self.lease)
             except Exception:
                 log.exception("could not renew the leases of %d outbox message(s)", len(ids))
                 continue
@@ -98,9 +98,9 @@ class Claims:
             return
         if after is None:
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.lic.outbox.outbox_release, ids, self.worker)
+                await asyncio.to_thread(self.lic.outbox.release, ids, self.worker)
         else:
-            await asyncio.to_thread(self.lic.outbox.outbox_release, ids, self.worker, after=after)
+            await asyncio.to_thread(self.lic.outbox.release, ids, self.worker, after=after)
         for i in ids:
             self.deadlines.pop(i, None)
 
@@ -121,7 +121,7 @@ class Claims:
         while self._sent_queue:
             batch, self._sent_queue = self._sent_queue, []
             try:
-                await asyncio.to_thread(self.lic.outbox.outbox_done_many, [i for i, _ in batch], self.worker,
+                await asyncio.to_thread(self.lic.outbox.done_many, [i for i, _ in batch], self.worker,
                                         hold=self.hold)
             except Exception as e:  # noqa: BLE001 - e.g. the database locked for longer than its retries
                 failures += 1
@@ -142,7 +142,7 @@ class Claims:
         (renewed now, so that it outlasts the retry); the others' lanes hear of ``error``."""
         ids = [i for i, f in batch if not f.done()]
         try:
-            held = set(await asyncio.to_thread(self.lic.outbox.outbox_extend, ids, self.worker,
+            held = set(await asyncio.to_thread(self.lic.outbox.extend, ids, self.worker,
                                                self.lease)) if ids else set()
         except Exception:  # noqa: BLE001 - the database is still unavailable: keep them all, try again
             log.debug("could not renew the leases of sends waiting to be recorded", exc_info=True)

@@ -15,7 +15,7 @@ through the outbox (``available_at``; the lease is given back, nobody sleeps hol
 **Lanes.** Messages are delivered per account (its tenants share its budget), one at a
 time: a lane sends, records the result, then sends the next one. Throughput comes from many
 accounts in parallel and from pacing, not from many requests in flight for one tenant. The
-outbox is claimed by account with affinity (:meth:`core.services.outbox.Outbox.claim_outbox`):
+outbox is claimed by account with affinity (:meth:`core.services.outbox.Outbox.claim`):
 one worker at a time delivers for an account, so two processes never both send for a tenant
 (nor exceed its rate limit together).
 
@@ -217,17 +217,17 @@ class Notifier:
             failure = exc if isinstance(exc, SendFailure) else classify(exc)
             if failure.blocked:
                 log.info("outbox %s: user blocked the bot; marked unreachable", item.id)
-                await asyncio.to_thread(self.lic.outbox.outbox_unreachable, item.id, self.worker, failure.detail)
+                await asyncio.to_thread(self.lic.outbox.unreachable, item.id, self.worker, failure.detail)
                 return
             if not retryable(failure):
                 log.warning("outbox %s (%s) failed for good: %s", item.id, item.kind, failure.detail)
-                await asyncio.to_thread(self.lic.outbox.outbox_failed, item.id, self.worker, failure.detail)
+                await asyncio.to_thread(self.lic.outbox.failed, item.id, self.worker, failure.detail)
                 return
             if failure.status == 429 and failure.retry_after is not None:
                 self.pacer.pause(self.delivery.tenant_key(item), failure.retry_after)
             delay = retry_delay(item.attempts, failure.retry_after)
             log.warning("outbox %s (%s) failed: %s; retry in %.1fs", item.id, item.kind, failure.detail,
                         delay.total_seconds())
-            await asyncio.to_thread(self.lic.outbox.outbox_retry, item.id, self.worker, delay, failure.detail)
+            await asyncio.to_thread(self.lic.outbox.retry, item.id, self.worker, delay, failure.detail)
             return
         await self.claims.mark_sent(item.id)

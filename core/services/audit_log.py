@@ -45,7 +45,7 @@ class AuditLog:
         self.units = units
         self.accounts = accounts
 
-    def audit_page(self, actor: Actor, *, page=0, page_size=PAGE_SIZE) -> Page:
+    def page(self, actor: Actor, *, page=0, page_size=PAGE_SIZE) -> Page:
         def fn(u: Unit, caller: CallerView):
             s = u.s
             pg, size = page_args(page, page_size)
@@ -57,7 +57,7 @@ class AuditLog:
 
         return self.units.query(actor, AuditAction.AUDIT_LIST, fn)
 
-    def export_audit_csv(self, account_id: int, out: io.TextIOBase | None = None, *,
+    def export_csv(self, account_id: int, out: io.TextIOBase | None = None, *,
                          headers: list[str] | None = None, say=str) -> str:
         """The account's audit log as CSV, oldest first (streamed in batches). ``headers``: the
         column names in the reader's language; ``say``: says a refusal's Message in it."""
@@ -81,11 +81,11 @@ class AuditLog:
                 last = rows[-1].id
         return text.getvalue() if out is None else ""
 
-    def export_audit(self, actor: Actor) -> str:
+    def export(self, actor: Actor) -> str:
         caller = self.accounts.require_admin(actor, AuditAction.AUDIT_EXPORT)
-        return self.export_audit_csv(caller.account_id)
+        return self.export_csv(caller.account_id)
 
-    def authorize_audit_export(self, actor: Actor) -> CallerView:
+    def authorize_export(self, actor: Actor) -> CallerView:
         """An administrator downloading the audit log: re-checked now (NotAdmin, audited, if they
         no longer are one) and the download audited."""
 

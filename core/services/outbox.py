@@ -28,7 +28,7 @@ class Outbox:
         self.db = units.db
         self.now = units.now
 
-    def claim_outbox(self, worker: str, *, channels: tuple[str, ...] = tuple(Channel), limit: int = 50,
+    def claim(self, worker: str, *, channels: tuple[str, ...] = tuple(Channel), limit: int = 50,
                      lease: timedelta = timedelta(seconds=60), per_account: int | None = None,
                      max_accounts: int | None = None, skip_accounts: Collection[int] = ()) -> list[OutboxItem]:
         """Lease up to ``limit`` due messages to ``worker``. Several workers (even in several
@@ -122,7 +122,7 @@ class Outbox:
 
         return self.db.write(work)
 
-    def outbox_extend(self, message_ids: Collection[int], worker: str, lease: timedelta) -> set[int]:
+    def extend(self, message_ids: Collection[int], worker: str, lease: timedelta) -> set[int]:
         """Renew ``worker``'s lease on these messages for ``lease`` from now; the ids it still
         holds (pending and leased to it: a message another worker took once the lease ran out
         is not its own any more, and must not be sent by it)."""
@@ -139,7 +139,7 @@ class Outbox:
 
         return self.db.write(work) if ids else set()
 
-    def outbox_release(self, message_ids: Collection[int], worker: str, *, after: timedelta | None = None) -> None:
+    def release(self, message_ids: Collection[int], worker: str, *, after: timedelta | None = None) -> None:
         """Give back messages leased but not attempted (a worker stopping; a card its reader is
         acting on): due again at once, or ``after`` that, for any worker, and the claim does not
         count as an attempt."""
@@ -158,11 +158,11 @@ class Outbox:
         if ids:
             self.db.write(work)
 
-    def outbox_done(self, message_id: int, worker: str) -> None:
+    def done(self, message_id: int, worker: str) -> None:
         self._outbox_update(message_id, worker, status=OutboxStatus.SENT, sent_at=self.now(), locked_until=None)
 
-    def outbox_done_many(self, message_ids: Collection[int], worker: str, *, hold: timedelta | None = None) -> None:
-        """:meth:`outbox_done` for several messages in one transaction (the notifier's lanes
+    def done_many(self, message_ids: Collection[int], worker: str, *, hold: timedelta | None = None) -> None:
+        """:meth:`done` for several messages in one transaction (the notifier's lanes
         record their sends together: one commit instead of one per message). ``hold`` keeps the
         account with this worker that long after its last send (``locked_until`` of the sent
         message: claims by account skip it for other workers), so that an account changes
@@ -181,7 +181,7 @@ class Outbox:
         if ids:
             self.db.write(work)
 
-    def outbox_retry(self, message_id: int, worker: str, delay: timedelta, error: str) -> None:
+    def retry(self, message_id: int, worker: str, delay: timedelta, error: str) -> None:
         def work(s: Session):
             m = s.get(OutboxMessage, message_id)
             if m is None or m.locked_by != worker or m.status != OutboxStatus.PENDING:
@@ -195,12 +195,12 @@ class Outbox:
 
         self.db.write(work)
 
-    def outbox_failed(self, message_id: int, worker: str, error: str) -> None:
+    def failed(self, message_id: int, worker: str, error: str) -> None:
         """A delivery that cannot succeed (e.g. a request the Bot Connector refuses as
         malformed): failed at once, the error kept, not retried."""
         self._outbox_update(message_id, worker, status=OutboxStatus.FAILED, last_error=error[:500], locked_until=None)
 
-    def outbox_unreachable(self, message_id: int, worker: str, error: str) -> None:
+    def unreachable(self, message_id: int, worker: str, error: str) -> None:
         """The user blocked the bot: keep the record, stop retrying, mark the user."""
 
         def work(s: Session):
@@ -218,7 +218,7 @@ class Outbox:
             OutboxMessage.id == message_id, OutboxMessage.locked_by == worker,
             OutboxMessage.status == OutboxStatus.PENDING).values(**values)))
 
-    def outbox_counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, int]:
         with self.db.read() as s:
             return dict(s.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status))
                         .tuples().all())

@@ -15,7 +15,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
-        # an account's due messages, oldest first (claim_outbox(per_account=...))
+        # an account's due messages, oldest first (Outbox.claim(per_account=...))
         batch_op.create_index("ix_outbox_status_account_available", ["status", "account_id", "available_at"],
                               unique=False)
         # the leases running now (which accounts another worker holds)
