@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal, Self
 
 from core.errors import InvalidInput, Message
 from core.text import parse_id, parse_ids
+from core.views import PageKey
 
 MAX_SELECTION = 250  # users selected at once
 MAX_CART_LINES = 20
@@ -122,20 +123,24 @@ class PoolSelection(CardData):
 @dataclass(frozen=True)
 class UsersPage(CardData):
     """A page of a pool's users card: the page, the search it shows (``cq``), the selection made
-    on other pages (``sel``) and the ids on this page (``ids``: what its checkboxes can untick).
-    Its buttons that open the card afresh carry a :class:`PoolRef` or a :class:`PoolSelection`,
-    read as this with the other fields empty."""
+    on other pages (``sel``), the ids on this page (``ids``: what its checkboxes can untick) and
+    the row the page asked for is found by (``keyset``: Next after the last row shown, Previous
+    before the first, the card's other buttons from the first on; the core checks it again). A
+    ``keyset`` that is not a :class:`~core.views.PageKey` is dropped, not refused: the page is
+    then found by its number. Its buttons that open the card afresh carry a :class:`PoolRef` or
+    a :class:`PoolSelection`, read as this with the other fields empty."""
 
     pool: int
     page: int = 0
     cq: str = ""
     sel: tuple[int, ...] = ()
     ids: tuple[int, ...] = ()
+    keyset: PageKey | None = None
 
     @classmethod
     def parse(cls, data: dict) -> UsersPage:
         return cls(data_int(data, "pool", "pool"), page_of(data), text_of(data, "cq"),
-                   tuple(id_list(data.get("sel"))), tuple(id_list(data.get("ids"))))
+                   tuple(id_list(data.get("sel"))), tuple(id_list(data.get("ids"))), PageKey.of(data.get("keyset")))
 
 
 @dataclass(frozen=True)

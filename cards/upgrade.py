@@ -26,7 +26,7 @@ from cards.data import BuyStart, PoolRef, PoolSelection, QuoteRef, RemovalForm, 
 from cards.i18n import N_, Locale, T
 from cards.verbs import Dataset, Verb
 from core.kinds import PaymentStatus, QuoteKind, QuoteStatus
-from core.views import Page, PlanView, PoolView, QuoteView, UserRow
+from core.views import Page, PageKey, PlanView, PoolView, QuoteView, UserRow
 
 MAX_NAMES = 10
 # a quote's status, as its card says it (catalog keys)
@@ -90,7 +90,11 @@ def pool_users_card(locale: Locale, pool: PoolView, page: Page, selected: list[i
     on_page = set(page_ids)
     other = [i for i in selected if i not in on_page]
     checked = [str(i) for i in page_ids if i in set(selected)]
-    base = UsersPage(pool.id, page.page, page.query, tuple(other), tuple(page_ids))
+    # keyset paging (no offset to count): this page again from its first row, Previous before it,
+    # Next after the last row
+    first, last = page.first_key, page.last_key
+    base = UsersPage(pool.id, page.page, page.query, tuple(other), tuple(page_ids),
+                     PageKey("at", first) if first else None)
     interval = t.interval(pool.interval)
     heading = (t.plural("users.title_search", "total", plan=pool.plan_name, interval=interval, total=page.total,
                         query=page.query) if page.query else
@@ -117,11 +121,13 @@ def pool_users_card(locale: Locale, pool: PoolView, page: Page, selected: list[i
     body.append(text(f"{status} · {t.plural('users.selected', 'n', n=n_selected)}", subtle=True, size_="Small"))
     nav = []
     if page.has_prev:
-        nav.append(execute(t("btn.prev"), Verb.POOL_USERS, replace(base, page=page.page - 1)))
+        nav.append(execute(t("btn.prev"), Verb.POOL_USERS,
+                           replace(base, page=page.page - 1, keyset=PageKey("before", first) if first else None)))
     if page.has_next:
-        nav.append(execute(t("btn.next"), Verb.POOL_USERS, replace(base, page=page.page + 1)))
+        nav.append(execute(t("btn.next"), Verb.POOL_USERS,
+                           replace(base, page=page.page + 1, keyset=PageKey("after", last) if last else None)))
     if page.query:
-        nav.append(execute(t("btn.clear"), Verb.POOL_USERS, replace(base, page=0, cq="")))
+        nav.append(execute(t("btn.clear"), Verb.POOL_USERS, replace(base, page=0, cq="", keyset=None)))
     if n_selected:
         nav.append(execute(t("btn.clear_sel"), Verb.POOL_CLEAR, base))
     if nav:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,28 @@ class UserRow:
     downgrade_to_name: str | None = None
 
 
+class PageKey(NamedTuple):
+    """A row of a pool's users order that a users card's paging button names (keyset paging):
+    the rows after it (Next, from the last row shown), from it on (the same page again, from its
+    first row) or before it (Previous, from the first row). Never trusted: :meth:`of` checks one
+    given by card data."""
+
+    rel: Literal["after", "at", "before"]
+    row: tuple[str, int]  # (sort key, user id), as Page.first_key / last_key
+
+    @classmethod
+    def of(cls, value: object) -> PageKey | None:
+        """``value`` as a key when it is one (a user id within the 32-bit INTEGER column, a sort
+        key of at most 200 characters); anything else None: the page is then found by its number."""
+        if not (isinstance(value, tuple | list) and len(value) == 2 and value[0] in ("after", "at", "before")):
+            return None
+        rel, row = value
+        if not (isinstance(row, tuple | list) and len(row) == 2 and isinstance(row[0], str) and len(row[0]) <= 200
+                and isinstance(row[1], int) and not isinstance(row[1], bool) and 0 < row[1] < 2**31):
+            return None
+        return cls(rel, (row[0], row[1]))
+
+
 @dataclass(frozen=True)
 class Page:
     items: list
@@ -111,6 +134,10 @@ class Page:
     page: int
     page_size: int
     query: str = ""
+    # (sort key, user id) of the first and last row shown: the card's Previous and Next ask for
+    # the rows before and after them (keyset paging), the same page again for those from the first
+    first_key: tuple[str, int] | None = None
+    last_key: tuple[str, int] | None = None
 
     @property
     def pages(self) -> int:

@@ -119,11 +119,12 @@ class BuyFlow(Flow):
         if key is None or not cart:
             raise CardDataError(Message("This cart card is not valid, or its cart is empty. Start again with “buy”."))
         started = self.lic.now()
-        quote = self.lic.quotes.quote_purchase(turn.actor, cart, quote_id=key)
+        created = self.quotes.create(turn, lambda: self.lic.quotes.quote_purchase(turn.actor, cart, quote_id=key))
+        quote = created.quote
         note = None
         if quote.created_at < started or quote.status != QuoteStatus.OPEN:
             note = T(turn.reader)("purchase.already")
-        return self.quotes.show_quote(turn, quote.id, note=note)
+        return self.quotes.show_quote(turn, quote.id, note=note, created=created)
 
     # ------------------------------------------------------------------ notifications
 

@@ -17,6 +17,7 @@ from core.errors import DomainError, InvalidInput, Message, NotAdmin, NotFound, 
 from core.kinds import AuditAction, OutboxKind
 from core.licensing import Licensing
 from core.text import parse_quantity
+from core.views import PageKey
 from dialogs.base import MAX_SELECTION, CardDataError, Flow, Turn
 from dialogs.pool_steps import NO_PLAN, PoolSteps
 
@@ -115,7 +116,7 @@ class PoolAdminFlow(Flow):
         pool_id = page.pool
         sel = self.steps.selection(page, data)
         if not sel:
-            return self.steps.no_selection(turn, Verb.POOL_UNASSIGN, pool_id, page.cq, page.page)
+            return self.steps.no_selection(turn, Verb.POOL_UNASSIGN, page)
         with self.lic.units.reading(turn.actor):  # (one snapshot for the card)
             rows, stale = self.selected_rows(turn, Verb.POOL_UNASSIGN, pool_id, sel)
             if stale:
@@ -127,7 +128,7 @@ class PoolAdminFlow(Flow):
         chosen = PoolSelection.parse(data)
         pool_id, sel = chosen.pool, list(chosen.sel)
         if not sel:
-            return self.steps.no_selection(turn, Verb.UNASSIGN_CONFIRM, pool_id)
+            return self.steps.no_selection(turn, Verb.UNASSIGN_CONFIRM, UsersPage(pool_id))
         if len(sel) > MAX_SELECTION:
             raise CardDataError(Message("At most {n} users can be unassigned at once.", n=MAX_SELECTION))
         pool = self.lic.seats.unassign(turn.actor, pool_id, sel)
@@ -152,7 +153,7 @@ class PoolAdminFlow(Flow):
             if not sel:
                 pool = self.lic.pools.pool(turn.actor, pool_id)
                 if not 0 < pool.assigned <= MAX_SELECTION:
-                    return self.steps.no_selection(turn, Verb.DOWNGRADE_CHOOSE, pool_id, page.cq, page.page)
+                    return self.steps.no_selection(turn, Verb.DOWNGRADE_CHOOSE, page)
                 return self.downgrade_view(turn, pool_id, [], [])
             rows, stale = self.selected_rows(turn, Verb.DOWNGRADE_CHOOSE, pool_id, sel)
             if stale:
@@ -166,13 +167,13 @@ class PoolAdminFlow(Flow):
                                         "them in the pool's users card, in several rounds.", total=pool.assigned,
                                         n=MAX_SELECTION))
         ids: list[int] = []
-        page = 0
-        while True:
-            pg = self.lic.pools.pool_users(turn.actor, pool_id, page=page, page_size=PAGE)
+        page, after = 0, None
+        while True:  # (each page after the last row of the one before: keyset paging)
+            pg = self.lic.pools.pool_users(turn.actor, pool_id, page=page, page_size=PAGE, key=after)
             ids += [u.id for u in pg.items]
-            if not pg.has_next or len(ids) >= MAX_SELECTION:
+            if not pg.has_next or len(ids) >= MAX_SELECTION or pg.last_key is None:
                 return ids[:MAX_SELECTION]
-            page += 1
+            page, after = page + 1, PageKey("after", pg.last_key)
 
     def downgrade_schedule(self, turn: Turn, data: dict) -> dict:
         chosen = PoolSelection.parse(data)
@@ -189,10 +190,10 @@ class PoolAdminFlow(Flow):
             return self.refused(turn, Verb.DOWNGRADE_SCHEDULE, NO_PLAN, pool_id,
                                 self.downgrade_view(turn, pool_id, sel, rows, note=why))
         if who == "sel" and not sel:
-            return self.steps.no_selection(turn, Verb.DOWNGRADE_SCHEDULE, pool_id)
+            return self.steps.no_selection(turn, Verb.DOWNGRADE_SCHEDULE, UsersPage(pool_id))
         users = sel if who == "sel" else self.whole_pool(turn, pool_id)
         if not users:
-            return self.steps.no_selection(turn, Verb.DOWNGRADE_SCHEDULE, pool_id)
+            return self.steps.no_selection(turn, Verb.DOWNGRADE_SCHEDULE, UsersPage(pool_id))
         pool = self.lic.downgrades.schedule_downgrade(turn.actor, pool_id, users, plan.strip())
         return pool_admin.downgrade_done(turn.reader, pool, self.lic.plan_views.plan_name(plan.strip()), users)
 
@@ -200,7 +201,7 @@ class PoolAdminFlow(Flow):
         chosen = PoolSelection.parse(data)
         pool_id, sel = chosen.pool, list(chosen.sel)
         if not sel:
-            return self.steps.no_selection(turn, Verb.DOWNGRADE_CANCEL, pool_id)
+            return self.steps.no_selection(turn, Verb.DOWNGRADE_CANCEL, UsersPage(pool_id))
         if len(sel) > MAX_SELECTION:
             raise CardDataError(Message("At most {limit:,} users can be selected at once.", limit=MAX_SELECTION))
 

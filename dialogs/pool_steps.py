@@ -6,11 +6,12 @@ constructor to the flows that need it (dialogs/flows.py)."""
 from __future__ import annotations
 
 from cards import upgrade
-from cards.data import MAX_SELECTION, CardDataError, PoolRef, UsersPage, id_list, page_of, text_of
+from cards.data import MAX_SELECTION, CardDataError, UsersPage, id_list
 from cards.i18n import T
 from core.errors import DomainError, InvalidInput, Message, StaleSelection
 from core.kinds import AuditAction
 from core.licensing import Licensing
+from core.views import PageKey
 from dialogs.base import Recovery, Turn
 
 NO_USER = Message("No user was selected.")
@@ -41,10 +42,16 @@ class PoolSteps:
         return sel
 
     def users_page(self, turn: Turn, pool_id: int, query: str, page: int, sel: list[int],
-                   note: str | None = None) -> dict:
+                   note: str | None = None, *, keyset: PageKey | None = None) -> dict:
+        """``keyset``: the row the card's button names (:attr:`UsersPage.keyset`): the page is found
+        by it, over the index (else by its number)."""
         with self.lic.units.reading(turn.actor):  # (one snapshot; joins the step's unit if it opened one)
-            pool, pg = self.lic.pools.pool_page(turn.actor, pool_id, query=query, page=page)
+            pool, pg = self.lic.pools.pool_page(turn.actor, pool_id, query=query, page=page, key=keyset)
         return upgrade.pool_users_card(turn.reader, pool, pg, sel, note=note)
+
+    def page_again(self, turn: Turn, page: UsersPage, sel: list[int], note: str | None = None) -> dict:
+        """The page a users card's button was clicked on (its search, number and keyset), with ``sel``."""
+        return self.users_page(turn, page.pool, page.cq, page.page, sel, note, keyset=page.keyset)
 
     def refused_step(self, turn: Turn, verb: str, why: Message, pool_id: int, card: dict) -> dict:
         """A step asked without what it needs (no user selected, no plan chosen): the card to
@@ -53,15 +60,15 @@ class PoolSteps:
         self.lic.audit.record_refusal(turn.actor, AuditAction.card(verb), InvalidInput(why), f"pool:{pool_id}")
         return card
 
-    def no_selection(self, turn: Turn, verb: str, pool_id: int, query: str = "", page: int = 0) -> dict:
-        """Nobody selected: the users card again, saying so (the refusal audited)."""
-        card = self.users_page(turn, pool_id, query, page, [], note=T(turn.reader)("users.empty_selection"))
-        return self.refused_step(turn, verb, NO_USER, pool_id, card)
+    def no_selection(self, turn: Turn, verb: str, page: UsersPage) -> dict:
+        """Nobody selected: the page clicked on again, saying so (the refusal audited)."""
+        card = self.page_again(turn, page, [], note=T(turn.reader)("users.empty_selection"))
+        return self.refused_step(turn, verb, NO_USER, page.pool, card)
 
     def stale_pool(self, turn: Turn, data: dict, error: DomainError) -> dict | None:
         """Some selected users lost their seat meanwhile: the pool as it is now, nobody selected."""
         if "pool" not in data:
             return None
-        pool_id = PoolRef.parse(data).pool
-        pool, page = self.lic.pools.pool_page(turn.actor, pool_id, query=text_of(data, "cq"), page=page_of(data))
+        at = UsersPage.parse(data)  # (a selection's narrower shapes read as a page with the other fields empty)
+        pool, page = self.lic.pools.pool_page(turn.actor, at.pool, query=at.cq, page=at.page, key=at.keyset)
         return upgrade.pool_users_card(turn.reader, pool, page, [], note=error.message)

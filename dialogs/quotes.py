@@ -8,6 +8,7 @@ it for its kind of quote (:meth:`QuoteFlow.on_back`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from cards import common, upgrade
 from cards.data import QuoteRef
@@ -20,6 +21,14 @@ from core.views import QuoteView
 from dialogs.base import Flow, Turn
 
 BackStep = Callable[[Turn, QuoteView], dict]  # (turn, the quote just cancelled) -> the card before it
+
+
+class Created(NamedTuple):
+    """A quote as its step just wrote it, and the chat ids of the account's administrators (the
+    card's ``admins``), read in the same transaction."""
+
+    quote: QuoteView
+    admins: list[str]
 
 
 class QuoteFlow(Flow):
@@ -39,15 +48,28 @@ class QuoteFlow(Flow):
         """Back from a quote of this kind shows ``step``'s card."""
         self.back_steps[kind] = step
 
+    def create(self, turn: Turn, make: Callable[[], QuoteView]) -> Created:
+        """The quote ``make`` writes (a core command) and whom its card is kept live for, read in
+        the quote's own write unit (one transaction, not a second one for the card's ``admins``)."""
+
+        def step() -> Created:
+            q = make()
+            return Created(q, self.admins(q.account_id))
+
+        return self.lic.units.writing(turn.actor, step)
+
     def show_quote(self, turn: Turn, quote_id: str, note: str | None = None, *,
-                   view: QuoteView | None = None) -> dict:
+                   created: Created | None = None) -> dict:
         """The quote card (any kind), with its payment link created on first show, and the card
         remembered so that it can be updated in place once paid (with the link, in one
-        transaction, when the link is created now). ``view``: the quote as just written (the
-        quote is not read again)."""
-        with self.lic.units.reading(turn.actor):  # (the quote and whom its card is kept live for, together)
-            q = view if view is not None else self.lic.quotes.quote(turn.actor, quote_id)
-            admins = self.admins(q.account_id)
+        transaction, when the link is created now). ``created``: the quote as just written, with
+        its admins (:meth:`create`: nothing is read again)."""
+        if created is not None:
+            q, admins = created
+        else:
+            with self.lic.units.reading(turn.actor):  # (the quote and whom its card is kept live for, together)
+                q = self.lic.quotes.quote(turn.actor, quote_id)
+                admins = self.admins(q.account_id)
         posted = (turn.message_ref, turn.address) if turn.message_ref and turn.address else None
         if q.status == QuoteStatus.OPEN and q.due_now > 0 and not q.payment_url:
             try:  # (outside any unit: it calls the payment provider between its transactions)

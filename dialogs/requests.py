@@ -81,11 +81,11 @@ class RequestsFlow(Flow):
     def approve(self, turn: Turn, data: dict) -> dict:
         rid = RequestRef.parse(data).request
         try:
-            quote = self.lic.requests.approve_request(turn.actor, rid)
+            created = self.quotes.create(turn, lambda: self.lic.requests.approve_request(turn.actor, rid))
         except RequestClosed:  # someone decided first (audited by the core)
             return self.decided(turn, rid)
         turn.shows("request", rid)  # the approved request's card, on this message, is its quote (card_update)
-        return self.quotes.show_quote(turn, quote.id)
+        return self.quotes.show_quote(turn, created.quote.id, created=created)
 
     def _stale(self, turn: Turn, verb: str, r: RequestView) -> dict:
         note = cards.already_note(turn.reader, r)

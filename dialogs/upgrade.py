@@ -52,7 +52,7 @@ class UpgradeFlow(Flow):
 
     def pool_users(self, turn: Turn, data: dict) -> dict:
         page = UsersPage.parse(data)
-        return self.steps.users_page(turn, page.pool, page.cq, page.page, self.steps.selection(page, data))
+        return self.steps.page_again(turn, page, self.steps.selection(page, data))
 
     def pool_search(self, turn: Turn, data: dict) -> dict:
         page = UsersPage.parse(data)
@@ -61,11 +61,11 @@ class UpgradeFlow(Flow):
     def pool_pick(self, turn: Turn, data: dict) -> dict:
         page = UsersPage.parse(data)
         sel = self.steps.selection(page, data, with_pick=True)
-        return self.steps.users_page(turn, page.pool, page.cq, page.page, sel)
+        return self.steps.page_again(turn, page, sel)
 
     def pool_clear(self, turn: Turn, data: dict) -> dict:
         page = UsersPage.parse(data)
-        return self.steps.users_page(turn, page.pool, page.cq, page.page, [])
+        return self.steps.page_again(turn, page, [])
 
     def search_pool_users(self, turn: Turn, ref: str, query: str, skip: int, top: int) -> list[dict]:
         pool_id = int(ref)
@@ -78,7 +78,7 @@ class UpgradeFlow(Flow):
         page = UsersPage.parse(data)
         sel = self.steps.selection(page, data)
         if not sel:
-            return self.steps.no_selection(turn, Verb.UPGRADE_TIERS, page.pool, page.cq, page.page)
+            return self.steps.no_selection(turn, Verb.UPGRADE_TIERS, page)
         return self.tiers_card(turn, PoolSelection(page.pool, tuple(sel)), note=note)
 
     def tiers_card(self, turn: Turn, chosen: PoolSelection, note: str | None = None) -> dict:
@@ -93,17 +93,19 @@ class UpgradeFlow(Flow):
         choice = TierChoice.parse(data)
         sel = self.steps.selection(UsersPage(choice.pool, sel=choice.sel), {})  # (at most MAX_SELECTION)
         if not sel:
-            return self.steps.no_selection(turn, Verb.UPGRADE_QUOTE, choice.pool)
+            return self.steps.no_selection(turn, Verb.UPGRADE_QUOTE, UsersPage(choice.pool))
         plan = data.get("plan")
         if not isinstance(plan, str) or not plan.strip():
             return self.steps.refused_step(turn, Verb.UPGRADE_QUOTE, NO_PLAN, choice.pool, self.tiers_card(
                 turn, PoolSelection(choice.pool, tuple(sel)), note=T(turn.reader)("tiers.missing")))
         started = self.lic.now()
-        quote = self.lic.quotes.quote_upgrade(turn.actor, choice.pool, sel, plan.strip(), quote_id=choice.qkey)
+        created = self.quotes.create(turn, lambda: self.lic.quotes.quote_upgrade(
+            turn.actor, choice.pool, sel, plan.strip(), quote_id=choice.qkey))
+        quote = created.quote
         note = None
         if quote.created_at < started or quote.status != QuoteStatus.OPEN:  # a second click of the same card
             note = T(turn.reader)("tiers.already")
-        return self.quotes.show_quote(turn, quote.id, note=note, view=quote)
+        return self.quotes.show_quote(turn, quote.id, note=note, created=created)
 
     def back_from_quote(self, turn: Turn, q: QuoteView) -> dict:
         """Back from an upgrade quote: its tier step, for the same users."""

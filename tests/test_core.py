@@ -595,6 +595,35 @@ def test_pool_users_are_paged_by_20_without_overlap(c):
     assert all(u.plan_code == "eco" for p in pages for u in p.items)
 
 
+def test_pool_users_keyset_pages_are_the_numbered_pages(c):
+    """Next (after the last row), Previous (before the first) and the same page again (at the
+    first) give the rows of the numbered pages, whichever end a numbered page is counted from."""
+    pool = c.pools["eco"]
+    by_number = [c.lic.pools.pool_users(c.admin, pool, page=p, page_size=5) for p in range(5)]
+    assert [len(p.items) for p in by_number] == [5, 5, 5, 5, 4]
+    ids = [[u.id for u in p.items] for p in by_number]
+    page, walked = by_number[0], [ids[0]]
+    while page.has_next:
+        page = c.lic.pools.pool_users(c.admin, pool, page=page.page + 1, page_size=5, key=("after", page.last_key))
+        walked.append([u.id for u in page.items])
+    assert walked == ids and page.page == 4
+    while page.has_prev:
+        page = c.lic.pools.pool_users(c.admin, pool, page=page.page - 1, page_size=5, key=("before", page.first_key))
+        assert [u.id for u in page.items] == ids[page.page]
+    assert page.page == 0
+    again = c.lic.pools.pool_users(c.admin, pool, page=3, page_size=5, key=["at", list(by_number[3].first_key)])
+    assert [u.id for u in again.items] == ids[3] and again.page == 3
+    # Previous from the second page when the first lost a row: the first page, full
+    short = c.lic.pools.pool_users(c.admin, pool, page=0, page_size=5, key=("before", by_number[1].first_key))
+    assert short.page == 0 and [u.id for u in short.items] == ids[0]
+    # a key past the end (the pool shrank): its last page; a key that is not one: the page by number
+    past = c.lic.pools.pool_users(c.admin, pool, page=9, page_size=5, key=("after", ("\uffff", 2**31 - 1)))
+    assert [u.id for u in past.items] == ids[4] and past.page == 4
+    for bad in (("after", ["x"]), ("sideways", ("a", 1)), ("at", (1, "a")), ("at", ("a", True)), "after",
+                ("after", ("a", 2**31))):  # (a user id is a 32-bit INTEGER on PostgreSQL)
+        assert [u.id for u in c.lic.pools.pool_users(c.admin, pool, page=2, page_size=5, key=bad).items] == ids[2]
+
+
 def test_directory_is_paged_and_sorted_by_name(c):
     pages = [c.lic.accounts.directory(c.admin, page=p) for p in range(4)]
     assert [len(p.items) for p in pages] == [20, 20, 20, 1]  # 60 demo users + the outsider

@@ -16,6 +16,7 @@ from cards import data as card_data
 from cards.i18n import STRINGS, SUPPORTED, T
 from cards.verbs import SPECS, Verb
 from core.kinds import AuditAction, Channel, OutboxKind, Outcome
+from core.views import PageKey
 from dialogs.router import Router, Turn
 from web.workers import BILLING_KINDS
 
@@ -58,12 +59,14 @@ def test_every_outbox_kind_has_whoever_delivers_it(demo):
 
 
 def test_the_core_queues_outbox_kinds_only_by_their_enum():
-    """``Unit.outbox`` takes an :class:`OutboxKind` (its channel comes from it): no literal."""
-    found = [(path, node.lineno) for path, node in _calls(("core",)) if _name(node.func) == "outbox"
+    """``Unit.outbox`` and ``Unit.outbox_many`` take an :class:`OutboxKind` (its channel comes
+    from it): no literal."""
+    queued = [(path, node) for path, node in _calls(("core",)) if _name(node.func) in ("outbox", "outbox_many")]
+    assert {_name(node.func) for _, node in queued} == {"outbox", "outbox_many"}
+    found = [(path, node.lineno) for path, node in queued
              for kw in node.keywords if kw.arg == "kind" and _is_literal(kw.value)]
     assert not found, found
-    assert not [(path, node.lineno) for path, node in _calls(("core",)) if _name(node.func) == "outbox"
-                and any(kw.arg == "channel" for kw in node.keywords)]
+    assert not [(path, node.lineno) for path, node in queued if any(kw.arg == "channel" for kw in node.keywords)]
 
 
 # ---------------------------------------------------------------------------- audit actions
@@ -140,6 +143,8 @@ def _sample(cls: type[card_data.CardData]) -> list[card_data.CardData]:
         kind = f.type
         if f.name == "back":
             full[f.name] = "list"
+        elif kind.startswith("PageKey"):
+            full[f.name] = PageKey("after", ("abc", 7))
         elif "tuple[CartLine" in kind:
             full[f.name] = (card_data.CartLine("eco", "month", 2), card_data.CartLine("pro", "year", "3"))
         elif kind.startswith("tuple[int"):
@@ -184,6 +189,17 @@ def test_card_data_refuses_what_is_not_its_shape(cls):
         pytest.skip("no field of this shape can be malformed")
     with pytest.raises(card_data.CardDataError):
         cls.parse({**data, **tampered} if tampered else {})
+
+
+def test_a_users_page_keyset_that_is_not_one_falls_back_to_the_page_number():
+    """A malformed ``keyset`` (as the core's check refuses it: a shape, relation or sort key that
+    is not one, a user id outside the 32-bit INTEGER column) is dropped, the rest of the page read."""
+    page = card_data.UsersPage(4, 2, "ann", (1,), (2, 3), PageKey("before", ("ann", 3)))
+    assert card_data.UsersPage.parse(json.loads(json.dumps(page.to_data()))) == page
+    for bad in (["after", ["x"]], ["sideways", ["a", 1]], ["at", [1, "a"]], ["at", ["a", True]], "after",
+                ["after", ["a", 2**31]], ["after", ["a", 0]], ["at", ["a" * 201, 1]], {"rel": "at"}, None):
+        parsed = card_data.UsersPage.parse({**page.to_data(), "keyset": bad})
+        assert parsed == dataclasses.replace(page, keyset=None), bad
 
 
 def _buttons(card: dict):

@@ -51,7 +51,8 @@ async def test_cards_of_a_10000_user_pool_stay_small_and_valid(desk):
     first = (await alex.act(pools, pool_button(pools, "Eco", "monthly"))).expect_card()
     assert heading_of(first) == f"Eco (monthly): {POOL_SIZE} users" and "Page 1 of 500" in text_of(first)
     shown["users: first page"] = first
-    next_data = find_action(first, "Next")["data"]
+    # a page chosen by its number (the Next button's keyset left out: it would name page 2's rows)
+    next_data = {k: v for k, v in find_action(first, "Next")["data"].items() if k != "keyset"}
     middle = (await alex.execute("pool.users", dict(next_data, page=249), message_id=first.message_id)).expect_card()
     assert "Page 250 of 500" in text_of(middle)
     shown["users: middle page"] = middle

@@ -13,7 +13,7 @@ import core.services.accounts as accounts
 from cards.verbs import Verb
 from core.errors import InvalidInput, Message, NoFreeSeat, NotAdmin
 from core.models import AuditEvent, Seat
-from core.views import Actor
+from core.views import Actor, ChatAddress
 from dialogs.router import Router, Turn
 
 MEGAN = "00000000-0000-0000-0000-0000000000021"
@@ -167,6 +167,22 @@ def test_the_tiers_card_action_runs_in_one_transaction(demo, db, admin, monkeypa
     with counting(db, monkeypatch) as seen:
         router.on_action(Turn(admin), Verb.UPGRADE_TIERS, {"pool": eco.id, "sel": users})
     assert seen == {"transactions": 1, "callers": 1}
+
+
+def test_the_upgrade_quote_action_reads_its_admins_in_the_quotes_own_transaction(demo, db, admin, monkeypatch):
+    """Upgrade: the quote written with whom its card is kept live for (the card's ``admins``),
+    then the payment link's read and its write: three transactions (the admins were a fourth)."""
+    lic = demo
+    router = Router(lic)
+    lic.addresses.save_address(admin.tenant_id, admin.aad_object_id, ChatAddress("<opaque>", chat_user_id="29:alex"))
+    eco = _pool(lic, admin, "eco")
+    users = [u.id for u in lic.pools.pool_users(admin, eco.id, page_size=2).items]
+    data = {"pool": eco.id, "sel": users, "qkey": "ab" * 16, "plan": "pro"}
+    with counting(db, monkeypatch) as seen:
+        card = router.on_action(Turn(admin), Verb.UPGRADE_QUOTE, data)
+    assert seen == {"transactions": 3, "callers": 2}
+    assert card["refresh"]["userIds"] == ["29:alex"]
+    assert lic.quotes.quote(admin, "ab" * 16).payment_url  # (the link was made in those three)
 
 
 def test_the_request_card_refresh_runs_in_one_transaction(demo, db, admin, monkeypatch):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, false, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from core.errors import DomainNotApproved, InvalidInput, Message, NotFound, UnknownCaller
 from core.kinds import AuditAction
 from core.models import Account, AccountDomain, AccountTenant, Pool, Seat, User, UserTerm
-from core.services.shared import MAX_PAGE_SIZE, PAGE_SIZE, page_args, term_filter
+from core.services.shared import MAX_PAGE_SIZE, PAGE_SIZE, execute_core, page_args, term_filter
 from core.text import clean_text, parse_id, search_terms, sort_key
 from core.views import Actor, CallerView, Page, UserRow
 
@@ -28,7 +28,7 @@ def resolve_caller(s: Session, actor: Actor) -> CallerView:
     if not isinstance(actor, Actor) or not actor.tenant_id or not actor.aad_object_id:
         raise UnknownCaller(Message("I could not tell who you are. Please open License Desk from Microsoft Teams."),
                             reason="anonymous")
-    row = s.execute(_CALLER, {"tenant": actor.tenant_id.lower(), "aad": actor.aad_object_id}).first()
+    row = execute_core(s, _CALLER, {"tenant": actor.tenant_id.lower(), "aad": actor.aad_object_id}).first()
     if row is None:
         known = s.scalar(select(AccountTenant.account_id).where(AccountTenant.tenant_id == actor.tenant_id.lower()))
         if known is None:
@@ -46,6 +46,20 @@ def resolve_caller(s: Session, actor: Actor) -> CallerView:
     user_id, name, email, role, account_id, account_name, currency = row  # (columns: no ORM objects to build)
     return CallerView(account_id=account_id, account_name=account_name, currency=currency, user_id=user_id,
                       name=name, email=email, role=role, tenant_id=actor.tenant_id.lower())
+
+
+def _from_row(s: Session, conds, offset: int, total: int) -> list:
+    """The condition "from the row at ``offset`` on" (by name): that row's key found over the
+    index (account, sort key, id) alone, counted from the nearer end, so that a page far down a
+    large directory costs no OFFSET over whole rows."""
+    if offset <= 0:
+        return []
+    keys = select(User.sort_key, User.id).where(*conds).limit(1)
+    if offset <= total // 2:
+        first = s.execute(keys.order_by(User.sort_key, User.id).offset(offset)).first()
+    else:
+        first = s.execute(keys.order_by(User.sort_key.desc(), User.id.desc()).offset(total - 1 - offset)).first()
+    return [tuple_(User.sort_key, User.id) >= tuple_(*first)] if first else [false()]
 
 
 def whom_to_ask(s: Session, account_id: int) -> tuple[str | None, dict]:
@@ -113,8 +127,9 @@ class Accounts:
             pg, size = page_args(page, page_size)
             conds = [User.account_id == caller.account_id, *term_filter(caller.account_id, q, User.id)]
             total = s.scalar(select(func.count()).select_from(User).where(*conds)) or 0
-            users = s.execute(select(User.id, User.name, User.email).where(*conds)
-                              .order_by(User.sort_key, User.id).limit(size).offset(pg * size)).all()
+            users = s.execute(select(User.id, User.name, User.email)
+                              .where(*conds, *_from_row(s, conds, pg * size, total))
+                              .order_by(User.sort_key, User.id).limit(size)).all() if pg * size < total else []
             held: dict[int, list[str]] = {}
             if users:
                 for uid, code in s.execute(select(Seat.user_id, Pool.plan_code).join(Pool, Pool.id == Seat.pool_id)

@@ -9,17 +9,25 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.db import conflict_insert
 from core.models import AccountTenant, DeliveryAddress, PostedCard, User, address_columns
+from core.services.shared import execute_core, table_of
 from core.views import Actor, ChatAddress
 
 if TYPE_CHECKING:
     from core.unit_of_work import Unit, Units
 
 ANSWERING = timedelta(seconds=30)  # longer than Teams waits for an invoke's answer (~10-15 s)
+
+_POSTED_CARD_INSERT = insert(table_of(PostedCard))
+# the posted cards a message shows, of the actor's account (read on every card action: built once)
+_MESSAGE_CARDS = (select(PostedCard.id, PostedCard.subject, PostedCard.subject_id, PostedCard.answering_until)
+                  .where(PostedCard.message_ref == bindparam("message"),
+                         PostedCard.account_id == select(AccountTenant.account_id)
+                         .where(AccountTenant.tenant_id == bindparam("tenant")).scalar_subquery()))
 
 
 class Addresses:
@@ -62,9 +70,10 @@ class Addresses:
         exists_ = u.s.scalar(select(PostedCard.id).where(PostedCard.subject == subject,
                                                          PostedCard.subject_id == str(subject_id),
                                                          PostedCard.message_ref == message_ref))
-        if exists_ is None:
-            u.s.add(PostedCard(account_id=account_id, subject=subject, subject_id=str(subject_id),
-                               message_ref=message_ref, created_at=u.now, **address_columns(address)))
+        if exists_ is None:  # (a row of columns: no ORM object to flush)
+            execute_core(u.s, _POSTED_CARD_INSERT, {"account_id": account_id, "subject": subject,
+                                                    "subject_id": str(subject_id), "message_ref": message_ref,
+                                                    "created_at": u.now, **address_columns(address)})
 
     def record_posted_card(self, account_id: int, subject: str, subject_id: str, message_ref: str,
                            address: ChatAddress) -> None:
@@ -75,10 +84,7 @@ class Addresses:
     def _message_cards(u: Unit, actor: Actor, message_ref: str):
         tenant = actor.tenant_id.lower() if isinstance(actor, Actor) and actor.tenant_id else ""
         of_account = select(AccountTenant.account_id).where(AccountTenant.tenant_id == tenant)
-        rows = u.s.execute(select(PostedCard.id, PostedCard.subject, PostedCard.subject_id,
-                                  PostedCard.answering_until)
-                           .where(PostedCard.message_ref == message_ref,
-                                  PostedCard.account_id == of_account.scalar_subquery())).all() if tenant else []
+        rows = execute_core(u.s, _MESSAGE_CARDS, {"message": message_ref, "tenant": tenant}).all() if tenant else []
         return rows, of_account
 
     def message_answering(self, actor: Actor, message_ref: str | None) -> bool:

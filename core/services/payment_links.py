@@ -82,11 +82,10 @@ class PaymentLinks:
                 if quote.due_now <= 0:
                     raise InvalidInput(Message("Nothing is due on this quote: confirm it instead of paying."))
                 existing = u.s.scalars(QUOTE_PAYMENT, {"quote": quote.id}).first()
-                if existing:
-                    view = self.quotes.view(u, quote)
-                else:
+                view = self.quotes.view(u, quote, payment=existing, creator=caller)
+                if not existing:
                     account = u.s.get_one(Account, caller.account_id)
-                    request = self._payment_request(u, quote, account)
+                    request = self._payment_request(view, quote, account)
             if existing:
                 return view, False
             if self.gateway is None:
@@ -111,10 +110,12 @@ class PaymentLinks:
                 s = u.s
                 q = load_quote(u, caller, quote_id, lock=True)
                 require_open(u, q)
-                if s.scalars(QUOTE_PAYMENT, {"quote": q.id}).first() is None:
-                    s.add(Payment(quote_id=q.id, provider=link.provider, external_id=link.external_id, url=link.url,
-                                  status=PaymentStatus.PENDING, amount=q.due_now, currency=q.currency, created_at=u.now,
-                                  updated_at=u.now))
+                payment = s.scalars(QUOTE_PAYMENT, {"quote": q.id}).first()
+                if payment is None:
+                    payment = Payment(quote_id=q.id, provider=link.provider, external_id=link.external_id,
+                                      url=link.url, status=PaymentStatus.PENDING, amount=q.due_now,
+                                      currency=q.currency, created_at=u.now, updated_at=u.now)
+                    s.add(payment)
                     s.flush()
                     u.audit_ok(caller, AuditAction.PAYMENT_LINK_CREATED, f"quote:{q.id}",
                                {"provider": link.provider, "amount": q.due_now})
@@ -122,7 +123,9 @@ class PaymentLinks:
                     with contextlib.suppress(IntegrityError), s.begin_nested():
                         self.addresses.posted_card_in(u, q.account_id, "quote", q.id, *posted_card)
                         s.flush()
-                return self.quotes.view(u, q), posted_card is not None
+                # (its users as read before the link was made: the quote's users do not change)
+                return (self.quotes.view(u, q, payment=payment, creator=caller, users=list(view.users)),
+                        posted_card is not None)
 
             try:
                 return units.writing(actor, store)
@@ -133,8 +136,8 @@ class PaymentLinks:
             units.refuse(actor, AuditAction.PAYMENT_LINK, e, target)
             raise
 
-    def _payment_request(self, u: Unit, quote: Quote, account: Account) -> PaymentRequest:
-        view = self.quotes.view(u, quote)
+    @staticmethod
+    def _payment_request(view: QuoteView, quote: Quote, account: Account) -> PaymentRequest:
         desc = billed_as(view)
         lines = tuple(PaymentLine(f"{ln.kind} {ln.quantity} × {ln.plan_name}", ln.amount) for ln in view.lines)
         return PaymentRequest(quote_id=quote.id, account_id=account.id, account_name=account.name,

@@ -18,6 +18,7 @@ from core.kinds import AuditAction, OutboxKind
 from core.models import Account, Discount, Pool, Seat, Subscription
 from core.payments import SubscriptionItemChange, SubscriptionSync
 from core.periods import period_bounds
+from core.services.shared import execute_core
 
 if TYPE_CHECKING:
     from core.unit_of_work import Unit, Units
@@ -33,9 +34,14 @@ def discount_at(s: Session, account_id: int, t: datetime) -> Discount | None:
     return s.scalars(_DISCOUNT_AT, {"account": account_id, "at": t, "after": t}).first()
 
 
+_PERCENT_AT = _DISCOUNT_AT.with_only_columns(Discount.percent_off)
+
+
 def rate_at(s: Session, account_id: int, t: datetime) -> Fraction:
-    d = discount_at(s, account_id, t)
-    return pricing.discount_rate(d.percent_off if d else None)
+    """The rate to pay at ``t`` after the discount then in force (its percentage only: read as a
+    column, not a Discount)."""
+    percent = execute_core(s, _PERCENT_AT, {"account": account_id, "at": t, "after": t}).first()
+    return pricing.discount_rate(percent[0] if percent else None)
 
 
 def current(u: Unit, sub: Subscription, now: datetime | None = None) -> Subscription:

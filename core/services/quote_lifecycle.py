@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, delete, func, select
 from core.errors import HeldByQuote, Message, NotFound, QuoteNotOpen
 from core.kinds import AuditAction, OutboxKind, OutboxStatus, PaymentStatus, QuoteKind, QuoteStatus, RequestStatus
 from core.models import OutboxMessage, Payment, PostedCard, Quote, QuoteHold, UpgradeRequest, User
-from core.services.shared import chunks, locked
+from core.services.shared import chunks, execute_core, locked
 from core.text import fold
 from core.views import CallerView, QuoteLineView, QuoteView, RenewalView, UserRow
 
@@ -88,20 +88,32 @@ def billed_as(view: QuoteView) -> str:
     return "Licenses: " + ", ".join(f"{ln.quantity} × {ln.plan_name} ({ln.interval}ly)" for ln in view.lines)
 
 
-def quote_view(u: Unit, plans: PlanViews, quote: Quote) -> QuoteView:
+_UNREAD = object()  # (what quote_view is not told it reads)
+
+
+def quote_view(u: Unit, plans: PlanViews, quote: Quote, *, payment=_UNREAD, creator: CallerView | None = None,
+               users: list[UserRow] | None = None) -> QuoteView:
+    """The quote as a view. What the caller has in hand already is not read again: ``payment``
+    (its Payment row, or None: read in this transaction or just written), ``creator`` (the caller,
+    when they created it) and ``users`` (its users' rows, from a view of this quote in this turn)."""
     s = u.s
     plan_name = plans.name_or_none
-    users: list[UserRow] = []
-    if quote.user_ids:
+    if users is None and quote.user_ids:
         found = {}
         for chunk in chunks(quote.user_ids):
-            for r in s.execute(_USER_ROWS, {"users": chunk}):
+            for r in execute_core(s, _USER_ROWS, {"users": chunk}):
                 found[r[0]] = r
         users = [UserRow(id=uid, name=found[uid][1], email=found[uid][2], plan_code=quote.from_plan)
                  for uid in quote.user_ids if uid in found]
         users.sort(key=lambda u: (fold(u.name), u.id))
-    payment = s.scalars(QUOTE_PAYMENT, {"quote": quote.id}).first() if quote.id else None
-    creator = s.execute(_USER_NAME, {"user": quote.created_by}).first()  # (only the name: not the whole user)
+    users = users or []
+    if payment is _UNREAD:
+        payment = s.scalars(QUOTE_PAYMENT, {"quote": quote.id}).first() if quote.id else None
+    if creator is not None and creator.user_id == quote.created_by:
+        creator_name = creator.name
+    else:  # (only the name: not the whole user)
+        row = execute_core(s, _USER_NAME, {"user": quote.created_by}).first()
+        creator_name = row[0] if row else ""
     lines = [QuoteLineView(
         kind=ln["kind"], plan_code=ln["plan_code"], plan_name=plan_name(ln["plan_code"]),
         interval=ln["interval"], quantity=ln["quantity"], unit_price=ln["unit_price"], fraction=ln["fraction"],
@@ -127,7 +139,7 @@ def quote_view(u: Unit, plans: PlanViews, quote: Quote) -> QuoteView:
         renewals[ln.period_end] = renewals.get(ln.period_end, 0) + ln.renewal_amount
     return QuoteView(
         id=quote.id, kind=quote.kind, status=effective_status(quote, u.now), account_id=quote.account_id,
-        currency=quote.currency, created_by=quote.created_by, created_by_name=creator[0] if creator else "",
+        currency=quote.currency, created_by=quote.created_by, created_by_name=creator_name,
         created_at=quote.created_at, priced_at=quote.priced_at, expires_at=quote.expires_at,
         pool_id=quote.pool_id, from_plan=quote.from_plan, from_plan_name=plan_name(quote.from_plan),
         to_plan=quote.to_plan, to_plan_name=plan_name(quote.to_plan), interval=interval, users=users,

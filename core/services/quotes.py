@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from core import pricing
@@ -28,13 +28,15 @@ from core.services.quote_lifecycle import (
     quote_view,
     require_open,
 )
-from core.services.shared import MAX_CART_LINES, chunks
+from core.services.shared import MAX_CART_LINES, chunks, execute_core, table_of
 from core.text import parse_ids, parse_quantity
 from core.views import SYSTEM, Actor, CallerView, PlanView, QuoteView
 
 if TYPE_CHECKING:
     from core.services.settlement import Settlement
     from core.unit_of_work import Unit, Units
+
+_HOLD_INSERT = insert(table_of(QuoteHold))
 
 
 class Quotes:
@@ -46,8 +48,9 @@ class Quotes:
         self.gateway = gateway
         self.quote_ttl = quote_ttl
 
-    def view(self, u: Unit, quote: Quote) -> QuoteView:
-        return quote_view(u, self.plans, quote)
+    def view(self, u: Unit, quote: Quote, **known) -> QuoteView:
+        """``known``: what :func:`quote_view` need not read again (payment, creator, users)."""
+        return quote_view(u, self.plans, quote, **known)
 
     def minimum_charge(self, currency: str) -> int:
         """The smallest amount the payment provider collects through a link (1: any amount)."""
@@ -61,9 +64,9 @@ class Quotes:
         for chunk in chunks(seat_ids):
             s.execute(delete(QuoteHold).where(QuoteHold.seat_id.in_(chunk)))  # stale holds only (checked above)
         try:
-            with s.begin_nested():
-                s.add_all(QuoteHold(seat_id=sid, quote_id=quote.id, expires_at=quote.expires_at) for sid in seat_ids)
-                s.flush()
+            with s.begin_nested():  # (rows of columns in one statement: no ORM objects to flush)
+                execute_core(s, _HOLD_INSERT, [{"seat_id": sid, "quote_id": quote.id, "expires_at": quote.expires_at}
+                                              for sid in seat_ids])
         except IntegrityError:  # another transaction held them first (PostgreSQL, concurrent quotes)
             check_not_held(u, seat_ids, now, by=quote.created_by)
             raise HeldByQuote(None, now + self.quote_ttl, "") from None
@@ -185,7 +188,7 @@ class Quotes:
         u.audit_ok(caller, AuditAction.QUOTE_UPGRADE, f"quote:{quote.id}",
                    {"pool": pool.id, "users": len(seats), "from": plan_a.code, "to": plan_b.code,
                     "due_now": due_now, "carried": carried, "renewal": renewal})
-        return self.view(u, quote)
+        return self.view(u, quote, payment=None, creator=caller)  # (new: no payment link yet)
 
     def quote_purchase(self, actor: Actor, lines, *, quote_id: str | None = None) -> QuoteView:
         """Price a cart: ``lines`` is a list of {plan, interval, quantity}. ``quote_id`` (32 hex

@@ -181,11 +181,10 @@ class Settlement:
             source.removal_scheduled = min(source.removal_scheduled, source.quantity - assigned_count(u, source.id))
             target.quantity += n
             touched[sub.id] = sub
-            for uid in quote.user_ids:
-                u.outbox(account_id=quote.account_id, kind=OutboxKind.LICENSE_UPGRADED, user_id=uid,
-                         dedupe_key=f"quote:{quote.id}:user:{uid}",
-                         payload={"quote_id": quote.id, "from_plan": quote.from_plan, "to_plan": quote.to_plan,
-                                  "effective": now.isoformat()})
+            u.outbox_many(account_id=quote.account_id, kind=OutboxKind.LICENSE_UPGRADED,
+                          payload={"quote_id": quote.id, "from_plan": quote.from_plan, "to_plan": quote.to_plan,
+                                   "effective": now.isoformat()},
+                          users={f"quote:{quote.id}:user:{uid}": uid for uid in quote.user_ids})
         else:
             for ln in quote.lines:
                 of_interval = select(Subscription).where(Subscription.account_id == quote.account_id,
