@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from core.catalog import Catalog
 from core.db import Database
-from core.errors import DomainError, Message, NotAdmin
+from core.errors import Busy, DomainError, Message, NotAdmin
 from core.kinds import OutboxKind, OutboxStatus, Outcome
 from core.models import AccountTenant, AuditEvent, OutboxMessage, User
 from core.payments import LinkTraits
@@ -52,6 +52,8 @@ class Unit:
         self.write = write
         self.actor = actor
         self.refusals: list[tuple[Actor | None, str, DomainError, str | None]] = []
+        # the commands that joined this unit: refused together if the unit itself cannot commit
+        self.commands: list[tuple[Actor, str, str | None]] = []
         self._callers: dict[Actor, CallerView] = {}
 
     def caller(self, actor: Actor, admin: bool) -> CallerView:
@@ -194,6 +196,11 @@ class Units:
 
         try:
             return self.db.write(attempt)
+        except Busy as e:  # the database stayed locked through every retry: each command that joined was refused
+            if last and not e._refusal_audited:
+                last[0].refusals.extend((a, action, e, target) for a, action, target in last[0].commands)
+                e._refusal_audited = True
+            raise
         finally:
             if last:
                 self._audit_refusals(last[0].refusals)
@@ -213,6 +220,7 @@ class Units:
                 raise
         if not unit.write:
             raise RuntimeError(f"{action} writes: it cannot join a read unit (open a write unit for the step)")
+        unit.commands.append((actor, action, None if target is None else str(target)))
         with unit.s.begin_nested():  # (a refusal rolls back this operation only)
             return self._run(unit, actor, action, fn, admin, target)
 

@@ -8,10 +8,11 @@ from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.exc import OperationalError
 
 import core.services.accounts as accounts
 from cards.verbs import Verb
-from core.errors import InvalidInput, Message, NoFreeSeat, NotAdmin
+from core.errors import Busy, InvalidInput, Message, NoFreeSeat, NotAdmin
 from core.models import AuditEvent, Seat
 from core.views import Actor, ChatAddress
 from dialogs.router import Router, Turn
@@ -193,3 +194,28 @@ def test_the_request_card_refresh_runs_in_one_transaction(demo, db, admin, monke
     with counting(db, monkeypatch) as seen:
         router.on_action(Turn(admin), Verb.REQUEST_REFRESH, {"request": req.id})
     assert seen == {"transactions": 1, "callers": 1}
+
+
+def test_a_write_unit_the_database_cannot_commit_audits_each_command_that_joined_it(demo, db, admin, monkeypatch):
+    """Busy after every retry (a lasting lock): nothing the unit did is kept, and each command
+    that joined it is audited as refused by it, as a command of its own transaction would be."""
+    lic = demo
+    pro = _pool(lic, admin, "pro", "year")
+    user = _free_user(lic, admin, pro)
+    write, locked = db.write, [True]
+
+    def locked_through_every_retry(fn, **kw):  # (the unit's own transaction; the audit after it goes through)
+        if not locked or not locked.pop():
+            return write(fn, **kw)
+
+        def then_busy(s):
+            fn(s)
+            raise OperationalError("COMMIT", {}, Exception("database is locked"))
+        return write(then_busy, attempts=1)
+
+    monkeypatch.setattr(db, "write", locked_through_every_retry)
+    with pytest.raises(Busy):
+        lic.units.writing(admin, lambda: lic.seats.assign(admin, user, pro.id))
+    assert _seat_of(db, user) == []
+    refused = _audits(db, "seat.assign", "refused")
+    assert [(r.target, r.detail["code"]) for r in refused] == [(f"user:{user}", Busy.code)]
