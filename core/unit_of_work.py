@@ -197,7 +197,7 @@ class Units:
         try:
             return self.db.write(attempt)
         except Busy as e:  # the database stayed locked through every retry: each command that joined was refused
-            if last and not e._refusal_audited:
+            if last and last[0].commands and not e._refusal_audited:  # (none joined: the caller audits it)
                 last[0].refusals.extend((a, action, e, target) for a, action, target in last[0].commands)
                 e._refusal_audited = True
             raise
