@@ -4,7 +4,7 @@ shows which quote or request card (so that it can be updated in place)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -81,7 +81,7 @@ class Addresses:
                                                               address))
 
     @staticmethod
-    def _message_cards(u: Unit, actor: Actor, message_ref: str) -> tuple[list, str]:
+    def _message_cards(u: Unit, actor: Actor, message_ref: str) -> tuple[Sequence, str]:
         """(the posted cards the message shows, the actor's tenant): a prebuilt statement, run
         on every card action."""
         tenant = actor.tenant_id.lower() if isinstance(actor, Actor) and actor.tenant_id else ""
