@@ -85,6 +85,8 @@ class User(Base):
         UniqueConstraint("account_id", "aad_object_id", name="uq_users_account_aad"),
         Index("ix_users_account_sort", "account_id", "sort_key", "id"),
         Index("ix_users_account_email", "account_id", "email"),
+        # (an account's administrators, read on every quote card: not a scan of all its users)
+        Index("ix_users_account_role", "account_id", "role"),
         CheckConstraint("role IN ('admin', 'member')", name="role"),
     )
 

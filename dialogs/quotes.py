@@ -7,6 +7,7 @@ it for its kind of quote (:meth:`QuoteFlow.on_back`)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -17,6 +18,7 @@ from cards.verbs import Verb
 from core.errors import DomainError, PaymentRefused, PaymentUnavailable, QuoteNotOpen
 from core.kinds import OutboxKind, PaymentStatus, QuoteKind, QuoteStatus
 from core.licensing import Licensing
+from core.services.payment_links import LinkPlan
 from core.views import QuoteView
 from dialogs.base import Flow, Turn
 
@@ -24,11 +26,19 @@ BackStep = Callable[[Turn, QuoteView], dict]  # (turn, the quote just cancelled)
 
 
 class Created(NamedTuple):
-    """A quote as its step just wrote it, and the chat ids of the account's administrators (the
-    card's ``admins``), read in the same transaction."""
+    """A quote as its step just wrote it, the chat ids of the account's administrators (the
+    card's ``admins``) and what its payment link needs (None: no link to make, or the read was
+    refused: :meth:`QuoteFlow.show_quote` reads it again and says why), read in the same
+    transaction."""
 
     quote: QuoteView
     admins: list[str]
+    link: LinkPlan | None = None
+
+
+def _needs_link(q: QuoteView) -> bool:
+    """Whether the quote's card makes its payment link (on first show)."""
+    return q.status == QuoteStatus.OPEN and q.due_now > 0 and not q.payment_url
 
 
 class QuoteFlow(Flow):
@@ -49,12 +59,17 @@ class QuoteFlow(Flow):
         self.back_steps[kind] = step
 
     def create(self, turn: Turn, make: Callable[[], QuoteView]) -> Created:
-        """The quote ``make`` writes (a core command) and whom its card is kept live for, read in
-        the quote's own write unit (one transaction, not a second one for the card's ``admins``)."""
+        """The quote ``make`` writes (a core command), whom its card is kept live for and what its
+        payment link needs, read in the quote's own write unit (one transaction, not one more for
+        the card's ``admins`` and one more for the link's read: the provider is called after it)."""
 
         def step() -> Created:
             q = make()
-            return Created(q, self.admins(q.account_id))
+            link = None
+            if _needs_link(q):
+                with contextlib.suppress(DomainError):  # (a read: refused, it is read and audited again)
+                    link = self.lic.links.plan_link(turn.actor, q.id)
+            return Created(q, self.admins(q.account_id), link)
 
         return self.lic.units.writing(turn.actor, step)
 
@@ -64,16 +79,17 @@ class QuoteFlow(Flow):
         remembered so that it can be updated in place once paid (with the link, in one
         transaction, when the link is created now). ``created``: the quote as just written, with
         its admins (:meth:`create`: nothing is read again)."""
+        link = None
         if created is not None:
-            q, admins = created
+            q, admins, link = created
         else:
             with self.lic.units.reading(turn.actor):  # (the quote and whom its card is kept live for, together)
                 q = self.lic.quotes.quote(turn.actor, quote_id)
                 admins = self.admins(q.account_id)
         posted = (turn.message_ref, turn.address) if turn.message_ref and turn.address else None
-        if q.status == QuoteStatus.OPEN and q.due_now > 0 and not q.payment_url:
+        if _needs_link(q):
             try:  # (outside any unit: it calls the payment provider between its transactions)
-                q = self.lic.links.payment_link(turn.actor, q.id, posted_card=posted)
+                q = self.lic.links.payment_link(turn.actor, q.id, posted_card=posted, plan=link)
                 posted = None  # remembered by payment_link
             except (PaymentUnavailable, PaymentRefused) as e:
                 note = e.message

@@ -4,7 +4,7 @@ shows which quote or request card (so that it can be updated in place)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -24,10 +24,10 @@ ANSWERING = timedelta(seconds=30)  # longer than Teams waits for an invoke's ans
 
 _POSTED_CARD_INSERT = insert(table_of(PostedCard))
 # the posted cards a message shows, of the actor's account (read on every card action: built once)
+_TENANT_ACCOUNT = select(AccountTenant.account_id).where(AccountTenant.tenant_id == bindparam("tenant"))
 _MESSAGE_CARDS = (select(PostedCard.id, PostedCard.subject, PostedCard.subject_id, PostedCard.answering_until)
                   .where(PostedCard.message_ref == bindparam("message"),
-                         PostedCard.account_id == select(AccountTenant.account_id)
-                         .where(AccountTenant.tenant_id == bindparam("tenant")).scalar_subquery()))
+                         PostedCard.account_id == _TENANT_ACCOUNT.scalar_subquery()))
 
 
 class Addresses:
@@ -81,11 +81,12 @@ class Addresses:
                                                               address))
 
     @staticmethod
-    def _message_cards(u: Unit, actor: Actor, message_ref: str):
+    def _message_cards(u: Unit, actor: Actor, message_ref: str) -> tuple[Sequence, str]:
+        """(the posted cards the message shows, the actor's tenant): a prebuilt statement, run
+        on every card action."""
         tenant = actor.tenant_id.lower() if isinstance(actor, Actor) and actor.tenant_id else ""
-        of_account = select(AccountTenant.account_id).where(AccountTenant.tenant_id == tenant)
         rows = execute_core(u.s, _MESSAGE_CARDS, {"message": message_ref, "tenant": tenant}).all() if tenant else []
-        return rows, of_account
+        return rows, tenant
 
     def message_answering(self, actor: Actor, message_ref: str | None) -> bool:
         """Its reader acts on a message: until the action has answered (:meth:`message_shows`), or
@@ -115,7 +116,7 @@ class Addresses:
         if not message_ref:
             return
         with self.units.system_read() as u:
-            rows, of_account = self._message_cards(u, actor, message_ref)
+            rows, tenant = self._message_cards(u, actor, message_ref)
         wanted = {(r.subject, r.subject_id) for r in rows} if shown is None else {
             (subject, str(subject_id)) for subject, subject_id in shown}
         stale = [r.id for r in rows if (r.subject, r.subject_id) not in wanted]
@@ -130,7 +131,7 @@ class Addresses:
                 s.execute(delete(PostedCard).where(PostedCard.id.in_(stale)))
             if waiting:
                 s.execute(update(PostedCard).where(PostedCard.id.in_(waiting)).values(answering_until=None))
-            account_id = s.scalar(of_account) if missing else None
+            account_id = s.scalar(_TENANT_ACCOUNT, {"tenant": tenant}) if missing else None
             if account_id is None or address is None:  # nothing to remember (or the message's account is gone)
                 return
             for subject, subject_id in sorted(missing):

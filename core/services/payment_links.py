@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +25,7 @@ from core.services.quote_lifecycle import (
     require_open,
 )
 from core.services.shared import attempt_key
-from core.views import Actor, ChatAddress, LinkedQuote, QuoteView
+from core.views import Actor, CallerView, ChatAddress, LinkedQuote, QuoteView
 
 if TYPE_CHECKING:
     from core.services.addresses import Addresses
@@ -49,6 +49,16 @@ PAYMENT_REFUSED = {
 }
 
 
+class LinkPlan(NamedTuple):
+    """What :meth:`PaymentLinks.plan_link` read before the provider is called: ``request`` None
+    when the quote has its link already (``view`` shows it)."""
+
+    caller: CallerView
+    view: QuoteView
+    request: PaymentRequest | None
+    link_attempt: int
+
+
 class PaymentLinks:
     def __init__(self, units: Units, quotes: Quotes, addresses: Addresses, gateway: PaymentGateway | None):
         self.units = units
@@ -56,37 +66,45 @@ class PaymentLinks:
         self.addresses = addresses
         self.gateway = gateway
 
-    def payment_link(self, actor: Actor, quote_id, *, posted_card: tuple[str, ChatAddress] | None = None) -> QuoteView:
+    def payment_link(self, actor: Actor, quote_id, *, posted_card: tuple[str, ChatAddress] | None = None,
+                     plan: LinkPlan | None = None) -> QuoteView:
         """The quote's payment link, created once (a quote yields at most one link).
 
         ``posted_card`` (message ref, address): the message showing the quote, remembered as
         :meth:`Addresses.record_posted_card` does, in the transaction that stores the link (or on
-        its own when the link existed already); not remembered when this raises. Never inside a
-        unit: it calls the payment provider between its transactions."""
+        its own when the link existed already); not remembered when this raises. ``plan``: what
+        :meth:`plan_link` read for this quote in the unit that just wrote it (not read again).
+        Never inside a unit: it calls the payment provider between its transactions."""
         self.units.outside("payment_link")
-        view, remembered = self._payment_link(actor, quote_id, posted_card)
+        view, remembered = self._payment_link(actor, quote_id, posted_card, plan)
         if posted_card is not None and not remembered:
             self.addresses.record_posted_card(view.account_id, "quote", view.id, *posted_card)
         return view
 
-    def _payment_link(self, actor: Actor, quote_id,
-                      posted_card: tuple[str, ChatAddress] | None) -> tuple[QuoteView, bool]:
+    def plan_link(self, actor: Actor, quote_id) -> LinkPlan:
+        """What creating the quote's link needs (the caller, the quote, its payment if any and the
+        provider's request), read in the open unit if there is one (the unit that wrote the
+        quote: no transaction of its own), otherwise in a read of its own."""
+        with self.units.reading(actor) as u:
+            caller = u.caller(actor, True)
+            quote = load_quote(u, caller, quote_id)
+            require_open(u, quote)
+            if quote.due_now <= 0:
+                raise InvalidInput(Message("Nothing is due on this quote: confirm it instead of paying."))
+            existing = u.s.scalars(QUOTE_PAYMENT, {"quote": quote.id}).first()
+            view = self.quotes.view(u, quote, payment=existing, creator=caller)
+            request = None if existing else self._payment_request(view, quote, u.s.get_one(Account,
+                                                                                            caller.account_id))
+            return LinkPlan(caller, view, request, quote.link_attempt)
+
+    def _payment_link(self, actor: Actor, quote_id, posted_card: tuple[str, ChatAddress] | None,
+                      plan: LinkPlan | None) -> tuple[QuoteView, bool]:
         """(the quote with its link, whether ``posted_card`` was remembered with the link)."""
         target = f"quote:{quote_id}"
         units = self.units
         try:
-            with units.reading(actor) as u:
-                caller = u.caller(actor, True)
-                quote = load_quote(u, caller, quote_id)
-                require_open(u, quote)
-                if quote.due_now <= 0:
-                    raise InvalidInput(Message("Nothing is due on this quote: confirm it instead of paying."))
-                existing = u.s.scalars(QUOTE_PAYMENT, {"quote": quote.id}).first()
-                view = self.quotes.view(u, quote, payment=existing, creator=caller)
-                if not existing:
-                    account = u.s.get_one(Account, caller.account_id)
-                    request = self._payment_request(view, quote, account)
-            if existing:
+            caller, view, request, link_attempt = plan or self.plan_link(actor, quote_id)
+            if request is None:
                 return view, False
             if self.gateway is None:
                 raise PaymentUnavailable(Message("Payments are not configured on this server. Ask your administrator."))
@@ -98,9 +116,9 @@ class PaymentLinks:
             try:
                 link = self.gateway.create_link(request)
             except PaymentProviderError as e:
-                log.warning("payment provider failed for quote %s: %s", quote.id, e)
+                log.warning("payment provider failed for quote %s: %s", view.id, e)
                 if e.answered:  # the provider keeps that answer for the key: the next attempt gets a new one
-                    self._next_attempt(quote.id, Quote.link_attempt, quote.link_attempt)
+                    self._next_attempt(view.id, Quote.link_attempt, link_attempt)
                 if e.permanent:
                     raise PaymentRefused(PAYMENT_REFUSED.get(e.reason or "", PAYMENT_REFUSED["request"])) from None
                 raise PaymentUnavailable(PAYMENT_FAILED_NOW if e.answered else PAYMENT_NO_ANSWER) from None
